@@ -1,0 +1,1 @@
+"""MQTT → InfluxDB ingest service (gateway protocol v1)."""

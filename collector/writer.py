@@ -1,0 +1,217 @@
+"""Batched, retried writes of collector records to InfluxDB as line protocol.
+
+Line protocol is serialized with influxdb-client's ``Point`` (DESIGN.md: influxdb-client for
+serialization, plain HTTP for ``/write``). The :class:`BatchWriter` runs one thread: it sends a
+batch when ``batch_size`` lines are waiting or ``flush_interval_s`` has passed, retries while
+InfluxDB is unavailable, and blocks producers when ``queue_max_points`` lines are waiting, so an
+outage turns into backpressure on the MQTT side (the broker keeps the backlog) instead of
+unbounded memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from influxdb_client import Point, WritePrecision
+
+from collector.payload import GatewayStatus
+from supplymeter import schema
+from supplymeter.errors import RequestRejected, SourceUnavailable
+from supplymeter.influx import InfluxClient
+from supplymeter.records import Reading, Rejection
+
+log = logging.getLogger(__name__)
+
+
+def reading_line(reading: Reading) -> str:
+    """A reading as one line of line protocol, at device time (ns)."""
+    point = (
+        Point(schema.READING)
+        .tag("supplier", reading.supplier)
+        .tag("site", reading.site)
+        .tag("meter", reading.meter)
+        .time(reading.ts_ns, WritePrecision.NS)
+    )
+    if reading.seq is not None:
+        point.field("seq", int(reading.seq))
+    for name, number in reading.quantities().items():
+        # Always float: an integer register value written as int would fix the field's type
+        # for the whole shard and every later float write would be refused.
+        point.field(name, float(number))
+    return point.to_line_protocol()
+
+
+def rejection_line(rejection: Rejection) -> str:
+    """A rejected message as one line of line protocol, at receipt time (ns)."""
+    point = Point(schema.REJECTED).tag("reason", rejection.code)
+    if rejection.supplier:
+        point.tag("supplier", rejection.supplier)
+    return (
+        point.field("count", 1)
+        .field("topic", rejection.topic[:256])
+        .field("detail", rejection.detail[:512])
+        .field("excerpt", rejection.excerpt)
+        .field("payload_bytes", int(rejection.payload_bytes))
+        .time(rejection.received_ns, WritePrecision.NS)
+        .to_line_protocol()
+    )
+
+
+def status_line(status: GatewayStatus) -> str:
+    """A gateway status change as one line of line protocol, at receipt time (ns)."""
+    point = (
+        Point(schema.GATEWAY_STATUS)
+        .tag("supplier", status.supplier)
+        .tag("site", status.site)
+        .tag("gateway", status.gateway)
+        .field("state", status.state)
+        .field("online", status.state == "online")
+        .time(status.received_ns, WritePrecision.NS)
+    )
+    if status.ts_ns is not None:
+        point.field("device_ts_ns", int(status.ts_ns))
+    return point.to_line_protocol()
+
+
+class BatchWriter:
+    """A thread that writes queued line-protocol lines to InfluxDB in batches.
+
+    ``on_refused`` is told about every line InfluxDB refused outright (after the batch was
+    split to isolate it), so the caller can count it; nothing disappears silently.
+    Use as a context manager, or ``start()`` / ``close()``.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: InfluxClient,
+        batch_size: int = 5000,
+        flush_interval_s: float = 1.0,
+        queue_max_points: int = 200_000,
+        retry_wait_s: float = 1.0,
+        on_refused: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._client = client
+        self._batch_size = batch_size
+        self._flush_interval_s = flush_interval_s
+        self._queue_max = max(queue_max_points, batch_size)
+        self._retry_wait_s = retry_wait_s
+        self._on_refused = on_refused or (lambda line, why: None)
+        self._buf: list[str] = []
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
+        self.enqueued = 0
+        self.written = 0
+        self.refused = 0
+        self.write_seconds = 0.0
+        self.unavailable_since: float | None = None
+
+    def __enter__(self) -> BatchWriter:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def backlog(self) -> int:
+        """Lines waiting to be written."""
+        return self.enqueued - self.written - self.refused
+
+    def put(self, lines: list[str]) -> None:
+        """Queue lines; blocks while the queue is full (backpressure, never a drop)."""
+        with self._cond:
+            while len(self._buf) >= self._queue_max and not self._closing:
+                self._cond.wait(1.0)
+            self._buf.extend(lines)
+            self.enqueued += len(lines)
+            if len(self._buf) >= self._batch_size:
+                self._cond.notify_all()
+
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until everything queued so far is written or refused; False on timeout."""
+        with self._cond:
+            target = self.enqueued
+            self._cond.notify_all()
+            return self._cond.wait_for(
+                lambda: self.written + self.refused >= target, timeout=timeout_s
+            )
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Write what is queued, then stop the thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def _take(self) -> list[str] | None:
+        with self._cond:
+            deadline = time.monotonic() + self._flush_interval_s
+            while len(self._buf) < self._batch_size and not self._closing:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            if not self._buf:
+                return None if self._closing else []
+            batch = self._buf[: self._batch_size]
+            del self._buf[: self._batch_size]
+            self._cond.notify_all()
+            return batch
+
+    def _run(self) -> None:
+        while (batch := self._take()) is not None:
+            if batch:
+                self._write(batch)
+
+    def _write(self, batch: list[str]) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                self._client.write_lines(batch)
+            except SourceUnavailable as exc:
+                if self.unavailable_since is None:
+                    self.unavailable_since = time.monotonic()
+                    log.warning("InfluxDB unavailable, holding %d lines: %s", len(batch), exc)
+                time.sleep(self._retry_wait_s)
+                continue
+            except RequestRejected as exc:
+                self._isolate(batch, str(exc))
+                return
+            if self.unavailable_since is not None:
+                log.warning("InfluxDB available again")
+                self.unavailable_since = None
+            with self._cond:
+                self.write_seconds += time.monotonic() - started
+                self.written += len(batch)
+                self._cond.notify_all()
+            return
+
+    def _isolate(self, batch: list[str], why: str) -> None:
+        """InfluxDB refused a batch: write line by line so one bad line costs only itself."""
+        if len(batch) > 1:
+            log.error("InfluxDB refused a batch of %d lines; isolating: %s", len(batch), why)
+        for line in batch:
+            try:
+                self._client.write_lines([line])
+            except RequestRejected as exc:
+                log.error("InfluxDB refused a line: %s; line: %.200s", exc, line)
+                self._on_refused(line, str(exc))
+                with self._cond:
+                    self.refused += 1
+                    self._cond.notify_all()
+                continue
+            except SourceUnavailable:
+                self._write([line])
+                continue
+            with self._cond:
+                self.written += 1
+                self._cond.notify_all()

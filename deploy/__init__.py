@@ -1,0 +1,1 @@
+"""Local stack (Mosquitto + InfluxDB as child processes); later: compose, ACL generation."""

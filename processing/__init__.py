@@ -1,0 +1,1 @@
+"""Scheduled jobs: rollups, emissions and scope-3 allocation, exports; emission-factor data."""

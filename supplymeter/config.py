@@ -1,0 +1,468 @@
+"""Typed configuration and supplier registry, validated before anything connects.
+
+One TOML file holds the services (``[mqtt]``, ``[influxdb]``, ``[collector]``, ``[smtp]``,
+``[grafana]``, ``[jobs]``, ``[stack]``) and points at the supplier registry
+(``registry = "suppliers.toml"``): suppliers → sites → meters. Relative paths are resolved
+against the directory of the file that names them. Secrets never live in these files; they come
+from environment variables (see :class:`Secrets`).
+
+Every problem found is reported at once, each naming the file, the key, the rule and the value::
+
+    supplymeter.toml: mqtt.qos: must be 0, 1 or 2 (got 3)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from supplymeter.errors import ConfigError
+
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+"""Ids of suppliers, sites, meters and gateways; they appear verbatim in MQTT topics."""
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+Carrier = Literal["electricity", "natural_gas", "water"]
+CARRIER_UNIT: dict[str, str] = {"electricity": "kWh", "natural_gas": "m3", "water": "m3"}
+"""Unit of each carrier's cumulative register."""
+
+CARRIER_REGISTER_FIELD: dict[str, str] = {
+    "electricity": "energy_kwh",
+    "natural_gas": "volume_m3",
+    "water": "volume_m3",
+}
+"""The protocol field holding each carrier's cumulative register."""
+
+DEFAULT_CONFIG = "supplymeter.toml"
+CONFIG_ENV = "SUPPLYMETER_CONFIG"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_id(value: str) -> str:
+    if not ID_RE.match(value):
+        raise ValueError("must match [a-z0-9][a-z0-9_-]{0,63}")
+    return value
+
+
+def _check_emails(value: list[str]) -> list[str]:
+    for address in value:
+        if not EMAIL_RE.match(address):
+            raise ValueError(f"{address!r} is not an email address")
+    return value
+
+
+# --- services ---------------------------------------------------------------------------
+
+
+class MqttSettings(_Model):
+    """How the collector reaches the broker. Password: ``SUPPLYMETER_MQTT_PASSWORD``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(11883, ge=1, le=65535)
+    protocol: Literal["5", "3.1.1"] = "5"
+    qos: int = 1
+    client_id: str = "supplymeter-collector"
+    username: str | None = None
+    keepalive_s: int = Field(60, ge=5, le=65535)
+    session_expiry_s: int = Field(86400, ge=0)
+
+    @field_validator("qos")
+    @classmethod
+    def _qos(cls, value: int) -> int:
+        if value not in (0, 1, 2):
+            raise ValueError("must be 0, 1 or 2")
+        return value
+
+
+class InfluxSettings(_Model):
+    """The InfluxDB v1-compatible API (``/write``, ``/query``).
+
+    Auth: ``SUPPLYMETER_INFLUXDB_TOKEN`` (2.x/3.x) or ``username`` plus
+    ``SUPPLYMETER_INFLUXDB_PASSWORD`` (1.x).
+    """
+
+    url: str = "http://127.0.0.1:18086"
+    database: str = "supplymeter"
+    retention_policy: str | None = None
+    username: str | None = None
+    timeout_s: float = Field(10.0, gt=0)
+    retries: int = Field(5, ge=0, le=20)
+    create_database: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class CollectorSettings(_Model):
+    """Batching and input limits of the MQTT → InfluxDB collector."""
+
+    batch_size: int = Field(5000, ge=1, le=100_000)
+    flush_interval_s: float = Field(1.0, gt=0, le=60)
+    queue_max_points: int = Field(200_000, ge=1)
+    max_payload_bytes: int = Field(262_144, ge=64)
+    max_batch_readings: int = Field(10_000, ge=1)
+    max_future_s: float = Field(86_400.0, ge=0)
+
+
+class SmtpSettings(_Model):
+    """Outgoing mail for alerts. Password: ``SUPPLYMETER_SMTP_PASSWORD``."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    from_addr: str = "supplymeter@localhost"
+    admins: list[str] = Field(default_factory=list)
+
+    _admins = field_validator("admins")(_check_emails)
+
+
+class GrafanaSettings(_Model):
+    """Where dashboards are pushed. Token: ``SUPPLYMETER_GRAFANA_TOKEN``."""
+
+    url: str = "http://127.0.0.1:3000"
+    folder: str = "supplymeter"
+
+
+class JobsSettings(_Model):
+    """Scheduled processing."""
+
+    rollup_every_min: int = Field(15, ge=1, le=1440)
+    trailing_window_h: int = Field(48, ge=1, le=24 * 62)
+    lookaround_h: int = Field(6, ge=1, le=24 * 31)
+    export_dir: Path = Path("out/exports")
+
+
+class StackSettings(_Model):
+    """The local Mosquitto + InfluxDB pair that ``supplymeter stack up`` runs."""
+
+    dir: Path = Path(".stack")
+    mqtt_port: int = Field(11883, ge=1, le=65535)
+    influxdb_port: int = Field(18086, ge=1, le=65535)
+    influxdb_rpc_port: int = Field(18088, ge=1, le=65535)
+
+
+class ServicesFile(_Model):
+    registry: Path = Path("suppliers.toml")
+    mqtt: MqttSettings = MqttSettings()
+    influxdb: InfluxSettings = InfluxSettings()
+    collector: CollectorSettings = CollectorSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    grafana: GrafanaSettings = GrafanaSettings()
+    jobs: JobsSettings = JobsSettings()
+    stack: StackSettings = StackSettings()
+
+
+# --- registry ---------------------------------------------------------------------------
+
+
+class MeterSimulation(_Model):
+    """Simulator parameters of one meter (ignored by everything but the simulator)."""
+
+    mean_load: float = Field(50.0, gt=0)
+    """Mean load over a working shift: kW for electricity, m³/h for gas and water."""
+    base_fraction: float = Field(0.2, ge=0, le=1)
+    """Share of the mean load drawn around the clock (compressors, furnace idle, lighting)."""
+    noise: float = Field(0.1, ge=0, le=1)
+    initial_register: float = Field(1000.0, ge=0)
+
+
+class Meter(_Model):
+    id: str
+    carrier: Carrier
+    rollover: float | None = Field(None, gt=0)
+    """Register value at which the register wraps to zero (e.g. 100000 for 99,999.9 kWh)."""
+    multiplier: float = Field(1.0, gt=0)
+    """CT/VT ratio: true quantity = register difference × multiplier."""
+    interval_s: int = Field(900, ge=1, le=86400)
+    """Nominal interval between readings."""
+    simulation: MeterSimulation = MeterSimulation()
+
+    _id = field_validator("id")(_check_id)
+
+    @field_validator("id")
+    @classmethod
+    def _not_gateway(cls, value: str) -> str:
+        if value == "gateway":
+            raise ValueError("'gateway' is reserved for status topics")
+        return value
+
+
+class Site(_Model):
+    id: str
+    name: str = ""
+    timezone: str = "Asia/Taipei"
+    gateway: str = "gw1"
+    contract_capacity_kw: float | None = Field(None, gt=0)
+    meters: list[Meter] = Field(min_length=1)
+
+    _id = field_validator("id", "gateway")(_check_id)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("must be an IANA timezone such as Asia/Taipei") from exc
+        return value
+
+
+class Allocation(_Model):
+    """The buyer's share of a supplier's emissions (GHG Protocol scope 3, category 1)."""
+
+    method: Literal["physical", "economic", "dedicated"]
+    share: float = Field(gt=0, le=1)
+    basis: str = ""
+    """What the share was computed from, for the auditor (e.g. units shipped / produced, 2025)."""
+
+
+class Supplier(_Model):
+    id: str
+    name: str = ""
+    kind: Literal["forging", "springs", "heat_treatment", "machining", "other"] = "other"
+    country: str = "TW"
+    allocation: Allocation
+    alert_recipients: list[str] = Field(default_factory=list)
+    sites: list[Site] = Field(min_length=1)
+
+    _id = field_validator("id")(_check_id)
+    _emails = field_validator("alert_recipients")(_check_emails)
+
+
+class RegistryFile(_Model):
+    suppliers: list[Supplier] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class MeterRef:
+    """A meter with everything it inherits from its site and supplier."""
+
+    supplier: Supplier
+    site: Site
+    meter: Meter
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.supplier.id, self.site.id, self.meter.id)
+
+    @property
+    def register_field(self) -> str:
+        return CARRIER_REGISTER_FIELD[self.meter.carrier]
+
+    @property
+    def unit(self) -> str:
+        return CARRIER_UNIT[self.meter.carrier]
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.site.timezone)
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Suppliers → sites → meters, with O(1) lookup by topic ids."""
+
+    suppliers: tuple[Supplier, ...]
+    _meters: Mapping[tuple[str, str, str], MeterRef] = field(repr=False)
+    _sites: Mapping[tuple[str, str], tuple[Supplier, Site]] = field(repr=False)
+    _suppliers: Mapping[str, Supplier] = field(repr=False)
+
+    @classmethod
+    def build(cls, suppliers: list[Supplier]) -> Registry:
+        meters: dict[tuple[str, str, str], MeterRef] = {}
+        sites: dict[tuple[str, str], tuple[Supplier, Site]] = {}
+        for supplier in suppliers:
+            for site in supplier.sites:
+                sites[(supplier.id, site.id)] = (supplier, site)
+                for meter in site.meters:
+                    meters[(supplier.id, site.id, meter.id)] = MeterRef(supplier, site, meter)
+        return cls(tuple(suppliers), meters, sites, {s.id: s for s in suppliers})
+
+    def meter(self, supplier: str, site: str, meter: str) -> MeterRef | None:
+        return self._meters.get((supplier, site, meter))
+
+    def site(self, supplier: str, site: str) -> tuple[Supplier, Site] | None:
+        return self._sites.get((supplier, site))
+
+    def supplier(self, supplier_id: str) -> Supplier | None:
+        return self._suppliers.get(supplier_id)
+
+    def meters(self) -> list[MeterRef]:
+        return list(self._meters.values())
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Credentials, read only from the environment and never logged (``SecretStr``)."""
+
+    mqtt_password: SecretStr | None = None
+    influxdb_token: SecretStr | None = None
+    influxdb_password: SecretStr | None = None
+    smtp_password: SecretStr | None = None
+    grafana_token: SecretStr | None = None
+
+    ENV = {
+        "mqtt_password": "SUPPLYMETER_MQTT_PASSWORD",
+        "influxdb_token": "SUPPLYMETER_INFLUXDB_TOKEN",
+        "influxdb_password": "SUPPLYMETER_INFLUXDB_PASSWORD",
+        "smtp_password": "SUPPLYMETER_SMTP_PASSWORD",
+        "grafana_token": "SUPPLYMETER_GRAFANA_TOKEN",
+    }
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Secrets:
+        values = {
+            name: SecretStr(environ[var]) for name, var in cls.ENV.items() if environ.get(var)
+        }
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a service needs, validated. Build with :func:`load_config`."""
+
+    path: Path
+    services: ServicesFile
+    registry: Registry
+    secrets: Secrets
+
+    @property
+    def mqtt(self) -> MqttSettings:
+        return self.services.mqtt
+
+    @property
+    def influxdb(self) -> InfluxSettings:
+        return self.services.influxdb
+
+    @property
+    def collector(self) -> CollectorSettings:
+        return self.services.collector
+
+    @property
+    def jobs(self) -> JobsSettings:
+        return self.services.jobs
+
+    @property
+    def stack(self) -> StackSettings:
+        return self.services.stack
+
+    def resolve(self, path: Path) -> Path:
+        """A path from the config file, relative to the file's directory."""
+        return path if path.is_absolute() else self.path.parent / path
+
+
+# --- loading ----------------------------------------------------------------------------
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(file: str, exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (misspelt? secrets come from SUPPLYMETER_* environment variables)"
+        got = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {err['input']!r})"
+        problems.append(f"{file}: {_format_loc(err['loc'])}: {msg}{got}")
+    return problems
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError([f"{path}: file not found"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+
+
+def _duplicates(file: str, suppliers: list[Supplier]) -> list[str]:
+    problems = []
+
+    def check(where: str, ids: list[str]) -> None:
+        seen = set()
+        for item in ids:
+            if item in seen:
+                problems.append(f"{file}: {where}: id {item!r} appears more than once")
+            seen.add(item)
+
+    check("suppliers", [s.id for s in suppliers])
+    for i, supplier in enumerate(suppliers):
+        check(f"suppliers[{i}].sites", [s.id for s in supplier.sites])
+        for j, site in enumerate(supplier.sites):
+            check(f"suppliers[{i}].sites[{j}].meters", [m.id for m in site.meters])
+            if site.contract_capacity_kw is None:
+                continue
+            if not any(m.carrier == "electricity" for m in site.meters):
+                problems.append(
+                    f"{file}: suppliers[{i}].sites[{j}].contract_capacity_kw: "
+                    "set on a site without an electricity meter"
+                )
+        if supplier.allocation.method == "dedicated" and supplier.allocation.share != 1:
+            problems.append(
+                f"{file}: suppliers[{i}].allocation.share: must be 1 when method is "
+                f"'dedicated' (got {supplier.allocation.share!r})"
+            )
+    return problems
+
+
+def load_config(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load and validate the services file, its registry and the secrets.
+
+    ``path`` defaults to ``$SUPPLYMETER_CONFIG`` or ``./supplymeter.toml``; ``environ``
+    to ``os.environ``. Raises :class:`ConfigError` listing every problem found.
+    """
+    environ = os.environ if environ is None else environ
+    path = Path(path or environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    problems: list[str] = []
+    try:
+        services = ServicesFile.model_validate(_read_toml(path))
+    except ValidationError as exc:
+        problems += _describe(str(path), exc)
+        raw = _read_toml(path)
+        registry_name = raw.get("registry", "suppliers.toml")
+        services = None
+    else:
+        registry_name = services.registry
+    registry_path = Path(registry_name)
+    if not registry_path.is_absolute():
+        registry_path = path.parent / registry_path
+    suppliers: list[Supplier] = []
+    try:
+        suppliers = RegistryFile.model_validate(_read_toml(registry_path)).suppliers
+    except ValidationError as exc:
+        problems += _describe(str(registry_path), exc)
+    except ConfigError as exc:
+        problems += exc.problems
+    problems += _duplicates(str(registry_path), suppliers)
+    if problems or services is None:
+        raise ConfigError(problems)
+    return Config(
+        path=path,
+        services=services,
+        registry=Registry.build(suppliers),
+        secrets=Secrets.from_env(environ),
+    )
