@@ -205,8 +205,10 @@ def parse_reading(obj: Any, ref: MeterRef, now_ns: int, limits: Limits) -> Readi
         raise BadReading("missing_field", "reading has no ts")
     ts_ns = parse_timestamp(obj["ts"])
     if ts_ns > now_ns + limits.max_future_ns:
-        raise BadReading("future_timestamp", "ts is further ahead of the collector's clock "
-                         f"than {limits.max_future_ns // 10**9} s")
+        raise BadReading(
+            "future_timestamp",
+            f"ts is further ahead of the collector's clock than {limits.max_future_ns // 10**9} s",
+        )
     seq = obj.get("seq")
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
         raise BadReading("invalid_value", "seq must be a non-negative integer")
@@ -229,9 +231,7 @@ def parse_reading(obj: Any, ref: MeterRef, now_ns: int, limits: Limits) -> Readi
         if name == "power_factor" and not -1 <= number <= 1:
             raise BadReading("invalid_value", "power_factor must be within [-1, 1]")
         if name == ref.register_field and ref.meter.rollover and number >= ref.meter.rollover:
-            raise BadReading(
-                "invalid_value", f"{name} is at or above the meter's rollover value"
-            )
+            raise BadReading("invalid_value", f"{name} is at or above the meter's rollover value")
         values[name] = number
     if not values:
         raise BadReading("no_quantity", "reading carries no quantity")

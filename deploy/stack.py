@@ -12,6 +12,8 @@ starts system-wide services on the standard ports.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import getpass
 import os
 import shutil
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import urllib3
 
+from supplymeter.config import Config
 from supplymeter.errors import SourceUnavailable, SupplymeterError
 
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/bin")
@@ -119,17 +122,17 @@ class Server:
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 tail = self.logfile.read_text(errors="replace")[-1500:]
-                raise SourceUnavailable(f"{self.name} did not start; end of {self.logfile}:\n{tail}")
+                raise SourceUnavailable(
+                    f"{self.name} did not start; end of {self.logfile}:\n{tail}"
+                )
             time.sleep(0.05)
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout_s``; removes the pid file."""
         pid = self._proc.pid if self._proc else self.pid()
         if pid is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             deadline = time.monotonic() + timeout_s
             while _pid_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -289,3 +292,27 @@ class LocalStack:
 
     def running(self) -> bool:
         return all(s.pid is not None and s.answering for s in self.status())
+
+
+def configure_for(config: Config, stack: LocalStack) -> Config:
+    """``config`` with its MQTT and InfluxDB settings pointing at ``stack``."""
+    services = config.services.model_copy(
+        update={
+            "mqtt": config.mqtt.model_copy(
+                update={"host": "127.0.0.1", "port": stack.mosquitto.port}
+            ),
+            "influxdb": config.influxdb.model_copy(update={"url": stack.influxdb.url}),
+        }
+    )
+    return dataclasses.replace(config, services=services)
+
+
+def stack_from_config(config: Config) -> LocalStack:
+    """The local stack that ``[stack]`` describes."""
+    settings = config.stack
+    return LocalStack(
+        root=config.resolve(settings.dir),
+        mqtt_port=settings.mqtt_port,
+        influxdb_port=settings.influxdb_port,
+        influxdb_rpc_port=settings.influxdb_rpc_port,
+    )

@@ -19,7 +19,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
@@ -190,11 +190,19 @@ class Meter(_Model):
     """Register value at which the register wraps to zero (e.g. 100000 for 99,999.9 kWh)."""
     multiplier: float = Field(1.0, gt=0)
     """CT/VT ratio: true quantity = register difference × multiplier."""
-    interval_s: int = Field(900, ge=1, le=86400)
+    interval_s: int = Field(900, ge=1, le=3600)
     """Nominal interval between readings."""
     simulation: MeterSimulation = MeterSimulation()
 
     _id = field_validator("id")(_check_id)
+
+    @field_validator("interval_s")
+    @classmethod
+    def _divides_hour(cls, value: int) -> int:
+        # Hourly rollups and the simulator's ground truth assume readings on hour boundaries.
+        if 3600 % value:
+            raise ValueError("must divide 3600 (readings fall on every hour boundary)")
+        return value
 
     @field_validator("id")
     @classmethod
@@ -318,7 +326,7 @@ class Secrets:
     smtp_password: SecretStr | None = None
     grafana_token: SecretStr | None = None
 
-    ENV = {
+    ENV: ClassVar[dict[str, str]] = {
         "mqtt_password": "SUPPLYMETER_MQTT_PASSWORD",
         "influxdb_token": "SUPPLYMETER_INFLUXDB_TOKEN",
         "influxdb_password": "SUPPLYMETER_INFLUXDB_PASSWORD",

@@ -1,0 +1,158 @@
+"""Consumption × cited emission factor → kgCO2e, hour by hour.
+
+Emission factors are data (``processing/data/emission_factors.csv``), not constants: each row
+has its value, unit, region, year, basis, publisher, title, URL and notes, and every emission
+record carries the id of the factor it used, so every number traces to a publication.
+
+A reading uses the factor of its own year — the calendar year of the hour in the site's local
+time. Where that year's factor is not published yet, the latest earlier one is used and the
+result is marked ``provisional`` (to be restated once the year's factor appears).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from processing.rollup import HourlyConsumption
+from supplymeter.config import CARRIER_UNIT, MeterRef
+from supplymeter.errors import ConfigError
+from supplymeter.records import ns_to_datetime
+
+FACTORS_FILE = "emission_factors.csv"
+
+
+@dataclass(frozen=True, slots=True)
+class EmissionFactor:
+    """One published emission factor. ``value`` is in ``unit`` (kgCO2e per kWh or m³)."""
+
+    id: str
+    carrier: str
+    region: str
+    year: int
+    value: float
+    unit: str
+    basis: str
+    publisher: str
+    title: str
+    url: str
+    retrieved: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class EmissionRecord:
+    """Emissions of one meter-hour, with the factor that produced them."""
+
+    hour: HourlyConsumption
+    emissions_kgco2e: float
+    factor: EmissionFactor
+    provisional: bool
+
+
+class FactorLibrary:
+    """Emission factors by (carrier, region, year)."""
+
+    def __init__(self, factors: list[EmissionFactor]) -> None:
+        self.factors = factors
+        self._by_key = {(f.carrier, f.region, f.year): f for f in factors}
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> FactorLibrary:
+        """Read and check the factor file (default: the one shipped in ``processing/data``)."""
+        if path is None:
+            text = resources.files("processing").joinpath("data", FACTORS_FILE).read_text("utf-8")
+            name = f"processing/data/{FACTORS_FILE}"
+        else:
+            text, name = path.read_text("utf-8"), str(path)
+        factors: list[EmissionFactor] = []
+        problems: list[str] = []
+        seen_ids: set[str] = set()
+        seen_keys: set[tuple[str, str, int]] = set()
+        for line, row in enumerate(csv.DictReader(text.splitlines()), start=2):
+            try:
+                factor = EmissionFactor(
+                    **{k: row[k] for k in ("id", "carrier", "region", "unit", "basis")},
+                    **{k: row[k] for k in ("publisher", "title", "url", "retrieved", "note")},
+                    year=int(row["year"]),
+                    value=float(row["value"]),
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                problems.append(f"{name}:{line}: cannot read row: {exc}")
+                continue
+            expected_unit = f"kgCO2e/{CARRIER_UNIT.get(factor.carrier, '?')}"
+            if factor.unit != expected_unit:
+                problems.append(
+                    f"{name}:{line}: unit must be {expected_unit} (got {factor.unit!r})"
+                )
+            if not factor.value > 0:
+                problems.append(f"{name}:{line}: value must be > 0 (got {factor.value})")
+            key = (factor.carrier, factor.region, factor.year)
+            if factor.id in seen_ids or key in seen_keys:
+                problems.append(f"{name}:{line}: duplicate factor {factor.id!r} or {key}")
+            seen_ids.add(factor.id)
+            seen_keys.add(key)
+            factors.append(factor)
+        if problems:
+            raise ConfigError(problems)
+        return cls(factors)
+
+    def lookup(self, carrier: str, region: str, year: int) -> tuple[EmissionFactor, bool] | None:
+        """The factor for ``year``, or the latest earlier one flagged provisional (True)."""
+        exact = self._by_key.get((carrier, region, year))
+        if exact:
+            return exact, False
+        earlier = [
+            f for f in self.factors if f.carrier == carrier and f.region == region and f.year < year
+        ]
+        if not earlier:
+            return None
+        return max(earlier, key=lambda f: f.year), True
+
+
+def local_year(hour: HourlyConsumption, ref: MeterRef) -> int:
+    """Calendar year of the hour's start in the site's timezone."""
+    return ns_to_datetime(hour.hour_start_ns).astimezone(ref.tz).year
+
+
+def to_emissions(
+    hour: HourlyConsumption, factor: EmissionFactor, provisional: bool
+) -> EmissionRecord:
+    """Location-based emissions of one meter-hour.
+
+    Parameters
+    ----------
+    hour : HourlyConsumption
+        Consumption in the hour, >= 0 in normal operation. [kWh or m³]
+    factor : EmissionFactor
+        Factor for the meter's carrier, region and year. [kgCO2e/kWh or kgCO2e/m³]
+    provisional : bool
+        True when ``factor`` is an earlier year's, standing in for an unpublished one.
+
+    Returns
+    -------
+    EmissionRecord
+        ``emissions_kgco2e = consumption × factor.value``. [kgCO2e]
+
+    References
+    ----------
+    .. [1] GHG Protocol Scope 2 Guidance (2015), location-based method.
+    .. [2] Energy Administration, Ministry of Economic Affairs (Taiwan), annual electricity
+       emission factor announcements (see the factor file for each year's row).
+    """
+    if factor.carrier != hour.carrier:
+        raise ValueError(f"factor {factor.id} is for {factor.carrier}, not {hour.carrier}")
+    return EmissionRecord(hour, hour.consumption * factor.value, factor, provisional)
+
+
+def emissions_for(
+    hour: HourlyConsumption, ref: MeterRef, library: FactorLibrary
+) -> EmissionRecord | None:
+    """Emissions of a meter-hour with the factor of its local year; ``None`` when no factor
+    exists for the carrier and region at all (reported as such, never as zero)."""
+    found = library.lookup(hour.carrier, ref.supplier.country, local_year(hour, ref))
+    if found is None:
+        return None
+    return to_emissions(hour, *found)

@@ -1,0 +1,398 @@
+"""``supplymeter``: the one place that wires the services together.
+
+Service packages are imported lazily inside each command, so ``supplymeter --help`` and a
+config check stay fast and the core keeps no dependency on them.
+
+Exit codes: 0 success, 1 runtime failure (a server unreachable, a refused request), 2 bad
+configuration or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from supplymeter.config import Config, load_config
+from supplymeter.errors import ConfigError, SupplymeterError
+
+if TYPE_CHECKING:
+    from collector.service import Collector
+    from processing.export import ExportResult
+    from simulators.run import SimulationResult
+
+log = logging.getLogger("supplymeter")
+
+DEFAULT_TZ = "Asia/Taipei"
+
+
+def parse_time(text: str, tz: str = DEFAULT_TZ) -> datetime:
+    """RFC 3339 / ISO 8601 with an offset, or a bare ``YYYY-MM-DD[THH:MM]`` read in ``tz``."""
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a time like 2026-10-01 or 2026-10-01T00:00:00+08:00"
+        ) from exc
+    return ts if ts.tzinfo else ts.replace(tzinfo=ZoneInfo(tz))
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def cmd_check(config: Config, args: argparse.Namespace) -> int:
+    meters = config.registry.meters()
+    _say(f"{config.path}: OK — {len(config.registry.suppliers)} suppliers, {len(meters)} meters")
+    return 0
+
+
+def cmd_stack(config: Config, args: argparse.Namespace) -> int:
+    from deploy.stack import stack_from_config
+
+    stack = stack_from_config(config)
+    if args.action == "up":
+        stack.up(detach=True)
+        _say(f"stack up under {stack.root}")
+    elif args.action == "down":
+        stack.down()
+        _say("stack down")
+    for status in stack.status():
+        _say(str(status))
+    return 0 if args.action != "status" or stack.running() else 1
+
+
+def _influx(config: Config):  # type: ignore[no-untyped-def]
+    from supplymeter.influx import InfluxClient
+
+    client = InfluxClient.from_settings(config.influxdb, config.secrets)
+    if config.influxdb.create_database:
+        client.ensure_database()
+    return client
+
+
+def cmd_collect(config: Config, args: argparse.Namespace) -> int:
+    from collector.service import Collector
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with _influx(config) as client, Collector(config, client=client) as collector:
+        _say(f"collecting from {config.mqtt.host}:{config.mqtt.port} into {client.url}")
+        while not stop.wait(60):
+            log.info("stats: %s backlog=%d", collector.stats, collector.writer.backlog)
+    _say(f"stopped: {collector.stats}")
+    return 0
+
+
+def _progress(label: str):  # type: ignore[no-untyped-def]
+    def report(fraction: float, messages: int) -> None:
+        _say(f"  {label}: {fraction:6.1%}  {messages:,} messages acknowledged")
+
+    return report
+
+
+def cmd_simulate(config: Config, args: argparse.Namespace) -> int:
+    from simulators.run import simulate
+
+    if args.backfill:
+        start, end, speed = args.backfill[0], args.backfill[1], None
+    else:
+        now = datetime.now(ZoneInfo(args.tz)).replace(minute=0, second=0, microsecond=0)
+        start = args.start or now
+        end = args.end or start + timedelta(days=365)
+        speed = args.speed
+    result = simulate(
+        config,
+        start=start,
+        end=end,
+        seed=args.seed,
+        speed=speed,
+        ledger_path=args.ledger,
+        progress=_progress("simulate"),
+    )
+    _say(
+        f"published {result.messages:,} reading messages in {result.wall_s:.1f} s; "
+        f"ledger: {result.ledger_path}"
+    )
+    return 0
+
+
+def _hour_range(args: argparse.Namespace) -> tuple[int, int]:
+    from supplymeter.records import datetime_to_ns
+
+    return datetime_to_ns(args.start), datetime_to_ns(args.end)
+
+
+def cmd_rollup(config: Config, args: argparse.Namespace) -> int:
+    from processing.emissions import FactorLibrary
+    from processing.jobs import run_rollup
+
+    start_ns, end_ns = _hour_range(args)
+    with _influx(config) as client:
+        report = run_rollup(config, client, start_ns, end_ns, FactorLibrary.load(), _say)
+    _say(
+        f"{report.hours:,} meter-hours from {report.meters} meters; "
+        f"{report.estimated_hours} estimated; corrections {dict(report.flags) or 'none'}"
+    )
+    if report.meters_without_data:
+        _say(f"no data for: {', '.join(report.meters_without_data)}")
+    return 0
+
+
+def cmd_export(config: Config, args: argparse.Namespace) -> int:
+    from processing.emissions import FactorLibrary
+    from processing.export import export_month
+    from processing.scope3 import Month
+
+    month = Month.parse(args.month)
+    out = args.out or config.resolve(config.jobs.export_dir)
+    with _influx(config) as client:
+        result = export_month(config, client, month, out, FactorLibrary.load())
+    _print_summary(result)
+    return 0
+
+
+def cmd_scheduler(config: Config, args: argparse.Namespace) -> int:
+    from processing.jobs import run_scheduler
+
+    run_scheduler(config)
+    return 0
+
+
+def _print_summary(result: ExportResult) -> None:
+    _say(f"\nScope 3 (GHG Protocol cat. 1), {result.month}, location-based:")
+    _say(
+        f"  {'supplier':<10} {'electricity kWh':>16} {'gas m³':>10} {'water m³':>9} "
+        f"{'kgCO2e':>13} {'share':>6} {'buyer kgCO2e':>13} {'complete':>9}"
+    )
+    for s in result.suppliers:
+        flag = " (provisional factor)" if s.provisional else ""
+        missing = (
+            f" [no factor yet: {', '.join(s.carriers_without_factor)}]"
+            if s.carriers_without_factor
+            else ""
+        )
+        _say(
+            f"  {s.supplier.id:<10} {s.consumption.get('electricity', 0):>16,.3f} "
+            f"{s.consumption.get('natural_gas', 0):>10,.3f} {s.consumption.get('water', 0):>9,.3f} "
+            f"{s.emissions_kgco2e:>13,.3f} {s.supplier.allocation.share:>6.2f} "
+            f"{s.allocated_kgco2e:>13,.3f} {s.completeness:>8.1%}{flag}{missing}"
+        )
+    for path in result.paths:
+        _say(f"  wrote {path}")
+
+
+# --- demo -------------------------------------------------------------------------------
+
+
+def _wait_collected(collector: Collector, expected: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    last = 0.0
+    while collector.stats.reading_messages < expected:
+        if time.monotonic() > deadline:
+            raise SupplymeterError(
+                f"collector received {collector.stats.reading_messages:,} of {expected:,} "
+                f"messages within {timeout_s:.0f} s"
+            )
+        if time.monotonic() - last > 2:
+            _say(f"  collect: {collector.stats.reading_messages:,}/{expected:,} messages")
+            last = time.monotonic()
+        time.sleep(0.05)
+    if not collector.writer.flush(timeout_s):
+        raise SupplymeterError("collector could not write everything to InfluxDB in time")
+
+
+def _check_ledger(result: ExportResult, sim: SimulationResult) -> float:
+    """Largest |export − ground truth| over meters for the month. [kWh or m³]"""
+    truth = sim.ledger.consumption()
+    worst = 0.0
+    for m in result.meters:
+        start, end = result.month.bounds(m.ref.tz)
+        expected = sum(v for h, v in truth.get(m.ref.key, {}).items() if start <= h < end)
+        worst = max(worst, abs(m.consumption - float(expected)))
+    return worst
+
+
+def cmd_demo(config: Config, args: argparse.Namespace) -> int:
+    from collector.service import Collector
+    from deploy.stack import configure_for, stack_from_config
+    from processing.emissions import FactorLibrary
+    from processing.export import export_month, previous_month
+    from processing.jobs import run_rollup
+    from processing.scope3 import Month
+    from simulators.run import simulate
+
+    began = time.monotonic()
+    month = Month.parse(args.month) if args.month else previous_month(time.time_ns(), DEFAULT_TZ)
+    tz = ZoneInfo(DEFAULT_TZ)
+    start_ns, end_ns = month.bounds(tz)
+    start = datetime.fromtimestamp(start_ns / 1e9, tz)
+    end = datetime.fromtimestamp(end_ns / 1e9, tz)
+    out = args.out
+    stack = stack_from_config(config)
+    started_stack = not stack.running()
+    _say(
+        f"1/5 stack: {'starting' if started_stack else 'reusing'} Mosquitto + InfluxDB "
+        f"under {stack.root}"
+    )
+    if started_stack:
+        stack.up(detach=args.keep_stack)
+    try:
+        cfg = configure_for(config, stack)
+        library = FactorLibrary.load()
+        with _influx(cfg) as client:
+            with Collector(cfg, client=client) as collector:
+                _say(
+                    f"2/5 simulate {month} ({start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} "
+                    f"{DEFAULT_TZ}) for {len(cfg.registry.meters())} meters, seed {args.seed}"
+                )
+                sim = simulate(
+                    cfg,
+                    start=start,
+                    end=end,
+                    seed=args.seed,
+                    ledger_path=out / "ledger.csv",
+                    progress=_progress("simulate"),
+                )
+                _say(f"3/5 collect: waiting for {sim.messages:,} messages to be stored")
+                _wait_collected(collector, sim.messages, timeout_s=300)
+                rejected = collector.stats.rejected_total
+            _say("4/5 process: hourly consumption and emissions")
+            report = run_rollup(cfg, client, start_ns, end_ns, library)
+            _say(
+                f"  {report.hours:,} meter-hours; register corrections: "
+                f"{dict(report.flags) or 'none'}"
+            )
+            _say("5/5 export")
+            result = export_month(cfg, client, month, out, library)
+    finally:
+        if started_stack and not args.keep_stack:
+            stack.down()
+    _print_summary(result)
+    worst = _check_ledger(result, sim)
+    _say(
+        f"\n  ground truth: largest |export − simulator ledger| over "
+        f"{len(result.meters)} meters = {worst:.6f} (kWh or m³); rejected messages: {rejected}"
+    )
+    _say(f"  ledger: {sim.ledger_path}")
+    _say(
+        f"done in {time.monotonic() - began:.0f} s"
+        + ("; stack left running (supplymeter stack down)" if args.keep_stack else "")
+    )
+    return 0 if worst < 0.001 else 1
+
+
+# --- parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="supplymeter", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        default=None,
+        help="services file (default: $SUPPLYMETER_CONFIG or ./supplymeter.toml)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="-v for INFO logs, -vv for DEBUG"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("check", help="validate the config and registry").set_defaults(func=cmd_check)
+
+    p = sub.add_parser("stack", help="local Mosquitto + InfluxDB under .stack/")
+    p.add_argument("action", choices=("up", "down", "status"))
+    p.set_defaults(func=cmd_stack)
+
+    sub.add_parser("collect", help="run the MQTT → InfluxDB collector").set_defaults(
+        func=cmd_collect
+    )
+
+    p = sub.add_parser("simulate", help="publish simulated meter readings over MQTT")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument(
+        "--backfill",
+        nargs=2,
+        metavar=("START", "END"),
+        type=parse_time,
+        help="simulate START..END as fast as the broker acknowledges",
+    )
+    mode.add_argument(
+        "--speed", type=float, help="real time: N simulated seconds per second (1 = wall clock)"
+    )
+    p.add_argument("--start", type=parse_time, help="with --speed: first instant (default now)")
+    p.add_argument("--end", type=parse_time, help="with --speed: last instant (default +1 year)")
+    p.add_argument("--seed", type=int, default=1, help="same seed, same readings (default 1)")
+    p.add_argument(
+        "--ledger",
+        type=Path,
+        default=Path("out/simulation/ledger.csv"),
+        help="where the ground-truth ledger goes (default out/simulation/ledger.csv)",
+    )
+    p.add_argument("--tz", default=DEFAULT_TZ, help="timezone of times given without offset")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("rollup", help="recompute hourly consumption and emissions")
+    p.add_argument("--start", type=parse_time, required=True)
+    p.add_argument("--end", type=parse_time, required=True)
+    p.set_defaults(func=cmd_rollup)
+
+    p = sub.add_parser("export", help="write the monthly scope-3 CSVs")
+    p.add_argument("--month", required=True, help="YYYY-MM, calendar month in site local time")
+    p.add_argument("--out", type=Path, help="directory (default: [jobs] export_dir)")
+    p.set_defaults(func=cmd_export)
+
+    sub.add_parser("scheduler", help="run rollups and monthly exports on schedule").set_defaults(
+        func=cmd_scheduler
+    )
+
+    p = sub.add_parser("demo", help="stack → simulate a month → collect → process → export")
+    p.add_argument("--month", help="YYYY-MM (default: last complete month in Asia/Taipei)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", type=Path, default=Path("out/demo"))
+    p.add_argument(
+        "--keep-stack",
+        action="store_true",
+        help="leave the stack running afterwards, to explore the data",
+    )
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = load_config(args.config)
+        return int(args.func(config, args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"supplymeter: {exc}", file=sys.stderr)
+        return 2
+    except SupplymeterError as exc:
+        print(f"supplymeter: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
