@@ -1,0 +1,49 @@
+# The two commands a newcomer runs: `make demo` and `make test`. Both set up what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup os-packages venv demo test lint bench stack-up stack-down clean
+
+## setup: OS packages (mosquitto, influxdb) when missing, then a virtualenv with the project
+setup: os-packages venv
+
+os-packages:
+	@bash deploy/install-os-packages.sh
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) deploy/check-python.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+## demo: local stack → simulate a month for four suppliers → collect → process → export
+demo: setup
+	$(BIN)/supplymeter demo
+
+## test: lint, then the whole suite (starts its own Mosquitto and InfluxDB on free ports)
+test: setup lint
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## bench: benchmarks against real Mosquitto + InfluxDB; prints figures and their ceilings
+bench: setup
+	$(BIN)/python bench/run.py
+
+stack-up: setup
+	$(BIN)/supplymeter stack up
+
+stack-down: venv
+	$(BIN)/supplymeter stack down
+
+clean:
+	-$(BIN)/supplymeter stack down 2>/dev/null
+	rm -rf $(VENV) .stack out .pytest_cache .ruff_cache .hypothesis *.egg-info

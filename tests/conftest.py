@@ -1,0 +1,125 @@
+"""Fixtures: a real InfluxDB for the session, a real Mosquitto per test, configs on them.
+
+Each test gets its own database (dropped afterwards) and its own broker, so no test sees
+another's data or retained messages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy.stack import InfluxDB, Mosquitto, free_port
+from supplymeter.config import Config, load_config
+from supplymeter.influx import InfluxClient, quote_ident
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SMALL_REGISTRY = """
+[[suppliers]]
+id = "forge-a"
+kind = "forging"
+allocation = { method = "physical", share = 0.5 }
+  [[suppliers.sites]]
+  id = "plant-1"
+  gateway = "gw1"
+    [[suppliers.sites.meters]]
+    id = "main"
+    carrier = "electricity"
+    multiplier = 40
+    rollover = 100000
+    simulation = { mean_load = 800, initial_register = 99990 }
+    [[suppliers.sites.meters]]
+    id = "gas"
+    carrier = "natural_gas"
+    interval_s = 3600
+    simulation = { mean_load = 20 }
+
+[[suppliers]]
+id = "cnc-d"
+kind = "machining"
+allocation = { method = "dedicated", share = 1.0 }
+  [[suppliers.sites]]
+  id = "plant-1"
+  gateway = "gw1"
+    [[suppliers.sites.meters]]
+    id = "main"
+    carrier = "electricity"
+    interval_s = 300
+    rollover = 1000
+    simulation = { mean_load = 120, initial_register = 900 }
+"""
+
+
+@pytest.fixture(scope="session")
+def influx_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
+    server = InfluxDB(
+        root=tmp_path_factory.mktemp("influxdb"), port=free_port(), rpc_port=free_port()
+    )
+    server.start(detach=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    server = Mosquitto(root=tmp_path / "mosquitto", port=free_port())
+    server.start(detach=False)
+    yield server
+    server.stop()
+
+
+_db_numbers = itertools.count()
+
+
+@pytest.fixture
+def influx(influx_server: InfluxDB) -> Iterator[InfluxClient]:
+    """A client on a fresh database of the session's InfluxDB."""
+    client = InfluxClient(url=influx_server.url, database=f"test{next(_db_numbers)}", retries=2)
+    client.ensure_database()
+    yield client
+    client.execute(f"DROP DATABASE {quote_ident(client.database)}")
+    client.close()
+
+
+def write_config(directory: Path, registry: str, services: str = "") -> Path:
+    """A services file + registry under ``directory``; returns the services file's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "suppliers.toml").write_text(textwrap.dedent(registry))
+    path = directory / "supplymeter.toml"
+    path.write_text('registry = "suppliers.toml"\n' + textwrap.dedent(services))
+    return path
+
+
+def pointed_at(config: Config, broker: Mosquitto | None, influx: InfluxClient) -> Config:
+    """``config`` using the test's broker and database."""
+    update: dict[str, object] = {
+        "influxdb": config.influxdb.model_copy(
+            update={"url": influx.url, "database": influx.database}
+        ),
+        "collector": config.collector.model_copy(update={"flush_interval_s": 0.2}),
+    }
+    if broker is not None:
+        update["mqtt"] = config.mqtt.model_copy(update={"port": broker.port})
+    return dataclasses.replace(config, services=config.services.model_copy(update=update))
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, broker: Mosquitto, influx: InfluxClient) -> Callable[[str], Config]:
+    """Build a config from registry text, pointed at this test's broker and database."""
+
+    def make(registry: str = SMALL_REGISTRY) -> Config:
+        return pointed_at(load_config(write_config(tmp_path / "cfg", registry), {}), broker, influx)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def example_config() -> Config:
+    """The shipped example config and registry."""
+    return load_config(ROOT / "supplymeter.toml", {})

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from supplymeter.config import Config, load_config
+from supplymeter.errors import ConfigError
+from tests.conftest import SMALL_REGISTRY, write_config
+
+
+def problems(tmp_path: Path, registry: str = SMALL_REGISTRY, services: str = "") -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write_config(tmp_path, registry, services), {})
+    return caught.value.problems
+
+
+def test_example_config_describes_four_supplier_kinds(example_config: Config) -> None:
+    suppliers = example_config.registry.suppliers
+    assert {s.kind for s in suppliers} == {"forging", "springs", "heat_treatment", "machining"}
+    assert all(s.allocation.share > 0 for s in suppliers)
+    carriers = {m.meter.carrier for m in example_config.registry.meters()}
+    assert carriers == {"electricity", "natural_gas", "water"}
+    ref = example_config.registry.meter("heat-c", "kaohsiung-1", "main")
+    assert ref is not None and ref.meter.rollover == 100000 and ref.site.timezone == "Asia/Taipei"
+
+
+def test_error_names_file_key_rule_and_value(tmp_path: Path) -> None:
+    found = problems(tmp_path, services="[mqtt]\nqos = 3\n")
+    assert found == [f"{tmp_path / 'supplymeter.toml'}: mqtt.qos: must be 0, 1 or 2 (got 3)"]
+
+
+def test_all_problems_reported_at_once(tmp_path: Path) -> None:
+    registry = SMALL_REGISTRY.replace('carrier = "natural_gas"', 'carrier = "steam"').replace(
+        'id = "cnc-d"', 'id = "CNC D"'
+    )
+    found = problems(tmp_path, registry, services="[influxdb]\nurl = 'localhost:8086'\n")
+    text = "\n".join(found)
+    assert "influxdb.url: must be an http:// or https:// URL (got 'localhost:8086')" in text
+    assert "suppliers[0].sites[0].meters[1].carrier" in text and "'steam'" in text
+    assert "suppliers[1].id: must match" in text and "'CNC D'" in text
+    assert len(found) == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (('timezone = "Asia/Taipei"', 'timezone = "Asia/Taipeh"'), "must be an IANA timezone"),
+        (("interval_s = 300", "interval_s = 700"), "must divide 3600"),
+        (("share = 1.0", "share = 0.5"), "must be 1 when method is 'dedicated'"),
+        (('id = "gas"', 'id = "main"'), "id 'main' appears more than once"),
+        (("multiplier = 40", "multiplier = 0"), "greater than 0"),
+        (('id = "gas"', 'id = "gateway"'), "'gateway' is reserved"),
+    ],
+)
+def test_registry_rules(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+    registry = SMALL_REGISTRY.replace(*change)
+    if "timezone" in change[1]:
+        registry = registry.replace('gateway = "gw1"', f'gateway = "gw1"\n{change[1]}', 1)
+    found = problems(tmp_path, registry)
+    assert any(message in p and "suppliers.toml" in p for p in found), found
+
+
+def test_secret_in_file_is_refused_and_points_to_env(tmp_path: Path) -> None:
+    found = problems(tmp_path, services="[mqtt]\npassword = 'hunter2'\n")
+    assert found == [
+        f"{tmp_path / 'supplymeter.toml'}: mqtt.password: unknown key (misspelt? "
+        "secrets come from SUPPLYMETER_* environment variables)"
+    ]
+
+
+def test_secrets_come_from_environment_and_are_not_printed(tmp_path: Path) -> None:
+    config = load_config(
+        write_config(tmp_path, SMALL_REGISTRY),
+        {"SUPPLYMETER_INFLUXDB_TOKEN": "s3cret-token", "SUPPLYMETER_MQTT_PASSWORD": "pw"},
+    )
+    assert config.secrets.influxdb_token is not None
+    assert config.secrets.influxdb_token.get_secret_value() == "s3cret-token"
+    assert "s3cret-token" not in repr(config) and "s3cret-token" not in str(config.secrets)
+
+
+def test_missing_registry_and_bad_toml(tmp_path: Path) -> None:
+    path = tmp_path / "supplymeter.toml"
+    path.write_text('registry = "nowhere.toml"\n')
+    with pytest.raises(ConfigError, match=r"nowhere.toml: file not found"):
+        load_config(path, {})
+    path.write_text("[mqtt\n")
+    with pytest.raises(ConfigError, match=r"supplymeter.toml: not valid TOML"):
+        load_config(path, {})
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = write_config(tmp_path, SMALL_REGISTRY)
+    config = load_config(None, {"SUPPLYMETER_CONFIG": str(path)})
+    assert config.path == path and len(config.registry.meters()) == 3
