@@ -44,6 +44,15 @@ def reading_line(reading: Reading) -> str:
     return point.to_line_protocol()
 
 
+def printable(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with control characters escaped (``\\x0a``).
+
+    A raw newline in a string field would end the line-protocol line mid-point and make
+    InfluxDB refuse the whole batch around it; outside input must never be able to do that.
+    """
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text[:limit])
+
+
 def rejection_line(rejection: Rejection) -> str:
     """A rejected message as one line of line protocol, at receipt time (ns)."""
     point = Point(schema.REJECTED).tag("reason", rejection.code)
@@ -51,9 +60,9 @@ def rejection_line(rejection: Rejection) -> str:
         point.tag("supplier", rejection.supplier)
     return (
         point.field("count", 1)
-        .field("topic", rejection.topic[:256])
-        .field("detail", rejection.detail[:512])
-        .field("excerpt", rejection.excerpt)
+        .field("topic", printable(rejection.topic, 256))
+        .field("detail", printable(rejection.detail, 512))
+        .field("excerpt", printable(rejection.excerpt, 120))
         .field("payload_bytes", int(rejection.payload_bytes))
         .time(rejection.received_ns, WritePrecision.NS)
         .to_line_protocol()
