@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from processing.emissions import FactorLibrary, emissions_for, to_emissions
+from processing.rollup import HourlyConsumption
+from supplymeter.config import Config
+from supplymeter.errors import ConfigError
+from supplymeter.records import datetime_to_ns
+
+TPE = ZoneInfo("Asia/Taipei")
+ISSUE_FACTORS = {2017: 0.554, 2018: 0.533, 2019: 0.509, 2020: 0.502, 2021: 0.509, 2022: 0.495,
+                 2023: 0.494, 2024: 0.474}  # fmt: skip
+
+
+def hour_at(local: datetime, kwh: float = 100.0, carrier: str = "electricity") -> HourlyConsumption:
+    return HourlyConsumption("heat-c", "kaohsiung-1", "main", carrier, "kWh",
+                             datetime_to_ns(local), kwh, 1.0, 4)  # fmt: skip
+
+
+def test_shipped_factors_are_taiwan_grid_by_year_and_cite_a_source() -> None:
+    library = FactorLibrary.load()
+    grid = {f.year: f.value for f in library.factors if f.carrier == "electricity"}
+    assert grid == ISSUE_FACTORS
+    for f in library.factors:
+        assert f.unit == "kgCO2e/kWh" and f.region == "TW" and f.basis == "location"
+        assert f.publisher and f.title and f.url.startswith("https://")
+
+
+def test_each_hour_uses_its_local_years_factor(example_config: Config) -> None:
+    """2024-01-01 00:00 in Taipei is still 2023 in UTC: the local year decides."""
+    ref = example_config.registry.meter("heat-c", "kaohsiung-1", "main")
+    assert ref is not None
+    library = FactorLibrary.load()
+    last_2023 = emissions_for(hour_at(datetime(2023, 12, 31, 23, tzinfo=TPE)), ref, library)
+    first_2024 = emissions_for(hour_at(datetime(2024, 1, 1, 0, tzinfo=TPE)), ref, library)
+    assert last_2023 and first_2024
+    assert (last_2023.factor.id, last_2023.emissions_kgco2e) == (
+        "tw-grid-2023",
+        pytest.approx(49.4),
+    )
+    assert (first_2024.factor.id, first_2024.emissions_kgco2e) == (
+        "tw-grid-2024",
+        pytest.approx(47.4),
+    )
+    assert not last_2023.provisional and not first_2024.provisional
+
+
+def test_unpublished_year_uses_latest_factor_marked_provisional(example_config: Config) -> None:
+    ref = example_config.registry.meter("heat-c", "kaohsiung-1", "main")
+    assert ref is not None
+    record = emissions_for(hour_at(datetime(2026, 10, 1, tzinfo=TPE)), ref, FactorLibrary.load())
+    assert record and record.factor.year == 2024 and record.provisional
+
+
+def test_no_factor_is_none_not_zero(example_config: Config) -> None:
+    ref = example_config.registry.meter("heat-c", "kaohsiung-1", "carburizing-gas")
+    assert ref is not None
+    gas = hour_at(datetime(2024, 5, 1, tzinfo=TPE), carrier="natural_gas")
+    assert emissions_for(gas, ref, FactorLibrary.load()) is None
+    assert FactorLibrary.load().lookup("electricity", "TW", 2016) is None
+
+
+def test_factor_must_match_carrier() -> None:
+    library = FactorLibrary.load()
+    factor, _ = library.lookup("electricity", "TW", 2024) or (None, None)
+    assert factor is not None
+    with pytest.raises(ValueError, match="is for electricity, not water"):
+        to_emissions(hour_at(datetime(2024, 5, 1, tzinfo=TPE), carrier="water"), factor, False)
+
+
+def test_bad_factor_file_lists_every_problem(tmp_path: Path) -> None:
+    path = tmp_path / "factors.csv"
+    header = "id,carrier,region,year,value,unit,basis,publisher,title,url,retrieved,note\n"
+    path.write_text(
+        header
+        + "a,electricity,TW,2024,0.474,kgCO2e/m3,location,p,t,u,,\n"
+        + "b,electricity,TW,2024,-1,kgCO2e/kWh,location,p,t,u,,\n"
+        + "c,electricity,TW,twenty,1,kgCO2e/kWh,location,p,t,u,,\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        FactorLibrary.load(path)
+    text = "\n".join(caught.value.problems)
+    assert ":2: unit must be kgCO2e/kWh" in text and ":3: value must be > 0" in text
+    assert ":3: duplicate factor" in text and ":4: cannot read row" in text

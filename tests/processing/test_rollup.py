@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from processing.rollup import HOUR_NS, RegisterSeries, hourly_consumption, step_label
+from supplymeter.config import Allocation, Meter, MeterRef, Site, Supplier
+from supplymeter.records import datetime_to_ns
+
+TPE = ZoneInfo("Asia/Taipei")
+T0 = datetime_to_ns(datetime(2026, 10, 1, tzinfo=TPE))
+MIN = 60 * 10**9
+
+
+def meter(rollover: float | None = None, multiplier: float = 1.0, carrier: str = "electricity"):  # type: ignore[no-untyped-def]
+    m = Meter(id="main", carrier=carrier, rollover=rollover, multiplier=multiplier)
+    site = Site(id="plant-1", meters=[m])
+    supplier = Supplier(id="s", allocation=Allocation(method="dedicated", share=1), sites=[site])
+    return MeterRef(supplier, site, m)
+
+
+def series(ref: MeterRef, points: list[tuple[int, float]]) -> RegisterSeries:
+    return RegisterSeries.from_points(ref, points)
+
+
+def test_aligned_readings_give_exact_hours_with_multiplier() -> None:
+    ref = meter(multiplier=40)
+    s = series(ref, [(T0 + i * 15 * MIN, 1000 + i * 0.5) for i in range(9)])  # 2 h of 15-min
+    hours = hourly_consumption(s, T0, T0 + 2 * HOUR_NS, 30 * MIN)
+    assert [h.consumption for h in hours] == [80.0, 80.0]  # 2.0 register units × 40
+    assert [h.coverage for h in hours] == [1.0, 1.0] and not any(h.estimated for h in hours)
+    assert [h.readings for h in hours] == [4, 4] and hours[0].unit == "kWh"
+
+
+def test_rollover_at_99999_9() -> None:
+    ref = meter(rollover=100_000)
+    s = series(ref, [(T0, 99_999.5), (T0 + 30 * MIN, 99_999.9), (T0 + HOUR_NS, 0.7)])
+    [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, HOUR_NS)
+    assert hour.consumption == pytest.approx(1.2, abs=1e-9)
+    assert hour.flags == ("rollover",)
+
+
+def test_meter_replacement_counts_from_zero_and_is_flagged() -> None:
+    ref = meter(rollover=100_000)
+    s = series(ref, [(T0, 40_000.0), (T0 + 30 * MIN, 40_010.0), (T0 + HOUR_NS, 3.0)])
+    [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, HOUR_NS)
+    assert hour.consumption == pytest.approx(13.0) and hour.flags == ("reset",)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "rollover", "expected"),
+    [
+        (10.0, 12.5, None, ("normal", 2.5)),
+        (10.0, 10.0, None, ("normal", 0.0)),
+        (99_990.0, 10.0, 100_000.0, ("rollover", 20.0)),
+        (60_000.0, 50_000.0, 100_000.0, ("reset", 50_000.0)),
+        (10.0, 2.0, None, ("reset", 2.0)),
+    ],
+)
+def test_step_labels(old: float, new: float, rollover: float | None, expected: tuple) -> None:  # type: ignore[type-arg]
+    label, increase = step_label(old, new, rollover)
+    assert label == expected[0] and increase == pytest.approx(expected[1])
+
+
+def test_gap_across_local_midnight_is_apportioned_and_estimated() -> None:
+    """Readings stop at 22:00 Taipei and resume at 02:00: 40 kWh spread over 4 hours."""
+    ref = meter()
+    ten_pm = datetime_to_ns(datetime(2026, 10, 1, 22, tzinfo=TPE))
+    s = series(ref, [(ten_pm - HOUR_NS, 0.0), (ten_pm, 10.0), (ten_pm + 4 * HOUR_NS, 50.0),
+                     (ten_pm + 5 * HOUR_NS, 60.0)])  # fmt: skip
+    hours = hourly_consumption(s, ten_pm - HOUR_NS, ten_pm + 5 * HOUR_NS, HOUR_NS)
+    assert [h.consumption for h in hours] == [10.0, 10.0, 10.0, 10.0, 10.0, 10.0]
+    assert [h.estimated for h in hours] == [False, True, True, True, True, False]
+    assert [h.coverage for h in hours] == [1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_partly_covered_hour_and_hours_outside_the_data() -> None:
+    ref = meter()
+    s = series(
+        ref, [(T0, 0.0), (T0 + 15 * MIN, 1.0), (T0 + 75 * MIN, 5.0), (T0 + 2 * HOUR_NS, 8.0)]
+    )
+    hours = hourly_consumption(s, T0 - HOUR_NS, T0 + 3 * HOUR_NS, 15 * MIN)
+    assert [h.hour_start_ns for h in hours] == [T0, T0 + HOUR_NS]  # no data before or after
+    assert hours[0].coverage == pytest.approx(0.25) and hours[0].consumption == pytest.approx(4.0)
+
+
+def test_duplicates_and_disorder_do_not_change_the_result() -> None:
+    ref = meter()
+    points = [(T0 + i * 15 * MIN, float(i)) for i in range(5)]
+    shuffled = [points[3], points[0], points[4], points[1], points[1], points[2]]
+    expected = hourly_consumption(series(ref, points), T0, T0 + HOUR_NS, 15 * MIN)
+    assert hourly_consumption(series(ref, shuffled), T0, T0 + HOUR_NS, 15 * MIN) == expected
+
+
+def test_a_single_reading_says_nothing() -> None:
+    assert hourly_consumption(series(meter(), [(T0, 1.0)]), T0, T0 + HOUR_NS, HOUR_NS) == []
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=1, max_value=7200), st.floats(min_value=0, max_value=500)),
+        min_size=2, max_size=60,
+    ),
+    st.integers(min_value=0, max_value=3599),
+)  # fmt: skip
+def test_hours_add_up_to_the_register_increase(steps: list[tuple[int, float]], offset: int) -> None:
+    """Whatever the spacing, the hours between two hour boundaries sum to the interpolated
+    increase between them: nothing is lost or counted twice at hour edges."""
+    ref = meter(rollover=1000)
+    ts, cumulative, points = T0 + offset * 10**9, 0.0, []
+    for gap_s, increase in steps:
+        points.append((ts, cumulative % 1000))
+        ts += gap_s * 10**9
+        cumulative += min(increase, 499)  # rollover is only recognisable below half its value
+    points.append((ts, cumulative % 1000))
+    hours = hourly_consumption(series(ref, points), points[0][0], ts, 3600 * 10**9)
+    first_hour = points[0][0] + (-points[0][0]) % HOUR_NS
+    whole = [h for h in hours if h.hour_start_ns >= first_hour]
+    assert len(whole) == len(hours)
+    if whole:
+        begin, end = whole[0].hour_start_ns, whole[-1].hour_start_ns + HOUR_NS
+        total = sum(h.consumption for h in whole)
+        # Increase between begin and end from the unwrapped series, interpolated.
+        unwrapped, running = [], 0.0
+        for i, (t, v) in enumerate(points):
+            if i:
+                d = v - points[i - 1][1]
+                running += d if d >= 0 else d + 1000
+            unwrapped.append((t, running))
+
+        def at(t: int) -> float:
+            for (t0, c0), (t1, c1) in zip(unwrapped, unwrapped[1:], strict=False):
+                if t0 <= t <= t1:
+                    return c0 + (c1 - c0) * (t - t0) / (t1 - t0)
+            raise AssertionError
+
+        assert total == pytest.approx(at(end) - at(begin), rel=1e-9, abs=1e-6)
+        assert all(h.consumption >= -1e-9 for h in whole)

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from processing.emissions import FactorLibrary
+from processing.rollup import HOUR_NS, HourlyConsumption
+from processing.scope3 import Month, meter_month, supplier_month
+from supplymeter.config import Config
+from supplymeter.records import datetime_to_ns
+
+TPE = ZoneInfo("Asia/Taipei")
+
+
+def test_month_parse_and_local_bounds() -> None:
+    month = Month.parse("2026-10")
+    start, end = month.bounds(TPE)
+    assert start == datetime_to_ns(datetime(2026, 9, 30, 16, tzinfo=ZoneInfo("UTC")))
+    assert (end - start) // HOUR_NS == 31 * 24
+    assert Month.parse("2026-12").bounds(TPE)[1] == datetime_to_ns(datetime(2027, 1, 1, tzinfo=TPE))
+    for bad in ("2026-13", "2026-1", "26-10", "october"):
+        with pytest.raises(ValueError, match="YYYY-MM"):
+            Month.parse(bad)
+
+
+def hours_of(ref, start: int, n: int, kwh: float, coverage: float = 1.0) -> list[HourlyConsumption]:  # type: ignore[no-untyped-def]
+    return [HourlyConsumption(*ref.key, ref.meter.carrier, ref.unit, start + i * HOUR_NS, kwh,
+                              coverage, 4) for i in range(n)]  # fmt: skip
+
+
+def test_meter_month_sums_local_month_only_and_allocates(example_config: Config) -> None:
+    ref = example_config.registry.meter("forge-a", "taichung-1", "press-line")
+    assert ref is not None
+    month = Month(2024, 1)
+    start, end = month.bounds(TPE)
+    hours = hours_of(ref, start - 2 * HOUR_NS, 2 + 744 + 3, 10.0)  # spills both sides
+    hours[5] = HourlyConsumption(*ref.key, "electricity", "kWh", hours[5].hour_start_ns, 10.0,
+                                 0.5, 1, ("rollover",))  # fmt: skip
+    m = meter_month(ref, month, hours, FactorLibrary.load())
+    assert m.consumption == pytest.approx(7440.0)
+    assert m.hours_expected == m.hours_with_data == 744 and m.estimated_hours == 1
+    assert m.completeness == pytest.approx(743.5 / 744) and m.flags["rollover"] == 1
+    assert m.emissions_kgco2e == pytest.approx(7440.0 * 0.474)
+    assert m.factor_ids == ("tw-grid-2024",) and not m.provisional
+    assert m.allocated_kgco2e == pytest.approx(7440.0 * 0.474 * 0.42)
+
+
+def test_supplier_month_names_carriers_without_factor(example_config: Config) -> None:
+    supplier = example_config.registry.supplier("heat-c")
+    assert supplier is not None
+    month = Month(2026, 10)
+    start, _ = month.bounds(TPE)
+    library = FactorLibrary.load()
+    meters = [
+        meter_month(ref, month, hours_of(ref, start, 744 - 24, 2.0), library)
+        for ref in example_config.registry.meters() if ref.supplier.id == "heat-c"
+    ]  # fmt: skip
+    s = supplier_month(supplier, month, meters)
+    assert s.consumption == pytest.approx({"electricity": 1440.0, "natural_gas": 1440.0,
+                                           "water": 1440.0})  # fmt: skip
+    assert s.emissions_kgco2e == pytest.approx(1440.0 * 0.474)  # electricity only
+    assert s.allocated_kgco2e == pytest.approx(s.emissions_kgco2e)  # dedicated: share 1
+    assert s.carriers_without_factor == ("natural_gas", "water") and s.provisional
+    assert s.completeness == pytest.approx(720 / 744)
