@@ -60,6 +60,7 @@ class MqttSubscriber:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._subscribed = threading.Event()
 
     def _on_connect(self, client: paho.Client, userdata: object, flags, reason, props) -> None:
@@ -68,6 +69,13 @@ class MqttSubscriber:
             return
         log.info("connected to MQTT %s:%d", self._settings.host, self._settings.port)
         client.subscribe(SUBSCRIPTION, qos=self._settings.qos)
+
+    def _on_subscribe(self, client: paho.Client, userdata: object, mid, reasons, props) -> None:
+        # Only the broker's SUBACK means messages published from now on will reach us.
+        failed = [r for r in reasons if r.is_failure]
+        if failed:
+            log.error("MQTT subscription to %s refused: %s", SUBSCRIPTION, failed)
+            return
         self._subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason, props) -> None:

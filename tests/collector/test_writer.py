@@ -65,7 +65,7 @@ def test_influxdb_outage_holds_lines_and_writes_them_when_it_returns(tmp_path: P
 def test_a_refused_line_costs_only_itself(influx: InfluxClient) -> None:
     refused: list[str] = []
     with BatchWriter(
-        client=influx, batch_size=10, on_refused=lambda l, why: refused.append(l)
+        client=influx, batch_size=10, on_refused=lambda line, why: refused.append(line)
     ) as w:
         w.put(["m v=1 1", "m v=2 2", 'm v="text" 3', "m v=4 4"])  # type conflict on line 3
         assert w.flush(timeout_s=20)

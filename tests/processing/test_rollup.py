@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -133,7 +134,7 @@ def test_hours_add_up_to_the_register_increase(steps: list[tuple[int, float]], o
             unwrapped.append((t, running))
 
         def at(t: int) -> float:
-            for (t0, c0), (t1, c1) in zip(unwrapped, unwrapped[1:], strict=False):
+            for (t0, c0), (t1, c1) in itertools.pairwise(unwrapped):
                 if t0 <= t <= t1:
                     return c0 + (c1 - c0) * (t - t0) / (t1 - t0)
             raise AssertionError

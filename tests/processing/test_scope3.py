@@ -34,7 +34,7 @@ def test_meter_month_sums_local_month_only_and_allocates(example_config: Config)
     ref = example_config.registry.meter("forge-a", "taichung-1", "press-line")
     assert ref is not None
     month = Month(2024, 1)
-    start, end = month.bounds(TPE)
+    start, _end = month.bounds(TPE)
     hours = hours_of(ref, start - 2 * HOUR_NS, 2 + 744 + 3, 10.0)  # spills both sides
     hours[5] = HourlyConsumption(*ref.key, "electricity", "kWh", hours[5].hour_start_ns, 10.0,
                                  0.5, 1, ("rollover",))  # fmt: skip

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from influxdb_client import Point
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from influxdb_client import Point
 
 from deploy.stack import free_port
 from supplymeter.errors import RequestRejected, SourceUnavailable

@@ -1,0 +1,77 @@
+"""Benchmarks on real Mosquitto + InfluxDB: the demo pipeline, stage by stage.
+
+Prints each figure beside the ceiling or target it is compared with, in the same run.
+Targets come from the issues: the whole demo (a month, four example suppliers) under 300 s on
+a 2-core machine. Run with ``make bench``; record the figures in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from collector.mqtt import wait_until
+from collector.service import Collector
+from deploy.stack import LocalStack, configure_for
+from processing.emissions import FactorLibrary
+from processing.export import export_month
+from processing.jobs import run_rollup
+from processing.scope3 import Month
+from simulators.run import simulate
+from supplymeter.config import load_config
+from supplymeter.influx import InfluxClient
+
+ROOT = Path(__file__).resolve().parents[1]
+TPE = ZoneInfo("Asia/Taipei")
+DEMO_CEILING_S = 300.0
+
+
+def line(name: str, value: str, target: str) -> None:
+    print(f"{name:<44} {value:>18}   {target}", flush=True)
+
+
+def main() -> None:
+    config = load_config(ROOT / "supplymeter.toml", {})
+    month = Month(2026, 10)
+    start_ns, end_ns = month.bounds(TPE)
+    start, end = datetime(2026, 10, 1, tzinfo=TPE), datetime(2026, 11, 1, tzinfo=TPE)
+    with tempfile.TemporaryDirectory() as tmp, LocalStack.on_free_ports(Path(tmp)) as stack:
+        cfg = configure_for(config, stack)
+        client = InfluxClient.from_settings(cfg.influxdb, cfg.secrets)
+        client.ensure_database()
+        began = time.perf_counter()
+        with Collector(cfg, client=client) as collector:
+            sim = simulate(cfg, start=start, end=end, seed=1)
+            published = time.perf_counter()
+            wait_until(lambda: collector.stats.reading_messages >= sim.messages, 600)
+            collector.writer.flush(600)
+            stored = time.perf_counter()
+        library = FactorLibrary.load()
+        run_rollup(cfg, client, start_ns, end_ns, library)
+        rolled = time.perf_counter()
+        export_month(cfg, client, month, Path(tmp) / "out", library)
+        exported = time.perf_counter()
+    meters = len(cfg.registry.meters())
+    print(f"demo pipeline: {sim.messages:,} single-reading messages, {meters} meters, {month}")
+    line(
+        "simulate + publish (QoS 1, acked)",
+        f"{sim.messages / (published - began):,.0f} msg/s",
+        "paced on broker acks",
+    )
+    line(
+        "publish → stored in InfluxDB",
+        f"{sim.messages / (stored - began):,.0f} msg/s",
+        "collector issue targets >= 20,000 readings/s",
+    )
+    line("rollup (hours + emissions)", f"{rolled - stored:.2f} s", "")
+    line("export", f"{exported - rolled:.2f} s", "")
+    total = exported - began
+    verdict = "OK" if total < DEMO_CEILING_S else "OVER"
+    line("demo pipeline total", f"{total:.1f} s", f"ceiling {DEMO_CEILING_S:.0f} s: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
