@@ -162,9 +162,12 @@ class Collector:
             payload_bytes=len(payload),
             excerpt=payload[:120].decode("utf-8", "replace"),
         )
+        if exc.code not in self.stats.rejected:
+            log.warning("first %s rejection, on %.200s: %s", exc.code, topic, exc.detail)
+        else:
+            log.debug("rejected %s on %.200s: %s", exc.code, topic, exc.detail)
         self.stats.rejected[exc.code] += 1
         self._summary_counts[exc.code] += 1
-        log.debug("rejected %s on %.200s: %s", exc.code, topic, exc.detail)
         self.writer.put([rejection_line(rejection)])
         self._log_summary()
 

@@ -68,8 +68,13 @@ def simulate(
     speed: float | None = None,
     ledger_path: Path | None = None,
     progress: Progress | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> SimulationResult:
-    """Simulate ``[start, end]`` for every meter in the registry and publish it over MQTT."""
+    """Simulate ``[start, end]`` for every meter in the registry and publish it over MQTT.
+
+    ``clock`` and ``sleep`` pace real-time mode (injected by tests).
+    """
     start_ns, end_ns = check_range(start, end)
     if speed is not None and speed <= 0:
         raise ValueError("speed must be > 0")
@@ -78,7 +83,7 @@ def simulate(
     last_load: dict[tuple[str, str, str], float | None] = {r.key: None for r in refs}
     ledger = Ledger()
     gateways: dict[tuple[str, str], Gateway] = {}
-    wall_start = time.monotonic()
+    wall_start = clock()
     messages = 0
     last_report = wall_start
     try:
@@ -95,9 +100,9 @@ def simulate(
                 gateways[(supplier.id, site.id)] = gw
         for ts_ns, due in schedule(refs, start_ns, end_ns):
             if speed is not None:
-                wait = wall_start + (ts_ns - start_ns) / 1e9 / speed - time.monotonic()
+                wait = wall_start + (ts_ns - start_ns) / 1e9 / speed - clock()
                 if wait > 0:
-                    time.sleep(wait)
+                    sleep(wait)
             for ref in due:
                 model = models[ref.key]
                 reading = model.reading(ts_ns, last_load[ref.key])
@@ -109,7 +114,7 @@ def simulate(
                     increment, load = model.advance(ts_ns, ref.meter.interval_s)
                     ledger.add(ref, ts_ns, increment)
                     last_load[ref.key] = load
-            now = time.monotonic()
+            now = clock()
             if progress and now - last_report >= 2.0:
                 progress((ts_ns - start_ns) / (end_ns - start_ns), messages)
                 last_report = now
@@ -120,4 +125,4 @@ def simulate(
         progress(1.0, messages)
     if ledger_path is not None:
         ledger.write_csv(ledger_path)
-    return SimulationResult(messages, ledger, ledger_path, time.monotonic() - wall_start)
+    return SimulationResult(messages, ledger, ledger_path, clock() - wall_start)

@@ -24,9 +24,12 @@ from supplymeter.config import Config, load_config
 from supplymeter.errors import ConfigError, SupplymeterError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from collector.service import Collector
     from processing.export import ExportResult
     from simulators.run import SimulationResult
+    from supplymeter.influx import InfluxClient
 
 log = logging.getLogger("supplymeter")
 
@@ -72,7 +75,7 @@ def cmd_stack(config: Config, args: argparse.Namespace) -> int:
     return 0 if args.action != "status" or stack.running() else 1
 
 
-def _influx(config: Config):  # type: ignore[no-untyped-def]
+def _influx(config: Config) -> InfluxClient:
     from supplymeter.influx import InfluxClient
 
     client = InfluxClient.from_settings(config.influxdb, config.secrets)
@@ -95,7 +98,7 @@ def cmd_collect(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(label: str):  # type: ignore[no-untyped-def]
+def _progress(label: str) -> Callable[[float, int], None]:
     def report(fraction: float, messages: int) -> None:
         _say(f"  {label}: {fraction:6.1%}  {messages:,} messages acknowledged")
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -9,7 +10,7 @@ import pytest
 
 from simulators.ledger import HOUR_NS, Ledger, read_ledger
 from simulators.plant import MILLI, MeterModel, working
-from simulators.run import check_range, schedule
+from simulators.run import check_range, schedule, simulate
 from supplymeter.config import Config, MeterRef
 from supplymeter.records import datetime_to_ns
 
@@ -125,3 +126,23 @@ def test_ledger_csv_round_trips(example_config: Config, tmp_path: Path) -> None:
         "supplier,site,meter,carrier,unit,hour_start_utc,consumption"
     )
     assert MILLI == 1000
+
+
+def test_real_time_mode_paces_readings_on_the_simulated_clock(
+    make_config: Callable[..., Config],
+) -> None:
+    """--speed 600: two simulated hours take 12 s, one reading step (5 min) every 0.5 s."""
+    config = make_config()
+    now = [0.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    start = datetime(2026, 10, 1, tzinfo=TPE)
+    result = simulate(config, start=start, end=start + timedelta(hours=2), seed=1, speed=600,
+                      clock=lambda: now[0], sleep=sleep)  # fmt: skip
+    assert now[0] == pytest.approx(12.0)
+    assert sleeps == pytest.approx([0.5] * 24)
+    assert result.messages == 25 + 9 + 3  # cnc-d every 5 min, forge-a main 15 min, gas hourly
