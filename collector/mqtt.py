@@ -1,20 +1,34 @@
-"""The collector's MQTT subscription (paho-mqtt 2.x).
+"""The collector's MQTT subscription (paho-mqtt 2.x), acknowledging only what is stored.
 
-MQTT 5 by default, 3.1.1 selectable (``mqtt.protocol``): DESIGN.md measured paho's 3.1.1
-receive path at nearly twice MQTT 5's on this machine, so the choice stays configurable.
-Persistent session (clean start off, session expiry from config) and QoS from config, so the
-broker keeps what arrives while the collector is away; reconnects back off from 1 s to 30 s.
+* MQTT 5 by default, 3.1.1 selectable (``mqtt.protocol``): DESIGN.md measured paho's 3.1.1
+  receive path at nearly twice MQTT 5's on this machine, so the choice stays configurable.
+* Persistent session (clean start off, session expiry from config, or clean session off on
+  3.1.1), so the broker keeps what arrives while the collector is away.
+* Manual acknowledgements: a QoS 1 message is acknowledged only when :meth:`ack` is called
+  with its :class:`AckToken` — after the batch holding it was written to InfluxDB. Unacked
+  messages are redelivered after a crash; writes are idempotent, so replays cost nothing.
+  The broker's in-flight window (``mqtt.receive_maximum`` on MQTT 5, Mosquitto's
+  ``max_inflight_messages`` on 3.1.1) therefore bounds how many readings the collector holds
+  in memory: an InfluxDB outage becomes a backlog on the broker, not in RAM.
+* Acks are tied to the connection they came from: after a reconnect the broker redelivers
+  what was unacked and may reuse packet ids, so an ack for an older connection is dropped
+  rather than sent (it could acknowledge a different, unwritten message).
+* Reconnects back off exponentially from 1 s to 30 s with jitter (half fixed, half random),
+  so a fleet of collectors does not reconnect in lockstep after a broker restart; the session
+  resumes where it was.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -23,15 +37,35 @@ from supplymeter.errors import SourceUnavailable
 
 log = logging.getLogger(__name__)
 
-SUBSCRIPTION = "energy/v1/#"
+TOPIC_FILTER = "energy/v1/#"
+MIN_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
 
-Handler = Callable[[bytes, bytes], None]
-"""Called with the raw topic and payload of every message, on paho's network thread."""
+
+@dataclass(frozen=True, slots=True)
+class AckToken:
+    """What is needed to acknowledge one received message, on the connection it came from."""
+
+    generation: int
+    mid: int
+    qos: int
+
+
+Handler = Callable[[bytes, bytes, AckToken], None]
+"""Called with the raw topic, payload and ack token of every message, on the network thread."""
+
+
+def subscription(settings: MqttSettings) -> str:
+    """The topic filter, as a shared subscription when ``mqtt.shared_group`` is set."""
+    if settings.shared_group:
+        return f"$share/{settings.shared_group}/{TOPIC_FILTER}"
+    return TOPIC_FILTER
 
 
 def make_client(
-    settings: MqttSettings, secrets: Secrets, *, client_id: str | None = None
-) -> paho.Client:
+    settings: MqttSettings, secrets: Secrets, *, client_id: str | None = None,
+    manual_ack: bool = False,
+) -> paho.Client:  # fmt: skip
     """A configured, unconnected paho client (shared by the collector and the simulator)."""
     protocol = paho.MQTTv5 if settings.protocol == "5" else paho.MQTTv311
     client = paho.Client(
@@ -39,69 +73,129 @@ def make_client(
         client_id=client_id or settings.client_id,
         protocol=protocol,
         clean_session=None if protocol == paho.MQTTv5 else False,
+        manual_ack=manual_ack,
     )
     if settings.username:
         password = secrets.mqtt_password.get_secret_value() if secrets.mqtt_password else None
         client.username_pw_set(settings.username, password)
-    client.reconnect_delay_set(min_delay=1, max_delay=30)
     return client
 
 
-class MqttSubscriber:
-    """Subscribes to every v1 topic and hands each message to ``handler``.
+def backoff_s(attempt: int, rng: random.Random) -> float:
+    """Wait before reconnect attempt ``attempt`` (0-based): equal-jitter exponential backoff."""
+    ceiling = min(MAX_BACKOFF_S, MIN_BACKOFF_S * 2**attempt)
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
-    ``start()`` connects and runs paho's network loop in a thread; ``stop()`` disconnects.
+
+class MqttSubscriber:
+    """Subscribes to every v1 topic, hands each message to ``handler``, acks on request.
+
+    ``start()`` runs paho's network loop in its thread (it reconnects by itself; the waits
+    between attempts are set here, with jitter); ``stop()`` ends it.
     """
 
     def __init__(self, *, settings: MqttSettings, secrets: Secrets, handler: Handler) -> None:
         self._settings = settings
         self._handler = handler
-        self._client = make_client(settings, secrets)
+        self._client = make_client(settings, secrets, manual_ack=True)
         self._client.on_connect = self._on_connect
+        self._client.on_connect_fail = self._on_connect_fail
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
         self._subscribed = threading.Event()
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._attempt = 0
+        self._rng = random.Random()
+        self.connects = 0
+        self.disconnected_since: float | None = time.monotonic()
+        self._next_wait()
+
+    @property
+    def connected(self) -> bool:
+        return self._subscribed.is_set()
+
+    def _next_wait(self) -> None:
+        """Set paho's wait before its next reconnect attempt (it doubles, we add jitter)."""
+        wait = backoff_s(self._attempt, self._rng)
+        self._attempt += 1
+        self._client.reconnect_delay_set(wait, wait)  # type: ignore[arg-type]
+
+    # --- callbacks (network thread) -----------------------------------------------------
 
     def _on_connect(self, client: paho.Client, userdata: object, flags, reason, props) -> None:
         if reason.is_failure:
             log.error("MQTT connection refused: %s", reason)
             return
-        log.info("connected to MQTT %s:%d", self._settings.host, self._settings.port)
-        client.subscribe(SUBSCRIPTION, qos=self._settings.qos)
+        self.connects += 1
+        log.info("connected to MQTT %s:%d (session present: %s)", self._settings.host,
+                 self._settings.port, flags.session_present)  # fmt: skip
+        client.subscribe(subscription(self._settings), qos=self._settings.qos)
+
+    def _on_connect_fail(self, client: paho.Client, userdata: object) -> None:
+        log.warning("MQTT %s:%d unreachable; retrying", self._settings.host, self._settings.port)
+        self._next_wait()
+
+    def _on_disconnect(self, client: paho.Client, userdata: object, flags, reason, props) -> None:
+        with self._lock:
+            # Acks for this connection's messages must not be sent on the next one.
+            self._generation += 1
+        self._subscribed.clear()
+        if self.disconnected_since is None:
+            self.disconnected_since = time.monotonic()
+        if reason != 0:
+            log.warning("MQTT connection lost (%s); reconnecting", reason)
+        self._next_wait()
 
     def _on_subscribe(self, client: paho.Client, userdata: object, mid, reasons, props) -> None:
         # Only the broker's SUBACK means messages published from now on will reach us.
         failed = [r for r in reasons if r.is_failure]
         if failed:
-            log.error("MQTT subscription to %s refused: %s", SUBSCRIPTION, failed)
+            log.error("MQTT subscription to %s refused: %s", subscription(self._settings), failed)
             return
+        self._attempt = 0
+        self._next_wait()
+        self.disconnected_since = None
         self._subscribed.set()
 
-    def _on_disconnect(self, client, userdata, flags, reason, props) -> None:
-        self._subscribed.clear()
-        if reason != 0:
-            log.warning("MQTT disconnected (%s); reconnecting", reason)
-
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        token = AckToken(self._generation, msg.mid, msg.qos)
         # The raw topic bytes: paho's .topic would raise on a non-UTF-8 topic.
-        self._handler(msg._topic, msg.payload)
+        self._handler(msg._topic, msg.payload, token)
+
+    # --- acks (any thread) --------------------------------------------------------------
+
+    def ack(self, token: AckToken) -> bool:
+        """Acknowledge a message if its connection is still the current one.
+
+        The PUBACK is queued for paho's network thread (paho writes directly from the
+        calling thread only when no loop thread runs).
+        """
+        if token.qos == 0:
+            return True
+        with self._lock:
+            if token.generation != self._generation:
+                return False
+            return self._client.ack(token.mid, token.qos) == MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    # --- lifetime -----------------------------------------------------------------------
 
     def start(self, timeout_s: float = 10.0) -> None:
-        """Connect and subscribe; raise :class:`SourceUnavailable` if that takes too long."""
-        props = None
-        kwargs: dict[str, object] = {}
+        """Connect and subscribe; raise :class:`SourceUnavailable` if that takes too long.
+
+        paho keeps reconnecting in the background after a later connection loss.
+        """
+        props, kwargs = None, {}
         if self._settings.protocol == "5":
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self._settings.session_expiry_s
+            props.ReceiveMaximum = self._settings.receive_maximum
             kwargs["clean_start"] = False
         self._client.connect_async(
-            self._settings.host,
-            self._settings.port,
-            keepalive=self._settings.keepalive_s,
-            properties=props,
-            **kwargs,
-        )
+            self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s,
+            properties=props, **kwargs,
+        )  # fmt: skip
         self._client.loop_start()
         if not self._subscribed.wait(timeout_s):
             self.stop()
@@ -111,11 +205,12 @@ class MqttSubscriber:
             )
 
     def stop(self) -> None:
+        """Disconnect (what was not acknowledged stays with the broker) and end the loop."""
+        with self._lock:
+            self._generation += 1
         self._client.disconnect()
         self._client.loop_stop()
-
-    def wait_connected(self, timeout_s: float) -> bool:
-        return self._subscribed.wait(timeout_s)
+        self._subscribed.clear()
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:

@@ -1,13 +1,20 @@
 """The collector: MQTT messages in, validated readings and recorded rejections out to InfluxDB.
 
 Flow per message (on paho's network thread): topic → registry lookup → payload parse →
-line protocol → :class:`BatchWriter`. A message that fails any step becomes a
-``rejected_message`` point with its reason code; the stream goes on. Counters are kept in
-:class:`CollectorStats`.
+line protocol → :class:`BatchWriter`, all of one message's lines (readings, and a
+``rejected_message`` point for anything refused) as one entry carrying the message's ack
+token. When the batch holding it has been written, the message is acknowledged to the broker.
 
-First version (see the collector issue for what comes next): messages are acknowledged to the
-broker on receipt, so a crash of the collector process can lose what was queued for writing but
-not yet written; a clean stop flushes everything.
+Delivery: at least once from the broker, idempotent in InfluxDB (a point is keyed by
+measurement + tags + timestamp), so exactly once in the stored data. ``kill -9`` at any
+moment loses nothing — unacknowledged messages are redelivered to the persistent session —
+and double-counts nothing.
+
+InfluxDB down: the writer retries the batch it holds; no further acks go out, so the broker
+stops sending once the in-flight window (``mqtt.receive_maximum``) is full and keeps the rest
+of the backlog (bounded by its own limits, e.g. Mosquitto's ``max_queued_bytes``). Memory in
+the collector stays bounded by that window; nothing is dropped. ``/healthz`` turns unhealthy
+when this lasts longer than ``collector.unhealthy_after_s``.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from collector.mqtt import MqttSubscriber
+from collector.metrics import MetricsServer, Snapshot, health_problems, stats_line
+from collector.mqtt import AckToken, MqttSubscriber
 from collector.payload import (
     Limits,
     ReadingsTopic,
@@ -47,6 +55,8 @@ class CollectorStats:
     reading_messages: int = 0
     readings_accepted: int = 0
     statuses: int = 0
+    acks_sent: int = 0
+    acks_dropped: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -55,7 +65,7 @@ class CollectorStats:
 
 
 class Collector:
-    """Subscribes, validates, writes. Use as a context manager (or ``start`` / ``stop``).
+    """Subscribes, validates, writes, acknowledges. A context manager (or ``start``/``stop``).
 
     ``clock`` returns epoch nanoseconds (injected for tests).
     """
@@ -84,11 +94,15 @@ class Collector:
             batch_size=settings.batch_size,
             flush_interval_s=settings.flush_interval_s,
             queue_max_points=settings.queue_max_points,
+            on_written=self._acknowledge,
             on_refused=self._refused,
         )
-        self._subscriber = MqttSubscriber(
+        self.subscriber = MqttSubscriber(
             settings=config.mqtt, secrets=config.secrets, handler=self.handle
         )
+        self._metrics: MetricsServer | None = None
+        self._stopping = threading.Event()
+        self._stats_thread = threading.Thread(target=self._report, name="stats", daemon=True)
         self._last_summary = time.monotonic()
         self._summary_counts: Counter[str] = Counter()
 
@@ -99,19 +113,43 @@ class Collector:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def metrics_port(self) -> int | None:
+        return self._metrics.port if self._metrics else None
+
     def start(self) -> None:
+        settings = self._config.collector
         self.writer.start()
         try:
-            self._subscriber.start()
+            if settings.metrics_port:
+                self._metrics = MetricsServer(
+                    host=settings.metrics_host, port=settings.metrics_port, snapshot=self.snapshot
+                ).__enter__()
+            self.subscriber.start()
         except Exception:
+            self._close_metrics()
             self.writer.close()
             raise
+        self._stats_thread.start()
 
     def stop(self) -> None:
-        """Disconnect, then write everything still queued."""
-        self._subscriber.stop()
-        self.writer.close()
+        """Write and acknowledge everything received, then disconnect.
+
+        Order matters: the writer drains while the connection is still up, so the acks of
+        the last batches reach the broker; whatever is not acked is redelivered next time.
+        """
+        self._stopping.set()
+        self._write_stats()
+        self.writer.flush(timeout_s=30)
+        self.subscriber.stop()
+        self.writer.close()  # what arrived since is written; it was not acked: redelivered
+        self._close_metrics()
         self._log_summary(force=True)
+
+    def _close_metrics(self) -> None:
+        if self._metrics:
+            self._metrics.__exit__()
+            self._metrics = None
 
     def _now_ns(self) -> int:
         """Receipt time, strictly increasing so two rejections never share a point key."""
@@ -121,38 +159,37 @@ class Collector:
 
     # --- per message --------------------------------------------------------------------
 
-    def handle(self, topic_bytes: bytes, payload: bytes) -> None:
+    def handle(self, topic_bytes: bytes, payload: bytes, token: AckToken | None = None) -> None:
         """Process one MQTT message. Never raises: every failure becomes a rejection."""
         self.stats.messages += 1
         topic = topic_bytes.decode("utf-8", "replace")
         supplier = None
+        lines: list[str] = []
         try:
             parsed = parse_topic(topic)
             if self._registry.supplier(parsed.supplier) is not None:
                 supplier = parsed.supplier
             if isinstance(parsed, ReadingsTopic):
                 self.stats.reading_messages += 1
-                self._handle_readings(parsed, topic, payload)
+                ref = resolve_meter(parsed, self._registry)
+                readings, rejected = parse_readings(payload, ref, self._clock(), self._limits)
+                lines += [reading_line(r) for r in readings]
+                self.stats.readings_accepted += len(readings)
+                lines += [self._reject(exc, topic, payload, supplier) for exc in rejected]
             else:
                 status = parse_status(payload, parsed, self._registry, self._now_ns(), self._limits)
                 self.stats.statuses += 1
-                self.writer.put([status_line(status)])
+                lines.append(status_line(status))
         except BadReading as exc:
-            self._reject(exc, topic, payload, supplier)
+            lines.append(self._reject(exc, topic, payload, supplier))
         except Exception as exc:  # a bug must not stop the stream; record it like bad input
             log.exception("internal error handling a message on %.200s", topic)
-            self._reject(BadReading("internal_error", repr(exc)[:300]), topic, payload, supplier)
+            error = BadReading("internal_error", repr(exc)[:300])
+            lines.append(self._reject(error, topic, payload, supplier))
+        self.writer.put(lines, token)
 
-    def _handle_readings(self, parsed: ReadingsTopic, topic: str, payload: bytes) -> None:
-        ref = resolve_meter(parsed, self._registry)
-        readings, rejected = parse_readings(payload, ref, self._clock(), self._limits)
-        if readings:
-            self.writer.put([reading_line(r) for r in readings])
-            self.stats.readings_accepted += len(readings)
-        for exc in rejected:
-            self._reject(exc, topic, payload, parsed.supplier)
-
-    def _reject(self, exc: BadReading, topic: str, payload: bytes, supplier: str | None) -> None:
+    def _reject(self, exc: BadReading, topic: str, payload: bytes, supplier: str | None) -> str:
+        """Count and log a rejection; return its ``rejected_message`` line."""
         rejection = Rejection(
             code=exc.code,
             detail=exc.detail,
@@ -168,11 +205,71 @@ class Collector:
             log.debug("rejected %s on %.200s: %s", exc.code, topic, exc.detail)
         self.stats.rejected[exc.code] += 1
         self._summary_counts[exc.code] += 1
-        self.writer.put([rejection_line(rejection)])
         self._log_summary()
+        return rejection_line(rejection)
+
+    def _acknowledge(self, tokens: list[object]) -> None:
+        """Called by the writer once a batch is durable: ack its messages, in order."""
+        for token in tokens:
+            assert isinstance(token, AckToken)
+            if self.subscriber.ack(token):
+                self.stats.acks_sent += 1
+            else:
+                self.stats.acks_dropped += 1
 
     def _refused(self, line: str, why: str) -> None:
-        self.stats.rejected["write_refused"] += 1
+        """InfluxDB refused a line: record that as a rejection instead of losing it silently."""
+        error = BadReading("write_refused", why[:300])
+        self.writer.put([self._reject(error, "", line.encode(), None)], block=False)
+
+    # --- self-metrics -------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """Counters and gauges now, with the health verdict."""
+        now = time.monotonic()
+        w, sub, limit = self.writer, self.subscriber, self._config.collector.unhealthy_after_s
+        mqtt_down = 0.0 if sub.disconnected_since is None else now - sub.disconnected_since
+        influx_down = 0.0 if w.unavailable_since is None else now - w.unavailable_since
+        ack_lag = w.oldest_age_s()
+        return Snapshot(
+            collector=self._config.mqtt.client_id,
+            messages=self.stats.messages,
+            reading_messages=self.stats.reading_messages,
+            readings_accepted=self.stats.readings_accepted,
+            statuses=self.stats.statuses,
+            rejected=dict(self.stats.rejected),
+            lines_written=w.written,
+            lines_refused=w.refused,
+            batches=w.batches,
+            write_seconds_total=w.write_seconds,
+            last_write_s=w.last_write_s,
+            backlog_lines=w.backlog,
+            ack_lag_s=ack_lag,
+            acks_sent=self.stats.acks_sent,
+            acks_dropped=self.stats.acks_dropped,
+            mqtt_connected=sub.connected,
+            mqtt_connects=sub.connects,
+            mqtt_down_s=mqtt_down,
+            influx_down_s=influx_down,
+            health_problems=health_problems(
+                influx_down_s=influx_down, ack_lag_s=ack_lag, mqtt_down_s=mqtt_down,
+                limit_s=limit,
+            ),
+        )  # fmt: skip
+
+    def _write_stats(self) -> None:
+        self.writer.put([stats_line(self.snapshot(), self._now_ns())], block=False)
+
+    def _report(self) -> None:
+        interval = self._config.collector.stats_interval_s
+        while not self._stopping.wait(interval):
+            self._write_stats()
+            snap = self.snapshot()
+            log.info("collector: %d messages, %d readings, %d rejected, backlog %d, ack lag "
+                     "%.1f s%s", snap.messages, snap.readings_accepted, sum(snap.rejected.values()),
+                     snap.backlog_lines, snap.ack_lag_s,
+                     f", UNHEALTHY: {'; '.join(snap.health_problems)}"
+                     if snap.health_problems else "")  # fmt: skip
 
     def _log_summary(self, force: bool = False) -> None:
         """One WARNING a minute at most with rejection counts by reason (details at DEBUG)."""

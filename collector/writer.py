@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from influxdb_client import Point, WritePrecision
 
@@ -85,12 +87,23 @@ def status_line(status: GatewayStatus) -> str:
     return point.to_line_protocol()
 
 
+@dataclass(slots=True)
+class _Entry:
+    """Lines from one source (usually one MQTT message) and what to acknowledge once written."""
+
+    lines: list[str]
+    token: object | None
+    enqueued: float
+
+
 class BatchWriter:
     """A thread that writes queued line-protocol lines to InfluxDB in batches.
 
-    ``on_refused`` is told about every line InfluxDB refused outright (after the batch was
-    split to isolate it), so the caller can count it; nothing disappears silently.
-    Use as a context manager, or ``start()`` / ``close()``.
+    Each :meth:`put` may carry a token; ``on_written`` receives the tokens of every batch after
+    it was durably written, in the order they were put (the collector acknowledges the MQTT
+    messages then). ``on_refused`` is told about every line InfluxDB refused outright (after
+    the batch was split to isolate it), so the caller can record it; nothing disappears
+    silently. Use as a context manager, or ``start()`` / ``close()``.
     """
 
     def __init__(
@@ -101,6 +114,7 @@ class BatchWriter:
         flush_interval_s: float = 1.0,
         queue_max_points: int = 200_000,
         retry_wait_s: float = 1.0,
+        on_written: Callable[[list[object]], None] | None = None,
         on_refused: Callable[[str, str], None] | None = None,
     ) -> None:
         self._client = client
@@ -108,15 +122,21 @@ class BatchWriter:
         self._flush_interval_s = flush_interval_s
         self._queue_max = max(queue_max_points, batch_size)
         self._retry_wait_s = retry_wait_s
+        self._on_written = on_written or (lambda tokens: None)
         self._on_refused = on_refused or (lambda line, why: None)
-        self._buf: list[str] = []
+        self._entries: deque[_Entry] = deque()
+        self._queued_lines = 0
+        self._in_flight_since: float | None = None
         self._cond = threading.Condition()
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
         self.enqueued = 0
         self.written = 0
         self.refused = 0
+        self.batches = 0
         self.write_seconds = 0.0
+        self.last_write_s = 0.0
+        self.write_failures = 0
         self.unavailable_since: float | None = None
 
     def __enter__(self) -> BatchWriter:
@@ -131,17 +151,27 @@ class BatchWriter:
 
     @property
     def backlog(self) -> int:
-        """Lines waiting to be written."""
+        """Lines waiting to be written (queued or in the batch being written)."""
         return self.enqueued - self.written - self.refused
 
-    def put(self, lines: list[str]) -> None:
-        """Queue lines; blocks while the queue is full (backpressure, never a drop)."""
+    def oldest_age_s(self) -> float:
+        """Age of the oldest line not yet written: how far acknowledgements lag. [s]"""
         with self._cond:
-            while len(self._buf) >= self._queue_max and not self._closing:
+            oldest = self._in_flight_since
+            if oldest is None and self._entries:
+                oldest = self._entries[0].enqueued
+        return 0.0 if oldest is None else time.monotonic() - oldest
+
+    def put(self, lines: list[str], token: object | None = None, *, block: bool = True) -> None:
+        """Queue lines; blocks while ``queue_max_points`` lines wait (backpressure, never a
+        drop) unless ``block`` is false (for records the writer itself produces)."""
+        with self._cond:
+            while block and self._queued_lines >= self._queue_max and not self._closing:
                 self._cond.wait(1.0)
-            self._buf.extend(lines)
+            self._entries.append(_Entry(lines, token, time.monotonic()))
+            self._queued_lines += len(lines)
             self.enqueued += len(lines)
-            if len(self._buf) >= self._batch_size:
+            if self._queued_lines >= self._batch_size:
                 self._cond.notify_all()
 
     def flush(self, timeout_s: float | None = None) -> bool:
@@ -161,18 +191,25 @@ class BatchWriter:
         if self._thread.is_alive():
             self._thread.join(timeout_s)
 
-    def _take(self) -> list[str] | None:
+    def _take(self) -> list[_Entry] | None:
+        """The next batch: whole entries, at least one, up to ``batch_size`` lines."""
         with self._cond:
             deadline = time.monotonic() + self._flush_interval_s
-            while len(self._buf) < self._batch_size and not self._closing:
+            while self._queued_lines < self._batch_size and not self._closing:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            if not self._buf:
+            if not self._entries:
                 return None if self._closing else []
-            batch = self._buf[: self._batch_size]
-            del self._buf[: self._batch_size]
+            batch, size = [], 0
+            while self._entries and (not batch or size + len(self._entries[0].lines)
+                                     <= self._batch_size):  # fmt: skip
+                entry = self._entries.popleft()
+                batch.append(entry)
+                size += len(entry.lines)
+            self._queued_lines -= size
+            self._in_flight_since = batch[0].enqueued
             self._cond.notify_all()
             return batch
 
@@ -181,46 +218,55 @@ class BatchWriter:
             if batch:
                 self._write(batch)
 
-    def _write(self, batch: list[str]) -> None:
+    def _write(self, batch: list[_Entry]) -> None:
+        lines = [line for entry in batch for line in entry.lines]
         while True:
             started = time.monotonic()
             try:
-                self._client.write_lines(batch)
+                self._client.write_lines(lines)
             except SourceUnavailable as exc:
+                self.write_failures += 1
                 if self.unavailable_since is None:
                     self.unavailable_since = time.monotonic()
-                    log.warning("InfluxDB unavailable, holding %d lines: %s", len(batch), exc)
+                    log.warning("InfluxDB unavailable, holding %d lines: %s", len(lines), exc)
                 time.sleep(self._retry_wait_s)
                 continue
             except RequestRejected as exc:
-                self._isolate(batch, str(exc))
-                return
+                written, refused = self._isolate(lines, str(exc))
+                break
+            written, refused = len(lines), 0
             if self.unavailable_since is not None:
                 log.warning("InfluxDB available again")
                 self.unavailable_since = None
-            with self._cond:
-                self.write_seconds += time.monotonic() - started
-                self.written += len(batch)
-                self._cond.notify_all()
-            return
+            self.last_write_s = time.monotonic() - started
+            self.write_seconds += self.last_write_s
+            break
+        # Durable (or refused and recorded): now the sources may be acknowledged.
+        self._on_written([entry.token for entry in batch if entry.token is not None])
+        with self._cond:
+            self.batches += 1
+            self.written += written
+            self.refused += refused
+            self._in_flight_since = None
+            self._cond.notify_all()
 
-    def _isolate(self, batch: list[str], why: str) -> None:
+    def _isolate(self, lines: list[str], why: str) -> tuple[int, int]:
         """InfluxDB refused a batch: write line by line so one bad line costs only itself."""
-        if len(batch) > 1:
-            log.error("InfluxDB refused a batch of %d lines; isolating: %s", len(batch), why)
-        for line in batch:
-            try:
-                self._client.write_lines([line])
-            except RequestRejected as exc:
-                log.error("InfluxDB refused a line: %s; line: %.200s", exc, line)
-                self._on_refused(line, str(exc))
-                with self._cond:
-                    self.refused += 1
-                    self._cond.notify_all()
-                continue
-            except SourceUnavailable:
-                self._write([line])
-                continue
-            with self._cond:
-                self.written += 1
-                self._cond.notify_all()
+        if len(lines) > 1:
+            log.error("InfluxDB refused a batch of %d lines; isolating: %s", len(lines), why)
+        written = refused = 0
+        for line in lines:
+            while True:
+                try:
+                    self._client.write_lines([line])
+                except SourceUnavailable:
+                    time.sleep(self._retry_wait_s)
+                    continue
+                except RequestRejected as exc:
+                    log.error("InfluxDB refused a line: %s; line: %.200s", exc, line)
+                    self._on_refused(line, str(exc))
+                    refused += 1
+                else:
+                    written += 1
+                break
+        return written, refused

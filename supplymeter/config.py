@@ -77,6 +77,15 @@ class MqttSettings(_Model):
     username: str | None = None
     keepalive_s: int = Field(60, ge=5, le=65535)
     session_expiry_s: int = Field(86400, ge=0)
+    receive_maximum: int = Field(10_000, ge=1, le=65535)
+    shared_group: str | None = None
+
+    @field_validator("shared_group")
+    @classmethod
+    def _group(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_id(value)
+        return value
 
     @field_validator("qos")
     @classmethod
@@ -118,6 +127,11 @@ class CollectorSettings(_Model):
     max_payload_bytes: int = Field(262_144, ge=64)
     max_batch_readings: int = Field(10_000, ge=1)
     max_future_s: float = Field(86_400.0, ge=0)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(0, ge=0, le=65535)
+    """0 turns the /metrics + /healthz server off."""
+    stats_interval_s: float = Field(10.0, gt=0)
+    unhealthy_after_s: float = Field(60.0, gt=0)
 
 
 class SmtpSettings(_Model):

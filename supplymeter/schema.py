@@ -18,6 +18,8 @@ hourly_consumption     supplier, site, meter, carrier   energy_kwh or volume_m3,
                                                         estimated (bool), flags, readings (int)
 hourly_emissions       supplier, site, meter, carrier,  emissions_kgco2e, factor_value,
                        factor_id                        provisional (bool)
+collector_stats        collector                        counters and gauges of
+                                                        :class:`collector.metrics.Snapshot`
 =====================  ===============================  ==========================================
 
 Timestamps: ``reading`` at device time (ns); ``rejected_message`` and ``gateway_status`` at the
@@ -30,3 +32,4 @@ REJECTED = "rejected_message"
 GATEWAY_STATUS = "gateway_status"
 HOURLY_CONSUMPTION = "hourly_consumption"
 HOURLY_EMISSIONS = "hourly_emissions"
+COLLECTOR_STATS = "collector_stats"
