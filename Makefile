@@ -36,7 +36,8 @@ lint: venv
 
 ## bench: benchmarks against real Mosquitto + InfluxDB; prints figures and their ceilings
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_collector.py
 
 stack-up: setup
 	$(BIN)/supplymeter stack up

@@ -169,6 +169,10 @@ autosave_interval 30
 # (a collector catching up after an outage); bound it by bytes instead.
 max_queued_messages 0
 max_queued_bytes 536870912
+# The collector acknowledges a message only after writing it. MQTT 5 clients size this window
+# themselves (Receive Maximum); for MQTT 3.1.1 clients it is this setting, and the default 20
+# would cap the collector at one 20-message batch per write.
+max_inflight_messages 10000
 log_dest stderr
 log_type error
 log_type warning
