@@ -10,6 +10,7 @@ broker acknowledged.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 
 import paho.mqtt.client as paho
@@ -81,12 +82,22 @@ class Gateway:
             self._settle(self._outstanding.popleft())
 
     def _settle(self, info: paho.MQTTMessageInfo) -> None:
-        info.wait_for_publish(self._ack_timeout_s)
-        if not info.is_published():
-            raise SourceUnavailable(
-                f"gateway {self.supplier}/{self.site}: no acknowledgement "
-                f"within {self._ack_timeout_s} s"
-            )
+        """Wait for the broker's ack of one message; count it."""
+        deadline = time.monotonic() + self._ack_timeout_s
+        # paho keeps a QoS 1 message published while disconnected and sends it after the
+        # reconnect, but its info keeps rc=NO_CONN (is_published() raises) even once acked:
+        # so read the acknowledgement flag itself.
+        while not info._published:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SourceUnavailable(
+                    f"gateway {self.supplier}/{self.site}: no acknowledgement "
+                    f"within {self._ack_timeout_s} s"
+                )
+            if info.rc == paho.MQTT_ERR_SUCCESS:
+                info.wait_for_publish(min(remaining, 1.0))
+            else:
+                time.sleep(0.01)
         self.acked += 1
 
     def flush(self) -> None:

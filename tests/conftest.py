@@ -109,6 +109,13 @@ def pointed_at(config: Config, broker: Mosquitto | None, influx: InfluxClient) -
     return dataclasses.replace(config, services=config.services.model_copy(update=update))
 
 
+def with_settings(config: Config, section: str, **values: object) -> Config:
+    """``config`` with some settings of one section (``mqtt``, ``collector``...) changed."""
+    changed = getattr(config.services, section).model_copy(update=values)
+    services = config.services.model_copy(update={section: changed})
+    return dataclasses.replace(config, services=services)
+
+
 @pytest.fixture
 def make_config(tmp_path: Path, broker: Mosquitto, influx: InfluxClient) -> Callable[[str], Config]:
     """Build a config from registry text, pointed at this test's broker and database."""
