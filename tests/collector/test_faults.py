@@ -50,7 +50,7 @@ def in_background(config: Config, seed: int = 5) -> tuple[threading.Thread, list
 
 def stored_readings(influx: InfluxClient) -> int:
     series = influx.query("SELECT count(energy_kwh), count(volume_m3) FROM reading")
-    return int(sum(series[0].values[0][1:])) if series else 0
+    return int(sum(n or 0 for n in series[0].values[0][1:])) if series else 0
 
 
 def assert_matches_ground_truth(
