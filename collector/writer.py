@@ -129,6 +129,7 @@ class BatchWriter:
         self._in_flight_since: float | None = None
         self._cond = threading.Condition()
         self._closing = False
+        self._flush_now = False
         self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
         self.enqueued = 0
         self.written = 0
@@ -178,6 +179,7 @@ class BatchWriter:
         """Wait until everything queued so far is written or refused; False on timeout."""
         with self._cond:
             target = self.enqueued
+            self._flush_now = True  # send what is queued without waiting for the interval
             self._cond.notify_all()
             return self._cond.wait_for(
                 lambda: self.written + self.refused >= target, timeout=timeout_s
@@ -195,7 +197,7 @@ class BatchWriter:
         """The next batch: whole entries, at least one, up to ``batch_size`` lines."""
         with self._cond:
             deadline = time.monotonic() + self._flush_interval_s
-            while self._queued_lines < self._batch_size and not self._closing:
+            while self._queued_lines < self._batch_size and not (self._closing or self._flush_now):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -209,6 +211,7 @@ class BatchWriter:
                 batch.append(entry)
                 size += len(entry.lines)
             self._queued_lines -= size
+            self._flush_now = bool(self._entries) and self._flush_now
             self._in_flight_since = batch[0].enqueued
             self._cond.notify_all()
             return batch
