@@ -23,13 +23,48 @@ from collector.payload import GatewayStatus
 from supplymeter import schema
 from supplymeter.errors import RequestRejected, SourceUnavailable
 from supplymeter.influx import InfluxClient
-from supplymeter.records import Reading, Rejection
+from supplymeter.records import QUANTITIES, Reading, Rejection
 
 log = logging.getLogger(__name__)
 
 
+_READING_FIELDS = tuple(sorted((*QUANTITIES, "seq")))
+"""Field names in the order influxdb-client's ``Point`` writes them (sorted)."""
+
+
+def _float(value: float) -> str:
+    # Point's float format: str(), with the ".0" of whole numbers trimmed.
+    text = str(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
 def reading_line(reading: Reading) -> str:
-    """A reading as one line of line protocol, at device time (ns)."""
+    """A reading as one line of line protocol, at device time (ns).
+
+    The collector's hot path, so written out by hand: ``tests/collector/test_writer.py``
+    proves it byte-identical to influxdb-client's ``Point`` serialization, which it
+    outpaces about sevenfold (BENCHMARKS.md). No escaping is needed: the tags are ids that
+    matched ``[a-z0-9][a-z0-9_-]*`` and the field names are fixed.
+    """
+    fields = []
+    for name in _READING_FIELDS:
+        value = getattr(reading, name)
+        if value is None:
+            continue
+        if name == "seq":
+            fields.append(f"seq={int(value)}i")
+        else:
+            # Always float: an integer register value written as int would fix the field's
+            # type for the whole shard and every later float write would be refused.
+            fields.append(f"{name}={_float(float(value))}")
+    return (
+        f"{schema.READING},meter={reading.meter},site={reading.site},"
+        f"supplier={reading.supplier} {','.join(fields)} {reading.ts_ns}"
+    )
+
+
+def reading_point(reading: Reading) -> Point:
+    """The same reading as an influxdb-client ``Point`` (the reference serialization)."""
     point = (
         Point(schema.READING)
         .tag("supplier", reading.supplier)
@@ -40,10 +75,8 @@ def reading_line(reading: Reading) -> str:
     if reading.seq is not None:
         point.field("seq", int(reading.seq))
     for name, number in reading.quantities().items():
-        # Always float: an integer register value written as int would fix the field's type
-        # for the whole shard and every later float write would be refused.
         point.field(name, float(number))
-    return point.to_line_protocol()
+    return point
 
 
 def printable(text: str, limit: int) -> str:

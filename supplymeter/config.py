@@ -122,7 +122,7 @@ class CollectorSettings(_Model):
     """Batching and input limits of the MQTT → InfluxDB collector."""
 
     batch_size: int = Field(5000, ge=1, le=100_000)
-    flush_interval_s: float = Field(1.0, gt=0, le=60)
+    flush_interval_s: float = Field(0.25, gt=0, le=60)
     queue_max_points: int = Field(200_000, ge=1)
     max_payload_bytes: int = Field(262_144, ge=64)
     max_batch_readings: int = Field(10_000, ge=1)

@@ -6,7 +6,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.payload import GatewayStatus
-from collector.writer import BatchWriter, reading_line, rejection_line, status_line
+from collector.writer import (
+    BatchWriter,
+    reading_line,
+    reading_point,
+    rejection_line,
+    status_line,
+)
 from deploy.stack import InfluxDB, free_port
 from supplymeter.influx import InfluxClient
 from supplymeter.records import Reading, Rejection
@@ -71,3 +77,25 @@ def test_a_refused_line_costs_only_itself(influx: InfluxClient) -> None:
         assert w.flush(timeout_s=20)
     assert refused == ['m v="text" 3'] and w.written == 3
     assert [r[1] for r in influx.query("SELECT v FROM m")[0].values] == [1.0, 2.0, 4.0]
+
+
+ids = st.from_regex(r"[a-z0-9][a-z0-9_-]{0,20}", fullmatch=True)
+maybe_float = (
+    st.none()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(min_value=0, max_value=10**15)
+)
+
+
+@given(
+    ids, ids, ids,
+    st.integers(min_value=0, max_value=4_102_444_799 * 10**9),
+    st.none() | st.integers(min_value=0, max_value=2**62),
+    # A reading always has a quantity (the parser refuses one without).
+    st.lists(maybe_float, min_size=8, max_size=8).filter(lambda v: any(x is not None for x in v)),
+)  # fmt: skip
+def test_hand_written_serializer_equals_influxdb_client_point(
+    supplier: str, site: str, meter: str, ts_ns: int, seq: int | None, values: list
+) -> None:  # type: ignore[type-arg]
+    reading = Reading(supplier, site, meter, ts_ns, seq, *values)
+    assert reading_line(reading) == reading_point(reading).to_line_protocol()
