@@ -158,9 +158,15 @@ class MetricsServer:
                                         daemon=True)  # fmt: skip
 
     def __enter__(self) -> MetricsServer:
-        self._thread.start()
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()

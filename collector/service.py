@@ -124,7 +124,8 @@ class Collector:
             if settings.metrics_port:
                 self._metrics = MetricsServer(
                     host=settings.metrics_host, port=settings.metrics_port, snapshot=self.snapshot
-                ).__enter__()
+                )
+                self._metrics.start()
             self.subscriber.start()
         except Exception:
             self._close_metrics()
@@ -142,13 +143,19 @@ class Collector:
         self._write_stats()
         self.writer.flush(timeout_s=30)
         self.subscriber.stop()
-        self.writer.close()  # what arrived since is written; it was not acked: redelivered
+        # What arrived since is written but was not acked: the broker redelivers it. With
+        # InfluxDB down the writer would retry for ever; give up after a while instead —
+        # nothing unwritten was acknowledged, so nothing is lost.
+        self.writer.close(timeout_s=15)
+        if self.writer.backlog:
+            log.warning("stopping with %d lines unwritten; their messages were not "
+                        "acknowledged and will be redelivered", self.writer.backlog)  # fmt: skip
         self._close_metrics()
         self._log_summary(force=True)
 
     def _close_metrics(self) -> None:
         if self._metrics:
-            self._metrics.__exit__()
+            self._metrics.stop()
             self._metrics = None
 
     def _now_ns(self) -> int:

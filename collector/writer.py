@@ -1,11 +1,15 @@
 """Batched, retried writes of collector records to InfluxDB as line protocol.
 
-Line protocol is serialized with influxdb-client's ``Point`` (DESIGN.md: influxdb-client for
-serialization, plain HTTP for ``/write``). The :class:`BatchWriter` runs one thread: it sends a
-batch when ``batch_size`` lines are waiting or ``flush_interval_s`` has passed, retries while
-InfluxDB is unavailable, and blocks producers when ``queue_max_points`` lines are waiting, so an
-outage turns into backpressure on the MQTT side (the broker keeps the backlog) instead of
-unbounded memory.
+Line protocol comes from influxdb-client's ``Point`` (DESIGN.md: influxdb-client for
+serialization, plain HTTP for ``/write``), except for readings, the hot path, whose serializer
+is written out by hand and tested byte-identical to ``Point``'s.
+
+The :class:`BatchWriter` runs one thread: it sends a batch when ``batch_size`` lines are
+waiting, ``flush_interval_s`` has passed or a flush is asked for; it retries while InfluxDB is
+unavailable, and reports each durable batch so its MQTT messages can be acknowledged. The
+collector's memory is bounded by the broker's in-flight window (nothing more arrives while
+acks are held); ``queue_max_points`` is a second bound that blocks producers, for QoS 0 or a
+broker that ignores the window.
 """
 
 from __future__ import annotations
