@@ -80,3 +80,18 @@ def test_demo_runs_end_to_end_and_matches_its_ledger(
     assert (out / "ledger.csv").exists()
     ports = [int(line.split("=")[1]) for line in path.read_text().splitlines() if "_port" in line]
     assert not any(port_open(p) for p in ports)  # the demo stopped the stack it started
+
+
+def test_json_logs_are_one_object_per_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import logging
+
+    from supplymeter.cli import JsonFormatter
+
+    record = logging.LogRecord("collector", logging.WARNING, __file__, 1, "lost %d", (3,), None)
+    entry = json.loads(JsonFormatter().format(record))
+    assert (
+        entry["level"] == "WARNING" and entry["logger"] == "collector" and entry["msg"] == "lost 3"
+    )
