@@ -158,15 +158,20 @@ def influx_ingest(url: str, lines_total: int = 200_000) -> float:
 class CollectorProcess:
     """``supplymeter collect`` with its own config; metrics scraped over HTTP."""
 
-    def __init__(self, tmp: Path, stack: LocalStack, database: str, protocol: str) -> None:
+    def __init__(
+        self, tmp: Path, stack: LocalStack, database: str, protocol: str, name: str = "",
+        shared_group: str | None = None,
+    ) -> None:  # fmt: skip
         self.metrics_port = free_port()
-        self.config = tmp / f"collector-{database}.toml"
+        self.config = tmp / f"collector-{database}{name}.toml"
+        group = f'shared_group = "{shared_group}"' if shared_group else ""
         self.config.write_text(f"""
 registry = "{ROOT / "suppliers.toml"}"
 [mqtt]
 port = {stack.mosquitto.port}
 protocol = "{protocol}"
-client_id = "bench-{database}"
+client_id = "bench-{database}{name}"
+{group}
 [influxdb]
 url = "{stack.influxdb.url}"
 database = "{database}"
@@ -231,6 +236,28 @@ def drain(tmp: Path, stack: LocalStack, database: str, protocol: str,
     client = InfluxClient(url=stack.influxdb.url, database=database)
     stored = client.query("SELECT count(energy_kwh) FROM reading")[0].values[0][1]
     return len(messages) / took, rss, stored
+
+
+def shared_drain(tmp: Path, stack: LocalStack, messages: list[tuple[str, bytes]]) -> float:
+    """Two collector processes on one shared subscription drain a backlog; readings/s."""
+    pair = [CollectorProcess(tmp, stack, "bench_shared", "3.1.1", f"-{i}", "collectors")
+            for i in (1, 2)]  # fmt: skip
+    for c in pair:
+        c.start()
+    began = time.perf_counter()
+    for c in pair:
+        c.stop()
+    startup_s = time.perf_counter() - began  # stopping costs about what starting does
+    publish(stack.mosquitto.port, messages)
+    began = time.perf_counter()
+    for c in pair:
+        c.start()
+    while sum(c.metric("acks_sent_total") for c in pair) < len(messages):
+        time.sleep(0.02)
+    took = time.perf_counter() - began - startup_s
+    for c in pair:
+        c.stop()
+    return len(messages) / took
 
 
 def latency(
@@ -298,6 +325,9 @@ def main() -> None:
                  f"target >= 20,000 and >= 60% of bare ({0.6 * bare:,.0f}): "
                  f"{'OK' if rate >= 20_000 and rate >= 0.6 * bare else 'NOT MET'}; "
                  f"stored {stored:,}/{MESSAGES:,}")  # fmt: skip
+        rate = shared_drain(tmp, stack, payloads(MESSAGES, 1, 0))
+        line("2 collectors, shared subscription, MQTT 3.1.1", f"{rate:,.0f} readings/s",
+             f"target >= 20,000: {'OK' if rate >= 20_000 else 'NOT MET'}")  # fmt: skip
         batches = max(MESSAGES // 20, 100)
         rate, peak, stored = drain(tmp, stack, "bench_batch", "5", payloads(batches, 100, 0))
         rss.append(peak)

@@ -49,6 +49,9 @@ MIN_TS_NS = 946_684_800 * 10**9
 MAX_TS_NS = 4_102_444_800 * 10**9
 """2100-01-01T00:00:00Z."""
 
+NON_NEGATIVE = REGISTERS | {"voltage_v", "current_a"}
+"""Registers only rise (or wrap); voltage and current magnitudes are never negative."""
+
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
 )
@@ -213,24 +216,25 @@ def parse_reading(obj: Any, ref: MeterRef, now_ns: int, limits: Limits) -> Readi
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
         raise BadReading("invalid_value", "seq must be a non-negative integer")
     allowed = CARRIER_FIELDS[ref.meter.carrier]
+    register, rollover = ref.register_field, ref.meter.rollover
     values: dict[str, float] = {}
+    # The collector's hot path: the common case (an allowed field holding a plain float)
+    # takes the fewest checks; everything else falls through to the careful ones.
     for name, raw in obj.items():
-        if name in ("ts", "seq"):
-            continue
-        if name not in QUANTITIES:
-            raise BadReading("unknown_field", f"{str(name)[:64]!r} is not a protocol v1 field")
         if name not in allowed:
-            raise BadReading(
-                "wrong_carrier", f"{name} is not measured by a {ref.meter.carrier} meter"
-            )
-        number = _number(name, raw)
-        if name in REGISTERS and number < 0:
-            raise BadReading("invalid_value", f"{name} is a register and cannot be negative")
-        if name in ("voltage_v", "current_a") and number < 0:
+            if name in ("ts", "seq"):
+                continue
+            if name in QUANTITIES:
+                raise BadReading(
+                    "wrong_carrier", f"{name} is not measured by a {ref.meter.carrier} meter"
+                )
+            raise BadReading("unknown_field", f"{str(name)[:64]!r} is not a protocol v1 field")
+        number = raw if type(raw) is float and math.isfinite(raw) else _number(name, raw)
+        if number < 0 and name in NON_NEGATIVE:
             raise BadReading("invalid_value", f"{name} cannot be negative")
         if name == "power_factor" and not -1 <= number <= 1:
             raise BadReading("invalid_value", "power_factor must be within [-1, 1]")
-        if name == ref.register_field and ref.meter.rollover and number >= ref.meter.rollover:
+        if name == register and rollover and number >= rollover:
             raise BadReading("invalid_value", f"{name} is at or above the meter's rollover value")
         values[name] = number
     if not values:

@@ -32,8 +32,10 @@ from supplymeter.records import QUANTITIES, Reading, Rejection
 log = logging.getLogger(__name__)
 
 
-_READING_FIELDS = tuple(sorted((*QUANTITIES, "seq")))
-"""Field names in the order influxdb-client's ``Point`` writes them (sorted)."""
+_FLOAT_FIELDS = tuple(sorted(QUANTITIES))
+"""Quantity names in the order influxdb-client's ``Point`` writes fields (sorted). Always
+floats: an integer register written as int would fix the field's type for the whole shard and
+every later float write would be refused."""
 
 
 def _float(value: float) -> str:
@@ -50,17 +52,15 @@ def reading_line(reading: Reading) -> str:
     outpaces about sevenfold (BENCHMARKS.md). No escaping is needed: the tags are ids that
     matched ``[a-z0-9][a-z0-9_-]*`` and the field names are fixed.
     """
-    fields = []
-    for name in _READING_FIELDS:
-        value = getattr(reading, name)
-        if value is None:
-            continue
-        if name == "seq":
-            fields.append(f"seq={int(value)}i")
-        else:
-            # Always float: an integer register value written as int would fix the field's
-            # type for the whole shard and every later float write would be refused.
-            fields.append(f"{name}={_float(float(value))}")
+    fields = [
+        f"{name}={_float(float(value))}"
+        for name in _FLOAT_FIELDS
+        if (value := getattr(reading, name)) is not None
+    ]
+    if reading.seq is not None:
+        # Sorted position of "seq" among the field names, as Point writes it.
+        at = sum(1 for f in fields if f < "seq")
+        fields.insert(at, f"seq={int(reading.seq)}i")
     return (
         f"{schema.READING},meter={reading.meter},site={reading.site},"
         f"supplier={reading.supplier} {','.join(fields)} {reading.ts_ns}"
