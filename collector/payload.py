@@ -16,12 +16,12 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from supplymeter.config import ID_RE, MeterRef, Registry
 from supplymeter.errors import BadReading
-from supplymeter.records import QUANTITIES, REGISTERS, Reading, datetime_to_ns
+from supplymeter.records import QUANTITIES, REGISTERS, Reading
 
 PREFIX = "energy/v1/"
 
@@ -51,6 +51,8 @@ MAX_TS_NS = 4_102_444_800 * 10**9
 
 NON_NEGATIVE = REGISTERS | {"voltage_v", "current_a"}
 """Registers only rise (or wrap); voltage and current magnitudes are never negative."""
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
@@ -168,21 +170,22 @@ def parse_timestamp(value: Any) -> int:
     if not match:
         raise BadReading("invalid_timestamp", "ts is not RFC 3339 with an offset")
     year, month, day, hour, minute, second, frac, offset = match.groups()
-    if offset in ("Z", "z"):
-        tz = UTC
-    else:
+    offset_s = 0
+    if offset not in ("Z", "z"):
         hours, minutes = int(offset[1:3]), int(offset[4:6])
         if hours > 23 or minutes > 59:
             raise BadReading("invalid_timestamp", "ts has an impossible UTC offset")
-        sign = 1 if offset[0] == "+" else -1
-        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+        offset_s = (1 if offset[0] == "+" else -1) * (hours * 3600 + minutes * 60)
+    h, mi, sec = int(hour), int(minute), int(second)
     try:
-        dt = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=tz
-        )
+        days = date(int(year), int(month), int(day)).toordinal() - _EPOCH_ORDINAL
     except ValueError as exc:
-        raise BadReading("invalid_timestamp", f"ts is not a real time: {exc}") from exc
-    ts_ns = datetime_to_ns(dt) + (int(frac.ljust(9, "0")) if frac else 0)
+        raise BadReading("invalid_timestamp", f"ts is not a real date: {exc}") from exc
+    if h > 23 or mi > 59 or sec > 59:  # no leap seconds: Unix time has none either
+        raise BadReading("invalid_timestamp", "ts is not a real time of day")
+    # Integer arithmetic instead of datetime objects: this runs for every reading.
+    seconds = days * 86_400 + h * 3600 + mi * 60 + sec - offset_s
+    ts_ns = seconds * 1_000_000_000 + (int(frac.ljust(9, "0")) if frac else 0)
     if not MIN_TS_NS <= ts_ns < MAX_TS_NS:
         raise BadReading("invalid_timestamp", "ts is outside 2000–2100")
     return ts_ns

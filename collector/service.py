@@ -30,14 +30,14 @@ from collector.metrics import MetricsServer, Snapshot, health_problems, stats_li
 from collector.mqtt import AckToken, MqttSubscriber
 from collector.payload import (
     Limits,
-    ReadingsTopic,
+    StatusTopic,
     parse_readings,
     parse_status,
     parse_topic,
     resolve_meter,
 )
 from collector.writer import BatchWriter, reading_line, rejection_line, status_line
-from supplymeter.config import Config
+from supplymeter.config import Config, MeterRef
 from supplymeter.errors import BadReading
 from supplymeter.influx import InfluxClient
 from supplymeter.records import Rejection
@@ -49,7 +49,8 @@ SUMMARY_EVERY_S = 60.0
 
 @dataclass
 class CollectorStats:
-    """Counts since start. ``messages`` = reading messages + status messages + rejected."""
+    """Counts since start. ``reading_messages`` are those on a registry meter's readings
+    topic; ``messages`` counts everything received, rejected or not."""
 
     messages: int = 0
     reading_messages: int = 0
@@ -105,6 +106,7 @@ class Collector:
         self._stats_thread = threading.Thread(target=self._report, name="stats", daemon=True)
         self._last_summary = time.monotonic()
         self._summary_counts: Counter[str] = Counter()
+        self._known_topics: dict[bytes, MeterRef] = {}
 
     def __enter__(self) -> Collector:
         self.start()
@@ -170,39 +172,60 @@ class Collector:
         """Process one MQTT message. Never raises: every failure becomes a rejection."""
         self.stats.messages += 1
         topic = topic_bytes.decode("utf-8", "replace")
-        supplier = None
         lines: list[str] = []
         try:
-            parsed = parse_topic(topic)
-            if self._registry.supplier(parsed.supplier) is not None:
-                supplier = parsed.supplier
-            if isinstance(parsed, ReadingsTopic):
-                self.stats.reading_messages += 1
-                ref = resolve_meter(parsed, self._registry)
-                readings, rejected = parse_readings(payload, ref, self._clock(), self._limits)
-                lines += [reading_line(r) for r in readings]
-                self.stats.readings_accepted += len(readings)
-                lines += [self._reject(exc, topic, payload, supplier) for exc in rejected]
-            else:
-                status = parse_status(payload, parsed, self._registry, self._now_ns(), self._limits)
+            target = self._route(topic_bytes, topic)
+            if isinstance(target, StatusTopic):
+                status = parse_status(payload, target, self._registry, self._now_ns(), self._limits)
                 self.stats.statuses += 1
                 lines.append(status_line(status))
+            else:
+                self.stats.reading_messages += 1
+                readings, rejected = parse_readings(payload, target, self._clock(), self._limits)
+                lines += [reading_line(r) for r in readings]
+                self.stats.readings_accepted += len(readings)
+                lines += [self._reject(exc, topic, payload) for exc in rejected]
         except BadReading as exc:
-            lines.append(self._reject(exc, topic, payload, supplier))
+            lines.append(self._reject(exc, topic, payload))
         except Exception as exc:  # a bug must not stop the stream; record it like bad input
             log.exception("internal error handling a message on %.200s", topic)
-            error = BadReading("internal_error", repr(exc)[:300])
-            lines.append(self._reject(error, topic, payload, supplier))
+            lines.append(
+                self._reject(BadReading("internal_error", repr(exc)[:300]), topic, payload)
+            )
         self.writer.put(lines, token)
 
-    def _reject(self, exc: BadReading, topic: str, payload: bytes, supplier: str | None) -> str:
+    def _route(self, topic_bytes: bytes, topic: str) -> MeterRef | StatusTopic:
+        """The registry meter a readings topic names, or the parsed status topic.
+
+        Resolved readings topics are cached (the registry does not change while running):
+        at most one entry per registry meter, since failures are not kept.
+        """
+        ref = self._known_topics.get(topic_bytes)
+        if ref is not None:
+            return ref
+        parsed = parse_topic(topic)
+        if isinstance(parsed, StatusTopic):
+            return parsed
+        ref = resolve_meter(parsed, self._registry)
+        self._known_topics[topic_bytes] = ref
+        return ref
+
+    def _supplier_tag(self, topic: str) -> str | None:
+        """The supplier id of a topic, if the registry knows it (only such ids become tags)."""
+        try:
+            supplier = parse_topic(topic).supplier
+        except BadReading:
+            return None
+        return supplier if self._registry.supplier(supplier) is not None else None
+
+    def _reject(self, exc: BadReading, topic: str, payload: bytes) -> str:
         """Count and log a rejection; return its ``rejected_message`` line."""
         rejection = Rejection(
             code=exc.code,
             detail=exc.detail,
             topic=topic,
             received_ns=self._now_ns(),
-            supplier=supplier,
+            supplier=self._supplier_tag(topic),
             payload_bytes=len(payload),
             excerpt=payload[:120].decode("utf-8", "replace"),
         )
@@ -227,7 +250,7 @@ class Collector:
     def _refused(self, line: str, why: str) -> None:
         """InfluxDB refused a line: record that as a rejection instead of losing it silently."""
         error = BadReading("write_refused", why[:300])
-        self.writer.put([self._reject(error, "", line.encode(), None)], block=False)
+        self.writer.put([self._reject(error, "", line.encode())], block=False)
 
     # --- self-metrics -------------------------------------------------------------------
 
