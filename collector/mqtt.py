@@ -78,6 +78,8 @@ def make_client(
     if settings.username:
         password = secrets.mqtt_password.get_secret_value() if secrets.mqtt_password else None
         client.username_pw_set(settings.username, password)
+    if settings.tls_ca_file:
+        client.tls_set(ca_certs=str(settings.tls_ca_file))
     return client
 
 

@@ -187,6 +187,18 @@ def cmd_export(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy(config: Config, args: argparse.Namespace) -> int:
+    from deploy.mosquitto import write_mosquitto
+
+    files = write_mosquitto(config, args.out)
+    _say(f"wrote {files.conf}, {files.passwd} (mode 0600), {files.acl}: {len(files.users)} users")
+    if files.generated:
+        secrets_file = config.resolve(config.services.broker.secrets_file)
+        _say(f"generated passwords for {len(files.generated)} users into {secrets_file} "
+             "(mode 0600; not shown here)")  # fmt: skip
+    return 0
+
+
 def cmd_scheduler(config: Config, args: argparse.Namespace) -> int:
     from processing.jobs import run_scheduler
 
@@ -391,6 +403,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("scheduler", help="run rollups and monthly exports on schedule").set_defaults(
         func=cmd_scheduler
     )
+
+    p = sub.add_parser("deploy", help="generate deployment files from the registry")
+    p.add_argument("target", choices=("mosquitto",))
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/mosquitto"),
+        help="directory for mosquitto.conf, passwd and acl (default out/mosquitto)",
+    )
+    p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("demo", help="stack → simulate a month → collect → process → export")
     p.add_argument("--month", help="YYYY-MM (default: last complete month in Asia/Taipei)")

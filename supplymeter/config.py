@@ -79,6 +79,8 @@ class MqttSettings(_Model):
     session_expiry_s: int = Field(86400, ge=0)
     receive_maximum: int = Field(10_000, ge=1, le=65535)
     shared_group: str | None = None
+    tls_ca_file: Path | None = None
+    """CA certificate that signed the broker's; set it to connect over TLS."""
 
     @field_validator("shared_group")
     @classmethod
@@ -93,6 +95,22 @@ class MqttSettings(_Model):
         if value not in (0, 1, 2):
             raise ValueError("must be 0, 1 or 2")
         return value
+
+
+class BrokerSettings(_Model):
+    """The production Mosquitto that ``supplymeter deploy mosquitto`` configures."""
+
+    port: int = Field(1883, ge=1, le=65535)
+    tls_port: int = Field(8883, ge=1, le=65535)
+    bind_address: str = "0.0.0.0"
+    run_as_user: str = "mosquitto"
+    """The user Mosquitto drops to when started as root; it must read passwd and acl."""
+    persistence_dir: Path = Path("/var/lib/mosquitto")
+    max_queued_bytes: int = Field(536_870_912, ge=0)
+    secrets_file: Path = Path("secrets/mqtt-passwords.toml")
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    cafile: Path | None = None
 
 
 class InfluxSettings(_Model):
@@ -175,6 +193,7 @@ class StackSettings(_Model):
 class ServicesFile(_Model):
     registry: Path = Path("suppliers.toml")
     mqtt: MqttSettings = MqttSettings()
+    broker: BrokerSettings = BrokerSettings()
     influxdb: InfluxSettings = InfluxSettings()
     collector: CollectorSettings = CollectorSettings()
     smtp: SmtpSettings = SmtpSettings()
@@ -482,6 +501,10 @@ def load_config(path: Path | str | None = None, environ: Mapping[str, str] | Non
     problems += _duplicates(str(registry_path), suppliers)
     if problems or services is None:
         raise ConfigError(problems)
+    ca = services.mqtt.tls_ca_file
+    if ca is not None and not ca.is_absolute():
+        mqtt = services.mqtt.model_copy(update={"tls_ca_file": path.parent / ca})
+        services = services.model_copy(update={"mqtt": mqtt})
     return Config(
         path=path,
         services=services,

@@ -1,0 +1,187 @@
+"""Generated Mosquitto auth, ACL and TLS against a real Mosquitto."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import ssl
+import stat
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from collector.mqtt import wait_until
+from collector.service import Collector
+from deploy.mosquitto import hash_password, load_passwords, write_mosquitto
+from deploy.stack import MosquittoFromFile, free_port
+from supplymeter.cli import main
+from supplymeter.config import Config, load_config
+from supplymeter.influx import InfluxClient
+from tests.conftest import ROOT, SMALL_REGISTRY, pointed_at, write_config
+
+FORGE_GW = "forge-a.plant-1.gw1"
+CNC_GW = "cnc-d.plant-1.gw1"
+Secured = tuple[Config, MosquittoFromFile, dict[str, str], Path]
+"""Config pointed at the broker, the broker, the generated passwords, the test CA's folder."""
+READING = json.dumps({"ts": 1_788_220_800_000, "energy_kwh": 12.5}).encode()
+
+
+@pytest.fixture
+def secured(tmp_path: Path, influx: InfluxClient) -> Iterator[Secured]:
+    ca = tmp_path / "ca"
+    subprocess.run(["bash", str(ROOT / "deploy" / "make-test-ca.sh"), str(ca)], check=True,
+                   capture_output=True)  # fmt: skip
+    port, tls_port = free_port(), free_port()
+    services = f"""
+        [broker]
+        port = {port}
+        tls_port = {tls_port}
+        bind_address = "127.0.0.1"
+        run_as_user = "{getpass.getuser()}"
+        persistence_dir = "{tmp_path / "data"}"
+        secrets_file = "{tmp_path / "secrets.toml"}"
+        certfile = "{ca / "server.crt"}"
+        keyfile = "{ca / "server.key"}"
+        [mqtt]
+        port = {port}
+        username = "collector"
+        """
+    path = write_config(tmp_path / "cfg", SMALL_REGISTRY, services)
+    (tmp_path / "data").mkdir()
+    config = load_config(path, {})
+    files = write_mosquitto(config, tmp_path / "mosquitto")
+    passwords = load_passwords(tmp_path / "secrets.toml")
+    config = pointed_at(
+        load_config(path, {"SUPPLYMETER_MQTT_PASSWORD": passwords["collector"]}), None, influx
+    )
+    server = MosquittoFromFile(root=tmp_path / "run", port=port, conf=files.conf)
+    server.start(detach=False)
+    yield config, server, passwords, ca
+    server.stop()
+
+
+def connect(port: int, user: str | None, password: str | None, *, client_id: str,
+            ca: Path | None = None, tls: bool = False) -> tuple[paho.Client, object]:  # fmt: skip
+    """Connect with MQTT 5; returns the client and the CONNACK reason (or the exception)."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    if user:
+        client.username_pw_set(user, password)
+    if tls:
+        client.tls_set(ca_certs=str(ca) if ca else None)
+    result: list[object] = []
+    done = threading.Event()
+
+    def on_connect(c, u, flags, reason, props) -> None:  # type: ignore[no-untyped-def]
+        result.append(reason)
+        done.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect("127.0.0.1", port)
+    except (OSError, ssl.SSLError) as exc:
+        return client, exc
+    client.loop_start()
+    done.wait(10)
+    return client, result[0] if result else None
+
+
+def test_files_are_private_and_passwords_never_printed(
+    secured: Secured, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    config, _, passwords, _ = secured
+    assert set(passwords) == {"collector", FORGE_GW, CNC_GW}
+    for path in (tmp_path / "secrets.toml", tmp_path / "mosquitto" / "passwd"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    passwd = (tmp_path / "mosquitto" / "passwd").read_text()
+    assert not any(pw in passwd for pw in passwords.values())
+    acl = (tmp_path / "mosquitto" / "acl").read_text()
+    assert f"user {FORGE_GW}\ntopic write energy/v1/forge-a/plant-1/main/readings\n" in acl
+    assert "user collector\ntopic read energy/v1/#\n" in acl
+    # Re-running keeps the passwords and prints none of them.
+    assert main(["--config", str(config.path), "deploy", "mosquitto", "--out",
+                 str(tmp_path / "again")]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert load_passwords(tmp_path / "secrets.toml") == passwords
+    assert not any(pw in out for pw in passwords.values()) and "3 users" in out
+
+
+def test_hash_is_mosquitto_2_pbkdf2_sha512() -> None:
+    salt = bytes(range(12))
+    assert hash_password("correct horse", salt=salt).startswith("$7$101$AAECAwQFBgcICQoL$")
+    assert hash_password("x", salt=salt) != hash_password("y", salt=salt)
+
+
+def test_wrong_password_and_anonymous_are_refused(
+    secured: Secured,
+) -> None:
+    _, server, passwords, _ = secured
+    for user, pw in ((FORGE_GW, "wrong-password-123"), (None, None), ("nobody", "whatever-12345")):
+        client, reason = connect(server.port, user, pw, client_id=f"t-{user}")
+        assert reason is not None and getattr(reason, "is_failure", True), (user, reason)
+        client.loop_stop()
+    client, reason = connect(server.port, FORGE_GW, passwords[FORGE_GW], client_id="ok")
+    assert reason is not None and not reason.is_failure  # type: ignore[attr-defined]
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_gateway_cannot_write_another_suppliers_topic(
+    secured: Secured, influx: InfluxClient,
+) -> None:  # fmt: skip
+    config, server, passwords, _ = secured
+    with Collector(config, client=influx) as collector:
+        gateway, reason = connect(server.port, FORGE_GW, passwords[FORGE_GW], client_id="gw-a")
+        assert not reason.is_failure  # type: ignore[attr-defined]
+        gateway.publish("energy/v1/cnc-d/plant-1/main/readings", READING, qos=1).wait_for_publish(
+            10
+        )
+        gateway.publish("energy/v1/forge-a/plant-1/main/readings", READING, qos=1).wait_for_publish(
+            10
+        )
+        # The second message arriving means the first had its chance: it never came.
+        assert wait_until(lambda: collector.stats.readings_accepted >= 1, 20)
+        assert collector.writer.flush(20)
+        gateway.disconnect()
+        gateway.loop_stop()
+    assert collector.stats.messages == 1 and collector.stats.rejected_total == 0
+    stored = influx.query("SELECT energy_kwh FROM reading GROUP BY supplier")
+    assert [s.tags["supplier"] for s in stored] == ["forge-a"]
+
+
+def test_collector_may_read_but_not_publish(
+    secured: Secured,
+) -> None:
+    _, server, passwords, _ = secured
+    received: list[str] = []
+    reader, _ = connect(server.port, "collector", passwords["collector"], client_id="reader")
+    reader.on_message = lambda c, u, m: received.append(m.topic)
+    reader.subscribe("energy/v1/#", qos=1)
+    writer, _ = connect(server.port, "collector", passwords["collector"], client_id="writer")
+    writer.publish("energy/v1/forge-a/plant-1/main/readings", READING, qos=1).wait_for_publish(10)
+    gateway, _ = connect(server.port, FORGE_GW, passwords[FORGE_GW], client_id="gw")
+    gateway.publish("energy/v1/forge-a/plant-1/gas/readings", READING, qos=1).wait_for_publish(10)
+    assert wait_until(lambda: received, 10)
+    assert received == ["energy/v1/forge-a/plant-1/gas/readings"]
+    for client in (reader, writer, gateway):
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_tls_works_with_the_test_ca_and_fails_without(
+    secured: Secured,
+) -> None:
+    config, _, passwords, ca = secured
+    tls_port = config.services.broker.tls_port
+    client, reason = connect(tls_port, FORGE_GW, passwords[FORGE_GW], client_id="tls-ok",
+                             ca=ca / "ca.crt", tls=True)  # fmt: skip
+    assert reason is not None and not reason.is_failure  # type: ignore[attr-defined]
+    client.disconnect()
+    client.loop_stop()
+    _, failure = connect(tls_port, FORGE_GW, passwords[FORGE_GW], client_id="tls-bad", tls=True)
+    assert isinstance(failure, ssl.SSLError) and "certificate verify failed" in str(failure)
