@@ -116,16 +116,20 @@ class MosquittoFiles:
     generated: list[str]
 
 
-def conf_text(config: Config, out_dir: Path) -> str:
-    """mosquitto.conf with auth, ACL, persistence and (when configured) a TLS listener."""
+def conf_text(config: Config, runtime_dir: Path) -> str:
+    """mosquitto.conf with auth, ACL, persistence and (when configured) a TLS listener.
+
+    ``runtime_dir`` is where passwd and acl are when Mosquitto runs (inside a container,
+    the mount point; on a host, where they were written).
+    """
     broker = config.services.broker
     lines = [
         "# written by `supplymeter deploy mosquitto`; do not edit",
         "per_listener_settings false",
         "allow_anonymous false",
         f"user {broker.run_as_user}",
-        f"password_file {out_dir / 'passwd'}",
-        f"acl_file {out_dir / 'acl'}",
+        f"password_file {runtime_dir / 'passwd'}",
+        f"acl_file {runtime_dir / 'acl'}",
         "persistence true",
         f"persistence_location {broker.persistence_dir}/",
         "max_queued_messages 0",
@@ -146,8 +150,13 @@ def conf_text(config: Config, out_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_mosquitto(config: Config, out_dir: Path) -> MosquittoFiles:
-    """Write passwd, acl and mosquitto.conf under ``out_dir``; passwords never printed."""
+def write_mosquitto(
+    config: Config, out_dir: Path, runtime_dir: Path | None = None
+) -> MosquittoFiles:
+    """Write passwd, acl and mosquitto.conf under ``out_dir``; passwords never printed.
+
+    ``runtime_dir``: where Mosquitto will find the files (default: ``out_dir`` itself).
+    """
     names = users(config)
     secrets_path = config.resolve(config.services.broker.secrets_file)
     before = set(load_passwords(secrets_path))
@@ -160,5 +169,5 @@ def write_mosquitto(config: Config, out_dir: Path) -> MosquittoFiles:
     acl = out_dir / "acl"
     acl.write_text(acl_text(config.registry, collector_user(config)))
     conf = out_dir / "mosquitto.conf"
-    conf.write_text(conf_text(config, out_dir.resolve()))
+    conf.write_text(conf_text(config, runtime_dir or out_dir.resolve()))
     return MosquittoFiles(conf, passwd, acl, names, [n for n in names if n not in before])

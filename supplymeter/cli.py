@@ -190,7 +190,7 @@ def cmd_export(config: Config, args: argparse.Namespace) -> int:
 def cmd_deploy(config: Config, args: argparse.Namespace) -> int:
     from deploy.mosquitto import write_mosquitto
 
-    files = write_mosquitto(config, args.out)
+    files = write_mosquitto(config, args.out, args.runtime_dir)
     _say(f"wrote {files.conf}, {files.passwd} (mode 0600), {files.acl}: {len(files.users)} users")
     if files.generated:
         secrets_file = config.resolve(config.services.broker.secrets_file)
@@ -412,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("out/mosquitto"),
         help="directory for mosquitto.conf, passwd and acl (default out/mosquitto)",
     )
+    p.add_argument("--runtime-dir", type=Path, default=None,
+                   help="where Mosquitto will read passwd and acl, if not --out "
+                   "(e.g. /mosquitto/config in the compose stack)")  # fmt: skip
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("demo", help="stack → simulate a month → collect → process → export")
