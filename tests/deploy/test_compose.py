@@ -1,0 +1,124 @@
+"""The compose stack, its config, the generated Mosquitto files and the systemd units agree."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import yaml
+
+from deploy.mosquitto import write_mosquitto
+from supplymeter.cli import build_parser
+from supplymeter.config import Config, load_config
+from tests.conftest import ROOT, with_settings
+
+COMPOSE_DIR = ROOT / "deploy" / "compose"
+RUNTIME = Path("/mosquitto/config")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load((COMPOSE_DIR / "docker-compose.yml").read_text())
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    loaded = load_config(COMPOSE_DIR / "supplymeter.toml", {})
+    return with_settings(loaded, "broker", secrets_file=tmp_path / "secrets.toml")
+
+
+def mounts(service: dict) -> dict[str, str]:  # type: ignore[type-arg]
+    """{container path: host path} of a service's bind mounts and volumes."""
+    out = {}
+    for spec in service.get("volumes", []):
+        source, target = spec.split(":")[:2]
+        out[target] = source
+    return out
+
+
+def test_mosquitto_service_matches_the_generated_files(
+    compose: dict,
+    config: Config,
+    tmp_path: Path,  # type: ignore[type-arg]
+) -> None:
+    files = write_mosquitto(config, tmp_path / "mosquitto", RUNTIME)
+    conf = files.conf.read_text()
+    broker = config.services.broker
+    service = compose["services"]["mosquitto"]
+    volumes = mounts(service)
+    assert service["command"][-1] == str(RUNTIME / "mosquitto.conf")
+    assert volumes[str(RUNTIME)] == "./mosquitto"
+    assert f"password_file {RUNTIME / 'passwd'}" in conf and f"acl_file {RUNTIME / 'acl'}" in conf
+    assert str(broker.persistence_dir) in volumes
+    assert broker.certfile is not None and broker.keyfile is not None
+    assert str(broker.certfile.parent) in volumes and str(broker.keyfile.parent) in volumes
+    assert f"listener {broker.port} 0.0.0.0" in conf and f"listener {broker.tls_port}" in conf
+    assert f"{broker.port}:{broker.port}" in service["ports"]
+    assert f"{broker.tls_port}:{broker.tls_port}" in service["ports"]
+    assert "allow_anonymous false" in conf
+
+
+def test_services_find_each_other_and_their_config(compose: dict, config: Config) -> None:  # type: ignore[type-arg]
+    services = compose["services"]
+    assert config.mqtt.host in services and config.mqtt.port == config.services.broker.port
+    influx = urlparse(config.influxdb.url)
+    assert influx.hostname in services and influx.port == 8086
+    assert (
+        services["influxdb"]["environment"]["DOCKER_INFLUXDB_INIT_BUCKET"]
+        == config.influxdb.database
+    )
+    for name in ("collector", "scheduler"):
+        service = services[name]
+        path = Path(service["environment"]["SUPPLYMETER_CONFIG"])
+        volumes = mounts(service)
+        assert volumes[str(path)] == "./supplymeter.toml"
+        assert volumes[str(path.parent / config.services.registry)] == "./suppliers.toml"
+        assert service["command"][0] == "supplymeter"
+    health = " ".join(services["collector"]["healthcheck"]["test"])
+    assert f":{config.collector.metrics_port}/healthz" in health
+    datasource = yaml.safe_load(
+        (COMPOSE_DIR / "grafana/provisioning/datasources/supplymeter.yml").read_text()
+    )["datasources"][0]
+    assert datasource["url"] == config.influxdb.url
+    assert datasource["jsonData"]["dbName"] == config.influxdb.database
+
+
+def test_no_default_secrets(compose: dict) -> None:  # type: ignore[type-arg]
+    text = (COMPOSE_DIR / "docker-compose.yml").read_text()
+    example = (COMPOSE_DIR / ".env.example").read_text()
+    secret_refs = re.findall(r"\$\{([A-Z_]*(?:PASSWORD|TOKEN)[A-Z_]*)(:[?-])", text)
+    assert secret_refs
+    for name, kind in secret_refs:
+        assert f"\n{name}=" in "\n" + example, name
+        if name != "SUPPLYMETER_SMTP_PASSWORD":  # optional: alerts may not use SMTP auth
+            assert kind == ":?", f"{name} must be required, not defaulted"
+    assert all("restart" in s for s in compose["services"].values())
+
+
+def test_systemd_units_run_real_commands() -> None:
+    commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    for unit in (ROOT / "deploy" / "systemd").glob("*.service"):
+        exec_start = re.search(r"^ExecStart=(.*)$", unit.read_text(), re.M)
+        assert exec_start, unit
+        assert exec_start[1].split()[-1] in commands, unit
+        assert "EnvironmentFile=" in unit.read_text() and "User=supplymeter" in unit.read_text()
+
+
+@pytest.mark.skipif(
+    subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0
+    if shutil.which("docker") else True,
+    reason="docker compose is not installed here (a Docker engine is not needed for `config`)",
+)  # fmt: skip
+def test_docker_compose_config_validates(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("INFLUXDB_ADMIN_PASSWORD=x\nSUPPLYMETER_INFLUXDB_TOKEN=x\n"
+                   "GRAFANA_ADMIN_PASSWORD=x\nSUPPLYMETER_MQTT_PASSWORD=x\n")  # fmt: skip
+    result = subprocess.run(
+        ["docker", "compose", "--env-file", str(env), "-f", str(COMPOSE_DIR / "docker-compose.yml"),
+         "config", "--quiet"], capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
