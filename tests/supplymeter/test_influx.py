@@ -56,7 +56,13 @@ def test_unreachable_server_is_retryable_after_bounded_attempts() -> None:
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=40))
+@given(
+    # A tag value cannot end in a backslash in line protocol (it would escape the separator;
+    # influxdb-client appends a space). Our tags are registry ids, which never do.
+    st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=40).filter(
+        lambda v: not v.endswith("\\")
+    )
+)
 def test_quoted_literals_select_exactly_the_tag(influx: InfluxClient, value: str) -> None:
     """Quotes and backslashes in a literal cannot change what a query selects."""
     influx.execute("DROP SERIES FROM q")
