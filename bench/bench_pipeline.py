@@ -7,7 +7,6 @@ a 2-core machine. Run with ``make bench``; record the figures in BENCHMARKS.md.
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 import time
 from datetime import datetime
@@ -41,10 +40,6 @@ def main() -> None:
     start, end = datetime(2026, 10, 1, tzinfo=TPE), datetime(2026, 11, 1, tzinfo=TPE)
     with tempfile.TemporaryDirectory() as tmp, LocalStack.on_free_ports(Path(tmp)) as stack:
         cfg = configure_for(config, stack)
-        collector_settings = cfg.collector.model_copy(update={"metrics_port": 0})
-        cfg = dataclasses.replace(
-            cfg, services=cfg.services.model_copy(update={"collector": collector_settings})
-        )
         client = InfluxClient.from_settings(cfg.influxdb, cfg.secrets)
         client.ensure_database()
         began = time.perf_counter()

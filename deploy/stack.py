@@ -299,13 +299,16 @@ class LocalStack:
 
 
 def configure_for(config: Config, stack: LocalStack) -> Config:
-    """``config`` with its MQTT and InfluxDB settings pointing at ``stack``."""
+    """``config`` with its MQTT and InfluxDB settings pointing at ``stack``, for a collector
+    embedded in a short-lived process (the demo, benchmarks): no metrics server, whose port
+    would clash with a ``supplymeter collect`` running beside it."""
     services = config.services.model_copy(
         update={
             "mqtt": config.mqtt.model_copy(
                 update={"host": "127.0.0.1", "port": stack.mosquitto.port}
             ),
             "influxdb": config.influxdb.model_copy(update={"url": stack.influxdb.url}),
+            "collector": config.collector.model_copy(update={"metrics_port": 0}),
         }
     )
     return dataclasses.replace(config, services=services)

@@ -10,7 +10,6 @@ configuration or arguments.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import signal
@@ -286,11 +285,6 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
         stack.up(detach=args.keep_stack)
     try:
         cfg = configure_for(config, stack)
-        # The demo's collector lives for a minute inside this process: no metrics server.
-        collector_settings = cfg.collector.model_copy(update={"metrics_port": 0})
-        cfg = dataclasses.replace(
-            cfg, services=cfg.services.model_copy(update={"collector": collector_settings})
-        )
         library = FactorLibrary.load()
         with _influx(cfg) as client:
             with Collector(cfg, client=client) as collector:
