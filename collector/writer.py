@@ -32,8 +32,9 @@ from supplymeter.records import QUANTITIES, Reading, Rejection
 log = logging.getLogger(__name__)
 
 
-_FLOAT_FIELDS = tuple(sorted(QUANTITIES))
-"""Quantity names in the order influxdb-client's ``Point`` writes fields (sorted). Always
+_FLOAT_FIELDS = tuple((name, Reading._fields.index(name)) for name in sorted(QUANTITIES))
+"""(quantity name, index in :class:`Reading`) in the order influxdb-client's ``Point`` writes
+fields (sorted). Always
 floats: an integer register written as int would fix the field's type for the whole shard and
 every later float write would be refused."""
 
@@ -54,8 +55,8 @@ def reading_line(reading: Reading) -> str:
     """
     fields = [
         f"{name}={_float(float(value))}"
-        for name in _FLOAT_FIELDS
-        if (value := getattr(reading, name)) is not None
+        for name, index in _FLOAT_FIELDS
+        if (value := reading[index]) is not None
     ]
     if reading.seq is not None:
         # Sorted position of "seq" among the field names, as Point writes it.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 QUANTITIES: tuple[str, ...] = (
     "energy_kwh",
@@ -41,9 +42,13 @@ def datetime_to_ns(ts: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """One meter reading as the gateway protocol v1 defines it. Units are in the names."""
+class Reading(NamedTuple):
+    """One meter reading as the gateway protocol v1 defines it. Units are in the names.
+
+    A NamedTuple rather than a frozen dataclass: equally immutable, and built several times
+    faster — the collector makes one per reading (about a third of its per-reading cost was a
+    frozen dataclass's ``__init__``).
+    """
 
     supplier: str
     site: str
