@@ -19,6 +19,7 @@ when this lasts longer than ``collector.unhealthy_after_s``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -309,3 +310,17 @@ class Collector:
             log.warning("rejected messages since last report: %s", counts)
             self._summary_counts.clear()
             self._last_summary = now
+
+
+def worker_config(config: Config, index: int) -> Config:
+    """The config of collector process ``index`` of ``collector.processes``: its own MQTT
+    client id (a persistent session each) and metrics port; the same shared subscription."""
+    if config.collector.processes == 1:
+        return config
+    mqtt = config.mqtt.model_copy(update={"client_id": f"{config.mqtt.client_id}-{index}"})
+    port = config.collector.metrics_port
+    collector = config.collector.model_copy(
+        update={"metrics_port": port + index if port else 0, "processes": 1}
+    )
+    services = config.services.model_copy(update={"mqtt": mqtt, "collector": collector})
+    return dataclasses.replace(config, services=services)

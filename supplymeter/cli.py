@@ -105,17 +105,55 @@ def _influx(config: Config) -> InfluxClient:
 
 
 def cmd_collect(config: Config, args: argparse.Namespace) -> int:
-    from collector.service import Collector
+    from collector.service import Collector, worker_config
 
+    processes = config.collector.processes
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    workers = None
+    if args.worker is None and processes > 1:
+        workers = _spawn_workers(config, args, processes, stop)
+    config = worker_config(config, args.worker or 0)
     with _influx(config) as client, Collector(config, client=client) as collector:
-        _say(f"collecting from {config.mqtt.host}:{config.mqtt.port} into {client.url}")
-        while not stop.wait(60):
-            log.info("stats: %s backlog=%d", collector.stats, collector.writer.backlog)
+        _say(f"collecting from {config.mqtt.host}:{config.mqtt.port} into {client.url}"
+             + (f" with {processes} processes" if workers else ""))  # fmt: skip
+        while not stop.wait(1.0):
+            pass
+    if workers:
+        workers.join()
     _say(f"stopped: {collector.stats}")
     return 0
+
+
+def _spawn_workers(
+    config: Config, args: argparse.Namespace, processes: int, stop: threading.Event
+) -> threading.Thread:
+    """Run collector processes 1..N-1 beside this one (process 0), restarting any that dies
+    (its persistent session may hold messages the broker queued for it); on ``stop``, pass
+    SIGTERM on and wait for them."""
+    import subprocess
+
+    argv = [sys.executable, "-m", "supplymeter.cli", "--config", str(config.path)]
+    argv += ["--log-json"] if args.log_json else []
+    argv += ["-v"] * args.verbose
+
+    def supervise() -> None:
+        procs = {i: subprocess.Popen([*argv, "collect", "--worker", str(i)])
+                 for i in range(1, processes)}  # fmt: skip
+        while not stop.wait(1.0):
+            for i, proc in procs.items():
+                if proc.poll() is not None:
+                    log.error("collector process %d exited (%s); restarting", i, proc.returncode)
+                    procs[i] = subprocess.Popen([*argv, "collect", "--worker", str(i)])
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            proc.wait(60)
+
+    thread = threading.Thread(target=supervise, name="workers")
+    thread.start()
+    return thread
 
 
 def _progress(label: str) -> Callable[[float, int], None]:
@@ -356,9 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("up", "down", "status"))
     p.set_defaults(func=cmd_stack)
 
-    sub.add_parser("collect", help="run the MQTT → InfluxDB collector").set_defaults(
-        func=cmd_collect
-    )
+    p = sub.add_parser("collect", help="run the MQTT → InfluxDB collector")
+    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("simulate", help="publish simulated meter readings over MQTT")
     mode = p.add_mutually_exclusive_group(required=True)

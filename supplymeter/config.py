@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from supplymeter.errors import ConfigError
 
@@ -149,6 +157,9 @@ class CollectorSettings(_Model):
     metrics_port: int = Field(0, ge=0, le=65535)
     """0 turns the /metrics + /healthz server off."""
     stats_interval_s: float = Field(10.0, gt=0)
+    processes: int = Field(1, ge=1, le=64)
+    """Collector processes sharing one subscription (``mqtt.shared_group``); each gets
+    ``client_id-N`` and ``metrics_port + N``."""
     unhealthy_after_s: float = Field(60.0, gt=0)
 
 
@@ -200,6 +211,15 @@ class ServicesFile(_Model):
     grafana: GrafanaSettings = GrafanaSettings()
     jobs: JobsSettings = JobsSettings()
     stack: StackSettings = StackSettings()
+
+    @model_validator(mode="after")
+    def _processes_share(self) -> ServicesFile:
+        if self.collector.processes > 1 and not self.mqtt.shared_group:
+            raise ValueError(
+                "collector.processes > 1 needs mqtt.shared_group (the processes split one "
+                "shared subscription)"
+            )
+        return self
 
 
 # --- registry ---------------------------------------------------------------------------

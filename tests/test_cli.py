@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import csv
+import json
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
-from deploy.stack import free_port, port_open
+from collector.mqtt import wait_until
+from deploy.stack import Mosquitto, free_port, port_open
 from supplymeter.cli import main
+from supplymeter.influx import InfluxClient
 from tests.conftest import SMALL_REGISTRY, write_config
 
 
@@ -95,3 +105,60 @@ def test_json_logs_are_one_object_per_line(
     assert (
         entry["level"] == "WARNING" and entry["logger"] == "collector" and entry["msg"] == "lost 3"
     )
+
+
+def test_collect_with_two_processes_shares_the_stream(
+    tmp_path: Path, broker: Mosquitto, influx: InfluxClient
+) -> None:
+    metrics = free_port()
+    path = write_config(tmp_path, SMALL_REGISTRY, f"""
+        [mqtt]
+        port = {broker.port}
+        shared_group = "collectors"
+        [influxdb]
+        url = "{influx.url}"
+        database = "{influx.database}"
+        [collector]
+        processes = 2
+        metrics_port = {metrics}
+        flush_interval_s = 0.1
+        """)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "supplymeter.cli", "--config", str(path), "collect"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and b"with 2 processes" in proc.stdout.readline()
+        assert wait_until(lambda: all(scrape(metrics + i, "mqtt_connected") == 1
+                                      for i in range(2)), 30)  # fmt: skip
+        publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id="pub")
+        publisher.connect("127.0.0.1", broker.port)
+        publisher.loop_start()
+        infos = []
+        for i in range(1000):
+            body = json.dumps({"ts": 1_788_220_800_000 + i * 1000, "energy_kwh": float(i)})
+            infos.append(publisher.publish("energy/v1/forge-a/plant-1/main/readings", body, 1))
+        for info in infos:
+            info.wait_for_publish(10)
+        publisher.disconnect()
+        publisher.loop_stop()
+        count = "SELECT count(energy_kwh) FROM reading"
+        assert wait_until(lambda: (influx.query(count) or [None])[0] is not None
+                          and influx.query(count)[0].values[0][1] == 1000, 30)  # fmt: skip
+        shares = [scrape(metrics + i, "messages_total") for i in range(2)]
+        assert sum(shares) == 1000 and min(shares) > 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+    assert proc.returncode == 0
+    assert not port_open(metrics) and not port_open(metrics + 1)  # both processes ended
+
+
+def scrape(port: int, name: str) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return -1
+    match = re.search(rf"^supplymeter_collector_{name}\{{[^}}]*\}} (\S+)$", text, re.M)
+    return float(match[1]) if match else -1
