@@ -307,12 +307,13 @@ def main() -> None:
                                        proto, payloads(MESSAGES, 1, 0))  # fmt: skip
             rss.append(peak)
             line(f"collector, single-reading messages, MQTT {proto}", f"{rate:,.0f} readings/s",
-                 f"target >= 20,000 and >= 60% of bare ({0.6 * bare:,.0f}): "
-                 f"{'OK' if rate >= 20_000 and rate >= 0.6 * bare else 'NOT MET'}; "
+                 f"{rate / bare:.0%} of this protocol's bare ceiling, target >= 60%: "
+                 f"{'OK' if rate >= 0.6 * bare else 'NOT MET'}; "
                  f"stored {stored:,}/{MESSAGES:,}")  # fmt: skip
         rate, _, stored = drain(tmp, stack, "bench_two", "3.1.1", payloads(MESSAGES, 1, 0), 2)
         line("collector, 2 processes (shared subscription), MQTT 3.1.1", f"{rate:,.0f} readings/s",
-             f"target >= 20,000: {'OK' if rate >= 20_000 else 'NOT MET'}; "
+             f"target >= 20,000 single-reading readings/s (one process cannot: its bare "
+             f"ceiling is {bare3:,.0f}): {'OK' if rate >= 20_000 else 'NOT MET'}; "
              f"stored {stored:,}/{MESSAGES:,}")  # fmt: skip
         batches = max(MESSAGES // 20, 100)
         rate, peak, stored = drain(tmp, stack, "bench_batch", "5", payloads(batches, 100, 0))
