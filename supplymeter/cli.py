@@ -269,7 +269,12 @@ def _print_summary(result: ExportResult) -> None:
 # --- demo -------------------------------------------------------------------------------
 
 
-def _wait_collected(collector: Collector, expected: int, timeout_s: float) -> None:
+def _wait_collected(
+    collector: Collector, client: InfluxClient, span: tuple[int, int], expected: int,
+    timeout_s: float,
+) -> None:  # fmt: skip
+    """Wait until the collector has received and written this run's ``expected`` messages,
+    then check InfluxDB holds as many readings in ``span`` (epoch ns, inclusive)."""
     deadline = time.monotonic() + timeout_s
     last = 0.0
     while collector.stats.reading_messages < expected:
@@ -284,6 +289,13 @@ def _wait_collected(collector: Collector, expected: int, timeout_s: float) -> No
         time.sleep(0.05)
     if not collector.writer.flush(timeout_s):
         raise SupplymeterError("collector could not write everything to InfluxDB in time")
+    series = client.query(
+        "SELECT count(energy_kwh), count(volume_m3) FROM reading "
+        f"WHERE time >= {span[0]} AND time <= {span[1]}"
+    )
+    stored = int(sum(n or 0 for n in series[0].values[0][1:])) if series else 0
+    if stored < expected:
+        raise SupplymeterError(f"InfluxDB holds {stored:,} of {expected:,} readings")
 
 
 def _check_ledger(result: ExportResult, sim: SimulationResult) -> float:
@@ -339,7 +351,7 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
                     progress=_progress("simulate"),
                 )
                 _say(f"3/5 collect: waiting for {sim.messages:,} messages to be stored")
-                _wait_collected(collector, sim.messages, timeout_s=300)
+                _wait_collected(collector, client, (start_ns, end_ns), sim.messages, 300)
                 rejected = collector.stats.rejected_total
             _say("4/5 process: hourly consumption and emissions")
             report = run_rollup(cfg, client, start_ns, end_ns, library)
