@@ -27,7 +27,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from supplymeter.config import Config, Registry
+from supplymeter.config import Config, Registry, gateway_username
 from supplymeter.errors import ConfigError
 
 PBKDF2_ITERATIONS = 101
@@ -45,10 +45,6 @@ def hash_password(password: str, *, salt: bytes | None = None) -> str:
     )
 
 
-def gateway_user(supplier: str, site: str, gateway: str) -> str:
-    return f"{supplier}.{site}.{gateway}"
-
-
 def collector_user(config: Config) -> str:
     return config.mqtt.username or "collector"
 
@@ -57,7 +53,7 @@ def users(config: Config) -> list[str]:
     """Every MQTT user the registry implies: the collector, then each site's gateway."""
     names = [collector_user(config)]
     for supplier in config.registry.suppliers:
-        names += [gateway_user(supplier.id, site.id, site.gateway) for site in supplier.sites]
+        names += [gateway_username(supplier.id, site.id, site.gateway) for site in supplier.sites]
     return names
 
 
@@ -68,7 +64,7 @@ def acl_text(registry: Registry, collector: str) -> str:
     for supplier in registry.suppliers:
         for site in supplier.sites:
             prefix = f"energy/v1/{supplier.id}/{site.id}"
-            out.append(f"user {gateway_user(supplier.id, site.id, site.gateway)}")
+            out.append(f"user {gateway_username(supplier.id, site.id, site.gateway)}")
             out += [f"topic write {prefix}/{meter.id}/readings" for meter in site.meters]
             out += [f"topic write {prefix}/gateway/{site.gateway}/status", ""]
     return "\n".join(out)

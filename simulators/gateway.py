@@ -17,7 +17,7 @@ import paho.mqtt.client as paho
 
 from collector.mqtt import make_client
 from collector.payload import encode_status, status_topic
-from supplymeter.config import MqttSettings, Secrets
+from supplymeter.config import MqttSettings, Secrets, gateway_username
 from supplymeter.errors import SourceUnavailable
 
 
@@ -32,6 +32,7 @@ class Gateway:
         supplier: str,
         site: str,
         gateway: str,
+        password: str | None = None,
         max_outstanding: int = 1000,
         ack_timeout_s: float = 60.0,
     ) -> None:
@@ -39,9 +40,14 @@ class Gateway:
         self._settings = settings
         self._qos = settings.qos
         self._status_topic = status_topic(supplier, site, gateway)
+        # A gateway is never the collector: drop the collector's user from the settings and
+        # log in as this gateway when a password is given (brokers with per-gateway ACLs).
         self._client = make_client(
-            settings, secrets, client_id=f"sim-{supplier}-{site}-{gateway}"[:64]
-        )
+            settings.model_copy(update={"username": None}), secrets,
+            client_id=f"sim-{supplier}-{site}-{gateway}"[:64],
+        )  # fmt: skip
+        if password is not None:
+            self._client.username_pw_set(gateway_username(supplier, site, gateway), password)
         self._client.will_set(self._status_topic, encode_status("offline"), qos=1, retain=True)
         self._client.on_connect = self._on_connect
         self._connected = threading.Event()

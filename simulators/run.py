@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from collector.payload import encode_readings, readings_topic
 from simulators.gateway import Gateway
 from simulators.ledger import HOUR_NS, Ledger
 from simulators.plant import MeterModel
-from supplymeter.config import Config, MeterRef
+from supplymeter.config import Config, MeterRef, gateway_username
 from supplymeter.records import datetime_to_ns
 
 Progress = Callable[[float, int], None]
@@ -70,10 +70,13 @@ def simulate(
     progress: Progress | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    gateway_passwords: Mapping[str, str] | None = None,
 ) -> SimulationResult:
     """Simulate ``[start, end]`` for every meter in the registry and publish it over MQTT.
 
-    ``clock`` and ``sleep`` pace real-time mode (injected by tests).
+    ``clock`` and ``sleep`` pace real-time mode (injected by tests). ``gateway_passwords``
+    (user name → password, as ``supplymeter deploy mosquitto`` generates them) makes each
+    gateway log in as itself; without it they connect anonymously.
     """
     start_ns, end_ns = check_range(start, end)
     if speed is not None and speed <= 0:
@@ -95,6 +98,9 @@ def simulate(
                     supplier=supplier.id,
                     site=site.id,
                     gateway=site.gateway,
+                    password=(gateway_passwords or {}).get(
+                        gateway_username(supplier.id, site.id, site.gateway)
+                    ),
                 )
                 gw.connect()
                 gateways[(supplier.id, site.id)] = gw

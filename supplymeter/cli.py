@@ -173,6 +173,11 @@ def cmd_simulate(config: Config, args: argparse.Namespace) -> int:
         start = args.start or now
         end = args.end or start + timedelta(days=365)
         speed = args.speed
+    passwords = None
+    if args.gateway_passwords:
+        from deploy.mosquitto import load_passwords
+
+        passwords = load_passwords(args.gateway_passwords)
     result = simulate(
         config,
         start=start,
@@ -181,6 +186,7 @@ def cmd_simulate(config: Config, args: argparse.Namespace) -> int:
         speed=speed,
         ledger_path=args.ledger,
         progress=_progress("simulate"),
+        gateway_passwords=passwords,
     )
     _say(
         f"published {result.messages:,} reading messages in {result.wall_s:.1f} s; "
@@ -432,6 +438,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the ground-truth ledger goes (default out/simulation/ledger.csv)",
     )
     p.add_argument("--tz", default=DEFAULT_TZ, help="timezone of times given without offset")
+    p.add_argument(
+        "--gateway-passwords",
+        type=Path,
+        default=None,
+        help="secrets file of `deploy mosquitto`: each gateway logs in as itself",
+    )
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("rollup", help="recompute hourly consumption and emissions")

@@ -311,6 +311,11 @@ class RegistryFile(_Model):
     suppliers: list[Supplier] = Field(min_length=1)
 
 
+def gateway_username(supplier: str, site: str, gateway: str) -> str:
+    """A site gateway's MQTT user name. Ids cannot hold a dot, so the name is unambiguous."""
+    return f"{supplier}.{site}.{gateway}"
+
+
 @dataclass(frozen=True)
 class MeterRef:
     """A meter with everything it inherits from its site and supplier."""

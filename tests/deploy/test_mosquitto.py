@@ -9,7 +9,9 @@ import stat
 import subprocess
 import threading
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as paho
 import pytest
@@ -19,6 +21,7 @@ from collector.mqtt import wait_until
 from collector.service import Collector
 from deploy.mosquitto import hash_password, load_passwords, write_mosquitto
 from deploy.stack import MosquittoFromFile, free_port
+from simulators.run import simulate
 from supplymeter.cli import main
 from supplymeter.config import Config, load_config
 from supplymeter.influx import InfluxClient
@@ -188,3 +191,21 @@ def test_tls_works_with_the_test_ca_and_fails_without(
     client.loop_stop()
     _, failure = connect(tls_port, FORGE_GW, passwords[FORGE_GW], client_id="tls-bad", tls=True)
     assert isinstance(failure, ssl.SSLError) and "certificate verify failed" in str(failure)
+
+
+def test_simulated_gateways_log_in_as_themselves_and_everything_lands(
+    secured: Secured, influx: InfluxClient
+) -> None:
+    """The whole registry through the locked-down broker: each gateway with its own user."""
+    config, _, passwords, _ = secured
+    start = datetime(2026, 3, 2, tzinfo=ZoneInfo("Asia/Taipei"))
+    with Collector(config, client=influx) as collector:
+        sim = simulate(config, start=start, end=start + timedelta(days=1), seed=3,
+                       gateway_passwords=passwords)  # fmt: skip
+        assert wait_until(lambda: collector.stats.reading_messages >= sim.messages, 30)
+        assert collector.writer.flush(30)
+    assert collector.stats.rejected_total == 0
+    series = influx.query("SELECT count(energy_kwh), count(volume_m3) FROM reading")
+    assert sum(n or 0 for n in series[0].values[0][1:]) == sim.messages
+    statuses = influx.query("SELECT last(state) FROM gateway_status GROUP BY supplier")
+    assert {s.tags["supplier"] for s in statuses} == {"forge-a", "cnc-d"}
