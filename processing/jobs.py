@@ -39,38 +39,39 @@ class RollupReport:
     meters_without_data: list[str] = field(default_factory=list)
 
 
-def consumption_line(hour: HourlyConsumption) -> str:
-    """An hourly rollup as line protocol, at the start of its UTC hour."""
+def _meter_hour(measurement: str, hour: HourlyConsumption) -> Point:
+    """A point for one meter-hour: the meter's tags, at the start of its UTC hour."""
     return (
-        Point(schema.HOURLY_CONSUMPTION)
+        Point(measurement)
         .tag("supplier", hour.supplier)
         .tag("site", hour.site)
         .tag("meter", hour.meter)
         .tag("carrier", hour.carrier)
+        .time(hour.hour_start_ns, WritePrecision.NS)
+    )
+
+
+def consumption_line(hour: HourlyConsumption) -> str:
+    """An hourly rollup as line protocol."""
+    return (
+        _meter_hour(schema.HOURLY_CONSUMPTION, hour)
         .field(CARRIER_REGISTER_FIELD[hour.carrier], float(hour.consumption))
         .field("coverage", float(hour.coverage))
         .field("estimated", hour.estimated)
         .field("flags", ",".join(hour.flags))
         .field("readings", int(hour.readings))
-        .time(hour.hour_start_ns, WritePrecision.NS)
         .to_line_protocol()
     )
 
 
 def emissions_line(record: EmissionRecord) -> str:
     """Emissions of a meter-hour as line protocol, tagged with the factor used."""
-    hour = record.hour
     return (
-        Point(schema.HOURLY_EMISSIONS)
-        .tag("supplier", hour.supplier)
-        .tag("site", hour.site)
-        .tag("meter", hour.meter)
-        .tag("carrier", hour.carrier)
+        _meter_hour(schema.HOURLY_EMISSIONS, record.hour)
         .tag("factor_id", record.factor.id)
         .field("emissions_kgco2e", float(record.emissions_kgco2e))
         .field("factor_value", float(record.factor.value))
         .field("provisional", record.provisional)
-        .time(hour.hour_start_ns, WritePrecision.NS)
         .to_line_protocol()
     )
 

@@ -30,7 +30,8 @@ def test_prometheus_text_has_counters_gauges_and_reasons() -> None:
     assert 'supplymeter_collector_rejected_total{collector="c1",reason="invalid_json"} 1' in text
     assert 'supplymeter_collector_backlog_lines{collector="c1"} 3' in text
     assert 'supplymeter_collector_healthy{collector="c1"} 1' in text
-    assert "# TYPE supplymeter_collector_write_seconds_total counter" in text
+    counter_type = "# TYPE supplymeter_collector_write_seconds_total counter"
+    assert counter_type in text
     for line in text.splitlines():
         assert line.startswith("#") or line.count(" ") == 1  # name{labels} value
 
