@@ -504,16 +504,14 @@ def load_config(path: Path | str | None = None, environ: Mapping[str, str] | Non
     environ = os.environ if environ is None else environ
     path = Path(path or environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
     problems: list[str] = []
+    raw = _read_toml(path)
+    services: ServicesFile | None = None
     try:
-        services = ServicesFile.model_validate(_read_toml(path))
+        services = ServicesFile.model_validate(raw)
     except ValidationError as exc:
         problems += _describe(str(path), exc)
-        raw = _read_toml(path)
-        registry_name = raw.get("registry", "suppliers.toml")
-        services = None
-    else:
-        registry_name = services.registry
-    registry_path = Path(registry_name)
+    # Even with errors above, check the registry too: report every problem in one go.
+    registry_path = Path(services.registry if services else raw.get("registry", "suppliers.toml"))
     if not registry_path.is_absolute():
         registry_path = path.parent / registry_path
     suppliers: list[Supplier] = []
