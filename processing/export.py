@@ -151,6 +151,8 @@ def export_month(
             start, end = month.bounds(first.tz)
             hours = fetch_hours(client, first, start, end)
             for meter in site.meters:
+                if meter.role != "consumption":
+                    continue  # PV and grid meters are not the plant's consumption
                 ref = config.registry.meter(supplier.id, site.id, meter.id)
                 assert ref is not None
                 supplier_meters.append(meter_month(ref, month, hours.get(meter.id, []), library))

@@ -2,8 +2,14 @@
 
 Kept as integers of 0.001 register units and converted with :class:`~decimal.Decimal`, so the
 ledger is exact and tests can compare the pipeline's totals against it to the last digit they
-choose. CSV columns: ``supplier, site, meter, carrier, unit, hour_start_utc, consumption``
-(consumption in the carrier's unit, CT multiplier applied).
+choose. CSV columns (quantities in the carrier's unit, CT multiplier applied):
+
+``consumption``
+    what the circuit truly drew (a ``pv`` meter: generated; a ``grid`` meter: imported)
+``metered``
+    what the meter's register counted: less than ``consumption`` while the register was stuck
+``export``
+    a ``grid`` meter's export register (PV fed back to the grid); empty for other meters
 """
 
 from __future__ import annotations
@@ -19,53 +25,95 @@ from supplymeter.config import MeterRef
 from supplymeter.records import datetime_to_ns, ns_to_datetime
 
 HOUR_NS = 3600 * 10**9
-FIELDS = ("supplier", "site", "meter", "carrier", "unit", "hour_start_utc", "consumption")
+FIELDS = (
+    "supplier", "site", "meter", "carrier", "unit", "role", "hour_start_utc",
+    "consumption", "metered", "export",
+)  # fmt: skip
+COLUMNS = ("consumption", "metered", "export")
 
 MeterKey = tuple[str, str, str]
 
 
 @dataclass
 class Ledger:
-    """Accumulates true consumption per meter and hour as the simulator generates it."""
+    """Accumulates true and metered consumption per meter and hour as the simulator runs."""
 
-    _milli: dict[MeterKey, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
+    _milli: dict[MeterKey, dict[int, list[int]]] = field(default_factory=lambda: defaultdict(dict))
     _refs: dict[MeterKey, MeterRef] = field(default_factory=dict)
 
-    def add(self, ref: MeterRef, interval_start_ns: int, increment_milli: int) -> None:
-        """Book a register increment to the hour in which its interval starts."""
+    def add(
+        self,
+        ref: MeterRef,
+        interval_start_ns: int,
+        increment_milli: int,
+        metered_milli: int | None = None,
+        export_milli: int = 0,
+    ) -> None:
+        """Book register increments (0.001 register units) to the hour in which the
+        interval starts. ``metered_milli`` defaults to the true increment."""
         hour = interval_start_ns - interval_start_ns % HOUR_NS
         hours = self._milli[ref.key]
-        hours[hour] = hours.get(hour, 0) + increment_milli
-        self._refs[ref.key] = ref
+        row = hours.get(hour)
+        if row is None:
+            row = hours[hour] = [0, 0, 0]
+            self._refs[ref.key] = ref
+        row[0] += increment_milli
+        row[1] += increment_milli if metered_milli is None else metered_milli
+        row[2] += export_milli
 
-    def consumption(self) -> dict[MeterKey, dict[int, Decimal]]:
-        """True consumption per meter per hour start (epoch ns). [kWh or m³]"""
+    def _column(self, index: int) -> dict[MeterKey, dict[int, Decimal]]:
         return {
             key: {
-                hour: Decimal(milli) / 1000 * Decimal(str(self._refs[key].meter.multiplier))
-                for hour, milli in sorted(hours.items())
+                hour: Decimal(row[index]) / 1000 * Decimal(str(self._refs[key].meter.multiplier))
+                for hour, row in sorted(hours.items())
             }
             for key, hours in self._milli.items()
         }
 
+    def consumption(self) -> dict[MeterKey, dict[int, Decimal]]:
+        """True consumption per meter per hour start (epoch ns). [kWh or m³]"""
+        return self._column(0)
+
+    def metered(self) -> dict[MeterKey, dict[int, Decimal]]:
+        """What the registers counted per meter per hour start. [kWh or m³]"""
+        return self._column(1)
+
+    def exported(self) -> dict[MeterKey, dict[int, Decimal]]:
+        """Grid meters' export per hour start. [kWh]"""
+        return self._column(2)
+
+    def ref(self, key: MeterKey) -> MeterRef:
+        return self._refs[key]
+
     def write_csv(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        columns = [self._column(i) for i in range(3)]
         with path.open("w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(FIELDS)
-            for key, hours in sorted(self.consumption().items()):
+            for key in sorted(self._milli):
                 ref = self._refs[key]
-                for hour, amount in hours.items():
+                grid = ref.meter.role == "grid"
+                for hour in sorted(self._milli[key]):
                     start = ns_to_datetime(hour).strftime("%Y-%m-%dT%H:%M:%SZ")
-                    writer.writerow([*key, ref.meter.carrier, ref.unit, start, str(amount)])
+                    values = [str(c[key][hour]) for c in columns]
+                    writer.writerow([
+                        *key, ref.meter.carrier, ref.unit, ref.meter.role, start,
+                        values[0], values[1], values[2] if grid else "",
+                    ])  # fmt: skip
 
 
-def read_ledger(path: Path) -> dict[MeterKey, dict[int, Decimal]]:
-    """A ledger CSV back as {meter key: {hour start (epoch ns): consumption}}."""
+def read_ledger(path: Path, column: str = "metered") -> dict[MeterKey, dict[int, Decimal]]:
+    """A ledger CSV back as {meter key: {hour start (epoch ns): quantity}}; ``column`` is one
+    of ``consumption`` (true), ``metered`` (what the registers counted) or ``export``."""
+    if column not in COLUMNS:
+        raise ValueError(f"column must be one of {COLUMNS}")
     out: dict[MeterKey, dict[int, Decimal]] = defaultdict(dict)
     with path.open(newline="") as fh:
         for row in csv.DictReader(fh):
+            if not row[column]:
+                continue
             start = datetime.strptime(row["hour_start_utc"], "%Y-%m-%dT%H:%M:%SZ")
             hour = datetime_to_ns(start.replace(tzinfo=UTC))
-            out[(row["supplier"], row["site"], row["meter"])][hour] = Decimal(row["consumption"])
+            out[(row["supplier"], row["site"], row["meter"])][hour] = Decimal(row[column])
     return dict(out)

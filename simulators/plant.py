@@ -1,131 +1,327 @@
-"""Load of a simulated meter: base load plus shift-driven production load, and its register.
+"""Simulated sites: every meter's load, its registers, and what the meters report.
 
-First version of the plant model (the simulator issue deepens it with equipment cycles, PV and
-faults): each meter draws ``base_fraction`` of its ``mean_load`` around the clock, and the rest
-only while its plant works. When a plant works depends on the supplier's kind:
+A site advances in ticks of the greatest common divisor of its meters' intervals. In each tick a
+consumption meter draws
 
-==============  ===============================================  ==========================
-kind            working hours (site local time)                  days
-==============  ===============================================  ==========================
-forging         two shifts, 08:00–24:00                          Mon–Fri, Sat 08:00–16:00
-springs         three shifts, around the clock                   Mon–Fri, Sat 08:00–16:00
-heat_treatment  furnaces around the clock                        every day but holidays
-machining       two shifts, 08:00–24:00                          Mon–Fri
-other           one shift, 08:00–17:00                           Mon–Fri
-==============  ===============================================  ==========================
+    (base + production × working share × equipment cycle + air conditioning) × (1 + noise)
 
-Taiwan public holidays (the ``holidays`` package) are days off. Electricity gets 10 % more in
-June–September (air conditioning). Noise is Gaussian, per interval, seeded per meter so a run
-is replayable.
+(``simulators/profiles.py`` has the shapes), times any injected spike or step change. A ``pv``
+meter generates clear-sky output times the day's weather; a ``grid`` meter at the site's
+connection imports what the site's electricity circuits draw beyond PV and exports the rest.
 
-Registers are kept as integers of 0.001 register units, so the ground truth the simulator
-records is exact: true consumption = register increment × CT multiplier.
+Registers are kept as integers of 0.001 register units, so the ground truth is exact: true
+consumption = register increment × CT multiplier. Faults change what the meter *reports*, never
+what the plant *consumed*: a stuck register stops counting (that consumption is unmetered and
+the ledger says so); a replaced meter restarts near zero; a register wraps at its rollover.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from functools import lru_cache
+from datetime import datetime
 
-import holidays
-
-from supplymeter.config import MeterRef
+from collector.payload import format_ts
+from simulators.faults import DAY_S, NS, Event, FaultLog, Window, window_event, windows
+from simulators.ledger import HOUR_NS, Ledger
+from simulators.profiles import (
+    CYCLES,
+    PRESS_IDLE_LEVEL,
+    PRESS_STROKE_LEVEL,
+    PRESS_STROKE_SHARE,
+    clear_sky,
+    cooling,
+    cycle_mean,
+    schedule_of,
+    working_share,
+)
+from supplymeter.config import FaultSettings, MeterRef, Site, Supplier
 from supplymeter.records import Reading, ns_to_datetime
 
 MILLI = 1000
 """Register resolution: 0.001 register units (kWh or m³)."""
 
-_SATURDAY = 5
+POWER_FACTOR = {"press": 0.82, "induction": 0.95, "furnace": 0.97, "compressor": 0.86}
+"""Typical displacement power factor by equipment; others 0.92."""
 
-
-@lru_cache(maxsize=64)
-def _holidays(country: str, year: int) -> frozenset[date]:
-    return frozenset(holidays.country_holidays(country, years=[year]).keys())
-
-
-def working(kind: str, local: datetime, country: str = "TW") -> bool:
-    """Whether a plant of ``kind`` runs production at local time ``local``."""
-    day = local.date()
-    if day in _holidays(country, local.year):
-        return False
-    weekday, hour = local.weekday(), local.hour
-    if kind == "heat_treatment":
-        return True
-    saturday_day = weekday == _SATURDAY and 8 <= hour < 16
-    if kind == "springs":
-        return weekday < _SATURDAY or saturday_day
-    if kind == "forging":
-        return (weekday < _SATURDAY and hour >= 8) or saturday_day
-    if kind == "machining":
-        return weekday < _SATURDAY and hour >= 8
-    return weekday < _SATURDAY and 8 <= hour < 17
+MONTH_S = 30 * DAY_S
+WEEK_S = 7 * DAY_S
 
 
 @dataclass
 class MeterModel:
-    """One simulated meter: its load model, register and sequence counter."""
+    """One simulated meter: registers, counters and the faults planned for it."""
 
     ref: MeterRef
     seed: int
-    register_milli: int = field(init=False)
-    seq: int = field(init=False, default=0)
+    register_milli: int = 0
+    export_milli: int = 0
+    production: float = 0.0
+    seq: int = 0
+    interval_kwh: float = 0.0
+    """True energy (or volume) since the last reading, for the reported mean power."""
+    interval_s: float = 0.0
+    spikes: list[Window] = field(default_factory=list)
+    steps: list[Window] = field(default_factory=list)
+    stuck: list[Window] = field(default_factory=list)
+    replacements: list[int] = field(default_factory=list)
+    hour_factor: tuple[int, float] = (-1, 1.0)
 
     def __post_init__(self) -> None:
         sim = self.ref.meter.simulation
         self.register_milli = round(sim.initial_register * MILLI)
         # str seeds are hashed with SHA-512 by random.Random: stable across processes.
-        self._rng = random.Random(f"{self.seed}:{'/'.join(self.ref.key)}")
+        self.rng = random.Random(f"{self.seed}:{'/'.join(self.ref.key)}")
         rollover = self.ref.meter.rollover
-        self._rollover_milli = round(rollover * MILLI) if rollover else None
-
-    def load(self, ts_ns: int) -> float:
-        """Mean load over the interval starting at ``ts_ns``. [kW, or m³/h for gas/water]"""
-        sim = self.ref.meter.simulation
-        local = ns_to_datetime(ts_ns).astimezone(self.ref.tz)
-        share = sim.base_fraction
-        if working(self.ref.supplier.kind, local, self.ref.supplier.country):
-            share = 1.0
-        summer = self.ref.meter.carrier == "electricity" and 6 <= local.month <= 9
-        load = sim.mean_load * share * (1.1 if summer else 1.0)
-        return max(0.0, load * (1.0 + sim.noise * self._rng.gauss(0.0, 1.0)))
+        self.rollover_milli = round(rollover * MILLI) if rollover else None
+        equipment = sim.equipment
+        self.cycle = CYCLES.get(equipment)
+        if self.cycle is not None:
+            minutes = sim.cycle_min or self.cycle[0]
+            self.cycle = (minutes * 60.0, self.cycle[1])
+            self.phase_s = self.rng.uniform(0, minutes * 60.0)
 
     @property
     def register(self) -> float:
         """The register as the meter displays it (wrapped at rollover). [register units]"""
         milli = self.register_milli
-        if self._rollover_milli:
-            milli %= self._rollover_milli
+        if self.rollover_milli:
+            milli %= self.rollover_milli
         return milli / MILLI
 
-    def reading(self, ts_ns: int, power: float | None) -> Reading:
-        """The reading the meter reports at ``ts_ns`` (register after the last interval)."""
-        self.seq += 1
-        ref = self.ref
-        if ref.meter.carrier != "electricity":
-            return Reading(*ref.key, ts_ns, self.seq, volume_m3=self.register)
-        if power is None:  # first reading of a run: no interval behind it yet
-            return Reading(*ref.key, ts_ns, self.seq, energy_kwh=self.register)
-        power_kw = round(power, 3)
-        voltage_v = round(380.0 + self._rng.gauss(0.0, 2.0), 1)
-        power_factor = 0.92
-        current_a = round(power_kw * 1000 / (3**0.5 * voltage_v * power_factor), 2)
-        return Reading(
-            *ref.key,
-            ts_ns,
-            self.seq,
-            energy_kwh=self.register,
-            power_kw=power_kw,
-            voltage_v=voltage_v,
-            current_a=current_a,
-            power_factor=power_factor,
-        )
+    @property
+    def export_register(self) -> float:
+        milli = self.export_milli
+        if self.rollover_milli:
+            milli %= self.rollover_milli
+        return milli / MILLI
 
-    def advance(self, ts_ns: int, interval_s: int) -> tuple[int, float]:
-        """Run the interval starting at ``ts_ns``: returns (register increment in 0.001
-        register units, mean load over the interval)."""
-        load = self.load(ts_ns)
-        increment = round(load * interval_s / 3600 / self.ref.meter.multiplier * MILLI)
-        self.register_milli += increment
-        return increment, load
+    def plan_faults(self, faults: FaultSettings, start_ns: int, end_ns: int, log: FaultLog) -> None:
+        """Draw this meter's faults for ``[start, end)`` and record them."""
+        rng = random.Random(f"{self.seed}:faults:{'/'.join(self.ref.key)}")
+        sup, site, meter = self.ref.key
+        consumption = self.ref.meter.role == "consumption"
+        if consumption:
+            self.spikes = windows(
+                rng, start_ns, end_ns, faults.spike_per_week / WEEK_S,
+                tuple(m * 60 for m in faults.spike_minutes), faults.spike_pct,
+            )  # fmt: skip
+            self.steps = windows(
+                rng, start_ns, end_ns, faults.step_per_month / MONTH_S,
+                tuple(h * 3600 for h in faults.step_hours), faults.step_pct,
+            )  # fmt: skip
+        self.stuck = windows(
+            rng, start_ns, end_ns, faults.stuck_per_month / MONTH_S,
+            tuple(h * 3600 for h in faults.stuck_hours),
+        )  # fmt: skip
+        self.replacements = [
+            w.start_ns for w in windows(rng, start_ns, end_ns, faults.replacement_per_month
+                                        / MONTH_S, (0.0, 0.0))
+        ]  # fmt: skip
+        for kind, found in (("spike", self.spikes), ("step", self.steps)):
+            for w in found:
+                log.add(w.start_ns, window_event(kind, w, sup, site, meter, pct=w.value))
+        for w in self.stuck:
+            log.add(w.start_ns, window_event("stuck", w, sup, site, meter))
+        if self.rollover_milli and faults.rollover_rate > 0 and rng.random() < faults.rollover_rate:
+            # Start close enough below the wrap that it happens within the run.
+            sim = self.ref.meter.simulation
+            hours = (end_ns - start_ns) / HOUR_NS
+            expected = sim.mean_load * max(sim.base_fraction, 0.3) * hours
+            expected_milli = expected / self.ref.meter.multiplier * MILLI
+            lead = round(min(expected_milli, self.rollover_milli) * rng.uniform(0.1, 0.8))
+            self.register_milli = max(0, self.rollover_milli - lead)
+
+    def multiplier_at(self, t0_ns: int, t1_ns: int, dt_s: float) -> float:
+        """Spike and step-change factor over the tick."""
+        factor = 1.0
+        for w in self.spikes:
+            if w.start_ns < t1_ns and w.end_ns > t0_ns:
+                factor += w.value / 100.0 * w.overlap_s(t0_ns, t1_ns) / dt_s
+        for w in self.steps:
+            if w.start_ns < t1_ns and w.end_ns > t0_ns:
+                factor += w.value / 100.0 * w.overlap_s(t0_ns, t1_ns) / dt_s
+        return max(0.0, factor)
+
+    def is_stuck(self, ts_ns: int) -> bool:
+        return any(w.covers(ts_ns) for w in self.stuck)
+
+    def equipment_level(self, ts_ns: int, dt_s: float) -> float:
+        """Mean equipment cycle level over the tick (mean 1 over a long time)."""
+        equipment = self.ref.meter.simulation.equipment
+        if self.cycle is not None:
+            period, segments = self.cycle
+            return cycle_mean(ts_ns / NS + self.phase_s, dt_s, period, segments)
+        if equipment == "press":
+            minutes = max(1, int(dt_s // 60))
+            rnd = self.rng.random
+            strokes = sum(1 for _ in range(minutes) if rnd() < PRESS_STROKE_SHARE)
+            return (strokes * PRESS_STROKE_LEVEL + (minutes - strokes) * PRESS_IDLE_LEVEL) / minutes
+        if equipment == "cnc":
+            hour = ts_ns // HOUR_NS
+            if self.hour_factor[0] != hour:
+                self.hour_factor = (hour, self.rng.uniform(0.6, 1.4))
+            return self.hour_factor[1]
+        return 1.0
+
+
+@dataclass(frozen=True)
+class HourContext:
+    """What every meter of a site needs to know about one UTC hour, computed once."""
+
+    local: datetime
+    local_hour: float
+    work: float
+    day_of_year: int
+    month: int
+
+
+class SiteModel:
+    """One site: its meters, advanced together so the grid meter sees the site's net load."""
+
+    def __init__(
+        self,
+        supplier: Supplier,
+        site: Site,
+        refs: list[MeterRef],
+        seed: int,
+        ledger: Ledger,
+        log: FaultLog,
+    ) -> None:
+        self.supplier, self.site, self.seed = supplier, site, seed
+        self.meters = [MeterModel(r, seed) for r in refs]
+        self.step_s = math.gcd(*(r.meter.interval_s for r in refs))
+        self.ledger, self.log = ledger, log
+        self.schedule = schedule_of(supplier)
+        self.tz = refs[0].tz
+        self._hour: tuple[int, HourContext | None] = (-1, None)
+        self._weather = random.Random(f"{seed}:weather:{supplier.id}/{site.id}")
+        self._clearness: tuple[int, float] = (-1, 1.0)
+        self._noise = random.Random(f"{seed}:noise:{supplier.id}/{site.id}")
+
+    def plan_faults(self, faults: FaultSettings, start_ns: int, end_ns: int) -> None:
+        for m in self.meters:
+            m.plan_faults(faults, start_ns, end_ns, self.log)
+
+    def context(self, ts_ns: int) -> HourContext:
+        hour = ts_ns - ts_ns % HOUR_NS
+        if self._hour[0] != hour:
+            local = ns_to_datetime(hour).astimezone(self.tz)
+            ctx = HourContext(
+                local=local,
+                local_hour=local.hour + local.minute / 60.0,
+                work=working_share(self.schedule, local, self.supplier.country),
+                day_of_year=local.timetuple().tm_yday,
+                month=local.month,
+            )
+            self._hour = (hour, ctx)
+        ctx = self._hour[1]
+        assert ctx is not None
+        return ctx
+
+    def clearness(self, ctx: HourContext) -> float:
+        """The day's weather: share of clear-sky sunshine reaching the panels."""
+        day = ctx.local.toordinal()
+        if self._clearness[0] != day:
+            self._clearness = (day, self._weather.uniform(0.25, 1.0))
+        return self._clearness[1]
+
+    def readings(self, ts_ns: int, first: bool) -> list[tuple[MeterModel, Reading]]:
+        """What the meters due at ``ts_ns`` report (registers after everything before it)."""
+        out = []
+        for m in self.meters:
+            meter = m.ref.meter
+            if (ts_ns // NS) % meter.interval_s:
+                continue
+            m.seq += 1
+            out.append((m, self._reading(m, ts_ns, first)))
+            m.interval_kwh, m.interval_s = 0.0, 0.0
+            if m.replacements and m.replacements[0] <= ts_ns:
+                m.replacements.pop(0)
+                old = m.register
+                m.register_milli = round(m.rng.uniform(0.0, 5.0) * MILLI)
+                m.export_milli = 0
+                sup, site, mid = m.ref.key
+                self.log.add(ts_ns, Event(
+                    "replacement", sup, site, start=format_ts(ts_ns), meter=mid,
+                    details={"old_register": old, "new_register": m.register},
+                ))  # fmt: skip
+        return out
+
+    def _reading(self, m: MeterModel, ts_ns: int, first: bool) -> Reading:
+        ref, meter = m.ref, m.ref.meter
+        production = {}
+        if meter.simulation.production_per_hour is not None:
+            production = {"production_units": float(int(m.production))}
+        if meter.carrier != "electricity":
+            return Reading(*ref.key, ts_ns, m.seq, volume_m3=m.register, **production)
+        export = {"energy_export_kwh": m.export_register} if meter.role == "grid" else {}
+        if first or m.interval_s <= 0:
+            return Reading(*ref.key, ts_ns, m.seq, energy_kwh=m.register, **export, **production)
+        power_kw = round(m.interval_kwh / (m.interval_s / 3600.0), 3)
+        voltage_v = round(380.0 + self._noise.gauss(0.0, 2.0), 1)
+        pf = POWER_FACTOR.get(meter.simulation.equipment, 0.92)
+        current_a = round(power_kw * 1000 / (3**0.5 * voltage_v * pf), 2)
+        return Reading(
+            *ref.key, ts_ns, m.seq, energy_kwh=m.register, **export, power_kw=power_kw,
+            voltage_v=voltage_v, current_a=current_a, power_factor=pf, **production,
+        )  # fmt: skip
+
+    def advance(self, ts_ns: int) -> None:
+        """Run the tick ``[ts, ts + step)``: draw every load, count every register."""
+        dt_s = float(self.step_s)
+        t1_ns = ts_ns + self.step_s * NS
+        ctx = self.context(ts_ns)
+        mid_hour = ctx.local_hour + ((ts_ns % HOUR_NS) / NS + dt_s / 2) / 3600.0
+        electric_kw = 0.0
+        pv_kw = 0.0
+        grid: MeterModel | None = None
+        for m in self.meters:
+            meter, sim = m.ref.meter, m.ref.meter.simulation
+            if meter.role == "grid":
+                grid = m
+                continue
+            if meter.role == "pv":
+                sun = clear_sky(mid_hour, ctx.day_of_year) * self.clearness(ctx)
+                load = max(0.0, sim.mean_load * sun * (1.0 + 0.08 * m.rng.gauss(0.0, 1.0)))
+                pv_kw += load
+            else:
+                production = (1.0 - sim.base_fraction) * ctx.work
+                if production:
+                    production *= m.equipment_level(ts_ns, dt_s)
+                share = sim.base_fraction + production
+                if sim.ac_fraction and meter.carrier == "electricity":
+                    share += sim.ac_fraction * cooling(mid_hour, ctx.month)
+                load = sim.mean_load * share * max(0.0, 1.0 + sim.noise * m.rng.gauss(0.0, 1.0))
+                if m.spikes or m.steps:
+                    load *= m.multiplier_at(ts_ns, t1_ns, dt_s)
+                if meter.carrier == "electricity":
+                    electric_kw += load
+                if sim.production_per_hour is not None:
+                    m.production += sim.production_per_hour * ctx.work * dt_s / 3600.0
+            self._count(m, ts_ns, load * dt_s / 3600.0, 0.0)
+        if grid is not None:
+            net = (electric_kw - pv_kw) * dt_s / 3600.0
+            self._count(grid, ts_ns, max(net, 0.0), max(-net, 0.0))
+
+    def _count(self, m: MeterModel, ts_ns: int, amount: float, exported: float) -> None:
+        """Book ``amount`` (kWh or m³, true) to the meter's register and the ledger."""
+        multiplier = m.ref.meter.multiplier
+        increment = round(amount / multiplier * MILLI)
+        export = round(exported / multiplier * MILLI)
+        m.interval_kwh += amount
+        m.interval_s += self.step_s
+        stuck = bool(m.stuck) and m.is_stuck(ts_ns)
+        metered = 0 if stuck else increment
+        export_metered = 0 if stuck else export
+        before = m.register_milli
+        m.register_milli += metered
+        m.export_milli += export_metered
+        self.ledger.add(m.ref, ts_ns, increment, metered, export_metered)
+        if m.rollover_milli and before // m.rollover_milli != m.register_milli // m.rollover_milli:
+            sup, site, mid = m.ref.key
+            self.log.add(ts_ns, Event(
+                "rollover", sup, site, start=format_ts(ts_ns), meter=mid,
+                details={"rollover": m.ref.meter.rollover},
+            ))  # fmt: skip

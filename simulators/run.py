@@ -1,10 +1,13 @@
-"""Run the simulator: every registry meter, one gateway per site, over a time range.
+"""Run the simulator: every registry site and its gateway over a time range.
 
-Backfill (``speed=None``) publishes as fast as the broker acknowledges; real time publishes
-each reading when its timestamp comes round, ``speed`` simulated seconds per wall second.
-Readings fall on multiples of each meter's ``interval_s`` from ``start`` to ``end``
-inclusive, so every hour in ``[start, end)`` is bracketed by readings; the ledger holds the
-exact consumption of each of those hours.
+:func:`generate` is the whole simulation without I/O — sites advance tick by tick, gateways
+turn readings into sends — so a seed fixes every byte. :func:`simulate` carries the sends out
+over MQTT: in backfill (``speed=None``) as fast as the broker acknowledges, in real time each
+when its timestamp comes round, ``speed`` simulated seconds per wall second.
+
+Readings fall on multiples of each meter's ``interval_s`` from ``start`` to ``end`` inclusive,
+so every hour in ``[start, end)`` is bracketed by readings; the ledger holds the exact
+consumption of each of those hours, the fault log every injected fault and anomaly.
 """
 
 from __future__ import annotations
@@ -12,28 +15,46 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from collector.payload import encode_readings, readings_topic
-from simulators.gateway import Gateway
+from simulators.faults import NS, FaultLog
+from simulators.gateway import Action, Gateway, GatewayLogic, Link, Send
 from simulators.ledger import HOUR_NS, Ledger
-from simulators.plant import MeterModel
-from supplymeter.config import Config, MeterRef, gateway_username
+from simulators.plant import SiteModel
+from supplymeter.config import Config, SimulatorSettings, gateway_username
 from supplymeter.records import datetime_to_ns
 
 Progress = Callable[[float, int], None]
 """Called now and then with (fraction of the range done, messages acknowledged)."""
 
+SiteKey = tuple[str, str]
+
 
 @dataclass(frozen=True)
 class SimulationResult:
     messages: int
-    """Reading messages the broker acknowledged."""
+    """Reading messages the broker acknowledged (batches count once; duplicates twice)."""
+    readings: int
+    """Readings in those messages."""
     ledger: Ledger
+    faults: FaultLog
     ledger_path: Path | None
+    faults_path: Path | None
     wall_s: float
+
+
+@dataclass
+class Run:
+    """A prepared simulation: sites, gateways, and the ground truth they fill."""
+
+    sites: dict[SiteKey, SiteModel]
+    gateways: dict[SiteKey, GatewayLogic]
+    start_ns: int
+    end_ns: int
+    ledger: Ledger = field(default_factory=Ledger)
+    faults: FaultLog = field(default_factory=FaultLog)
 
 
 def check_range(start: datetime, end: datetime) -> tuple[int, int]:
@@ -48,15 +69,48 @@ def check_range(start: datetime, end: datetime) -> tuple[int, int]:
     return start_ns, end_ns
 
 
-def schedule(
-    refs: list[MeterRef], start_ns: int, end_ns: int
-) -> Iterator[tuple[int, list[MeterRef]]]:
-    """Each instant at which some meter reads, with the meters that read then."""
-    step_s = math.gcd(*(r.meter.interval_s for r in refs))
-    for ts_ns in range(start_ns, end_ns + 1, step_s * 10**9):
-        due = [r for r in refs if (ts_ns // 10**9) % r.meter.interval_s == 0]
-        if due:
-            yield ts_ns, due
+def prepare(
+    config: Config, start_ns: int, end_ns: int, seed: int, batch: int = 1,
+    settings: SimulatorSettings | None = None,
+) -> Run:  # fmt: skip
+    """Build every site and gateway of the registry, with their faults planned."""
+    settings = settings or config.simulator
+    ledger, log = Ledger(), FaultLog()
+    sites: dict[SiteKey, SiteModel] = {}
+    gateways: dict[SiteKey, GatewayLogic] = {}
+    refs = config.registry.meters()
+    for supplier in config.registry.suppliers:
+        for site in supplier.sites:
+            key = (supplier.id, site.id)
+            site_refs = [r for r in refs if r.key[:2] == key]
+            model = SiteModel(supplier, site, site_refs, seed, ledger, log)
+            model.plan_faults(settings.faults, start_ns, end_ns)
+            sites[key] = model
+            gateways[key] = GatewayLogic(
+                supplier.id, site.id, site.gateway, settings, seed, start_ns, end_ns, log, batch
+            )
+    return Run(sites, gateways, start_ns, end_ns, ledger, log)
+
+
+def generate(run: Run) -> Iterator[tuple[SiteKey, Action]]:
+    """Every gateway action of the run, in time order (sends of one instant in site order)."""
+    step_s = math.gcd(*(s.step_s for s in run.sites.values()))
+    for key, gw in run.gateways.items():
+        for action in gw.start(run.start_ns):
+            yield key, action
+    for ts_ns in range(run.start_ns, run.end_ns + 1, step_s * NS):
+        second = ts_ns // NS
+        for key, site in run.sites.items():
+            if second % site.step_s:
+                continue
+            readings = [r for _, r in site.readings(ts_ns, first=ts_ns == run.start_ns)]
+            for action in run.gateways[key].readings(ts_ns, readings):
+                yield key, action
+            if ts_ns < run.end_ns:
+                site.advance(ts_ns)
+    for key, gw in run.gateways.items():
+        for action in gw.finish(run.end_ns):
+            yield key, action
 
 
 def simulate(
@@ -71,64 +125,75 @@ def simulate(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     gateway_passwords: Mapping[str, str] | None = None,
+    batch: int | None = None,
+    settings: SimulatorSettings | None = None,
 ) -> SimulationResult:
     """Simulate ``[start, end]`` for every meter in the registry and publish it over MQTT.
 
-    ``clock`` and ``sleep`` pace real-time mode (injected by tests). ``gateway_passwords``
-    (user name → password, as ``supplymeter deploy mosquitto`` generates them) makes each
-    gateway log in as itself; without it they connect anonymously.
+    ``batch`` readings per message (default: ``[simulator] backfill_batch`` in backfill, 1 in
+    real time). ``clock`` and ``sleep`` pace real-time mode (injected by tests).
+    ``gateway_passwords`` (user name → password, as ``supplymeter deploy mosquitto`` generates
+    them) makes each gateway log in as itself; without it they connect anonymously. The ledger
+    CSV goes to ``ledger_path``, the fault list beside it (``<stem>-faults.jsonl``).
     """
     start_ns, end_ns = check_range(start, end)
     if speed is not None and speed <= 0:
         raise ValueError("speed must be > 0")
-    refs = config.registry.meters()
-    models = {r.key: MeterModel(r, seed) for r in refs}
-    last_load: dict[tuple[str, str, str], float | None] = {r.key: None for r in refs}
-    ledger = Ledger()
-    gateways: dict[tuple[str, str], Gateway] = {}
+    settings = settings or config.simulator
+    if batch is None:
+        batch = settings.backfill_batch if speed is None else 1
+    run = prepare(config, start_ns, end_ns, seed, batch, settings)
+    clients: dict[SiteKey, Gateway] = {}
     wall_start = clock()
-    messages = 0
+    messages = readings = 0
     last_report = wall_start
     try:
         for supplier in config.registry.suppliers:
             for site in supplier.sites:
+                user = gateway_username(supplier.id, site.id, site.gateway)
                 gw = Gateway(
                     settings=config.mqtt,
                     secrets=config.secrets,
                     supplier=supplier.id,
                     site=site.id,
                     gateway=site.gateway,
-                    password=(gateway_passwords or {}).get(
-                        gateway_username(supplier.id, site.id, site.gateway)
-                    ),
+                    password=(gateway_passwords or {}).get(user),
                 )
-                gw.connect()
-                gateways[(supplier.id, site.id)] = gw
-        for ts_ns, due in schedule(refs, start_ns, end_ns):
+                gw.connect(announce=False)
+                clients[(supplier.id, site.id)] = gw
+        for key, action in generate(run):
             if speed is not None:
-                wait = wall_start + (ts_ns - start_ns) / 1e9 / speed - clock()
+                wait = wall_start + (action.due_ns - start_ns) / NS / speed - clock()
                 if wait > 0:
                     sleep(wait)
-            for ref in due:
-                model = models[ref.key]
-                reading = model.reading(ts_ns, last_load[ref.key])
-                gateways[(ref.supplier.id, ref.site.id)].publish(
-                    readings_topic(*ref.key), encode_readings([reading])
-                )
+            client = clients[key]
+            if isinstance(action, Link):
+                client.link(action.up)
+                continue
+            assert isinstance(action, Send)
+            client.publish(action.topic, action.payload, action.retain)
+            if action.readings:
                 messages += 1
-                if ts_ns < end_ns:
-                    increment, load = model.advance(ts_ns, ref.meter.interval_s)
-                    ledger.add(ref, ts_ns, increment)
-                    last_load[ref.key] = load
+                readings += action.readings
             now = clock()
             if progress and now - last_report >= 2.0:
-                progress((ts_ns - start_ns) / (end_ns - start_ns), messages)
+                progress((action.due_ns - start_ns) / (end_ns - start_ns), messages)
                 last_report = now
     finally:
-        for gw in gateways.values():
-            gw.close()
+        for gw in clients.values():
+            gw.close(end_ns)
     if progress:
         progress(1.0, messages)
+    faults_path = None
     if ledger_path is not None:
-        ledger.write_csv(ledger_path)
-    return SimulationResult(messages, ledger, ledger_path, clock() - wall_start)
+        run.ledger.write_csv(ledger_path)
+        faults_path = faults_path_for(ledger_path)
+        run.faults.write_jsonl(faults_path)
+    return SimulationResult(
+        messages, readings, run.ledger, run.faults, ledger_path, faults_path, clock() - wall_start
+    )
+
+
+def faults_path_for(ledger_path: Path) -> Path:
+    """Where the fault list of a ledger goes: ``ledger.csv`` → ``ledger-faults.jsonl``."""
+    return ledger_path.with_name(f"{ledger_path.stem}-faults.jsonl")

@@ -201,6 +201,65 @@ class StackSettings(_Model):
     influxdb_rpc_port: int = Field(18088, ge=1, le=65535)
 
 
+class FaultSettings(_Model):
+    """Faults the simulator injects, each recorded in its ground truth. All off by default.
+
+    Rates are expected counts: events arrive as a Poisson process per gateway or meter.
+    """
+
+    offline_per_day: float = Field(0.0, ge=0)
+    """Gateway outages per gateway per day."""
+    offline_minutes: tuple[float, float] = (10.0, 120.0)
+    """Outage length, uniform between the two. [min]"""
+    duplicate_rate: float = Field(0.0, ge=0, le=1)
+    """Probability that a message is delivered twice."""
+    out_of_order_rate: float = Field(0.0, ge=0, le=1)
+    """Probability that a reading is sent after the meter's next reading."""
+    clock_skew_rate: float = Field(0.0, ge=0, le=1)
+    """Share of gateways whose clock is off."""
+    clock_skew_s: float = Field(90.0, ge=0)
+    """Largest skew of a skewed gateway's clock, either way. [s]"""
+    malformed_rate: float = Field(0.0, ge=0, le=1)
+    """Probability, per message, that a malformed message is sent beside it."""
+    rollover_rate: float = Field(0.0, ge=0, le=1)
+    """Share of meters with a ``rollover`` whose register starts close enough to wrap."""
+    replacement_per_month: float = Field(0.0, ge=0)
+    """Meter replacements per meter per 30 days (the register restarts near zero)."""
+    stuck_per_month: float = Field(0.0, ge=0)
+    """Stuck registers (flat while power is drawn) per meter per 30 days."""
+    stuck_hours: tuple[float, float] = (1.0, 6.0)
+    spike_per_week: float = Field(0.0, ge=0)
+    """Consumption spikes per consumption meter per 7 days."""
+    spike_pct: tuple[float, float] = (50.0, 200.0)
+    """Spike size: extra load in % of the load it rides on."""
+    spike_minutes: tuple[float, float] = (15.0, 60.0)
+    step_per_month: float = Field(0.0, ge=0)
+    """Step changes (a lasting level change) per consumption meter per 30 days."""
+    step_pct: tuple[float, float] = (-30.0, 40.0)
+    step_hours: tuple[float, float] = (24.0, 168.0)
+
+    @field_validator(
+        "offline_minutes", "stuck_hours", "spike_pct", "spike_minutes", "step_pct", "step_hours"
+    )
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[0] > value[1]:
+            raise ValueError("must be [low, high] with low <= high")
+        return value
+
+
+class SimulatorSettings(_Model):
+    """How simulated gateways send (``[simulator]``); what goes wrong (``[simulator.faults]``)."""
+
+    buffer_readings: int = Field(20_000, ge=1)
+    """Store-and-forward capacity of a gateway; when full, the oldest reading is dropped."""
+    flush_batch: int = Field(100, ge=1, le=10_000)
+    """Readings per message when a gateway replays its buffer."""
+    backfill_batch: int = Field(60, ge=1, le=10_000)
+    """Readings per message in backfill (a gateway catching up); real time sends one."""
+    faults: FaultSettings = FaultSettings()
+
+
 class ServicesFile(_Model):
     registry: Path = Path("suppliers.toml")
     mqtt: MqttSettings = MqttSettings()
@@ -211,6 +270,7 @@ class ServicesFile(_Model):
     grafana: GrafanaSettings = GrafanaSettings()
     jobs: JobsSettings = JobsSettings()
     stack: StackSettings = StackSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
 
     @model_validator(mode="after")
     def _processes_share(self) -> ServicesFile:
@@ -225,15 +285,29 @@ class ServicesFile(_Model):
 # --- registry ---------------------------------------------------------------------------
 
 
+Equipment = Literal["steady", "press", "induction", "furnace", "cnc", "compressor"]
+"""How a simulated meter's production load moves within a shift (see simulators/profiles.py)."""
+
+
 class MeterSimulation(_Model):
     """Simulator parameters of one meter (ignored by everything but the simulator)."""
 
     mean_load: float = Field(50.0, gt=0)
-    """Mean load over a working shift: kW for electricity, m³/h for gas and water."""
+    """Mean load over a working shift: kW for electricity, m³/h for gas and water. For a
+    ``pv`` meter: the array's peak power. [kWp]"""
     base_fraction: float = Field(0.2, ge=0, le=1)
     """Share of the mean load drawn around the clock (compressors, furnace idle, lighting)."""
     noise: float = Field(0.1, ge=0, le=1)
     initial_register: float = Field(1000.0, ge=0)
+    equipment: Equipment = "steady"
+    """The production load's shape: press strokes, induction heating cycles, furnace
+    heat-up/soak cycles, CNC utilisation changing by the hour, compressor load/unload."""
+    cycle_min: float | None = Field(None, gt=0)
+    """Period of the equipment's cycle [min]; default per equipment."""
+    ac_fraction: float = Field(0.0, ge=0, le=2)
+    """Air conditioning at the hottest hour of the year, as a share of ``mean_load``."""
+    production_per_hour: float | None = Field(None, gt=0)
+    """Units produced per working hour; the meter then reports ``production_units``."""
 
 
 class Meter(_Model):
@@ -245,6 +319,15 @@ class Meter(_Model):
     """CT/VT ratio: true quantity = register difference × multiplier."""
     interval_s: int = Field(900, ge=1, le=3600)
     """Nominal interval between readings."""
+    role: Literal["consumption", "pv", "grid"] = "consumption"
+    """``consumption``: a circuit of the plant; the site's consumption is the sum of these.
+    ``pv``: a rooftop PV generation meter (register = kWh generated). ``grid``: the utility
+    meter at the site's connection (``energy_kwh`` imported, ``energy_export_kwh`` fed back).
+    PV and grid meters are never added to consumption; they give PV self-consumption."""
+    max_power: float | None = Field(None, gt=0)
+    """Largest plausible load [kW, or m³/h for gas and water]: a register step implying more
+    is rejected as an implausible jump. Unset: 3 × the site's contract capacity for electricity
+    meters of sites that have one, otherwise no limit."""
     simulation: MeterSimulation = MeterSimulation()
 
     _id = field_validator("id")(_check_id)
@@ -263,6 +346,12 @@ class Meter(_Model):
         if value == "gateway":
             raise ValueError("'gateway' is reserved for status topics")
         return value
+
+    @model_validator(mode="after")
+    def _role_carrier(self) -> Meter:
+        if self.role != "consumption" and self.carrier != "electricity":
+            raise ValueError(f"role {self.role!r} needs carrier 'electricity'")
+        return self
 
 
 class Site(_Model):
@@ -294,14 +383,31 @@ class Allocation(_Model):
     """What the share was computed from, for the auditor (e.g. units shipped / produced, 2025)."""
 
 
+SupplierKind = Literal["forging", "springs", "heat_treatment", "machining", "other"]
+
+
+class SupplierSimulation(_Model):
+    """When a simulated plant works. Unset keys take the default of the supplier's kind
+    (see ``simulators.profiles.SCHEDULES``)."""
+
+    shifts: Literal[1, 2, 3] | None = None
+    """1: 08:00–17:00; 2: 08:00–24:00; 3: around the clock."""
+    saturday: Literal["off", "half", "full"] | None = None
+    """``half``: 08:00–16:00."""
+    sunday: bool | None = None
+    holidays: bool | None = None
+    """Whether the plant works on Taiwan's public holidays."""
+
+
 class Supplier(_Model):
     id: str
     name: str = ""
-    kind: Literal["forging", "springs", "heat_treatment", "machining", "other"] = "other"
+    kind: SupplierKind = "other"
     country: str = "TW"
     allocation: Allocation
     alert_recipients: list[str] = Field(default_factory=list)
     sites: list[Site] = Field(min_length=1)
+    simulation: SupplierSimulation = SupplierSimulation()
 
     _id = field_validator("id")(_check_id)
     _emails = field_validator("alert_recipients")(_check_emails)
@@ -429,6 +535,10 @@ class Config:
     def stack(self) -> StackSettings:
         return self.services.stack
 
+    @property
+    def simulator(self) -> SimulatorSettings:
+        return self.services.simulator
+
     def resolve(self, path: Path) -> Path:
         """A path from the config file, relative to the file's directory."""
         return path if path.is_absolute() else self.path.parent / path
@@ -480,6 +590,10 @@ def _duplicates(file: str, suppliers: list[Supplier]) -> list[str]:
         check(f"suppliers[{i}].sites", [s.id for s in supplier.sites])
         for j, site in enumerate(supplier.sites):
             check(f"suppliers[{i}].sites[{j}].meters", [m.id for m in site.meters])
+            if sum(m.role == "grid" for m in site.meters) > 1:
+                problems.append(
+                    f"{file}: suppliers[{i}].sites[{j}].meters: more than one 'grid' meter"
+                )
             if site.contract_capacity_kw is None:
                 continue
             if not any(m.carrier == "electricity" for m in site.meters):

@@ -57,8 +57,8 @@ def stored_readings(influx: InfluxClient) -> int:
 def assert_matches_ground_truth(
     config: Config, influx: InfluxClient, sim: SimulationResult
 ) -> None:
-    assert wait_until(lambda: stored_readings(influx) == sim.messages, TIMEOUT_S), (
-        f"stored {stored_readings(influx)} of {sim.messages}"
+    assert wait_until(lambda: stored_readings(influx) == sim.readings, TIMEOUT_S), (
+        f"stored {stored_readings(influx)} of {sim.readings}"
     )
     run_rollup(config, influx, datetime_to_ns(START), datetime_to_ns(END), FactorLibrary.load())
     truth = sim.ledger.consumption()

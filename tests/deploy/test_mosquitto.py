@@ -206,6 +206,6 @@ def test_simulated_gateways_log_in_as_themselves_and_everything_lands(
         assert collector.writer.flush(30)
     assert collector.stats.rejected_total == 0
     series = influx.query("SELECT count(energy_kwh), count(volume_m3) FROM reading")
-    assert sum(n or 0 for n in series[0].values[0][1:]) == sim.messages
+    assert sum(n or 0 for n in series[0].values[0][1:]) == sim.readings
     statuses = influx.query("SELECT last(state) FROM gateway_status GROUP BY supplier")
     assert {s.tags["supplier"] for s in statuses} == {"forge-a", "cnc-d"}
