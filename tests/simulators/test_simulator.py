@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections import Counter, defaultdict
@@ -162,9 +163,8 @@ def test_the_four_kinds_look_different(example_config: Config) -> None:
     def ratio(supplier: str, test: Callable[[datetime], bool]) -> float:
         picked, rest = Decimal(0), Decimal(0)
         for key, hours in true.items():
-            if key[0] != supplier or example_config.registry.meter(*key).meter.role != "consumption":
-                continue
-            if example_config.registry.meter(*key).meter.carrier != "electricity":
+            meter = example_config.registry.meter(*key).meter
+            if key[0] != supplier or meter.role != "consumption" or meter.carrier != "electricity":
                 continue
             for hour, amount in hours.items():
                 local = datetime.fromtimestamp(hour / 1e9, TPE)
@@ -184,7 +184,7 @@ def test_the_four_kinds_look_different(example_config: Config) -> None:
 def test_equipment_cycles_show_in_the_power_readings(example_config: Config) -> None:
     """Press strokes are spiky, the compressor cycles, a furnace swings slowly."""
     config = example_config
-    run, actions = run_actions(config, days=2)
+    _run, actions = run_actions(config, days=2)
     by_meter = readings_by_meter(config, actions)
 
     def cv(key: tuple[str, str, str], hour_from: int, hour_to: int) -> float:
@@ -206,7 +206,7 @@ def test_equipment_cycles_show_in_the_power_readings(example_config: Config) -> 
 
 
 def test_production_counter_counts_while_working(example_config: Config) -> None:
-    run, actions = run_actions(example_config, days=1)
+    _run, actions = run_actions(example_config, days=1)
     readings = readings_by_meter(example_config, actions)[("cnc-d", "tainan-1", "main")]
     counts = [r.production_units for r in readings]
     assert counts == sorted(counts) and counts[0] == 0
@@ -324,7 +324,7 @@ def test_out_of_order_and_clock_skew_show_in_the_timestamps(example_config: Conf
         offsets = {(r.ts_ns - OCT_1) % (60 * 10**9) for r in readings}
         assert offsets == {round(skew[key[:2]] * 10**9) % (60 * 10**9)}
         ts = [r.ts_ns for r in readings]
-        reversed_steps += sum(b < a for a, b in zip(ts, ts[1:], strict=False))
+        reversed_steps += sum(b < a for a, b in itertools.pairwise(ts))
     assert reversed_steps == len(run.faults.of_type("out_of_order"))
 
 
@@ -384,8 +384,11 @@ def test_full_buffer_drops_the_oldest_and_says_so(example_config: Config) -> Non
     ("start", "end", "message"),
     [
         (datetime(2026, 10, 1), datetime(2026, 10, 2), "UTC offset"),
-        (datetime(2026, 10, 1, 0, 30, tzinfo=TPE), datetime(2026, 10, 2, tzinfo=TPE),
-         "whole hours"),  # fmt: skip
+        (
+            datetime(2026, 10, 1, 0, 30, tzinfo=TPE),
+            datetime(2026, 10, 2, tzinfo=TPE),
+            "whole hours",
+        ),
         (datetime(2026, 10, 2, tzinfo=TPE), datetime(2026, 10, 1, tzinfo=TPE), "before end"),
     ],
 )
