@@ -38,6 +38,7 @@ lint: venv
 bench: setup
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_collector.py
+	$(BIN)/python bench/bench_simulator.py
 
 stack-up: setup
 	$(BIN)/supplymeter stack up

@@ -55,15 +55,18 @@ def main() -> None:
         export_month(cfg, client, month, Path(tmp) / "out", library)
         exported = time.perf_counter()
     meters = len(cfg.registry.meters())
-    print(f"demo pipeline: {sim.messages:,} single-reading messages, {meters} meters, {month}")
+    print(
+        f"demo pipeline: {sim.readings:,} readings in {sim.messages:,} messages, "
+        f"{meters} meters, {month}"
+    )
     line(
         "simulate + publish (QoS 1, acked)",
-        f"{sim.messages / (published - began):,.0f} msg/s",
+        f"{sim.readings / (published - began):,.0f} readings/s",
         "paced on broker acks",
     )
     line(
         "publish → stored in InfluxDB",
-        f"{sim.messages / (stored - began):,.0f} msg/s",
+        f"{sim.readings / (stored - began):,.0f} readings/s",
         "simulator and collector share one process (see bench_collector.py)",
     )
     line("rollup (hours + emissions)", f"{rolled - stored:.2f} s", "")

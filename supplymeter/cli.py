@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from supplymeter.config import Config, load_config
+from supplymeter.config import Config, SimulatorSettings, load_config
 from supplymeter.errors import ConfigError, SupplymeterError
 
 if TYPE_CHECKING:
@@ -163,9 +163,47 @@ def _progress(label: str) -> Callable[[float, int], None]:
     return report
 
 
+def _fault_overrides(config: Config, pairs: list[str]) -> SimulatorSettings:
+    """``[simulator]`` with ``--fault NAME=VALUE`` overrides (ranges as ``LOW,HIGH``)."""
+    from pydantic import ValidationError
+
+    from supplymeter.config import FaultSettings
+
+    values: dict[str, object] = config.simulator.faults.model_dump()
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or name not in FaultSettings.model_fields:
+            known = ", ".join(FaultSettings.model_fields)
+            raise ConfigError([f"--fault {pair}: expected NAME=VALUE with NAME one of {known}"])
+        values[name] = value.split(",") if "," in value else value
+    try:
+        faults = FaultSettings.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError([f"--fault: {e['loc'][0]}: {e['msg']}" for e in exc.errors()]) from exc
+    return config.simulator.model_copy(update={"faults": faults})
+
+
+def cmd_load_test(config: Config, args: argparse.Namespace) -> int:
+    from simulators.loadtest import load_test, write_registry
+
+    if not args.meters or not args.rate:
+        raise ConfigError(["--load-test needs --meters M and --rate R"])
+    path = write_registry(args.registry_out, args.meters)
+    _say(f"synthetic registry of {args.meters:,} meters: {path} (start a collector with it)")
+    result = load_test(config, args.meters, args.rate, args.duration, _progress("load test"))
+    _say(
+        f"target {result.target_rate:,.0f} readings/s, achieved {result.achieved_rate:,.0f}/s "
+        f"({result.acknowledged:,} acknowledged in {result.wall_s:.1f} s)"
+    )
+    return 0 if result.achieved_rate >= 0.95 * result.target_rate else 1
+
+
 def cmd_simulate(config: Config, args: argparse.Namespace) -> int:
     from simulators.run import simulate
 
+    if args.load_test:
+        return cmd_load_test(config, args)
+    settings = _fault_overrides(config, args.fault or [])
     if args.backfill:
         start, end, speed = args.backfill[0], args.backfill[1], None
     else:
@@ -187,10 +225,13 @@ def cmd_simulate(config: Config, args: argparse.Namespace) -> int:
         ledger_path=args.ledger,
         progress=_progress("simulate"),
         gateway_passwords=passwords,
+        batch=args.batch,
+        settings=settings,
     )
     _say(
-        f"published {result.messages:,} reading messages in {result.wall_s:.1f} s; "
-        f"ledger: {result.ledger_path}"
+        f"published {result.readings:,} readings in {result.messages:,} messages in "
+        f"{result.wall_s:.1f} s; ledger: {result.ledger_path}, faults: {result.faults_path} "
+        f"({len(result.faults.events):,} events)"
     )
     return 0
 
@@ -421,6 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="publish simulated meter readings over MQTT")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument(
+        "--load-test",
+        action="store_true",
+        help="publish --rate single readings/s from --meters synthetic meters for --duration",
+    )
+    mode.add_argument(
         "--backfill",
         nargs=2,
         metavar=("START", "END"),
@@ -446,6 +492,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="secrets file of `deploy mosquitto`: each gateway logs in as itself",
     )
+    p.add_argument(
+        "--fault",
+        action="append",
+        metavar="NAME=VALUE",
+        help="override [simulator.faults], e.g. spike_per_week=2 or offline_minutes=10,60",
+    )
+    p.add_argument(
+        "--batch", type=int, default=None,
+        help="readings per message (default: [simulator] backfill_batch; real time 1)",
+    )  # fmt: skip
+    p.add_argument("--meters", type=int, help="--load-test: synthetic meters")
+    p.add_argument("--rate", type=float, help="--load-test: target readings per second")
+    p.add_argument("--duration", type=float, default=30.0, help="--load-test: seconds (30)")
+    p.add_argument(
+        "--registry-out", type=Path, default=Path("out/loadtest/suppliers.toml"),
+        help="--load-test: where the synthetic registry goes",
+    )  # fmt: skip
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("rollup", help="recompute hourly consumption and emissions")
