@@ -6,18 +6,27 @@ Where no reading falls exactly on a boundary, the register there is interpolated
 between the readings either side — the same as apportioning an interval's consumption over
 the hours it spans in proportion to time.
 
-Register steps are labelled before they are summed:
+Register steps are labelled before they are summed, and the labels are stored with the hourly
+rollup (``flags``) so an auditor sees every correction:
 
-* ``normal`` — the register rose (or stayed).
-* ``rollover`` — it fell by more than half the meter's rollover value: it wrapped at the
-  rollover value (registry), so the step is ``new + rollover - old``.
-* ``reset`` — it fell otherwise (meter replaced or reset): the new register is taken to have
-  started from zero, so the step is ``new``. First version: the quality-flag issue refines
-  this (glitches, implausible jumps) — until then a reset is flagged on the hour for review.
+* ``normal`` — the register rose (or stayed) no faster than the meter's largest plausible load.
+* ``glitch`` — one reading fell (a momentary zero or garbage value) or leapt implausibly, and
+  the next reading returned to the path before it: the odd reading is left out, the step
+  around it is measured from its neighbours.
+* ``rollover`` — it fell, and wrapping at the registry's rollover value gives a plausible
+  step (with no plausible-power limit known: a fall of more than half the rollover value):
+  the step is ``new + rollover - old``.
+* ``reset`` — it fell otherwise (meter replaced or reset). What the new meter counted before
+  its first reading is unknown, so the step is estimated at the meter's rate over the nearest
+  normal step (capped at ``new``, the most it can have been) and the hours it spans are
+  ``estimated``.
+* ``implausible`` — it rose faster than the meter's ``max_power`` (registry; see
+  :func:`max_power`) allows: the step is rejected, not summed, and its hours are
+  ``estimated`` with the step uncovered.
 
 An hour's ``coverage`` is the fraction of it spanned by reading pairs no further apart than
-``max_gap``; an hour below full coverage is ``estimated`` (its consumption was apportioned
-across a gap).
+``max_gap`` whose step was measured (normal, glitch or rollover); an hour below full coverage is
+``estimated`` (its consumption was apportioned across a gap or estimated across a reset).
 """
 
 from __future__ import annotations
@@ -28,6 +37,8 @@ from dataclasses import dataclass
 from supplymeter.config import MeterRef
 
 HOUR_NS = 3600 * 10**9
+UNMEASURED = frozenset({"reset", "implausible"})
+"""Step labels whose increase was estimated or rejected rather than measured."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,31 +80,102 @@ class HourlyConsumption:
         return self.coverage < 1.0 - 1e-9
 
 
-def step_label(old: float, new: float, rollover: float | None) -> tuple[str, float]:
-    """Label one register step and return its increase. [register units]
+def max_power(ref: MeterRef) -> float | None:
+    """Largest plausible load of a meter [kW or m³/h]: the registry's ``max_power``, else for
+    an electricity meter 3 × its site's contract capacity (a circuit cannot draw much more than
+    the whole site's contract), else unknown (``None``: no step is ever implausible)."""
+    if ref.meter.max_power is not None:
+        return ref.meter.max_power
+    if ref.meter.carrier == "electricity" and ref.site.contract_capacity_kw:
+        return 3 * ref.site.contract_capacity_kw
+    return None
+
+
+def step_label(
+    old: float, new: float, rollover: float | None, max_step: float | None = None
+) -> tuple[str, float]:
+    """Label one register step and return its measured increase. [register units]
+
+    ``max_step`` is the largest plausible increase over the step (``None``: no limit). A
+    ``reset`` returns ``new`` (an upper bound: the caller estimates), ``implausible`` 0.
 
     >>> label, increase = step_label(99_999.5, 0.7, 100_000.0)
     >>> label, round(increase, 6)
     ('rollover', 1.2)
     """
     if new >= old:
+        if max_step is not None and new - old > max_step:
+            return "implausible", 0.0
         return "normal", new - old
-    if rollover and old - new > rollover / 2:
-        return "rollover", new + rollover - old
+    if rollover:
+        wrapped = new + rollover - old
+        plausible = wrapped <= max_step if max_step is not None else old - new > rollover / 2
+        if plausible:
+            return "rollover", wrapped
     return "reset", new
+
+
+def _max_steps(series: RegisterSeries) -> list[float | None]:
+    """Largest plausible register increase of each step. [register units]"""
+    power = max_power(series.ref)
+    ts = series.ts_ns
+    if power is None:
+        return [None] * (len(ts) - 1)
+    per_ns = power / series.ref.meter.multiplier / HOUR_NS
+    return [(ts[i + 1] - ts[i]) * per_ns for i in range(len(ts) - 1)]
+
+
+def drop_glitches(series: RegisterSeries) -> tuple[RegisterSeries, list[int]]:
+    """Leave out momentary odd readings; returns the cleaned series and, for each step of it
+    that bridged a glitch, that step's index."""
+    ts, reg = list(series.ts_ns), list(series.register)
+    power = max_power(series.ref)
+    per_ns = power / series.ref.meter.multiplier / HOUR_NS if power is not None else None
+    keep_ts, keep_reg, bridged = [ts[0]], [reg[0]], []
+    for i in range(1, len(ts)):
+        prev = keep_reg[-1]
+        if i + 1 < len(ts):
+            nxt = reg[i + 1]
+            fell = reg[i] < prev
+            leapt = per_ns is not None and reg[i] - prev > (ts[i] - keep_ts[-1]) * per_ns
+            back = nxt >= prev and (
+                per_ns is None or nxt - prev <= (ts[i + 1] - keep_ts[-1]) * per_ns
+            )
+            if (fell or (leapt and nxt < reg[i])) and back:
+                bridged.append(len(keep_ts) - 1)
+                continue
+        keep_ts.append(ts[i])
+        keep_reg.append(reg[i])
+    return RegisterSeries(series.ref, tuple(keep_ts), tuple(keep_reg)), bridged
 
 
 def unwrap(series: RegisterSeries) -> tuple[list[float], list[str]]:
     """The register as a continuous cumulative quantity, and the label of each step
-    (``labels[i]`` describes the step from reading ``i`` to ``i + 1``). [register units]"""
+    (``labels[i]`` describes the step from reading ``i`` to ``i + 1``). [register units]
+
+    ``series`` should already be free of glitches (:func:`drop_glitches`).
+    """
     rollover = series.ref.meter.rollover
-    cumulative = [0.0] * len(series.register)
-    labels: list[str] = []
-    for i in range(1, len(series.register)):
-        label, increase = step_label(series.register[i - 1], series.register[i], rollover)
-        cumulative[i] = cumulative[i - 1] + increase
-        labels.append(label)
-    return cumulative, labels
+    reg, ts = series.register, series.ts_ns
+    limits = _max_steps(series)
+    steps: list[tuple[str, float]] = [
+        step_label(reg[i], reg[i + 1], rollover, limits[i]) for i in range(len(reg) - 1)
+    ]
+    for i, (label, upper) in enumerate(steps):
+        if label == "reset":
+            steps[i] = ("reset", min(upper, _nearest_rate(steps, ts, i) * (ts[i + 1] - ts[i])))
+    cumulative = [0.0] * len(reg)
+    for i, (_, increase) in enumerate(steps):
+        cumulative[i + 1] = cumulative[i] + increase
+    return cumulative, [label for label, _ in steps]
+
+
+def _nearest_rate(steps: list[tuple[str, float]], ts: tuple[int, ...], i: int) -> float:
+    """Register rate of the normal step nearest to step ``i`` (before it first). [units/ns]"""
+    for j in sorted(range(len(steps)), key=lambda j: (abs(j - i), j > i)):
+        if j != i and steps[j][0] == "normal" and ts[j + 1] > ts[j]:
+            return steps[j][1] / (ts[j + 1] - ts[j])
+    return float("inf")
 
 
 def _at(ts: tuple[int, ...], cumulative: list[float], t: int) -> float | None:
@@ -127,10 +209,14 @@ def hourly_consumption(
         One per hour whose both boundaries lie within the readings; hours outside are left
         out (nothing is known about them). [kWh or m³, multiplier applied]
     """
-    ts = series.ts_ns
-    if len(ts) < 2:
+    if len(series.ts_ns) < 2:
         return []
+    series, bridged = drop_glitches(series)
+    ts = series.ts_ns
     cumulative, labels = unwrap(series)
+    for i in bridged:
+        if i < len(labels) and labels[i] == "normal":
+            labels[i] = "glitch"
     ref = series.ref
     multiplier = ref.meter.multiplier
     out = []
@@ -146,7 +232,7 @@ def hourly_consumption(
             lo, hi = max(ts[i], hour), min(ts[i + 1], hour + HOUR_NS)
             if hi <= lo:
                 continue
-            if ts[i + 1] - ts[i] <= max_gap_ns:
+            if ts[i + 1] - ts[i] <= max_gap_ns and labels[i] not in UNMEASURED:
                 covered += hi - lo
             if labels[i] != "normal":
                 flags.add(labels[i])

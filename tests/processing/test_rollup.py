@@ -17,8 +17,11 @@ T0 = datetime_to_ns(datetime(2026, 10, 1, tzinfo=TPE))
 MIN = 60 * 10**9
 
 
-def meter(rollover: float | None = None, multiplier: float = 1.0, carrier: str = "electricity"):  # type: ignore[no-untyped-def]
-    m = Meter(id="main", carrier=carrier, rollover=rollover, multiplier=multiplier)
+def meter(rollover: float | None = None, multiplier: float = 1.0, carrier: str = "electricity",
+          max_power: float | None = None):  # type: ignore[no-untyped-def]  # fmt: skip
+    m = Meter(
+        id="main", carrier=carrier, rollover=rollover, multiplier=multiplier, max_power=max_power
+    )
     site = Site(id="plant-1", meters=[m])
     supplier = Supplier(id="s", allocation=Allocation(method="dedicated", share=1), sites=[site])
     return MeterRef(supplier, site, m)
@@ -141,3 +144,73 @@ def test_hours_add_up_to_the_register_increase(steps: list[tuple[int, float]], o
 
         assert total == pytest.approx(at(end) - at(begin), rel=1e-9, abs=1e-6)
         assert all(h.consumption >= -1e-9 for h in whole)
+
+
+# --- quality labels (hand-computed) ---------------------------------------------------------
+
+Q = 15 * MIN
+
+
+def quarter_hours(*registers: float) -> list[tuple[int, float]]:
+    return [(T0 + i * Q, r) for i, r in enumerate(registers)]
+
+
+def test_momentary_zero_is_a_glitch_not_a_reset() -> None:
+    s = series(meter(), quarter_hours(100.0, 110.0, 0.0, 130.0, 140.0))
+    [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, 30 * MIN)
+    assert hour.consumption == pytest.approx(40.0) and hour.flags == ("glitch",)
+    assert not hour.estimated  # 110 → 130 over 30 min is measured, within max_gap
+
+
+def test_garbage_spike_is_a_glitch_when_a_max_power_is_known() -> None:
+    # 400 kW max: at most 100 kWh per 15 min. 110 → 9,999,999 → 130 is a glitch.
+    s = series(meter(max_power=400), quarter_hours(100.0, 110.0, 9_999_999.0, 130.0, 140.0))
+    [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, 30 * MIN)
+    assert hour.consumption == pytest.approx(40.0) and hour.flags == ("glitch",)
+
+
+def test_implausible_jump_is_rejected_not_summed() -> None:
+    # The register leaps by 5,000 kWh in 15 min (20 MW on a 400 kW meter) and stays there.
+    s = series(meter(max_power=400), quarter_hours(100.0, 110.0, 5110.0, 5120.0, 5130.0))
+    [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, Q)
+    assert hour.consumption == pytest.approx(30.0)  # the three normal steps only
+    assert hour.flags == ("implausible",) and hour.coverage == pytest.approx(0.75)
+
+
+def test_replacement_is_estimated_from_the_neighbouring_rate() -> None:
+    # 10 kWh per 15 min; new meter installed at 4.0 kWh, reads 14.0 a quarter later.
+    s = series(meter(rollover=100_000), quarter_hours(500.0, 510.0, 14.0, 24.0, 34.0))
+    [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, Q)
+    assert hour.consumption == pytest.approx(40.0)  # not 10 + 14 + 20 = 44
+    assert hour.flags == ("reset",) and hour.estimated and hour.coverage == pytest.approx(0.75)
+
+
+def test_max_power_tells_a_meter_swap_from_a_rollover() -> None:
+    """60,000 → 3 on a 100,000 rollover: without a power limit, a fall of more than half the
+    rollover is read as a wrap (40,003 kWh!); with max_power it is a replacement."""
+    points = quarter_hours(59_980.0, 59_990.0, 60_000.0, 3.0, 13.0)
+    [loose] = hourly_consumption(series(meter(rollover=100_000), points), T0, T0 + HOUR_NS, Q)
+    assert loose.flags == ("rollover",) and loose.consumption > 40_000
+    [strict] = hourly_consumption(
+        series(meter(rollover=100_000, max_power=400), points), T0, T0 + HOUR_NS, Q
+    )
+    assert strict.flags == ("reset",) and strict.consumption == pytest.approx(33.0)
+
+
+def test_real_rollover_stays_a_rollover_with_max_power() -> None:
+    points = quarter_hours(99_980.0, 99_990.0, 0.0, 10.0, 20.0)
+    ref = meter(rollover=100_000, max_power=400)
+    [hour] = hourly_consumption(series(ref, points), T0, T0 + HOUR_NS, Q)
+    assert hour.flags == ("rollover",) and hour.consumption == pytest.approx(40.0)
+    assert not hour.estimated
+
+
+def test_contract_capacity_bounds_an_electricity_meter() -> None:
+    m = Meter(id="main", carrier="electricity")
+    site = Site(id="plant-1", meters=[m], contract_capacity_kw=500)
+    supplier = Supplier(id="s", allocation=Allocation(method="dedicated", share=1), sites=[site])
+    ref = MeterRef(supplier, site, m)
+    from processing.rollup import max_power
+
+    assert max_power(ref) == 1500 and max_power(meter()) is None
+    assert max_power(meter(max_power=80)) == 80
