@@ -40,6 +40,9 @@ class EmissionFactor:
     url: str
     retrieved: str
     note: str
+    period: str = "annual"
+    """``annual``: published for one year (a later year without its own factor is provisional);
+    ``standing``: applies from ``year`` until a newer row replaces it (fuel properties)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,7 @@ class FactorLibrary:
                     **{k: row[k] for k in ("publisher", "title", "url", "retrieved", "note")},
                     year=int(row["year"]),
                     value=float(row["value"]),
+                    period=row.get("period") or "annual",
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 problems.append(f"{name}:{line}: cannot read row: {exc}")
@@ -87,6 +91,8 @@ class FactorLibrary:
                 problems.append(
                     f"{name}:{line}: unit must be {expected_unit} (got {factor.unit!r})"
                 )
+            if factor.period not in ("annual", "standing"):
+                problems.append(f"{name}:{line}: period must be annual or standing")
             if not factor.value > 0:
                 problems.append(f"{name}:{line}: value must be > 0 (got {factor.value})")
             key = (factor.carrier, factor.region, factor.year)
@@ -109,7 +115,8 @@ class FactorLibrary:
         ]
         if not earlier:
             return None
-        return max(earlier, key=lambda f: f.year), True
+        latest = max(earlier, key=lambda f: f.year)
+        return latest, latest.period == "annual"
 
 
 def local_year(hour: HourlyConsumption, ref: MeterRef) -> int:

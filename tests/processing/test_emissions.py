@@ -27,8 +27,21 @@ def test_shipped_factors_are_taiwan_grid_by_year_and_cite_a_source() -> None:
     grid = {f.year: f.value for f in library.factors if f.carrier == "electricity"}
     assert grid == ISSUE_FACTORS
     for f in library.factors:
-        assert f.unit == "kgCO2e/kWh" and f.region == "TW" and f.basis == "location"
+        assert f.unit == {"electricity": "kgCO2e/kWh"}.get(f.carrier, "kgCO2e/m3")
+        assert f.region == "TW" and f.basis == "location"
         assert f.publisher and f.title and f.url.startswith("https://")
+
+
+def test_natural_gas_factor_is_derived_as_its_note_says_and_never_provisional() -> None:
+    library = FactorLibrary.load()
+    found = library.lookup("natural_gas", "TW", 2026)
+    assert found is not None
+    factor, provisional = found
+    assert not provisional and factor.period == "standing"
+    # IPCC 2006 Table 2.3 defaults, AR5 GWPs, 8,000 kcal/m³ (see the row's note)
+    derived = (56_100 + 1 * 28 + 0.1 * 265) * 8_000 * 4.1868e-9
+    assert factor.value == pytest.approx(derived, abs=5e-4)
+    assert library.lookup("water", "TW", 2026) is None  # no cited water factor yet
 
 
 def test_each_hour_uses_its_local_years_factor(example_config: Config) -> None:
@@ -58,10 +71,10 @@ def test_unpublished_year_uses_latest_factor_marked_provisional(example_config: 
 
 
 def test_no_factor_is_none_not_zero(example_config: Config) -> None:
-    ref = example_config.registry.meter("heat-c", "kaohsiung-1", "carburizing-gas")
+    ref = example_config.registry.meter("heat-c", "kaohsiung-1", "quench-water")
     assert ref is not None
-    gas = hour_at(datetime(2024, 5, 1, tzinfo=TPE), carrier="natural_gas")
-    assert emissions_for(gas, ref, FactorLibrary.load()) is None
+    water = hour_at(datetime(2024, 5, 1, tzinfo=TPE), carrier="water")
+    assert emissions_for(water, ref, FactorLibrary.load()) is None
     assert FactorLibrary.load().lookup("electricity", "TW", 2016) is None
 
 

@@ -60,7 +60,7 @@ def test_supplier_month_names_carriers_without_factor(example_config: Config) ->
     s = supplier_month(supplier, month, meters)
     assert s.consumption == pytest.approx({"electricity": 1440.0, "natural_gas": 1440.0,
                                            "water": 1440.0})  # fmt: skip
-    assert s.emissions_kgco2e == pytest.approx(1440.0 * 0.474)  # electricity only
+    assert s.emissions_kgco2e == pytest.approx(1440.0 * (0.474 + 1.881))  # no water factor
     assert s.allocated_kgco2e == pytest.approx(s.emissions_kgco2e)  # dedicated: share 1
-    assert s.carriers_without_factor == ("natural_gas", "water") and s.provisional
+    assert s.carriers_without_factor == ("water",) and s.provisional
     assert s.completeness == pytest.approx(720 / 744)
