@@ -64,6 +64,17 @@ def consumption_line(hour: HourlyConsumption) -> str:
     )
 
 
+def export_lines(series: RegisterSeries, start_ns: int, end_ns: int, max_gap_ns: int) -> list[str]:
+    """A grid meter's export register as hourly ``energy_export_kwh``, a field of the same
+    ``hourly_consumption`` point as its import (InfluxDB merges fields of one point)."""
+    return [
+        _meter_hour(schema.HOURLY_CONSUMPTION, hour)
+        .field("energy_export_kwh", float(hour.consumption))
+        .to_line_protocol()
+        for hour in hourly_consumption(series, start_ns, end_ns, max_gap_ns)
+    ]
+
+
 def emissions_line(record: EmissionRecord) -> str:
     """Emissions of a meter-hour as line protocol, tagged with the factor used."""
     return (
@@ -81,7 +92,8 @@ def fetch_registers(
 ) -> dict[tuple[str, str], list[tuple[int, float | None, float | None]]]:
     """Register readings of a supplier's meters in [start, end]: {(site, meter): rows}."""
     q = (
-        f"SELECT {quote_ident('energy_kwh')}, {quote_ident('volume_m3')} "
+        f"SELECT {quote_ident('energy_kwh')}, {quote_ident('volume_m3')}, "
+        f"{quote_ident('energy_export_kwh')} "
         f"FROM {quote_ident(schema.READING)} WHERE supplier = {quote_literal(supplier)} "
         f"AND time >= {start_ns} AND time <= {end_ns} GROUP BY site, meter"
     )
@@ -120,14 +132,23 @@ def run_rollup(
                 report.meters += 1
                 if not hours:
                     report.meters_without_data.append("/".join(ref.key))
+                if meter.role == "grid":
+                    exported = [(r[0], r[3]) for r in rows if r[3] is not None]
+                    lines += export_lines(
+                        RegisterSeries.from_points(ref, exported),  # type: ignore[arg-type]
+                        start_ns, end_ns, MAX_GAP_INTERVALS * meter.interval_s * 10**9,
+                    )  # fmt: skip
                 for hour in hours:
                     lines.append(consumption_line(hour))
-                    record = emissions_for(hour, ref, library)
-                    if record is not None:
-                        lines.append(emissions_line(record))
                     report.hours += 1
                     report.estimated_hours += hour.estimated
                     report.flags.update(hour.flags)
+                    # PV generation and grid import are not the plant's consumption.
+                    if meter.role != "consumption":
+                        continue
+                    record = emissions_for(hour, ref, library)
+                    if record is not None:
+                        lines.append(emissions_line(record))
         for i in range(0, len(lines), 5000):
             client.write_lines(lines[i : i + 5000])
         if progress:

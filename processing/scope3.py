@@ -11,16 +11,19 @@ economic, dedicated) and basis taken from the registry and shown in the export.
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from processing.emissions import FactorLibrary, emissions_for
 from processing.rollup import HourlyConsumption
 from supplymeter.config import MeterRef, Supplier
+from supplymeter.errors import ConfigError
 from supplymeter.records import datetime_to_ns
 
 
@@ -107,6 +110,176 @@ def meter_month(
     )
 
 
+# --- allocation ------------------------------------------------------------------------------
+
+ALLOCATION_COLUMNS = ("supplier", "month", "method", "numerator", "denominator", "unit", "basis")
+
+
+@dataclass(frozen=True)
+class AllocationShare:
+    """The buyer's share of one supplier's month, and where it came from."""
+
+    method: str
+    """``physical`` (units shipped to the buyer / units produced), ``economic`` (purchase
+    value / supplier revenue) or ``dedicated`` (produces only for the buyer: 1)."""
+    share: float
+    basis: str
+    source: str
+    """``registry`` or ``FILE:LINE`` of the monthly allocation CSV."""
+    numerator: float | None = None
+    denominator: float | None = None
+    unit: str = ""
+
+
+def registry_share(supplier: Supplier) -> AllocationShare:
+    a = supplier.allocation
+    return AllocationShare(a.method, a.share, a.basis, "registry")
+
+
+def load_allocations(path: Path) -> dict[tuple[str, Month], AllocationShare]:
+    """Monthly shares from a CSV (columns :data:`ALLOCATION_COLUMNS`); share = numerator /
+    denominator, 1 for ``dedicated``. Every problem is reported at once (ConfigError)."""
+    out: dict[tuple[str, Month], AllocationShare] = {}
+    problems: list[str] = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = set(ALLOCATION_COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise ConfigError([f"{path}: missing columns {sorted(missing)}"])
+        for line, row in enumerate(reader, start=2):
+            where = f"{path}:{line}"
+            try:
+                month = Month.parse(row["month"])
+                method = row["method"]
+                if method not in ("physical", "economic", "dedicated"):
+                    raise ValueError("method must be physical, economic or dedicated")
+                if method == "dedicated":
+                    num = den = None
+                    share = 1.0
+                else:
+                    num, den = float(row["numerator"]), float(row["denominator"])
+                    if not (num >= 0 and den > 0 and num <= den):
+                        raise ValueError("need 0 <= numerator <= denominator, denominator > 0")
+                    share = num / den
+                key = (row["supplier"], month)
+                if key in out:
+                    raise ValueError(f"{row['supplier']} {month} appears twice")
+                out[key] = AllocationShare(
+                    method, share, row["basis"], where, num, den, row["unit"]
+                )
+            except (ValueError, KeyError) as exc:
+                problems.append(f"{where}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+# --- market-based: PV self-consumption and certificates -------------------------------------
+
+CERTIFICATE_COLUMNS = ("supplier", "site", "month", "kwh", "certificate_ids", "issuer")
+
+
+@dataclass(frozen=True)
+class Certificates:
+    """Renewable energy certificates (e.g. T-RECs) retired for one site's month."""
+
+    kwh: float
+    ids: str
+    issuer: str
+    source: str
+
+
+def load_certificates(path: Path) -> dict[tuple[str, str, Month], Certificates]:
+    """Certificates per site and month from a CSV (columns :data:`CERTIFICATE_COLUMNS`)."""
+    out: dict[tuple[str, str, Month], Certificates] = {}
+    problems: list[str] = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = set(CERTIFICATE_COLUMNS) - set(reader.fieldnames or ())
+        if missing:
+            raise ConfigError([f"{path}: missing columns {sorted(missing)}"])
+        for line, row in enumerate(reader, start=2):
+            try:
+                kwh = float(row["kwh"])
+                if not kwh > 0:
+                    raise ValueError("kwh must be > 0")
+                key = (row["supplier"], row["site"], Month.parse(row["month"]))
+                prev = out.get(key)
+                ids = ";".join(x for x in (prev.ids if prev else "", row["certificate_ids"]) if x)
+                out[key] = Certificates(
+                    kwh + (prev.kwh if prev else 0.0), ids, row["issuer"],
+                    f"{path}:{line}" if prev is None else f"{prev.source},{line}",
+                )  # fmt: skip
+            except (ValueError, KeyError) as exc:
+                problems.append(f"{path}:{line}: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+@dataclass(frozen=True)
+class SiteMonth:
+    """A site's electricity for the month, location- and market-based (GHG Protocol Scope 2
+    Guidance, 2015: dual reporting)."""
+
+    supplier: str
+    site: str
+    month: Month
+    electricity_kwh: float
+    """Sum of the site's consumption meters. [kWh]"""
+    location_kgco2e: float
+    """Electricity × the grid factor of each hour's year. [kgCO2e]"""
+    pv_generation_kwh: float | None
+    grid_export_kwh: float | None
+    pv_self_kwh: float
+    """PV generated and used on site: generation − export (0 without a grid meter). [kWh]"""
+    certificates: Certificates | None
+    market_kwh: float
+    """Electricity not covered by PV self-consumption or certificates. [kWh]"""
+    market_kgco2e: float
+    note: str = ""
+
+    @property
+    def certificates_kwh(self) -> float:
+        return self.certificates.kwh if self.certificates else 0.0
+
+    @property
+    def unused_certificates_kwh(self) -> float:
+        """Certificates beyond the site's remaining consumption (not carried over). [kWh]"""
+        return max(0.0, self.certificates_kwh - (self.electricity_kwh - self.pv_self_kwh))
+
+
+def site_month(
+    supplier: str, site: str, month: Month, meters: list[MeterMonth],
+    pv_generation_kwh: float | None, grid_export_kwh: float | None,
+    certificates: Certificates | None,
+) -> SiteMonth:  # fmt: skip
+    """Market-based electricity of a site: consumption − PV self-consumption − certificates,
+    at the grid factor (Taiwan publishes no residual mix; the grid average stands in for it,
+    as the methodology sheet says). Location-based stays as measured."""
+    electric = [m for m in meters if m.ref.meter.carrier == "electricity"]
+    kwh = math.fsum(m.consumption for m in electric)
+    location = math.fsum(m.emissions_kgco2e or 0.0 for m in electric)
+    note = ""
+    if pv_generation_kwh is None:
+        pv_self = 0.0
+    elif grid_export_kwh is None:
+        pv_self = 0.0
+        note = "PV without a grid meter: self-consumption not measurable, counted as 0"
+    else:
+        pv_self = max(0.0, pv_generation_kwh - grid_export_kwh)
+    certs = certificates.kwh if certificates else 0.0
+    market_kwh = max(0.0, kwh - pv_self - certs)
+    market = location * market_kwh / kwh if kwh > 0 else 0.0
+    return SiteMonth(
+        supplier, site, month, kwh, location, pv_generation_kwh, grid_export_kwh, pv_self,
+        certificates, market_kwh, market, note,
+    )  # fmt: skip
+
+
+# --- supplier ---------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class SupplierMonth:
     """A supplier's month: consumption by carrier, emissions, the buyer's allocated share."""
@@ -121,25 +294,57 @@ class SupplierMonth:
     completeness: float
     provisional: bool
     carriers_without_factor: tuple[str, ...] = field(default=())
+    market_kgco2e: float | None = None
+    """Market-based: electricity reduced by PV self-consumption and certificates; other
+    carriers as location-based. [kgCO2e]"""
+    allocation: AllocationShare | None = None
+    estimated_share: float = 0.0
+    """Share of the meter-hours with data that were estimated, 0–1."""
+    flags: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def allocated_market_kgco2e(self) -> float | None:
+        if self.market_kgco2e is None or self.allocation is None:
+            return None
+        return self.market_kgco2e * self.allocation.share
 
 
-def supplier_month(supplier: Supplier, month: Month, meters: list[MeterMonth]) -> SupplierMonth:
+def supplier_month(
+    supplier: Supplier,
+    month: Month,
+    meters: list[MeterMonth],
+    sites: list[SiteMonth] | None = None,
+    allocation: AllocationShare | None = None,
+) -> SupplierMonth:
     """Roll a supplier's meter-months up. Carriers without a factor are named, not zeroed."""
+    allocation = allocation or registry_share(supplier)
     consumption: dict[str, float] = {}
     for m in meters:
         carrier = m.ref.meter.carrier
         consumption[carrier] = consumption.get(carrier, 0.0) + m.consumption
     emissions = math.fsum(m.emissions_kgco2e or 0.0 for m in meters)
     expected = sum(m.hours_expected for m in meters)
+    with_data = sum(m.hours_with_data for m in meters)
+    market = None
+    if sites is not None:
+        electric = math.fsum(s.location_kgco2e for s in sites)
+        market = emissions - electric + math.fsum(s.market_kgco2e for s in sites)
+    flags: Counter[str] = Counter()
+    for m in meters:
+        flags.update(m.flags)
     return SupplierMonth(
         supplier=supplier,
         month=month,
         consumption=consumption,
         emissions_kgco2e=emissions,
-        allocated_kgco2e=emissions * supplier.allocation.share,
+        allocated_kgco2e=emissions * allocation.share,
         completeness=math.fsum(m.covered_hours for m in meters) / expected if expected else 0.0,
         provisional=any(m.provisional for m in meters),
         carriers_without_factor=tuple(
             sorted({m.ref.meter.carrier for m in meters if m.emissions_kgco2e is None})
         ),
+        market_kgco2e=market,
+        allocation=allocation,
+        estimated_share=sum(m.estimated_hours for m in meters) / with_data if with_data else 0.0,
+        flags=flags,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import signal
 import sys
 import threading
@@ -291,10 +292,10 @@ def cmd_scheduler(config: Config, args: argparse.Namespace) -> int:
 
 
 def _print_summary(result: ExportResult) -> None:
-    _say(f"\nScope 3 (GHG Protocol cat. 1), {result.month}, location-based:")
+    _say(f"\nScope 3 (GHG Protocol cat. 1), {result.month}:")
     _say(
         f"  {'supplier':<10} {'electricity kWh':>16} {'gas m³':>10} {'water m³':>9} "
-        f"{'kgCO2e':>13} {'share':>6} {'buyer kgCO2e':>13} {'complete':>9}"
+        f"{'location kg':>13} {'market kg':>13} {'share':>6} {'buyer kg':>13} {'complete':>9}"
     )
     for s in result.suppliers:
         flag = " (provisional factor)" if s.provisional else ""
@@ -303,14 +304,20 @@ def _print_summary(result: ExportResult) -> None:
             if s.carriers_without_factor
             else ""
         )
+        share = s.allocation.share if s.allocation else s.supplier.allocation.share
         _say(
             f"  {s.supplier.id:<10} {s.consumption.get('electricity', 0):>16,.3f} "
             f"{s.consumption.get('natural_gas', 0):>10,.3f} {s.consumption.get('water', 0):>9,.3f} "
-            f"{s.emissions_kgco2e:>13,.3f} {s.supplier.allocation.share:>6.2f} "
+            f"{s.emissions_kgco2e:>13,.3f} {s.market_kgco2e or 0.0:>13,.3f} {share:>6.2f} "
             f"{s.allocated_kgco2e:>13,.3f} {s.completeness:>8.1%}{flag}{missing}"
         )
-    for path in result.paths:
-        _say(f"  wrote {path}")
+    if result.written:
+        restated = f" (restates v{result.version - 1})" if result.version > 1 else ""
+        _say(f"  wrote version {result.version}{restated}: {result.directory}")
+        if result.diff_path:
+            _say(f"  changes: {result.diff_path}")
+    else:
+        _say(f"  unchanged since version {result.version}: {result.directory} (nothing written)")
 
 
 # --- demo -------------------------------------------------------------------------------
@@ -414,6 +421,10 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
         if started_stack and not args.keep_stack:
             stack.down()
     _print_summary(result)
+    sample = config.path.parent / "docs" / "sample-scope3-export.xlsx"
+    if sample.parent.is_dir():
+        shutil.copyfile(result.paths[4], sample)
+        _say(f"  sample workbook: {sample}")
     worst = _check_ledger(result, sim)
     _say(
         f"\n  ground truth: largest |export − simulator ledger| over "

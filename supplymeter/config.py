@@ -190,6 +190,31 @@ class JobsSettings(_Model):
     trailing_window_h: int = Field(48, ge=1, le=24 * 62)
     lookaround_h: int = Field(6, ge=1, le=24 * 31)
     export_dir: Path = Path("out/exports")
+    export_day: int = Field(3, ge=1, le=28)
+    """Day of the month on which last month is exported (site-local calendar)."""
+    export_hour: int = Field(6, ge=0, le=23)
+    timezone: str = "Asia/Taipei"
+    """Timezone of the schedule and of the calendar months of exports."""
+    allocations_file: Path | None = None
+    """CSV of monthly allocation shares (supplier, month, method, numerator, denominator,
+    unit, basis); months not in it use the registry's share."""
+    certificates_file: Path | None = None
+    """CSV of renewable energy certificates per site and month (supplier, site, month, kwh,
+    certificate_ids, issuer); they lower market-based emissions."""
+    restate_threshold_pct: float = Field(0.1, ge=0)
+    """Re-running an exported month writes a new version when a total moves by more than this."""
+    job_retries: int = Field(3, ge=0, le=20)
+    """Attempts after a failed scheduled job before it waits for its next run."""
+    retry_delay_s: float = Field(60.0, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError("must be an IANA timezone such as Asia/Taipei") from exc
+        return value
 
 
 class StackSettings(_Model):

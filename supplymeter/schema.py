@@ -15,7 +15,8 @@ rejected_message       reason[, supplier]               count (int, 1), topic, d
 gateway_status         supplier, site, gateway          state ("online"/"offline"), online (bool),
                                                         device_ts_ns (int)
 hourly_consumption     supplier, site, meter, carrier   energy_kwh or volume_m3, coverage,
-                                                        estimated (bool), flags, readings (int)
+                                                        estimated (bool), flags, readings (int),
+                                                        energy_export_kwh (grid meters)
 hourly_emissions       supplier, site, meter, carrier,  emissions_kgco2e, factor_value,
                        factor_id                        provisional (bool)
 collector_stats        collector                        counters and gauges of

@@ -24,6 +24,7 @@ from supplymeter.records import datetime_to_ns
 
 TPE = ZoneInfo("Asia/Taipei")
 FACTOR = {Month(2023, 12): Decimal("0.494"), Month(2024, 1): Decimal("0.474")}
+GAS = Decimal("1.881")
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -47,33 +48,39 @@ def test_exported_months_equal_ground_truth(
     assert report.flags["rollover"] > 0 and report.meters_without_data == []
     truth = sim.ledger.consumption()
     for month in FACTOR:
-        result = export_month(config, influx, month, tmp_path / "out", library)
+        result = export_month(config, influx, month, tmp_path / "out", library, history={})
+        assert result.written and result.version == 1
         lo, hi = month.bounds(TPE)
-        meters = read_csv(tmp_path / "out" / f"scope3-{month}-meters.csv")
+        meters = read_csv(result.paths[2])
         assert len(meters) == 3
         for row in meters:
             key = (row["supplier"], row["site"], row["meter"])
             expected = sum(v for h, v in truth[key].items() if lo <= h < hi)
             assert abs(Decimal(row["consumption"]) - expected) <= Decimal("0.001"), key
             assert row["completeness_pct"] == "100.00" and row["estimated_hours"] == "0"
-            if row["carrier"] == "electricity":
-                kgco2e = expected * FACTOR[month]
-                assert abs(Decimal(row["emissions_kgco2e"]) - kgco2e) <= Decimal("0.001"), key
-                assert row["factor_ids"] == f"tw-grid-{month.year}"
-                share = Decimal(row["allocation_share"])
-                assert abs(Decimal(row["allocated_kgco2e"]) - kgco2e * share) <= Decimal("0.001")
-            else:
-                assert row["emissions_kgco2e"] == "" and row["factor_ids"] == ""
+            factor, factor_id = (
+                (FACTOR[month], f"tw-grid-{month.year}")
+                if row["carrier"] == "electricity"
+                else (GAS, "tw-ng-ipcc2006-8000kcal")
+            )
+            kgco2e = expected * factor
+            assert abs(Decimal(row["emissions_kgco2e"]) - kgco2e) <= Decimal("0.001"), key
+            assert row["factor_ids"] == factor_id
+            share = Decimal(row["allocation_share"])
+            assert abs(Decimal(row["allocated_kgco2e"]) - kgco2e * share) <= Decimal("0.001")
         suppliers = {r["supplier"]: r for r in read_csv(result.paths[0])}
         forge_kwh = sum(v for h, v in truth[("forge-a", "plant-1", "main")].items() if lo <= h < hi)
         assert abs(Decimal(suppliers["forge-a"]["electricity_kwh"]) - forge_kwh) <= Decimal("0.001")
-        assert suppliers["forge-a"]["carriers_without_factor"] == "natural_gas"
+        assert suppliers["forge-a"]["carriers_without_factor"] == ""
+        # No PV, no certificates: market-based equals location-based.
+        assert suppliers["forge-a"]["market_kgco2e"] == suppliers["forge-a"]["emissions_kgco2e"]
         assert suppliers["cnc-d"]["allocation_method"] == "dedicated"
-        factors = read_csv(result.paths[2])
-        assert [f["id"] for f in factors] == [f"tw-grid-{month.year}"]
+        factors = read_csv(result.paths[3])
+        assert [f["id"] for f in factors] == [f"tw-grid-{month.year}", "tw-ng-ipcc2006-8000kcal"]
+        assert result.paths[4].stat().st_size > 5000  # the workbook
 
-    # Recomputing overwrites: the same export, not a doubled one.
-    before = (tmp_path / "out" / "scope3-2024-01-meters.csv").read_text()
+    # Recomputing changes nothing: no new version, the same files.
+    before = result.paths[2].read_text()
     run_rollup(config, influx, datetime_to_ns(start), datetime_to_ns(end), library)
-    export_month(config, influx, Month(2024, 1), tmp_path / "out", library)
-    assert (tmp_path / "out" / "scope3-2024-01-meters.csv").read_text() == before
+    again = export_month(config, influx, Month(2024, 1), tmp_path / "out", library, history={})
+    assert not again.written and again.version == 1 and again.paths[2].read_text() == before

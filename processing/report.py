@@ -1,0 +1,143 @@
+"""The export's workbook (openpyxl) and chart (matplotlib).
+
+The XLSX holds the same tables as the CSVs (Summary, Sites, Detail, Factors), a Methodology
+sheet that states how every number was made, and the chart of monthly tCO2e by supplier with
+the previous 12 months.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from openpyxl import Workbook
+from openpyxl.drawing.image import Image
+from openpyxl.styles import Alignment, Font
+
+if TYPE_CHECKING:
+    from processing.export import MonthFigures
+    from processing.scope3 import Month
+
+METHODOLOGY = [
+    ("Standard", "GHG Protocol Corporate Value Chain (Scope 3) Standard, Category 1 (purchased "
+     "goods and services), supplier-specific method; ISO 14064-1:2018 Category 4."),
+    ("Activity data", "Measured by meters at the supplier's sites: cumulative registers, read "
+     "at device time, turned into hourly consumption (CT multiplier applied). Calendar months "
+     "in each site's timezone."),
+    ("Register corrections", "Every register step is labelled and the counts are in the "
+     "Detail sheet: rollover (wrap at the registry's rollover value), reset (meter replaced: "
+     "estimated from the neighbouring rate), glitch (a momentary odd reading left out), "
+     "implausible (faster than the meter's largest plausible load: rejected, not summed)."),
+    ("Gaps", "Consumption across a gap is apportioned over the missing hours in proportion to "
+     "time; such hours are 'estimated'. Completeness = share of the month's hours covered by "
+     "measured readings; estimated % = share of hours with data that were estimated."),
+    ("Location-based", "Consumption × the emission factor of the hour's local year (Factors "
+     "sheet). Where the year's factor is not published yet, the latest earlier one is used and "
+     "the figure is marked provisional; it is restated when the factor is published."),
+    ("Market-based", "GHG Protocol Scope 2 Guidance (2015) dual reporting: electricity minus "
+     "on-site PV self-consumption (PV generated − exported to the grid, from the PV and grid "
+     "meters) minus renewable energy certificates retired for the site and month, at the grid "
+     "factor: Taiwan publishes no residual mix, so the grid average stands in for it (this "
+     "overstates market-based emissions slightly). Other carriers as location-based."),
+    ("Allocation", "The buyer's share of each supplier's emissions: physical (units shipped "
+     "to the buyer / units produced), economic (purchase value / supplier revenue) or "
+     "dedicated (1). Inputs and source per supplier are in the Summary sheet."),
+    ("Carriers without factor", "Named in the Summary sheet and counted as unknown, never as "
+     "zero."),
+]  # fmt: skip
+
+
+def write_chart(
+    path: Path, month: Month, data: dict[Month, dict[str, float]], suppliers: list[str]
+) -> Path:
+    """Stacked bars: tCO2e (location-based) by supplier for ``month`` and the months before
+    it in ``data``."""
+    months = sorted(data)
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    bottom = [0.0] * len(months)
+    labels = [str(m) for m in months]
+    for supplier in suppliers:
+        values = [data[m].get(supplier, 0.0) for m in months]
+        ax.bar(labels, values, bottom=bottom, label=supplier, width=0.7)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    ax.set_ylabel("tCO2e (location-based)")
+    ax.set_title(f"Monthly emissions by supplier, 12 months to {month}", loc="left")
+    ax.tick_params(axis="x", rotation=45)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _sheet(wb: Workbook, title: str, columns: tuple[str, ...], rows: list[list[str]]) -> None:
+    ws = wb.create_sheet(title)
+    ws.append(list(columns))
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+    for row in rows:
+        ws.append([_number(v) for v in row])
+    ws.freeze_panes = "A2"
+    for i, name in enumerate(columns, start=1):
+        ws.column_dimensions[ws.cell(1, i).column_letter].width = max(10, min(40, len(name) + 2))
+
+
+def _number(text: str) -> float | str:
+    """Numbers as numbers (so the sheet can sum them), text as text."""
+    try:
+        return float(text) if text and text.lstrip("-")[0].isdigit() else text
+    except ValueError:
+        return text
+
+
+def write_xlsx(
+    path: Path,
+    figures: MonthFigures,
+    tables: dict[str, tuple[tuple[str, ...], list[list[str]]]],
+    chart: Path,
+    version: int,
+    diff_rows: list[list[str]],
+) -> Path:
+    wb = Workbook()
+    wb.remove(wb.active)
+    for title, name in (("Summary", "suppliers"), ("Sites", "sites"), ("Detail", "meters"),
+                        ("Factors", "factors")):  # fmt: skip
+        _sheet(wb, title, *tables[name])
+    ws = wb.create_sheet("Methodology")
+    ws.column_dimensions["A"].width = 26
+    ws.column_dimensions["B"].width = 110
+    ws.append([f"Scope 3 export {figures.month}, version {version}"])
+    ws["A1"].font = Font(bold=True, size=13)
+    for topic, text in METHODOLOGY:
+        ws.append([topic, text])
+    ws.append([])
+    ws.append(["Supplier", "completeness %, estimated %, provisional, allocation"])
+    for s in figures.suppliers:
+        a = s.allocation
+        ws.append([s.supplier.id, (
+            f"{100 * s.completeness:.2f}% complete, {100 * s.estimated_share:.2f}% of hours "
+            f"estimated, {'PROVISIONAL factor' if s.provisional else 'final factors'}; "
+            f"{a.method if a else ''} share {a.share if a else ''} ({a.basis if a else ''}; "
+            f"source {a.source if a else ''})"
+        )])  # fmt: skip
+    if diff_rows:
+        ws.append([])
+        ws.append(["Restated", f"this version restates v{version - 1}; changes:"])
+        for row in diff_rows:
+            ws.append([row[0], f"{row[1]}: {row[2]} → {row[3]} ({row[5]}%)"])
+    for row in ws.iter_rows(min_row=2):
+        for cell in row:
+            cell.alignment = Alignment(wrap_text=True, vertical="top")
+    chart_ws = wb.create_sheet("Chart")
+    chart_ws.add_image(Image(str(chart)), "A1")
+    # Deterministic document properties: the same figures give the same workbook metadata.
+    stamp = datetime(figures.month.year, figures.month.month, 1)
+    wb.properties.created = wb.properties.modified = stamp
+    wb.save(path)
+    return path
