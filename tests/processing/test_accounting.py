@@ -1,0 +1,187 @@
+"""Market-based figures, monthly allocation shares and restatement, on hand-computed cases."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from processing.emissions import FactorLibrary
+from processing.export import export_month
+from processing.jobs import consumption_line
+from processing.rollup import HOUR_NS, HourlyConsumption
+from processing.scope3 import (
+    Certificates,
+    Month,
+    load_allocations,
+    load_certificates,
+    meter_month,
+    site_month,
+    supplier_month,
+)
+from supplymeter.config import Config
+from supplymeter.errors import ConfigError
+from supplymeter.influx import InfluxClient
+from tests.processing.test_scope3 import hours_of
+
+TPE = ZoneInfo("Asia/Taipei")
+OCT = Month(2026, 10)
+
+
+def electricity_month(config: Config, kwh_per_hour: float = 1000 / 744):
+    """forge-a/press-line: 1,000 kWh in October 2026 (factor 0.474, provisional)."""
+    ref = config.registry.meter("forge-a", "taichung-1", "press-line")
+    start, _ = OCT.bounds(TPE)
+    return meter_month(ref, OCT, hours_of(ref, start, 744, kwh_per_hour), FactorLibrary.load())
+
+
+def test_pv_self_consumption_and_certificates_lower_market_based(example_config: Config) -> None:
+    m = electricity_month(example_config)
+    certs = Certificates(100.0, "TW-REC-1..100", "T-REC", "x.csv:2")
+    s = site_month("forge-a", "taichung-1", OCT, [m], pv_generation_kwh=300.0,
+                   grid_export_kwh=50.0, certificates=certs)  # fmt: skip
+    assert s.electricity_kwh == pytest.approx(1000.0)
+    assert s.location_kgco2e == pytest.approx(474.0)
+    assert s.pv_self_kwh == pytest.approx(250.0)  # generated 300, fed back 50
+    assert s.market_kwh == pytest.approx(650.0)  # 1000 − 250 − 100
+    assert s.market_kgco2e == pytest.approx(650.0 * 0.474)
+    assert s.unused_certificates_kwh == 0
+
+
+def test_certificates_beyond_consumption_are_not_negative_emissions(
+    example_config: Config,
+) -> None:
+    m = electricity_month(example_config)
+    certs = Certificates(900.0, "", "T-REC", "x")
+    s = site_month("forge-a", "taichung-1", OCT, [m], 300.0, 50.0, certs)
+    assert s.market_kwh == 0 and s.market_kgco2e == 0
+    assert s.unused_certificates_kwh == pytest.approx(150.0)  # 900 − (1000 − 250)
+
+
+def test_pv_without_a_grid_meter_is_said_not_guessed(example_config: Config) -> None:
+    m = electricity_month(example_config)
+    s = site_month("forge-a", "taichung-1", OCT, [m], 300.0, None, None)
+    assert s.pv_self_kwh == 0 and s.market_kwh == pytest.approx(1000.0)
+    assert "not measurable" in s.note
+
+
+def write_csv(path: Path, rows: list[list[object]]) -> Path:
+    with path.open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    return path
+
+
+ALLOC_HEADER = ["supplier", "month", "method", "numerator", "denominator", "unit", "basis"]
+
+
+def test_monthly_allocation_shares_by_method(example_config: Config, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "alloc.csv", [
+        ALLOC_HEADER,
+        ["forge-a", "2026-10", "physical", 11020, 25100, "wheels", "shipped / forged"],
+        ["spring-b", "2026-10", "economic", 4.15e6, 22.6e6, "TWD", "purchases / revenue"],
+        ["heat-c", "2026-10", "dedicated", "", "", "", "vacuum line for the buyer only"],
+    ])  # fmt: skip
+    shares = load_allocations(path)
+    physical = shares[("forge-a", OCT)]
+    assert physical.share == pytest.approx(11020 / 25100) and physical.source == f"{path}:2"
+    assert shares[("spring-b", OCT)].share == pytest.approx(4.15 / 22.6)
+    assert shares[("heat-c", OCT)].share == 1 and shares[("heat-c", OCT)].method == "dedicated"
+    m = electricity_month(example_config)
+    s = supplier_month(example_config.registry.supplier("forge-a"), OCT, [m], [], physical)
+    assert s.allocated_kgco2e == pytest.approx(474.0 * 11020 / 25100)
+    assert s.allocation is physical
+
+
+def test_bad_allocation_rows_are_all_reported(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "alloc.csv", [
+        ALLOC_HEADER,
+        ["forge-a", "2026-10", "physical", 30000, 25100, "wheels", ""],  # more than produced
+        ["forge-a", "2026-13", "physical", 1, 2, "", ""],
+        ["spring-b", "2026-10", "guesswork", 1, 2, "", ""],
+        ["cnc-d", "2026-10", "economic", 1, 0, "", ""],
+    ])  # fmt: skip
+    with pytest.raises(ConfigError) as exc:
+        load_allocations(path)
+    assert len(exc.value.problems) == 4
+    assert all(str(path) in p for p in exc.value.problems)
+
+
+def test_certificates_file_adds_up_per_site_month(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "certs.csv", [
+        ["supplier", "site", "month", "kwh", "certificate_ids", "issuer"],
+        ["cnc-d", "tainan-1", "2026-10", 1000, "A1..A1", "T-REC"],
+        ["cnc-d", "tainan-1", "2026-10", 500, "B1..B1", "T-REC"],
+    ])  # fmt: skip
+    certs = load_certificates(path)[("cnc-d", "tainan-1", OCT)]
+    assert certs.kwh == 1500 and certs.ids == "A1..A1;B1..B1"
+    bad = write_csv(tmp_path / "bad.csv", [["supplier", "site", "month", "kwh"]])
+    with pytest.raises(ConfigError, match="missing columns"):
+        load_certificates(bad)
+
+
+# --- restatement (real InfluxDB) --------------------------------------------------------------
+
+
+def write_month(config: Config, influx: InfluxClient, kwh: float) -> None:
+    """Hourly rollups of October for every SMALL_REGISTRY meter, ``kwh`` per hour."""
+    lines = []
+    for ref in config.registry.meters():
+        start, end = OCT.bounds(TPE)
+        for hour in range(start, end, HOUR_NS):
+            lines.append(consumption_line(HourlyConsumption(
+                *ref.key, ref.meter.carrier, ref.unit, hour, kwh, 1.0, 4,
+            )))  # fmt: skip
+    influx.write_lines(lines)
+
+
+def test_restatement_writes_a_new_version_with_a_diff_and_keeps_the_old(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
+) -> None:
+    config = make_config()
+    out = tmp_path / "exports"
+    library = FactorLibrary.load()
+    write_month(config, influx, 10.0)
+    first = export_month(config, influx, OCT, out, library, history={})
+    assert first.written and first.version == 1 and first.diff_path is None
+    v1 = {p.name: p.read_bytes() for p in first.directory.iterdir()}
+
+    write_month(config, influx, 10.004)  # +0.04%: within the 0.1% threshold
+    same = export_month(config, influx, OCT, out, library, history={})
+    assert not same.written and same.version == 1
+
+    write_month(config, influx, 10.5)  # +5%: late data arrived
+    second = export_month(config, influx, OCT, out, library, history={})
+    assert second.written and second.version == 2 and second.diff_path is not None
+    diff = list(csv.DictReader(second.diff_path.open()))
+    assert {r["supplier"] for r in diff} == {"forge-a", "cnc-d"}
+    assert all(float(r["change_pct"]) == pytest.approx(5.0) for r in diff)
+    assert {p.name: p.read_bytes() for p in first.directory.iterdir()} == v1  # v1 untouched
+    assert json.loads((second.directory / "manifest.json").read_text())["restates"] == 1
+
+    # The year's factor gets published: provisional figures are restated.
+    published = FactorLibrary([
+        *library.factors,
+        replace(library.factors[-2], id="tw-grid-2026", year=2026, value=0.470),
+    ]) if library.factors[-2].carrier == "electricity" else None  # fmt: skip
+    assert published is not None
+    third = export_month(config, influx, OCT, out, published, history={})
+    assert third.written and third.version == 3
+    suppliers = {r["supplier"]: r for r in csv.DictReader(third.paths[0].open())}
+    assert suppliers["cnc-d"]["provisional"] == "false"
+    rows = list(csv.DictReader(third.diff_path.open()))
+    assert any(r["metric"] == "provisional" for r in rows)
+
+
+def test_example_month_has_market_based_and_monthly_shares(
+    example_config: Config, tmp_path: Path
+) -> None:
+    """The shipped allocations.csv and certificates.csv are valid and cover October 2026."""
+    shares = load_allocations(example_config.resolve(example_config.jobs.allocations_file))
+    assert shares[("forge-a", OCT)].method == "physical"
+    certs = load_certificates(example_config.resolve(example_config.jobs.certificates_file))
+    assert certs[("cnc-d", "tainan-1", OCT)].kwh == 20000
