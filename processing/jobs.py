@@ -10,19 +10,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from influxdb_client import Point, WritePrecision
 
 from processing.emissions import EmissionRecord, FactorLibrary, emissions_for
 from processing.rollup import HOUR_NS, HourlyConsumption, RegisterSeries, hourly_consumption
+from processing.scope3 import Month
 from supplymeter import schema
 from supplymeter.config import CARRIER_REGISTER_FIELD, Config
 from supplymeter.influx import InfluxClient, quote_ident, quote_literal
+from supplymeter.records import ns_to_datetime
 
 log = logging.getLogger(__name__)
 
@@ -156,43 +161,145 @@ def run_rollup(
     return report
 
 
+# --- scheduled jobs ------------------------------------------------------------------------
+
+JOB_NAMES = ("rollup", "export")
+"""Jobs that exist today. The alerts job (every 5 min) and the dashboards push (daily) join
+when their issues land."""
+
+MAX_CATCH_UP_H = 31 * 24
+"""A rollup after downtime recomputes at most this far back (the export restates the rest)."""
+
+
+@dataclass
+class JobState:
+    """When each job last succeeded, kept in a JSON file so a restart can catch up."""
+
+    path: Path
+    last_success_ns: dict[str, int] = field(default_factory=dict)
+    last_export_month: str | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> JobState:
+        if not path.exists():
+            return cls(path)
+        data = json.loads(path.read_text())
+        return cls(path, dict(data.get("last_success_ns", {})), data.get("last_export_month"))
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        data = {
+            "last_success_ns": self.last_success_ns,
+            "last_export_month": self.last_export_month,
+        }
+        tmp.write_text(json.dumps(data, indent=2))
+        tmp.replace(self.path)
+
+
+class Jobs:
+    """The job bodies, with the state and clients they share."""
+
+    def __init__(
+        self, config: Config, client: InfluxClient, library: FactorLibrary,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:  # fmt: skip
+        self.config, self.client, self.library, self.clock = config, client, library, clock
+        self.state = JobState.load(config.resolve(config.jobs.export_dir) / "jobs-state.json")
+
+    def rollup(self) -> str:
+        """Recompute the trailing window — further back after downtime (catch-up)."""
+        now = self.clock()
+        end = now - now % HOUR_NS + HOUR_NS  # include the running hour as far as it goes
+        start = end - self.config.jobs.trailing_window_h * HOUR_NS
+        last = self.state.last_success_ns.get("rollup")
+        if last is not None:
+            start = max(min(start, last - self.config.jobs.trailing_window_h * HOUR_NS),
+                        end - MAX_CATCH_UP_H * HOUR_NS)  # fmt: skip
+            start -= start % HOUR_NS
+        report = run_rollup(self.config, self.client, start, end, self.library)
+        self.state.last_success_ns["rollup"] = now
+        self.state.save()
+        return (f"{report.meters} meters, {report.hours} hours from "
+                f"{(end - start) // HOUR_NS} h back, flags {dict(report.flags)}")  # fmt: skip
+
+    def export(self, month: Month | None = None) -> str:
+        """Export last month (or ``month``), and restate every earlier exported month whose
+        latest version is provisional (a factor may have been published since)."""
+        from processing.export import export_month, previous_month, versions
+
+        out = self.config.resolve(self.config.jobs.export_dir)
+        target = month or previous_month(self.clock(), self.config.jobs.timezone)
+        done = []
+        result = export_month(self.config, self.client, target, out, self.library)
+        done.append(f"{target} v{result.version}{'' if result.written else ' (unchanged)'}")
+        for month_dir in sorted(out.glob("[0-9][0-9][0-9][0-9]-[0-9][0-9]")):
+            found = versions(month_dir)
+            if not found or month_dir.name == str(target):
+                continue
+            manifest = json.loads((month_dir / f"v{found[-1]}" / "manifest.json").read_text())
+            if any(t.get("provisional") for t in manifest["totals"].values()):
+                again = export_month(self.config, self.client, Month.parse(month_dir.name),
+                                     out, self.library)  # fmt: skip
+                if again.written:
+                    done.append(f"{month_dir.name} restated as v{again.version}")
+        if month is None:
+            self.state.last_export_month = str(target)
+        self.state.last_success_ns["export"] = self.clock()
+        self.state.save()
+        return "; ".join(done)
+
+    def export_due(self) -> bool:
+        """Whether last month's export is missing and its day has come (catch-up at start)."""
+        from processing.export import previous_month
+
+        now = self.clock()
+        target = previous_month(now, self.config.jobs.timezone)
+        local = ns_to_datetime(now).astimezone(ZoneInfo(self.config.jobs.timezone))
+        due = (local.day, local.hour) >= (self.config.jobs.export_day, self.config.jobs.export_hour)
+        return due and self.state.last_export_month != str(target)
+
+    def run(self, name: str, sleep: Callable[[float], None] = time.sleep, **kwargs: object) -> bool:
+        """Run one job, retrying ``[jobs] job_retries`` times; never raises. True on success."""
+        body = {"rollup": self.rollup, "export": self.export}[name]
+        attempts = 1 + self.config.jobs.job_retries
+        for attempt in range(1, attempts + 1):
+            try:
+                began = time.monotonic()
+                summary = body(**kwargs)  # type: ignore[operator]
+                log.info("job %s done in %.1f s: %s", name, time.monotonic() - began, summary)
+                return True
+            except Exception:  # a job's failure must not stop the scheduler or other jobs
+                log.exception("job %s failed (attempt %d of %d)", name, attempt, attempts)
+                if attempt < attempts:
+                    sleep(self.config.jobs.retry_delay_s)
+        log.error("job %s gave up after %d attempts; next scheduled run will try again", name,
+                  attempts)  # fmt: skip
+        return False
+
+
 def run_scheduler(config: Config) -> None:  # pragma: no cover - runs until interrupted
-    """Run the rollup and monthly export on schedule until interrupted (Ctrl-C / SIGTERM)."""
+    """Run the jobs on schedule until interrupted (Ctrl-C / SIGTERM).
+
+    Rollups every ``rollup_every_min``; last month's export on ``export_day`` at
+    ``export_hour`` (``[jobs] timezone``). Late runs are never skipped (no misfire grace
+    limit; a backlog of runs coalesces into one), and at start the jobs catch up on downtime:
+    the rollup from its last success, the export if this month's is missing and due.
+    """
     from apscheduler.schedulers.blocking import BlockingScheduler
 
-    from processing.export import export_month, previous_month
-
-    library = FactorLibrary.load()
-    client = InfluxClient.from_settings(config.influxdb, config.secrets)
-
-    def rollup_job() -> None:
-        now = time.time_ns()
-        end = now - now % HOUR_NS + HOUR_NS  # include the running hour as far as it goes
-        report = run_rollup(
-            config, client, end - config.jobs.trailing_window_h * HOUR_NS, end, library
-        )
-        log.info(
-            "rollup: %d meters, %d hours, flags %s", report.meters, report.hours, dict(report.flags)
-        )
-
-    def export_job() -> None:
-        month = previous_month(time.time_ns(), "Asia/Taipei")
-        result = export_month(
-            config, client, month, config.resolve(config.jobs.export_dir), library
-        )
-        log.info("exported %s: %s", month, ", ".join(str(p) for p in result.paths))
-
-    scheduler = BlockingScheduler(timezone="Asia/Taipei")
-    scheduler.add_job(
-        rollup_job,
-        "interval",
-        minutes=config.jobs.rollup_every_min,
-        id="rollup",
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        export_job, "cron", day=1, hour=6, id="export", max_instances=1, coalesce=True
-    )
-    rollup_job()
+    jobs = Jobs(config, InfluxClient.from_settings(config.influxdb, config.secrets),
+                FactorLibrary.load())  # fmt: skip
+    scheduler = BlockingScheduler(timezone=config.jobs.timezone)
+    common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+    scheduler.add_job(jobs.run, "interval", args=["rollup"],
+                      minutes=config.jobs.rollup_every_min, id="rollup", **common)  # fmt: skip
+    scheduler.add_job(jobs.run, "cron", args=["export"], day=config.jobs.export_day,
+                      hour=config.jobs.export_hour, id="export", **common)  # fmt: skip
+    j = config.jobs
+    log.info("jobs: rollup every %d min; export on day %d at %02d:00 %s", j.rollup_every_min,
+             j.export_day, j.export_hour, j.timezone)  # fmt: skip
+    jobs.run("rollup")
+    if jobs.export_due():
+        jobs.run("export")
     scheduler.start()

@@ -291,6 +291,22 @@ def cmd_scheduler(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run_job(config: Config, args: argparse.Namespace) -> int:
+    from processing.emissions import FactorLibrary
+    from processing.jobs import Jobs
+    from processing.scope3 import Month
+
+    kwargs: dict[str, object] = {}
+    if args.month:
+        if args.name != "export":
+            raise ConfigError(["--month applies to the export job only"])
+        kwargs["month"] = Month.parse(args.month)
+    with _influx(config) as client:
+        jobs = Jobs(config, client, FactorLibrary.load())
+        ok = jobs.run(args.name, **kwargs)
+    return 0 if ok else 1
+
+
 def _print_summary(result: ExportResult) -> None:
     _say(f"\nScope 3 (GHG Protocol cat. 1), {result.month}:")
     _say(
@@ -532,9 +548,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="directory (default: [jobs] export_dir)")
     p.set_defaults(func=cmd_export)
 
-    sub.add_parser("scheduler", help="run rollups and monthly exports on schedule").set_defaults(
-        func=cmd_scheduler
-    )
+    for name in ("jobs", "scheduler"):
+        sub.add_parser(
+            name, help="run the scheduled jobs (rollup, monthly export) until interrupted"
+        ).set_defaults(func=cmd_scheduler)
+    p = sub.add_parser("run-job", help="run one scheduled job once, now")
+    p.add_argument("name", choices=("rollup", "export"))
+    p.add_argument("--month", help="export: YYYY-MM instead of last month")
+    p.set_defaults(func=cmd_run_job)
 
     p = sub.add_parser("deploy", help="generate deployment files from the registry")
     p.add_argument("target", choices=("mosquitto",))

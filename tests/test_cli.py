@@ -82,8 +82,8 @@ def test_demo_runs_end_to_end_and_matches_its_ledger(
     assert main(["--config", str(path), "demo", "--month", "2024-01", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "largest |export − simulator ledger| over 3 meters = 0.000" in printed
-    assert f"wrote {out / 'scope3-2024-01-suppliers.csv'}" in printed
-    with (out / "scope3-2024-01-suppliers.csv").open() as fh:
+    assert f"wrote version 1: {out / '2024-01' / 'v1'}" in printed
+    with (out / "2024-01" / "v1" / "scope3-2024-01-suppliers.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert [r["supplier"] for r in rows] == ["forge-a", "cnc-d"]
     assert all(float(r["electricity_kwh"]) > 0 and float(r["emissions_kgco2e"]) > 0 for r in rows)
