@@ -39,6 +39,7 @@ bench: setup
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_collector.py
 	$(BIN)/python bench/bench_simulator.py
+	$(BIN)/python bench/bench_accounting.py
 
 stack-up: setup
 	$(BIN)/supplymeter stack up
