@@ -164,11 +164,10 @@ def test_restatement_writes_a_new_version_with_a_diff_and_keeps_the_old(
     assert json.loads((second.directory / "manifest.json").read_text())["restates"] == 1
 
     # The year's factor gets published: provisional figures are restated.
-    published = FactorLibrary([
-        *library.factors,
-        replace(library.factors[-2], id="tw-grid-2026", year=2026, value=0.470),
-    ]) if library.factors[-2].carrier == "electricity" else None  # fmt: skip
-    assert published is not None
+    grid_2024 = next(f for f in library.factors if f.id == "tw-grid-2024")
+    published = FactorLibrary(
+        [*library.factors, replace(grid_2024, id="tw-grid-2026", year=2026, value=0.470)]
+    )
     third = export_month(config, influx, OCT, out, published, history={})
     assert third.written and third.version == 3
     suppliers = {r["supplier"]: r for r in csv.DictReader(third.paths[0].open())}

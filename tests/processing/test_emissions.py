@@ -41,7 +41,9 @@ def test_natural_gas_factor_is_derived_as_its_note_says_and_never_provisional() 
     # IPCC 2006 Table 2.3 defaults, AR5 GWPs, 8,000 kcal/m³ (see the row's note)
     derived = (56_100 + 1 * 28 + 0.1 * 265) * 8_000 * 4.1868e-9
     assert factor.value == pytest.approx(derived, abs=5e-4)
-    assert library.lookup("water", "TW", 2026) is None  # no cited water factor yet
+    water, provisional = library.lookup("water", "TW", 2026) or (None, None)
+    assert water is not None and not provisional
+    assert water.value == pytest.approx(0.30 * 0.533, abs=5e-4)  # TWC kWh/m³ × 2018 grid
 
 
 def test_each_hour_uses_its_local_years_factor(example_config: Config) -> None:
@@ -74,7 +76,8 @@ def test_no_factor_is_none_not_zero(example_config: Config) -> None:
     ref = example_config.registry.meter("heat-c", "kaohsiung-1", "quench-water")
     assert ref is not None
     water = hour_at(datetime(2024, 5, 1, tzinfo=TPE), carrier="water")
-    assert emissions_for(water, ref, FactorLibrary.load()) is None
+    grid_only = FactorLibrary([f for f in FactorLibrary.load().factors if f.carrier != "water"])
+    assert emissions_for(water, ref, grid_only) is None
     assert FactorLibrary.load().lookup("electricity", "TW", 2016) is None
 
 
