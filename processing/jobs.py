@@ -163,9 +163,8 @@ def run_rollup(
 
 # --- scheduled jobs ------------------------------------------------------------------------
 
-JOB_NAMES = ("rollup", "export")
-"""Jobs that exist today. The alerts job (every 5 min) and the dashboards push (daily) join
-when their issues land."""
+JOB_NAMES = ("rollup", "export", "alerts")
+"""Jobs that exist today. The dashboards push (daily) joins when its issue lands."""
 
 MAX_CATCH_UP_H = 31 * 24
 """A rollup after downtime recomputes at most this far back (the export restates the rest)."""
@@ -206,6 +205,18 @@ class Jobs:
     ) -> None:  # fmt: skip
         self.config, self.client, self.library, self.clock = config, client, library, clock
         self.state = JobState.load(config.resolve(config.jobs.export_dir) / "jobs-state.json")
+        self._alerts = None
+
+    def alerts(self) -> str:
+        """Detect, update incidents, email (see :mod:`processing.alerts`)."""
+        from processing.alerts import AlertRunner
+
+        if self._alerts is None:
+            self._alerts = AlertRunner(self.config, self.client)
+        summary = self._alerts.run(self.clock())
+        self.state.last_success_ns["alerts"] = self.clock()
+        self.state.save()
+        return summary
 
     def rollup(self) -> str:
         """Recompute the trailing window — further back after downtime (catch-up)."""
@@ -261,7 +272,7 @@ class Jobs:
 
     def run(self, name: str, sleep: Callable[[float], None] = time.sleep, **kwargs: object) -> bool:
         """Run one job, retrying ``[jobs] job_retries`` times; never raises. True on success."""
-        body = {"rollup": self.rollup, "export": self.export}[name]
+        body = {"rollup": self.rollup, "export": self.export, "alerts": self.alerts}[name]
         attempts = 1 + self.config.jobs.job_retries
         for attempt in range(1, attempts + 1):
             try:
@@ -294,6 +305,8 @@ def run_scheduler(config: Config) -> None:  # pragma: no cover - runs until inte
     common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
     scheduler.add_job(jobs.run, "interval", args=["rollup"],
                       minutes=config.jobs.rollup_every_min, id="rollup", **common)  # fmt: skip
+    scheduler.add_job(jobs.run, "interval", args=["alerts"], minutes=config.alerts.every_min,
+                      id="alerts", **common)  # fmt: skip
     scheduler.add_job(jobs.run, "cron", args=["export"], day=config.jobs.export_day,
                       hour=config.jobs.export_hour, id="export", **common)  # fmt: skip
     j = config.jobs

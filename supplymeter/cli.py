@@ -553,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
             name, help="run the scheduled jobs (rollup, monthly export) until interrupted"
         ).set_defaults(func=cmd_scheduler)
     p = sub.add_parser("run-job", help="run one scheduled job once, now")
-    p.add_argument("name", choices=("rollup", "export"))
+    p.add_argument("name", choices=("rollup", "export", "alerts"))
     p.add_argument("--month", help="export: YYYY-MM instead of last month")
     p.set_defaults(func=cmd_run_job)
 

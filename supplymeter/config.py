@@ -176,6 +176,42 @@ class SmtpSettings(_Model):
     _admins = field_validator("admins")(_check_emails)
 
 
+class AlertSettings(_Model):
+    """Alert detection and email (``[alerts]``)."""
+
+    every_min: int = Field(5, ge=1, le=60)
+    """How often the alert job runs."""
+    window_min: int = Field(15, ge=5, le=60)
+    """Consumption is judged over windows of this length ending at each run. [min]"""
+    baseline_weeks: int = Field(4, ge=1, le=12)
+    min_history_weeks: int = Field(2, ge=1, le=12)
+    """Fewer baseline weeks than this: the meter says 'not enough history' instead of guessing."""
+    spike_min_pct: float = Field(30.0, gt=0)
+    """A spike is at least this much above the baseline median. [%]"""
+    spike_min_abs: float = Field(2.0, ge=0)
+    """... and at least this much in absolute terms per window. [kWh or m³]"""
+    spike_mad: float = Field(5.0, gt=0)
+    """... and this many robust standard deviations (1.4826 × MAD) above the median."""
+    silent_after_min: float = Field(30.0, gt=0)
+    """A gateway or meter without readings for this long is silent. [min]"""
+    stuck_after_min: float = Field(60.0, gt=0)
+    """A register flat for this long while power is reported is stuck. [min]"""
+    stuck_min_kw: float = Field(1.0, ge=0)
+    reject_per_hour: int = Field(30, ge=1)
+    """Rejected messages per supplier per hour above which ingest trouble is alerted."""
+    group_min_meters: int = Field(3, ge=2)
+    """This many meters of one site tripping together become one grouped incident."""
+    reminder_h: float = Field(24.0, ge=0)
+    """Remind about an incident still open after this long (0: never)."""
+    cooldown_min: float = Field(60.0, ge=0)
+    """After a resolution, the same alert does not re-open (and mail) within this time."""
+    digest: bool = False
+    """Send one daily digest at ``digest_hour`` instead of one email per incident event."""
+    digest_hour: int = Field(8, ge=0, le=23)
+    state_dir: Path = Path("out/alerts")
+    """Incident state and the outbox of emails not yet accepted by the SMTP server."""
+
+
 class GrafanaSettings(_Model):
     """Where dashboards are pushed. Token: ``SUPPLYMETER_GRAFANA_TOKEN``."""
 
@@ -292,6 +328,7 @@ class ServicesFile(_Model):
     influxdb: InfluxSettings = InfluxSettings()
     collector: CollectorSettings = CollectorSettings()
     smtp: SmtpSettings = SmtpSettings()
+    alerts: AlertSettings = AlertSettings()
     grafana: GrafanaSettings = GrafanaSettings()
     jobs: JobsSettings = JobsSettings()
     stack: StackSettings = StackSettings()
@@ -559,6 +596,14 @@ class Config:
     @property
     def stack(self) -> StackSettings:
         return self.services.stack
+
+    @property
+    def alerts(self) -> AlertSettings:
+        return self.services.alerts
+
+    @property
+    def smtp(self) -> SmtpSettings:
+        return self.services.smtp
 
     @property
     def simulator(self) -> SimulatorSettings:

@@ -19,6 +19,8 @@ hourly_consumption     supplier, site, meter, carrier   energy_kwh or volume_m3,
                                                         energy_export_kwh (grid meters)
 hourly_emissions       supplier, site, meter, carrier,  emissions_kgco2e, factor_value,
                        factor_id                        provisional (bool)
+alert                  type, supplier, site, subject,   incident, title, detail, value,
+                       event (open/reminder/resolved)   baseline, open (bool)
 collector_stats        collector                        counters and gauges of
                                                         :class:`collector.metrics.Snapshot`
 =====================  ===============================  ==========================================
@@ -34,3 +36,4 @@ GATEWAY_STATUS = "gateway_status"
 HOURLY_CONSUMPTION = "hourly_consumption"
 HOURLY_EMISSIONS = "hourly_emissions"
 COLLECTOR_STATS = "collector_stats"
+ALERT = "alert"

@@ -1,0 +1,349 @@
+"""Alert detection: what is wrong right now, judged on the meters' own data.
+
+:class:`Detector` keeps each meter's recent readings (``baseline_weeks`` + 1 day) and, at any
+instant ``now``, finds:
+
+``spike``
+    consumption over the window ``[now − window, now)`` above a robust baseline: the same
+    local time of day (± one window) on the same day type over the previous ``baseline_weeks``
+    weeks — a weekday is compared with the same weekday, a Taiwan public holiday (or a Sunday)
+    with holidays and Sundays. Median and MAD (median absolute deviation); a spike must clear
+    all three of ``spike_min_pct`` above the median, ``spike_min_abs`` and ``spike_mad`` robust
+    standard deviations (1.4826 × MAD). Fewer than ``min_history_weeks`` days of history: the
+    meter is reported as lacking history, never judged.
+``over_capacity``
+    the site's demand over the window (its grid meter's import if it has one, else the sum of
+    its electricity consumption meters; kWh per window → kW) above its contract capacity —
+    Taipower bills demand as 15-minute averages.
+``gateway_silent`` / ``meter_silent``
+    no reading from any of a gateway's meters for ``silent_after_min`` (by device time), or
+    the gateway says ``offline``; a single meter silent while its gateway delivers the others —
+    judged only once the gateway has been back ``silent_after_min``, so a store-and-forward
+    replay in progress is not mistaken for a silent meter.
+``stuck``
+    the register flat for ``stuck_after_min`` while the meter reports ``power_kw`` above
+    ``stuck_min_kw``.
+``ingest_rejects``
+    more than ``reject_per_hour`` rejected messages for a supplier in the last hour.
+
+Window consumption reuses the rollup's register handling (:mod:`processing.rollup`), so
+rollovers, glitches and meter swaps do not look like spikes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics
+from array import array
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+import holidays
+
+from processing.rollup import RegisterSeries, _at, drop_glitches, unwrap
+from supplymeter.config import AlertSettings, MeterRef, Registry
+from supplymeter.records import datetime_to_ns, ns_to_datetime
+
+MIN_NS = 60 * 10**9
+DAY_NS = 86_400 * 10**9
+MAD_TO_SIGMA = 1.4826
+"""MAD × 1.4826 estimates the standard deviation of normally distributed data."""
+
+
+@lru_cache(maxsize=64)
+def _public_holidays(country: str, year: int) -> frozenset:
+    return frozenset(holidays.country_holidays(country, years=[year]).keys())
+
+
+def day_type(local: datetime, country: str) -> str:
+    """``holiday`` for public holidays and Sundays, else the weekday's name."""
+    if local.weekday() == 6 or local.date() in _public_holidays(country, local.year):
+        return "holiday"
+    return local.strftime("%A")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """Something wrong at one instant. ``key`` identifies it across evaluations."""
+
+    type: str
+    supplier: str
+    site: str
+    subject: str
+    """The meter, the gateway, or ``""`` for a site/supplier-wide condition."""
+    value: float
+    baseline: float | None
+    unit: str
+    window_start_ns: int
+    window_end_ns: int
+    detail: str
+
+    @property
+    def key(self) -> str:
+        return "/".join((self.type, self.supplier, self.site, self.subject))
+
+
+@dataclass
+class Baseline:
+    median: float
+    mad: float
+    days: int
+
+    def band(self, k: float = 3.0) -> tuple[float, float]:
+        spread = k * MAD_TO_SIGMA * self.mad
+        return max(0.0, self.median - spread), self.median + spread
+
+
+@dataclass
+class Track:
+    """One meter's recent readings, sorted by device time (arrays: 8 bytes a value)."""
+
+    ref: MeterRef
+    ts: array = field(default_factory=lambda: array("q"))
+    register: array = field(default_factory=lambda: array("d"))
+    power: array = field(default_factory=lambda: array("d"))
+    """``power_kw`` of each reading, NaN where none was sent."""
+
+    def add(self, ts_ns: int, register: float, power: float | None) -> None:
+        value = float("nan") if power is None else power
+        if not self.ts or ts_ns > self.ts[-1]:
+            self.ts.append(ts_ns)
+            self.register.append(register)
+            self.power.append(value)
+            return
+        i = bisect.bisect_left(self.ts, ts_ns)
+        if i < len(self.ts) and self.ts[i] == ts_ns:  # a duplicate or a replay: last wins
+            self.register[i], self.power[i] = register, value
+            return
+        self.ts.insert(i, ts_ns)
+        self.register.insert(i, register)
+        self.power.insert(i, value)
+
+    def prune(self, before_ns: int) -> None:
+        i = bisect.bisect_left(self.ts, before_ns)
+        if i:
+            del self.ts[:i], self.register[:i], self.power[:i]
+
+    def consumption(self, t0: int, t1: int) -> float | None:
+        """Consumption in ``[t0, t1)`` [kWh or m³, multiplier applied]; ``None`` unless
+        readings bracket both ends within two reading intervals."""
+        gap = 2 * self.ref.meter.interval_s * 10**9
+        lo = bisect.bisect_right(self.ts, t0) - 1
+        hi = bisect.bisect_left(self.ts, t1)
+        if lo < 0 or hi >= len(self.ts) or t0 - self.ts[lo] > gap or self.ts[hi] - t1 > gap:
+            return None
+        lo, hi = max(0, lo - 1), min(len(self.ts), hi + 2)
+        series = RegisterSeries(self.ref, tuple(self.ts[lo:hi]), tuple(self.register[lo:hi]))
+        series, _ = drop_glitches(series)
+        cumulative, _ = unwrap(series)
+        begin, end = _at(series.ts_ns, cumulative, t0), _at(series.ts_ns, cumulative, t1)
+        if begin is None or end is None:
+            return None
+        return (end - begin) * self.ref.meter.multiplier
+
+
+@dataclass
+class Evaluation:
+    conditions: list[Condition]
+    lacking_history: list[str]
+    """Meters whose window could not be judged for want of history."""
+
+
+class Detector:
+    """Meters' recent data and the checks on it (see the module docstring)."""
+
+    def __init__(self, registry: Registry, settings: AlertSettings) -> None:
+        self.registry, self.settings = registry, settings
+        self.tracks = {ref.key: Track(ref) for ref in registry.meters()}
+        self.gateway_state: dict[tuple[str, str], tuple[str, int]] = {}
+        """(supplier, site) → (``online``/``offline``, since when; epoch ns)."""
+        self.rejects: dict[str, int] = {}
+        self._baselines: dict[tuple[tuple[str, str, str], int], Baseline | None] = {}
+
+    # --- input ------------------------------------------------------------------------------
+
+    def add_reading(
+        self, key: tuple[str, str, str], ts_ns: int, register: float | None, power: float | None
+    ) -> None:
+        track = self.tracks.get(key)
+        if track is not None and register is not None:
+            track.add(ts_ns, register, power)
+
+    def set_gateway(self, supplier: str, site: str, state: str, since_ns: int) -> None:
+        self.gateway_state[(supplier, site)] = (state, since_ns)
+
+    def prune(self, now_ns: int) -> None:
+        keep = now_ns - (self.settings.baseline_weeks * 7 + 1) * DAY_NS
+        for track in self.tracks.values():
+            track.prune(keep)
+        self._baselines = {k: v for k, v in self._baselines.items() if k[1] >= keep}
+
+    # --- checks -------------------------------------------------------------------------------
+
+    def baseline(self, track: Track, end_ns: int) -> Baseline | None:
+        """The robust baseline of the window ending at ``end_ns`` (cached per window)."""
+        cache_key = (track.ref.key, end_ns)
+        if cache_key in self._baselines:
+            return self._baselines[cache_key]
+        s = self.settings
+        window = s.window_min * MIN_NS
+        tz, country = track.ref.tz, track.ref.supplier.country
+        local = ns_to_datetime(end_ns - window).astimezone(tz)
+        kind = day_type(local, country)
+        samples: list[float] = []
+        days = set()
+        for back in range(1, s.baseline_weeks * 7 + 1):
+            if kind != "holiday" and back % 7:
+                continue
+            day = local - timedelta(days=back)
+            day = day.replace(tzinfo=None).replace(tzinfo=tz)  # same wall-clock time
+            if day_type(day, country) != kind:
+                continue
+            start = datetime_to_ns(day)
+            for shift in (-window, 0, window):
+                value = track.consumption(start + shift, start + shift + window)
+                if value is not None:
+                    samples.append(value)
+                    days.add(back)
+        result = None
+        if len(days) >= s.min_history_weeks and samples:
+            median = statistics.median(samples)
+            mad = statistics.median(abs(x - median) for x in samples)
+            result = Baseline(median, mad, len(days))
+        self._baselines[cache_key] = result
+        return result
+
+    def evaluate(self, now_ns: int) -> Evaluation:
+        s = self.settings
+        window = s.window_min * MIN_NS
+        t0, t1 = now_ns - window, now_ns
+        out: list[Condition] = []
+        lacking: list[str] = []
+        site_demand: dict[tuple[str, str], float] = {}
+        site_grid: dict[tuple[str, str], float] = {}
+        for key, track in self.tracks.items():
+            ref = track.ref
+            value = track.consumption(t0, t1)
+            if value is None:
+                continue
+            meter = ref.meter
+            if meter.carrier == "electricity" and meter.role == "consumption":
+                site_demand[key[:2]] = site_demand.get(key[:2], 0.0) + value
+            if meter.role == "grid":
+                site_grid[key[:2]] = site_grid.get(key[:2], 0.0) + value
+            if meter.role != "consumption":
+                continue
+            base = self.baseline(track, t1)
+            if base is None:
+                lacking.append("/".join(key))
+                continue
+            excess = value - base.median
+            if (
+                value > base.median * (1 + s.spike_min_pct / 100)
+                and excess > s.spike_min_abs
+                and excess > s.spike_mad * MAD_TO_SIGMA * base.mad
+            ):
+                pct = 100 * excess / base.median if base.median > 0 else float("inf")
+                out.append(Condition(
+                    "spike", *key, value=value, baseline=base.median, unit=ref.unit,
+                    window_start_ns=t0, window_end_ns=t1,
+                    detail=f"+{pct:.0f}% over the median of {base.days} comparable days",
+                ))  # fmt: skip
+        hours = window / (3600 * 10**9)
+        for (supplier, site_id), kwh in {**site_demand, **site_grid}.items():
+            found = self.registry.site(supplier, site_id)
+            capacity = found[1].contract_capacity_kw if found else None
+            kw = kwh / hours
+            if capacity and kw > capacity:
+                source = "grid meter" if (supplier, site_id) in site_grid else "sum of circuits"
+                out.append(Condition(
+                    "over_capacity", supplier, site_id, "", value=kw, baseline=capacity,
+                    unit="kW", window_start_ns=t0, window_end_ns=t1,
+                    detail=f"{kw:,.0f} kW demand ({source}) over {capacity:,.0f} kW contract",
+                ))  # fmt: skip
+        out += self._silence(now_ns)
+        out += self._stuck(now_ns)
+        for supplier, count in sorted(self.rejects.items()):
+            if count > s.reject_per_hour:
+                out.append(Condition(
+                    "ingest_rejects", supplier, "", "", value=count, baseline=s.reject_per_hour,
+                    unit="messages/h", window_start_ns=now_ns - 3600 * 10**9,
+                    window_end_ns=now_ns, detail=f"{count} rejected messages in the last hour",
+                ))  # fmt: skip
+        return Evaluation(out, lacking)
+
+    def _silence(self, now_ns: int) -> list[Condition]:
+        s = self.settings
+        silent_ns = round(s.silent_after_min * MIN_NS)
+        out: list[Condition] = []
+        for supplier in self.registry.suppliers:
+            for site in supplier.sites:
+                keys = [(supplier.id, site.id, m.id) for m in site.meters]
+                latest = {k: (self.tracks[k].ts[-1] if self.tracks[k].ts else None) for k in keys}
+                newest = max((t for t in latest.values() if t is not None), default=None)
+                state, since = self.gateway_state.get((supplier.id, site.id), ("online", 0))
+                gateway_out = state == "offline" and now_ns - since > silent_ns
+                if newest is None:
+                    continue  # never heard of: nothing to compare with yet
+                if gateway_out or now_ns - newest > silent_ns:
+                    last = newest
+                    out.append(Condition(
+                        "gateway_silent", supplier.id, site.id, site.gateway,
+                        value=(now_ns - last) / MIN_NS, baseline=s.silent_after_min,
+                        unit="min", window_start_ns=last, window_end_ns=now_ns,
+                        detail=f"no readings for {(now_ns - last) / MIN_NS:.0f} min"
+                               + (" (gateway says offline)" if state == "offline" else ""),
+                    ))  # fmt: skip
+                    continue
+                back_for = now_ns - since if state == "online" else 0
+                if since and back_for < silent_ns:
+                    continue  # the gateway just came back: let it replay its buffer
+                for key, last in latest.items():
+                    if last is None:
+                        continue
+                    interval_ns = self.tracks[key].ref.meter.interval_s * 10**9
+                    limit = max(silent_ns, 3 * interval_ns)
+                    if now_ns - last > limit:
+                        out.append(Condition(
+                            "meter_silent", *key, value=(now_ns - last) / MIN_NS,
+                            baseline=limit / MIN_NS, unit="min", window_start_ns=last,
+                            window_end_ns=now_ns,
+                            detail=f"no readings for {(now_ns - last) / MIN_NS:.0f} min "
+                                   "while the gateway delivers the others",
+                        ))  # fmt: skip
+        return out
+
+    def _stuck(self, now_ns: int) -> list[Condition]:
+        s = self.settings
+        span = round(s.stuck_after_min * MIN_NS)
+        out: list[Condition] = []
+        for key, track in self.tracks.items():
+            if track.ref.meter.carrier != "electricity" or len(track.ts) < 3:
+                continue
+            if now_ns - track.ts[-1] > span:
+                continue  # silent, not stuck
+            i = bisect.bisect_left(track.ts, track.ts[-1] - span)
+            if track.ts[-1] - track.ts[i] < span * 0.9:
+                continue
+            registers = track.register[i:]
+            powers = [p for p in track.power[i:] if p == p]  # NaN is not equal to itself
+            if max(registers) - min(registers) == 0 and powers and min(powers) > s.stuck_min_kw:
+                out.append(Condition(
+                    "stuck", *key, value=statistics.mean(powers), baseline=None, unit="kW",
+                    window_start_ns=track.ts[i], window_end_ns=track.ts[-1],
+                    detail=f"register flat at {registers[-1]:,.3f} for "
+                           f"{(track.ts[-1] - track.ts[i]) / MIN_NS:.0f} min while "
+                           f"{statistics.mean(powers):,.1f} kW is reported",
+                ))  # fmt: skip
+        return out
+
+    def history(self, key: tuple[str, str, str], now_ns: int, hours: int = 24):
+        """(window end, consumption, baseline) for each window of the last ``hours`` hours,
+        for the email chart."""
+        track = self.tracks[key]
+        window = self.settings.window_min * MIN_NS
+        out = []
+        for end in range(now_ns - hours * 3600 * 10**9 + window, now_ns + 1, window):
+            out.append((end, track.consumption(end - window, end), self.baseline(track, end)))
+        return out

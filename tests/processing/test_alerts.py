@@ -1,0 +1,306 @@
+"""Alert detection, incidents and email, with a real SMTP server (aiosmtpd) and InfluxDB."""
+
+from __future__ import annotations
+
+import email
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from email import policy
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from deploy.stack import free_port
+from processing.alerts import AlertRunner, Event, IncidentBook, Outbox, render, subject
+from processing.detect import MIN_NS, Condition, Detector, day_type
+from supplymeter.config import AlertSettings, Config, load_config
+from supplymeter.influx import InfluxClient
+from supplymeter.records import datetime_to_ns
+from tests.conftest import pointed_at, with_settings, write_config
+
+TPE = ZoneInfo("Asia/Taipei")
+WEEK_NS = 7 * 86_400 * 10**9
+
+REGISTRY = """
+[[suppliers]]
+id = "spring-b"
+kind = "springs"
+allocation = { method = "economic", share = 0.2 }
+alert_recipients = ["energy@spring-b.example"]
+  [[suppliers.sites]]
+  id = "changhua-1"
+  gateway = "gw1"
+  contract_capacity_kw = 100
+    [[suppliers.sites.meters]]
+    id = "furnace-2"
+    carrier = "electricity"
+    interval_s = 300
+    [[suppliers.sites.meters]]
+    id = "coiling"
+    carrier = "electricity"
+    interval_s = 300
+    [[suppliers.sites.meters]]
+    id = "press"
+    carrier = "electricity"
+    interval_s = 300
+"""
+FURNACE = ("spring-b", "changhua-1", "furnace-2")
+NOW = datetime_to_ns(datetime(2026, 10, 28, 14, 30, tzinfo=TPE))  # a Wednesday
+
+
+def at_kw(ts: int) -> float:
+    """A plausible load: 20 kW at night, 40 kW by day, a little wobble. [kW]"""
+    hour = datetime.fromtimestamp(ts / 1e9, TPE).hour
+    return (40.0 if 8 <= hour < 18 else 20.0) * (1 + 0.03 * ((ts // (300 * 10**9)) % 3 - 1))
+
+
+def feed(
+    detector: Detector, key: tuple[str, str, str], start: int, end: int,
+    kw: Callable[[int], float] = at_kw, power: bool = True, frozen_after: int | None = None,
+) -> None:  # fmt: skip
+    """5-minute readings of a meter drawing ``kw(t)`` from ``start`` to ``end``."""
+    register = 1000.0
+    for ts in range(start, end + 1, 300 * 10**9):
+        detector.add_reading(key, ts, register, kw(ts) if power else None)
+        if frozen_after is None or ts < frozen_after:
+            register += kw(ts) * 300 / 3600
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return load_config(write_config(tmp_path / "cfg", REGISTRY), {})
+
+
+def detector_for(config: Config, **settings: object) -> Detector:
+    return Detector(config.registry, AlertSettings(**settings))
+
+
+def test_spike_is_judged_against_the_same_weekday_and_time(config: Config) -> None:
+    d = detector_for(config)
+    spike = lambda ts: at_kw(ts) * (2.0 if ts >= NOW - 15 * MIN_NS else 1.0)  # noqa: E731
+    feed(d, FURNACE, NOW - 4 * WEEK_NS - 86_400 * 10**9, NOW + 5 * MIN_NS, spike)
+    found = [c for c in d.evaluate(NOW).conditions if c.type == "spike"]
+    assert [c.subject for c in found] == ["furnace-2"]
+    assert found[0].value == pytest.approx(20.0, rel=0.05)  # 80 kW for 15 min
+    assert found[0].baseline == pytest.approx(10.0, rel=0.05)
+    assert "+100%" in found[0].detail
+    quiet = detector_for(config)
+    feed(quiet, FURNACE, NOW - 4 * WEEK_NS - 86_400 * 10**9, NOW + 5 * MIN_NS,
+         lambda ts: at_kw(ts) * (1.15 if ts >= NOW - 15 * MIN_NS else 1.0))  # fmt: skip
+    assert not [c for c in quiet.evaluate(NOW).conditions if c.type == "spike"]
+
+
+def test_too_little_history_is_said_not_guessed(config: Config) -> None:
+    d = detector_for(config, min_history_weeks=2)
+    feed(d, FURNACE, NOW - WEEK_NS - 3600 * 10**9, NOW + 5 * MIN_NS,
+         lambda ts: at_kw(ts) * (3.0 if ts >= NOW - 15 * MIN_NS else 1.0))  # fmt: skip
+    evaluation = d.evaluate(NOW)
+    assert "spring-b/changhua-1/furnace-2" in evaluation.lacking_history
+    assert not [c for c in evaluation.conditions if c.type == "spike"]
+
+
+def test_holidays_are_their_own_day_type() -> None:
+    assert day_type(datetime(2026, 10, 9, 10, tzinfo=TPE), "TW") == "holiday"  # National Day
+    assert day_type(datetime(2026, 10, 11, 10, tzinfo=TPE), "TW") == "holiday"  # Sunday
+    assert day_type(datetime(2026, 10, 13, 10, tzinfo=TPE), "TW") == "Tuesday"
+
+
+def test_a_holiday_is_compared_with_sundays_not_with_its_weekday(config: Config) -> None:
+    """A plant idle on Sundays and holidays: a working-level load on National Day (a Friday)
+    is a spike against Sundays, although it is normal for a Friday."""
+    holiday = datetime_to_ns(datetime(2026, 10, 9, 11, 0, tzinfo=TPE))
+
+    def kw(ts: int) -> float:
+        local = datetime.fromtimestamp(ts / 1e9, TPE)
+        idle = local.weekday() == 6 or local.date().isoformat() == "2026-10-09"
+        return 5.0 if idle and ts < holiday - 15 * MIN_NS else at_kw(ts)
+
+    d = detector_for(config)
+    feed(d, FURNACE, holiday - 4 * WEEK_NS - 86_400 * 10**9, holiday + 5 * MIN_NS, kw)
+    spikes = [c for c in d.evaluate(holiday).conditions if c.type == "spike"]
+    assert spikes and spikes[0].baseline == pytest.approx(5.0 / 4, rel=0.05)
+
+
+def test_demand_over_contract_capacity(config: Config) -> None:
+    d = detector_for(config)
+    for meter in ("furnace-2", "coiling", "press"):  # 3 × 40 kW = 120 kW > 100 kW
+        feed(d, ("spring-b", "changhua-1", meter), NOW - 3600 * 10**9, NOW + 5 * MIN_NS)
+    over = [c for c in d.evaluate(NOW).conditions if c.type == "over_capacity"]
+    assert len(over) == 1 and over[0].value == pytest.approx(120.0, rel=0.05)
+    assert over[0].baseline == 100
+
+
+def test_silent_gateway_and_no_false_silent_meter_during_a_replay(config: Config) -> None:
+    d = detector_for(config, silent_after_min=30)
+    for meter in ("furnace-2", "coiling", "press"):
+        feed(d, ("spring-b", "changhua-1", meter), NOW - 3 * 3600 * 10**9, NOW - 40 * MIN_NS)
+    silent = [c for c in d.evaluate(NOW).conditions if c.type.endswith("silent")]
+    assert [c.type for c in silent] == ["gateway_silent"]
+    # The gateway is back and replaying its buffer: two meters caught up, one not yet.
+    d.set_gateway("spring-b", "changhua-1", "online", NOW - 2 * MIN_NS)
+    for meter in ("furnace-2", "coiling"):
+        feed(d, ("spring-b", "changhua-1", meter), NOW - 40 * MIN_NS, NOW)
+    assert not [c for c in d.evaluate(NOW).conditions if c.type.endswith("silent")]
+    # Half an hour later the press still sends nothing: now it is a silent meter.
+    later = NOW + 31 * MIN_NS
+    for meter in ("furnace-2", "coiling"):
+        feed(d, ("spring-b", "changhua-1", meter), NOW, later)
+    silent = [c for c in d.evaluate(later).conditions if c.type.endswith("silent")]
+    assert [(c.type, c.subject) for c in silent] == [("meter_silent", "press")]
+
+
+def test_stuck_register_while_power_is_reported(config: Config) -> None:
+    d = detector_for(config, stuck_after_min=60)
+    feed(d, FURNACE, NOW - 3 * 3600 * 10**9, NOW, frozen_after=NOW - 70 * MIN_NS)
+    stuck = [c for c in d.evaluate(NOW).conditions if c.type == "stuck"]
+    assert len(stuck) == 1 and stuck[0].subject == "furnace-2"
+    d2 = detector_for(config, stuck_after_min=60)
+    feed(d2, FURNACE, NOW - 3 * 3600 * 10**9, NOW, frozen_after=NOW - 70 * MIN_NS, power=False)
+    assert not [c for c in d2.evaluate(NOW).conditions if c.type == "stuck"]
+
+
+def cond(meter: str, kind: str = "spike", value: float = 20.0) -> Condition:
+    return Condition(kind, "spring-b", "changhua-1", meter, value, 10.0, "kWh",
+                     NOW - 15 * MIN_NS, NOW, "+100%")  # fmt: skip
+
+
+def test_incident_lifecycle_cooldown_grouping_and_restart(tmp_path: Path) -> None:
+    path = tmp_path / "incidents.json"
+    book = IncidentBook.load(path)
+    step = 5 * MIN_NS
+    events = book.update([cond("furnace-2")], NOW, reminder_h=1, cooldown_min=60, group_min=3)
+    assert [(e.kind, len(e.incidents)) for e in events] == [("open", 1)]
+    book.save()
+    book = IncidentBook.load(path)  # a restart keeps the open incident: no second email
+    assert book.update([cond("furnace-2")], NOW + step, 1, 60, 3) == []
+    reminder = book.update([cond("furnace-2")], NOW + 12 * step, 1, 60, 3)
+    assert [e.kind for e in reminder] == ["reminder"]
+    assert book.update([], NOW + 13 * step, 1, 60, 3) == []  # one miss is not a resolution
+    resolved = book.update([], NOW + 14 * step, 1, 60, 3)
+    assert [e.kind for e in resolved] == ["resolved"]
+    assert book.update([cond("furnace-2")], NOW + 15 * step, 1, 60, 3) == []  # cooldown
+    grouped = book.update([cond(m) for m in ("coiling", "press", "x")], NOW + 16 * step, 1, 60, 3)
+    assert [(e.kind, len(e.incidents)) for e in grouped] == [("open", 3)]
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[list, int]]:
+    received: list = []
+
+    class Sink:
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            received.append(envelope)
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield received, port
+    finally:
+        controller.stop()
+
+
+def mail_config(config: Config, port: int, tmp_path: Path) -> Config:
+    config = with_settings(config, "smtp", port=port, security="none",
+                           admins=["programme@buyer.example"])  # fmt: skip
+    return with_settings(config, "alerts", state_dir=tmp_path / "alerts")
+
+
+def test_email_has_what_where_how_much_both_parts_and_the_inline_chart(
+    config: Config, smtp: tuple[list, int], tmp_path: Path
+) -> None:
+    received, port = smtp
+    cfg = mail_config(config, port, tmp_path)
+    d = detector_for(cfg)
+    feed(d, FURNACE, NOW - 4 * WEEK_NS - 86_400 * 10**9, NOW + 5 * MIN_NS,
+         lambda ts: at_kw(ts) * (2.8 if ts >= NOW - 15 * MIN_NS else 1.0))  # fmt: skip
+    [spike] = [c for c in d.evaluate(NOW).conditions if c.type == "spike"]
+    [event] = IncidentBook(tmp_path / "b.json").update([spike], NOW, 24, 60, 3)
+    from processing.alerts import chart
+
+    png = chart(d.history(FURNACE, NOW), "furnace-2", "kWh", "Asia/Taipei")
+    outbox = Outbox(tmp_path / "alerts")
+    outbox.put(render(cfg, event, png))
+    assert outbox.flush(cfg) == (1, 0)
+    [envelope] = received
+    assert sorted(envelope.rcpt_tos) == ["energy@spring-b.example", "programme@buyer.example"]
+    msg = email.message_from_bytes(envelope.content, policy=policy.default)
+    assert msg["Subject"] == "Spike +180% at spring-b / changhua-1 / furnace-2, 14:15–14:30"
+    plain = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    assert "baseline" in plain and "14:15" in plain and "kWh" in plain
+    images = [p for p in msg.walk() if p.get_content_type() == "image/png"]
+    assert len(images) == 1 and images[0].get_content()[:4] == b"\x89PNG"
+    cid = images[0]["Content-ID"].strip("<>")
+    assert f"cid:{cid}" in html
+
+
+def test_smtp_down_queues_and_sends_later_exactly_once(config: Config, tmp_path: Path) -> None:
+    port = free_port()
+    cfg = mail_config(config, port, tmp_path)
+    [event] = IncidentBook(tmp_path / "b.json").update([cond("press")], NOW, 24, 60, 3)
+    outbox = Outbox(tmp_path / "alerts")
+    outbox.put(render(cfg, event, None))
+    assert outbox.flush(cfg) == (0, 1)  # nobody listening: it waits
+    outbox.put(render(cfg, event, None))  # the same event again: still one in the outbox
+    assert len(outbox.pending()) == 1
+    received: list = []
+
+    class Sink:
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            received.append(envelope)
+            return "250 OK"
+
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        assert outbox.flush(cfg) == (1, 0)
+        outbox.put(render(cfg, event, None))  # already sent: not queued again
+        assert outbox.flush(cfg) == (0, 0)
+    finally:
+        controller.stop()
+    assert len(received) == 1
+
+
+def test_alert_job_end_to_end_on_influxdb(
+    influx: InfluxClient, smtp: tuple[list, int], tmp_path: Path
+) -> None:
+    """Readings in InfluxDB → the job opens one incident, emails once, writes annotations;
+    when the spike is over it resolves and says so."""
+    received, port = smtp
+    config = pointed_at(load_config(write_config(tmp_path / "cfg", REGISTRY), {}), None, influx)
+    config = mail_config(config, port, tmp_path)
+    lines = []
+    register = 1000.0
+    start = NOW - 3 * WEEK_NS - 86_400 * 10**9
+    for ts in range(start, NOW + 30 * MIN_NS + 1, 300 * 10**9):
+        kw = at_kw(ts) * (2.0 if NOW - 15 * MIN_NS <= ts < NOW else 1.0)  # 80 kW: < contract
+        lines.append(f"reading,meter=furnace-2,site=changhua-1,supplier=spring-b "
+                     f"energy_kwh={register:.3f},power_kw={kw:.3f} {ts}")  # fmt: skip
+        register += kw * 300 / 3600
+    influx.write_lines(lines)
+    runner = AlertRunner(config, influx)
+    summary = runner.run(NOW)
+    assert "1 open" in summary and len(received) == 1
+    assert "Spike +100% at spring-b / changhua-1 / furnace-2" in email.message_from_bytes(
+        received[0].content, policy=policy.default)["Subject"]  # fmt: skip
+    runner.run(NOW + 5 * MIN_NS)  # still inside: no second email
+    assert len(received) == 1
+    runner.run(NOW + 25 * MIN_NS)
+    runner.run(NOW + 30 * MIN_NS)  # two clean evaluations: resolved
+    assert len(received) == 2
+    last = email.message_from_bytes(received[1].content, policy=policy.default)
+    assert last["Subject"].startswith("Resolved: Spike")
+    points = influx.query("SELECT count(incident) FROM alert GROUP BY event")
+    assert {s.tags["event"]: s.values[0][1] for s in points} == {"open": 1, "resolved": 1}
+
+
+def test_subject_formats(tmp_path: Path) -> None:
+    book = IncidentBook(tmp_path / "b.json")
+    [event] = book.update([cond("furnace-2", "over_capacity", 130.0)], NOW, 24, 60, 3)
+    text = subject(event, "Asia/Taipei")
+    assert text.startswith("Demand 130 kW over 10 kW contract at spring-b / changhua-1")
+    assert isinstance(Event("open", NOW, event.incidents).id, str)
