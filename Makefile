@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/python bench/bench_collector.py
 	$(BIN)/python bench/bench_simulator.py
 	$(BIN)/python bench/bench_accounting.py
+	$(BIN)/python bench/bench_alerts.py
 
 stack-up: setup
 	$(BIN)/supplymeter stack up

@@ -5,11 +5,12 @@ instant ``now``, finds:
 
 ``spike``
     consumption over the window ``[now − window, now)`` above a robust baseline: the same
-    local time of day (± one window) on the same day type over the previous ``baseline_weeks``
-    weeks — a weekday is compared with the same weekday, a Taiwan public holiday (or a Sunday)
-    with holidays and Sundays. Median and MAD (median absolute deviation); a spike must clear
-    all three of ``spike_min_pct`` above the median, ``spike_min_abs`` and ``spike_mad`` robust
-    standard deviations (1.4826 × MAD). Fewer than ``min_history_weeks`` days of history: the
+    local time of day (± one window) on days of the same type over the previous
+    ``baseline_weeks`` weeks — workdays (Monday to Friday) with workdays, Saturdays with
+    Saturdays, Sundays with Sundays, Taiwan public holidays with holidays. Median and MAD
+    (median absolute deviation); a spike must clear all three of ``spike_min_pct`` above the
+    median, ``spike_min_abs_kwh`` (``_m3`` for gas and water) and ``spike_mad`` robust
+    standard deviations (1.4826 × MAD). Fewer than ``min_history_weeks`` comparable days: the
     meter is reported as lacking history, never judged.
 ``over_capacity``
     the site's demand over the window (its grid meter's import if it has one, else the sum of
@@ -57,10 +58,17 @@ def _public_holidays(country: str, year: int) -> frozenset:
 
 
 def day_type(local: datetime, country: str) -> str:
-    """``holiday`` for public holidays and Sundays, else the weekday's name."""
-    if local.weekday() == 6 or local.date() in _public_holidays(country, local.year):
+    """``holiday`` (public holidays: their own type), ``Saturday``, ``Sunday`` or ``workday``
+    (Monday to Friday: plants run the same shifts on each, so four weeks give twenty
+    comparable days rather than four — see BENCHMARKS.md for what that does to precision)."""
+    if local.date() in _public_holidays(country, local.year):
         return "holiday"
-    return local.strftime("%A")
+    weekday = local.weekday()
+    if weekday == 5:
+        return "Saturday"
+    if weekday == 6:
+        return "Sunday"
+    return "workday"
 
 
 @dataclass(frozen=True)
@@ -190,15 +198,14 @@ class Detector:
         window = s.window_min * MIN_NS
         tz, country = track.ref.tz, track.ref.supplier.country
         local = ns_to_datetime(end_ns - window).astimezone(tz)
-        kind = day_type(local, country)
+        span = timedelta(microseconds=(window - 1) // 1000)
+        # A window across midnight is compared with windows across the same kind of midnight.
+        kind = (day_type(local, country), day_type(local + span, country))
         samples: list[float] = []
         days = set()
         for back in range(1, s.baseline_weeks * 7 + 1):
-            if kind != "holiday" and back % 7:
-                continue
-            day = local - timedelta(days=back)
-            day = day.replace(tzinfo=None).replace(tzinfo=tz)  # same wall-clock time
-            if day_type(day, country) != kind:
+            day = local - timedelta(days=back)  # same wall-clock time
+            if (day_type(day, country), day_type(day + span, country)) != kind:
                 continue
             start = datetime_to_ns(day)
             for shift in (-window, 0, window):
@@ -241,7 +248,7 @@ class Detector:
             excess = value - base.median
             if (
                 value > base.median * (1 + s.spike_min_pct / 100)
-                and excess > s.spike_min_abs
+                and excess > (s.spike_min_abs_kwh if ref.unit == "kWh" else s.spike_min_abs_m3)
                 and excess > s.spike_mad * MAD_TO_SIGMA * base.mad
             ):
                 pct = 100 * excess / base.median if base.median > 0 else float("inf")

@@ -188,8 +188,10 @@ class AlertSettings(_Model):
     """Fewer baseline weeks than this: the meter says 'not enough history' instead of guessing."""
     spike_min_pct: float = Field(30.0, gt=0)
     """A spike is at least this much above the baseline median. [%]"""
-    spike_min_abs: float = Field(2.0, ge=0)
-    """... and at least this much in absolute terms per window. [kWh or m³]"""
+    spike_min_abs_kwh: float = Field(2.0, ge=0)
+    """... and at least this much in absolute terms per window, electricity. [kWh]"""
+    spike_min_abs_m3: float = Field(0.1, ge=0)
+    """... the same for gas and water. [m³]"""
     spike_mad: float = Field(5.0, gt=0)
     """... and this many robust standard deviations (1.4826 × MAD) above the median."""
     silent_after_min: float = Field(30.0, gt=0)

@@ -94,7 +94,7 @@ def test_spike_is_judged_against_the_same_weekday_and_time(config: Config) -> No
 
 def test_too_little_history_is_said_not_guessed(config: Config) -> None:
     d = detector_for(config, min_history_weeks=2)
-    feed(d, FURNACE, NOW - WEEK_NS - 3600 * 10**9, NOW + 5 * MIN_NS,
+    feed(d, FURNACE, NOW - 86_400 * 10**9 - 3600 * 10**9, NOW + 5 * MIN_NS,  # one workday
          lambda ts: at_kw(ts) * (3.0 if ts >= NOW - 15 * MIN_NS else 1.0))  # fmt: skip
     evaluation = d.evaluate(NOW)
     assert "spring-b/changhua-1/furnace-2" in evaluation.lacking_history
@@ -103,24 +103,27 @@ def test_too_little_history_is_said_not_guessed(config: Config) -> None:
 
 def test_holidays_are_their_own_day_type() -> None:
     assert day_type(datetime(2026, 10, 9, 10, tzinfo=TPE), "TW") == "holiday"  # National Day
-    assert day_type(datetime(2026, 10, 11, 10, tzinfo=TPE), "TW") == "holiday"  # Sunday
-    assert day_type(datetime(2026, 10, 13, 10, tzinfo=TPE), "TW") == "Tuesday"
+    assert day_type(datetime(2026, 10, 11, 10, tzinfo=TPE), "TW") == "Sunday"
+    assert day_type(datetime(2026, 10, 17, 10, tzinfo=TPE), "TW") == "Saturday"
+    assert day_type(datetime(2026, 10, 13, 10, tzinfo=TPE), "TW") == "workday"
 
 
-def test_a_holiday_is_compared_with_sundays_not_with_its_weekday(config: Config) -> None:
-    """A plant idle on Sundays and holidays: a working-level load on National Day (a Friday)
-    is a spike against Sundays, although it is normal for a Friday."""
-    holiday = datetime_to_ns(datetime(2026, 10, 9, 11, 0, tzinfo=TPE))
+def test_a_holiday_is_compared_with_holidays_not_with_its_weekday(config: Config) -> None:
+    """A plant idle on public holidays: a working-level load on National Day (a Saturday) is a
+    spike against the holidays before it (Mid-Autumn, Confucius' Birthday, the observed
+    National Day), although it is normal for a Saturday."""
+    holiday = datetime_to_ns(datetime(2026, 10, 10, 11, 0, tzinfo=TPE))
 
     def kw(ts: int) -> float:
         local = datetime.fromtimestamp(ts / 1e9, TPE)
-        idle = local.weekday() == 6 or local.date().isoformat() == "2026-10-09"
-        return 5.0 if idle and ts < holiday - 15 * MIN_NS else at_kw(ts)
+        idle = local.date().isoformat() in ("2026-09-25", "2026-09-28", "2026-10-09")
+        return 5.0 if idle else at_kw(ts)
 
     d = detector_for(config)
     feed(d, FURNACE, holiday - 4 * WEEK_NS - 86_400 * 10**9, holiday + 5 * MIN_NS, kw)
     spikes = [c for c in d.evaluate(holiday).conditions if c.type == "spike"]
     assert spikes and spikes[0].baseline == pytest.approx(5.0 / 4, rel=0.05)
+    assert "3 comparable days" in spikes[0].detail
 
 
 def test_demand_over_contract_capacity(config: Config) -> None:
