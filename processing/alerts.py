@@ -453,8 +453,10 @@ class AlertRunner:
         for incidents in by_supplier.values():
             event = Event("open", now_ns, tuple(incidents))
             msg = render(self.config, event, None)
+            n = len(incidents)
+            events = f"{n} event{'s' if n != 1 else ''}"
             msg.replace_header("Subject", f"Daily alert digest {local:%Y-%m-%d}: "
-                               f"{len(incidents)} events at {incidents[0].supplier}")  # fmt: skip
+                               f"{events} at {incidents[0].supplier}")  # fmt: skip
             self.outbox.put(msg)
         self.digest_path.unlink()
 

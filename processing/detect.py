@@ -48,6 +48,8 @@ from supplymeter.records import datetime_to_ns, ns_to_datetime
 
 MIN_NS = 60 * 10**9
 DAY_NS = 86_400 * 10**9
+POOL_BELOW_DAYS = 8
+"""With fewer comparable days than this, the spread is floored by the pooled spread."""
 MAD_TO_SIGMA = 1.4826
 """MAD × 1.4826 estimates the standard deviation of normally distributed data."""
 
@@ -217,9 +219,28 @@ class Detector:
         if len(days) >= s.min_history_weeks and samples:
             median = statistics.median(samples)
             mad = statistics.median(abs(x - median) for x in samples)
+            if len(days) < POOL_BELOW_DAYS and median > 0:
+                # A handful of Saturdays or holidays under-estimates a noisy meter's spread:
+                # borrow the relative spread of the same time on all days of the period.
+                mad = max(mad, median * self._relative_spread(track, local, window))
             result = Baseline(median, mad, len(days))
         self._baselines[cache_key] = result
         return result
+
+    def _relative_spread(self, track: Track, local: datetime, window: int) -> float:
+        """MAD / median of the same window position on every day of the baseline period."""
+        values = []
+        for back in range(1, self.settings.baseline_weeks * 7 + 1):
+            start = datetime_to_ns(local - timedelta(days=back))
+            value = track.consumption(start, start + window)
+            if value is not None:
+                values.append(value)
+        if len(values) < 3:
+            return 0.0
+        median = statistics.median(values)
+        if median <= 0:
+            return 0.0
+        return statistics.median(abs(x - median) for x in values) / median
 
     def evaluate(self, now_ns: int) -> Evaluation:
         s = self.settings

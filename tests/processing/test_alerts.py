@@ -268,14 +268,8 @@ def test_smtp_down_queues_and_sends_later_exactly_once(config: Config, tmp_path:
     assert len(received) == 1
 
 
-def test_alert_job_end_to_end_on_influxdb(
-    influx: InfluxClient, smtp: tuple[list, int], tmp_path: Path
-) -> None:
-    """Readings in InfluxDB → the job opens one incident, emails once, writes annotations;
-    when the spike is over it resolves and says so."""
-    received, port = smtp
-    config = pointed_at(load_config(write_config(tmp_path / "cfg", REGISTRY), {}), None, influx)
-    config = mail_config(config, port, tmp_path)
+def write_spike(influx: InfluxClient) -> None:
+    """Three weeks of furnace readings, doubled over the 15 minutes before NOW."""
     lines = []
     register = 1000.0
     start = NOW - 3 * WEEK_NS - 86_400 * 10**9
@@ -285,6 +279,17 @@ def test_alert_job_end_to_end_on_influxdb(
                      f"energy_kwh={register:.3f},power_kw={kw:.3f} {ts}")  # fmt: skip
         register += kw * 300 / 3600
     influx.write_lines(lines)
+
+
+def test_alert_job_end_to_end_on_influxdb(
+    influx: InfluxClient, smtp: tuple[list, int], tmp_path: Path
+) -> None:
+    """Readings in InfluxDB → the job opens one incident, emails once, writes annotations;
+    when the spike is over it resolves and says so."""
+    received, port = smtp
+    config = pointed_at(load_config(write_config(tmp_path / "cfg", REGISTRY), {}), None, influx)
+    config = mail_config(config, port, tmp_path)
+    write_spike(influx)
     runner = AlertRunner(config, influx)
     summary = runner.run(NOW)
     assert "1 open" in summary and len(received) == 1
@@ -307,3 +312,22 @@ def test_subject_formats(tmp_path: Path) -> None:
     text = subject(event, "Asia/Taipei")
     assert text.startswith("Demand 130 kW over 10 kW contract at spring-b / changhua-1")
     assert isinstance(Event("open", NOW, event.incidents).id, str)
+
+
+def test_daily_digest_replaces_single_emails(
+    influx: InfluxClient, smtp: tuple[list, int], tmp_path: Path
+) -> None:
+    received, port = smtp
+    config = pointed_at(load_config(write_config(tmp_path / "cfg", REGISTRY), {}), None, influx)
+    config = with_settings(mail_config(config, port, tmp_path), "alerts", digest=True,
+                           digest_hour=15)  # fmt: skip
+    write_spike(influx)
+    runner = AlertRunner(config, influx)
+    runner.run(NOW)  # 14:30: the spike opens, no email yet
+    assert received == []
+    runner.run(NOW + 30 * MIN_NS)  # 15:00: resolved, and the digest goes out
+    assert len(received) == 1
+    msg = email.message_from_bytes(received[0].content, policy=policy.default)
+    assert msg["Subject"] == "Daily alert digest 2026-10-28: 1 event at spring-b"
+    assert "Spike" in msg.get_body(("plain",)).get_content()
+    assert not list(runner.outbox.pending())
