@@ -346,6 +346,7 @@ def export_month(
     from the ``hourly_emissions`` rollups.
     """
     figures = compute_month(config, client, month, library)
+    client.write_lines(monthly_lines(config, figures))
     month_dir = out_dir / str(month)
     existing = versions(month_dir)
     new_totals = totals(figures)
@@ -434,3 +435,40 @@ def monthly_history(
             s.tags["supplier"]: float(s.values[0][1] or 0.0) / 1000 for s in client.query(q)
         }
     return out
+
+
+def pathway_tco2e(config: Config, month: Month) -> float | None:
+    """The reduction pathway's monthly tCO2e for ``month``: base × (1 − r)^(years since base)."""
+    g = config.grafana
+    if g.pathway_base_tco2e is None:
+        return None
+    years = month.year + (month.month - 1) / 12 - g.pathway_base_year
+    return g.pathway_base_tco2e * (1 - g.pathway_pct_per_year / 100) ** max(0.0, years)
+
+
+def monthly_lines(config: Config, figures: MonthFigures) -> list[str]:
+    """The month's supplier totals (and the pathway) for dashboards, at the month's first
+    instant in ``[jobs] timezone``; recomputing a month overwrites them."""
+    from influxdb_client import Point, WritePrecision
+
+    start, _ = figures.month.bounds(ZoneInfo(config.jobs.timezone))
+    lines = []
+    for s in figures.suppliers:
+        point = (
+            Point(schema.SCOPE3_MONTHLY).tag("supplier", s.supplier.id)
+            .field("location_kgco2e", float(s.emissions_kgco2e))
+            .field("allocated_kgco2e", float(s.allocated_kgco2e))
+            .field("share", float((s.allocation or registry_share(s.supplier)).share))
+            .field("completeness", float(s.completeness))
+            .field("provisional", s.provisional)
+            .time(start, WritePrecision.NS)
+        )  # fmt: skip
+        if s.market_kgco2e is not None:
+            point = point.field("market_kgco2e", float(s.market_kgco2e))
+            point = point.field("allocated_market_kgco2e", float(s.allocated_market_kgco2e or 0))
+        lines.append(point.to_line_protocol())
+    target = pathway_tco2e(config, figures.month)
+    if target is not None:
+        lines.append(Point(schema.SCOPE3_PATHWAY).field("tco2e", target)
+                     .time(start, WritePrecision.NS).to_line_protocol())  # fmt: skip
+    return lines

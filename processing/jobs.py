@@ -163,8 +163,7 @@ def run_rollup(
 
 # --- scheduled jobs ------------------------------------------------------------------------
 
-JOB_NAMES = ("rollup", "export", "alerts")
-"""Jobs that exist today. The dashboards push (daily) joins when its issue lands."""
+JOB_NAMES = ("rollup", "export", "alerts", "dashboards")
 
 MAX_CATCH_UP_H = 31 * 24
 """A rollup after downtime recomputes at most this far back (the export restates the rest)."""
@@ -206,6 +205,14 @@ class Jobs:
         self.config, self.client, self.library, self.clock = config, client, library, clock
         self.state = JobState.load(config.resolve(config.jobs.export_dir) / "jobs-state.json")
         self._alerts = None
+
+    def dashboards(self) -> str:
+        """Push the dashboards (daily: a registry change reaches Grafana within a day)."""
+        from dashboards.push import connect, push
+
+        plan = push(self.config, connect(self.config))
+        changed = [line for line in plan if not line.endswith("unchanged")]
+        return f"{len(plan)} items, {len(changed)} changed" + (f": {changed}" if changed else "")
 
     def alerts(self) -> str:
         """Detect, update incidents, email (see :mod:`processing.alerts`)."""
@@ -272,7 +279,8 @@ class Jobs:
 
     def run(self, name: str, sleep: Callable[[float], None] = time.sleep, **kwargs: object) -> bool:
         """Run one job, retrying ``[jobs] job_retries`` times; never raises. True on success."""
-        body = {"rollup": self.rollup, "export": self.export, "alerts": self.alerts}[name]
+        body = {"rollup": self.rollup, "export": self.export, "alerts": self.alerts,
+                "dashboards": self.dashboards}[name]  # fmt: skip
         attempts = 1 + self.config.jobs.job_retries
         for attempt in range(1, attempts + 1):
             try:
@@ -307,6 +315,11 @@ def run_scheduler(config: Config) -> None:  # pragma: no cover - runs until inte
                       minutes=config.jobs.rollup_every_min, id="rollup", **common)  # fmt: skip
     scheduler.add_job(jobs.run, "interval", args=["alerts"], minutes=config.alerts.every_min,
                       id="alerts", **common)  # fmt: skip
+    if config.secrets.grafana_token is not None:
+        scheduler.add_job(jobs.run, "cron", args=["dashboards"], hour=5, minute=30,
+                          id="dashboards", **common)  # fmt: skip
+    else:
+        log.info("jobs: no SUPPLYMETER_GRAFANA_TOKEN, the daily dashboards push is off")
     scheduler.add_job(jobs.run, "cron", args=["export"], day=config.jobs.export_day,
                       hour=config.jobs.export_hour, id="export", **common)  # fmt: skip
     j = config.jobs

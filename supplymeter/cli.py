@@ -291,6 +291,30 @@ def cmd_scheduler(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboards(config: Config, args: argparse.Namespace) -> int:
+    from dashboards import push as dash
+
+    if args.action == "export":
+        for path in dash.export(config, args.dir or Path("deploy/compose/grafana/dashboards")):
+            _say(f"wrote {path}")
+        return 0
+    if args.action == "render":
+        from dashboards.macros import local_bounds
+        from dashboards.render import render_all
+        from processing.export import previous_month
+
+        month = args.month or str(previous_month(time.time_ns(), config.jobs.timezone))
+        start, end = local_bounds(month, config.jobs.timezone)
+        with _influx(config) as client:
+            paths = render_all(config, client, start, end, args.out)
+        _say(f"rendered {len(paths)} panels for {month} into {args.out}")
+        return 0
+    plan = dash.push(config, dash.connect(config), dry_run=args.dry_run)
+    for line in plan:
+        _say(("would " if args.dry_run else "") + line if "unchanged" not in line else line)
+    return 0
+
+
 def cmd_run_job(config: Config, args: argparse.Namespace) -> int:
     from processing.emissions import FactorLibrary
     from processing.jobs import Jobs
@@ -431,8 +455,13 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
                 f"  {report.hours:,} meter-hours; register corrections: "
                 f"{dict(report.flags) or 'none'}"
             )
-            _say("5/5 export")
+            _say("5/5 export, dashboards")
             result = export_month(cfg, client, month, out, library)
+            from dashboards.render import render_all
+
+            panels = render_all(cfg, client, start_ns, end_ns, out / "dashboards")
+            _say(f"  rendered {len(panels)} dashboard panels into {out / 'dashboards'}")
+            example = [p for p in panels if "pv-generation" in p.name]
     finally:
         if started_stack and not args.keep_stack:
             stack.down()
@@ -441,6 +470,9 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     if sample.parent.is_dir():
         shutil.copyfile(result.paths[4], sample)
         _say(f"  sample workbook: {sample}")
+        if example:
+            shutil.copyfile(example[0], sample.parent / "dashboard-panel-example.png")
+            _say(f"  sample panel: {sample.parent / 'dashboard-panel-example.png'}")
     worst = _check_ledger(result, sim)
     _say(
         f"\n  ground truth: largest |export − simulator ledger| over "
@@ -552,8 +584,16 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(
             name, help="run the scheduled jobs (rollup, monthly export) until interrupted"
         ).set_defaults(func=cmd_scheduler)
+    p = sub.add_parser("dashboards", help="Grafana dashboards: push, export, render")
+    p.add_argument("action", choices=("push", "export", "render"))
+    p.add_argument("dir", nargs="?", type=Path, help="export: target directory")
+    p.add_argument("--dry-run", action="store_true", help="push: show what would change")
+    p.add_argument("--out", type=Path, default=Path("out/dashboards"), help="render: PNG dir")
+    p.add_argument("--month", help="render: YYYY-MM (default last month)")
+    p.set_defaults(func=cmd_dashboards)
+
     p = sub.add_parser("run-job", help="run one scheduled job once, now")
-    p.add_argument("name", choices=("rollup", "export", "alerts"))
+    p.add_argument("name", choices=("rollup", "export", "alerts", "dashboards"))
     p.add_argument("--month", help="export: YYYY-MM instead of last month")
     p.set_defaults(func=cmd_run_job)
 

@@ -219,6 +219,17 @@ class GrafanaSettings(_Model):
 
     url: str = "http://127.0.0.1:3000"
     folder: str = "supplymeter"
+    """Folder title; its uid is ``folder_uid``."""
+    folder_uid: str = "supplymeter"
+    datasource_uid: str = "supplymeter-influxdb"
+    datasource_url: str | None = None
+    """The InfluxDB URL as Grafana reaches it (default: ``[influxdb] url``)."""
+    pathway_base_year: int = Field(2025, ge=2000, le=2100)
+    pathway_base_tco2e: float | None = Field(None, gt=0)
+    """Monthly tCO2e of all suppliers in the base year (location-based); unset: the pathway
+    line is left off the scope-3 dashboard."""
+    pathway_pct_per_year: float = Field(4.2, ge=0, le=100)
+    """Reduction per year from the base year (4.2%: the SBTi 1.5 °C absolute contraction)."""
 
 
 class JobsSettings(_Model):
@@ -598,6 +609,10 @@ class Config:
     @property
     def stack(self) -> StackSettings:
         return self.services.stack
+
+    @property
+    def grafana(self) -> GrafanaSettings:
+        return self.services.grafana
 
     @property
     def alerts(self) -> AlertSettings:

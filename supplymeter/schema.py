@@ -21,6 +21,10 @@ hourly_emissions       supplier, site, meter, carrier,  emissions_kgco2e, factor
                        factor_id                        provisional (bool)
 alert                  type, supplier, site, subject,   incident, title, detail, value,
                        event (open/reminder/resolved)   baseline, open (bool)
+scope3_monthly         supplier                         location_kgco2e, market_kgco2e,
+                                                        allocated_kgco2e, allocated_market_kgco2e,
+                                                        share, completeness, provisional (bool)
+scope3_pathway         —                                tco2e (the reduction pathway's month)
 collector_stats        collector                        counters and gauges of
                                                         :class:`collector.metrics.Snapshot`
 =====================  ===============================  ==========================================
@@ -37,3 +41,5 @@ HOURLY_CONSUMPTION = "hourly_consumption"
 HOURLY_EMISSIONS = "hourly_emissions"
 COLLECTOR_STATS = "collector_stats"
 ALERT = "alert"
+SCOPE3_MONTHLY = "scope3_monthly"
+SCOPE3_PATHWAY = "scope3_pathway"
