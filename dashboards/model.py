@@ -162,7 +162,8 @@ def supplier_detail(config: Config) -> Dashboard:
                f'/^({"|".join(sorted(set(grid)))})$/ GROUP BY time(1d) fill(none) {{TZ}}',
           alias="exported"),
     ], unit="kwatth", description="Self-consumption = generated − exported.")  # fmt: skip
-    b.add("Electricity by hour (heatmap)", "heatmap", [q("A", (
+    # Grafana's heatmap buckets by time; the PNG renderer folds it into weekday × hour.
+    b.add("Electricity by weekday and hour (heatmap)", "heatmap", [q("A", (
         f'SELECT sum("energy_kwh") FROM "{hc}" WHERE {where} AND "carrier" = \'electricity\' '
         "GROUP BY time(1h) fill(none)"))], unit="kwatth")  # fmt: skip
     variables = [

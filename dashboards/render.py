@@ -52,7 +52,9 @@ def render_panel(
     if panel["type"] == "table" or not results:
         return None
     fig, ax = plt.subplots(figsize=(9, 3.4))
-    if panel["type"] in ("bargauge", "stat"):
+    if panel["type"] == "heatmap":
+        _weekday_hour(ax, results, tz)
+    elif panel["type"] in ("bargauge", "stat"):
         labels = [legend for legend, _ in results]
         values = [next((v for v in reversed([row[1] for row in s.values]) if v is not None), 0)
                   for _, s in results]  # fmt: skip
@@ -83,6 +85,29 @@ def render_panel(
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
+
+
+def _weekday_hour(ax: Any, results: list[tuple[str, Series]], tz: str) -> None:
+    """Mean value by local weekday (rows) and hour of day (columns)."""
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(tz)
+    sums = [[0.0] * 24 for _ in range(7)]
+    counts = [[0] * 24 for _ in range(7)]
+    for _, s in results:
+        for row in s.values:
+            if row[1] is None:
+                continue
+            local = ns_to_datetime(int(row[0])).astimezone(zone)
+            sums[local.weekday()][local.hour] += float(row[1])
+            counts[local.weekday()][local.hour] += 1
+    grid = [[sums[d][h] / counts[d][h] if counts[d][h] else 0.0 for h in range(24)]
+            for d in range(7)]  # fmt: skip
+    image = ax.imshow(grid, aspect="auto", cmap="viridis")
+    ax.set_yticks(range(7), ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"])
+    ax.set_xticks(range(0, 24, 3))
+    ax.set_xlabel(f"hour of day ({tz})")
+    ax.figure.colorbar(image, ax=ax)
 
 
 def render_all(
