@@ -9,7 +9,8 @@ gateway has delivered it — replays arrive late, as they would.
 
 Targets (alerts issue): spikes of +50% or more lasting 15 minutes or more, precision >= 0.9 and
 recall >= 0.9; zero false "silent" alerts during store-and-forward replays. Run with
-``make bench``; figures go to BENCHMARKS.md.
+``make bench``; figures go to BENCHMARKS.md. ``BENCH_SEEDS=7,8`` picks the seeds,
+``BENCH_VERBOSE=1`` lists every unexplained alert and missed spike on stderr.
 """
 
 from __future__ import annotations
