@@ -42,7 +42,7 @@ from functools import lru_cache
 
 import holidays
 
-from processing.rollup import RegisterSeries, _at, drop_glitches, unwrap
+from processing.rollup import RegisterSeries, cumulative_at, measure
 from supplymeter.config import AlertSettings, MeterRef, Registry
 from supplymeter.records import datetime_to_ns, ns_to_datetime
 
@@ -145,9 +145,9 @@ class Track:
             return None
         lo, hi = max(0, lo - 1), min(len(self.ts), hi + 2)
         series = RegisterSeries(self.ref, tuple(self.ts[lo:hi]), tuple(self.register[lo:hi]))
-        series, _ = drop_glitches(series)
-        cumulative, _ = unwrap(series)
-        begin, end = _at(series.ts_ns, cumulative, t0), _at(series.ts_ns, cumulative, t1)
+        series, cumulative, _ = measure(series)
+        begin = cumulative_at(series.ts_ns, cumulative, t0)
+        end = cumulative_at(series.ts_ns, cumulative, t1)
         if begin is None or end is None:
             return None
         return (end - begin) * self.ref.meter.multiplier

@@ -115,13 +115,18 @@ def step_label(
     return "reset", new
 
 
+def _max_rate(ref: MeterRef) -> float | None:
+    """Fastest plausible register rise, from :func:`max_power`. [register units per ns]"""
+    power = max_power(ref)
+    return None if power is None else power / ref.meter.multiplier / HOUR_NS
+
+
 def _max_steps(series: RegisterSeries) -> list[float | None]:
     """Largest plausible register increase of each step. [register units]"""
-    power = max_power(series.ref)
+    per_ns = _max_rate(series.ref)
     ts = series.ts_ns
-    if power is None:
+    if per_ns is None:
         return [None] * (len(ts) - 1)
-    per_ns = power / series.ref.meter.multiplier / HOUR_NS
     return [(ts[i + 1] - ts[i]) * per_ns for i in range(len(ts) - 1)]
 
 
@@ -129,8 +134,7 @@ def drop_glitches(series: RegisterSeries) -> tuple[RegisterSeries, list[int]]:
     """Leave out momentary odd readings; returns the cleaned series and, for each step of it
     that bridged a glitch, that step's index."""
     ts, reg = list(series.ts_ns), list(series.register)
-    power = max_power(series.ref)
-    per_ns = power / series.ref.meter.multiplier / HOUR_NS if power is not None else None
+    per_ns = _max_rate(series.ref)
     keep_ts, keep_reg, bridged = [ts[0]], [reg[0]], []
     for i in range(1, len(ts)):
         prev = keep_reg[-1]
@@ -178,7 +182,19 @@ def _nearest_rate(steps: list[tuple[str, float]], ts: tuple[int, ...], i: int) -
     return float("inf")
 
 
-def _at(ts: tuple[int, ...], cumulative: list[float], t: int) -> float | None:
+def measure(series: RegisterSeries) -> tuple[RegisterSeries, list[float], list[str]]:
+    """Glitches left out, the register unwrapped: (the series used, its cumulative register
+    [register units], each step's label — ``glitch`` where a step bridged a left-out
+    reading)."""
+    series, bridged = drop_glitches(series)
+    cumulative, labels = unwrap(series)
+    for i in bridged:
+        if i < len(labels) and labels[i] == "normal":
+            labels[i] = "glitch"
+    return series, cumulative, labels
+
+
+def cumulative_at(ts: tuple[int, ...], cumulative: list[float], t: int) -> float | None:
     """The cumulative register at ``t``, interpolated; ``None`` outside the readings."""
     i = bisect.bisect_left(ts, t)
     if i < len(ts) and ts[i] == t:
@@ -211,17 +227,14 @@ def hourly_consumption(
     """
     if len(series.ts_ns) < 2:
         return []
-    series, bridged = drop_glitches(series)
+    series, cumulative, labels = measure(series)
     ts = series.ts_ns
-    cumulative, labels = unwrap(series)
-    for i in bridged:
-        if i < len(labels) and labels[i] == "normal":
-            labels[i] = "glitch"
     ref = series.ref
     multiplier = ref.meter.multiplier
     out = []
     for hour in range(start_ns - start_ns % HOUR_NS, end_ns, HOUR_NS):
-        begin, finish = _at(ts, cumulative, hour), _at(ts, cumulative, hour + HOUR_NS)
+        begin = cumulative_at(ts, cumulative, hour)
+        finish = cumulative_at(ts, cumulative, hour + HOUR_NS)
         if begin is None or finish is None:
             continue
         first = max(bisect.bisect_right(ts, hour) - 1, 0)
