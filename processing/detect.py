@@ -38,11 +38,9 @@ import statistics
 from array import array
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from functools import lru_cache
-
-import holidays
 
 from processing.rollup import RegisterSeries, cumulative_at, measure
+from supplymeter.calendar import public_holidays
 from supplymeter.config import AlertSettings, MeterRef, Registry
 from supplymeter.records import datetime_to_ns, ns_to_datetime
 
@@ -54,16 +52,11 @@ MAD_TO_SIGMA = 1.4826
 """MAD × 1.4826 estimates the standard deviation of normally distributed data."""
 
 
-@lru_cache(maxsize=64)
-def _public_holidays(country: str, year: int) -> frozenset:
-    return frozenset(holidays.country_holidays(country, years=[year]).keys())
-
-
 def day_type(local: datetime, country: str) -> str:
     """``holiday`` (public holidays: their own type), ``Saturday``, ``Sunday`` or ``workday``
     (Monday to Friday: plants run the same shifts on each, so four weeks give twenty
     comparable days rather than four — see BENCHMARKS.md for what that does to precision)."""
-    if local.date() in _public_holidays(country, local.year):
+    if local.date() in public_holidays(country, local.year):
         return "holiday"
     weekday = local.weekday()
     if weekday == 5:

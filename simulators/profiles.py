@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date, datetime
-from functools import lru_cache
+from datetime import datetime
 
-import holidays
-
+from supplymeter.calendar import public_holidays
 from supplymeter.config import Supplier
 
 
@@ -55,12 +53,6 @@ def schedule_of(supplier: Supplier) -> Schedule:
         sunday=sim.sunday if sim.sunday is not None else default.sunday,
         holidays=sim.holidays if sim.holidays is not None else default.holidays,
     )
-
-
-@lru_cache(maxsize=64)
-def public_holidays(country: str, year: int) -> frozenset[date]:
-    """Public holidays of ``country`` (the ``holidays`` package; Taiwan: "TW")."""
-    return frozenset(holidays.country_holidays(country, years=[year]).keys())
 
 
 def working_share(schedule: Schedule, local: datetime, country: str = "TW") -> float:
