@@ -12,7 +12,7 @@ import pytest
 import processing.jobs as jobs_module
 from processing.emissions import FactorLibrary
 from processing.jobs import HOUR_NS, Jobs, JobState
-from supplymeter.config import Config
+from supplymeter.config import Config, load_config
 from supplymeter.influx import InfluxClient
 from supplymeter.records import datetime_to_ns
 from tests.conftest import with_settings
@@ -94,11 +94,13 @@ def test_export_is_due_after_its_day_until_done(
 
 
 def test_run_job_from_the_command_line(
-    make_config: Callable[..., Config], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    influx: InfluxClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from supplymeter.cli import main
+    from tests.conftest import SMALL_REGISTRY, write_config
 
-    config = make_config()
+    services = f'[influxdb]\nurl = "{influx.url}"\ndatabase = "{influx.database}"\n'
+    config = load_config(write_config(tmp_path / "cfg", SMALL_REGISTRY, services), {})
     path = str(config.path)
     assert main(["--config", path, "run-job", "export", "--month", "2026-09"]) == 0
     assert list((config.path.parent / "out" / "exports" / "2026-09").glob("v1/*.xlsx"))
