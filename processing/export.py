@@ -80,9 +80,7 @@ class ExportResult:
 def previous_month(now_ns: int, tz: str) -> Month:
     """The last complete calendar month in ``tz`` at ``now_ns``."""
     local = ns_to_datetime(now_ns).astimezone(ZoneInfo(tz))
-    if local.month == 1:
-        return Month(local.year - 1, 12)
-    return Month(local.year, local.month - 1)
+    return Month(local.year, local.month).previous()
 
 
 def fetch_hours(
@@ -368,7 +366,8 @@ def export_month(
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
     paths = _paths(staging, month)
-    for name, (columns, rows) in tables(figures).items():
+    sheets = tables(figures)
+    for name, (columns, rows) in sheets.items():
         _write_csv(staging / f"scope3-{month}-{name}.csv", columns, rows)
     if history is None:
         history = monthly_history(config, client, month, 12)
@@ -377,7 +376,7 @@ def export_month(
     from processing.report import write_chart, write_xlsx
 
     write_chart(paths[5], month, chart_data, [s.id for s in config.registry.suppliers])
-    write_xlsx(paths[4], figures, tables(figures), paths[5], version, diff_rows)
+    write_xlsx(paths[4], figures, sheets, paths[5], version, diff_rows)
     (staging / "manifest.json").write_text(
         json.dumps(
             {
@@ -425,7 +424,7 @@ def monthly_history(
     out: dict[Month, dict[str, float]] = {}
     current = month
     for _ in range(months):
-        current = Month(current.year - (current.month == 1), (current.month - 2) % 12 + 1)
+        current = current.previous()
         start, end = current.bounds(tz)
         q = (
             f"SELECT sum(emissions_kgco2e) FROM {quote_ident(schema.HOURLY_EMISSIONS)} "

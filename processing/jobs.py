@@ -131,9 +131,8 @@ def run_rollup(
                 rows = rows_by_meter.get((site.id, meter.id), [])
                 points = [(r[0], r[column]) for r in rows if r[column] is not None]
                 series = RegisterSeries.from_points(ref, points)  # type: ignore[arg-type]
-                hours = hourly_consumption(
-                    series, start_ns, end_ns, MAX_GAP_INTERVALS * meter.interval_s * 10**9
-                )
+                max_gap_ns = MAX_GAP_INTERVALS * meter.interval_s * 10**9
+                hours = hourly_consumption(series, start_ns, end_ns, max_gap_ns)
                 report.meters += 1
                 if not hours:
                     report.meters_without_data.append("/".join(ref.key))
@@ -141,7 +140,7 @@ def run_rollup(
                     exported = [(r[0], r[3]) for r in rows if r[3] is not None]
                     lines += export_lines(
                         RegisterSeries.from_points(ref, exported),  # type: ignore[arg-type]
-                        start_ns, end_ns, MAX_GAP_INTERVALS * meter.interval_s * 10**9,
+                        start_ns, end_ns, max_gap_ns,
                     )  # fmt: skip
                 for hour in hours:
                     lines.append(consumption_line(hour))
@@ -279,8 +278,9 @@ class Jobs:
 
     def run(self, name: str, sleep: Callable[[float], None] = time.sleep, **kwargs: object) -> bool:
         """Run one job, retrying ``[jobs] job_retries`` times; never raises. True on success."""
-        body = {"rollup": self.rollup, "export": self.export, "alerts": self.alerts,
-                "dashboards": self.dashboards}[name]  # fmt: skip
+        if name not in JOB_NAMES:
+            raise ValueError(f"no job {name!r}; jobs: {', '.join(JOB_NAMES)}")
+        body = getattr(self, name)
         attempts = 1 + self.config.jobs.job_retries
         for attempt in range(1, attempts + 1):
             try:

@@ -44,6 +44,9 @@ class Month:
     def __str__(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"
 
+    def previous(self) -> Month:
+        return Month(self.year - 1, 12) if self.month == 1 else Month(self.year, self.month - 1)
+
     def bounds(self, tz: ZoneInfo) -> tuple[int, int]:
         """UTC epoch-ns bounds of the month in ``tz``: [first instant, next month's first)."""
         nxt = date(self.year + self.month // 12, self.month % 12 + 1, 1)
@@ -136,39 +139,42 @@ def registry_share(supplier: Supplier) -> AllocationShare:
     return AllocationShare(a.method, a.share, a.basis, "registry")
 
 
+def _csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV input file whose header must hold ``columns``."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = set(columns) - set(reader.fieldnames or ())
+        if missing:
+            raise ConfigError([f"{path}: missing columns {sorted(missing)}"])
+        return list(enumerate(reader, start=2))
+
+
 def load_allocations(path: Path) -> dict[tuple[str, Month], AllocationShare]:
     """Monthly shares from a CSV (columns :data:`ALLOCATION_COLUMNS`); share = numerator /
     denominator, 1 for ``dedicated``. Every problem is reported at once (ConfigError)."""
     out: dict[tuple[str, Month], AllocationShare] = {}
     problems: list[str] = []
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = set(ALLOCATION_COLUMNS) - set(reader.fieldnames or ())
-        if missing:
-            raise ConfigError([f"{path}: missing columns {sorted(missing)}"])
-        for line, row in enumerate(reader, start=2):
-            where = f"{path}:{line}"
-            try:
-                month = Month.parse(row["month"])
-                method = row["method"]
-                if method not in ("physical", "economic", "dedicated"):
-                    raise ValueError("method must be physical, economic or dedicated")
-                if method == "dedicated":
-                    num = den = None
-                    share = 1.0
-                else:
-                    num, den = float(row["numerator"]), float(row["denominator"])
-                    if not (num >= 0 and den > 0 and num <= den):
-                        raise ValueError("need 0 <= numerator <= denominator, denominator > 0")
-                    share = num / den
-                key = (row["supplier"], month)
-                if key in out:
-                    raise ValueError(f"{row['supplier']} {month} appears twice")
-                out[key] = AllocationShare(
-                    method, share, row["basis"], where, num, den, row["unit"]
-                )
-            except (ValueError, KeyError) as exc:
-                problems.append(f"{where}: {exc}")
+    for line, row in _csv_rows(path, ALLOCATION_COLUMNS):
+        where = f"{path}:{line}"
+        try:
+            month = Month.parse(row["month"])
+            method = row["method"]
+            if method not in ("physical", "economic", "dedicated"):
+                raise ValueError("method must be physical, economic or dedicated")
+            if method == "dedicated":
+                num = den = None
+                share = 1.0
+            else:
+                num, den = float(row["numerator"]), float(row["denominator"])
+                if not (num >= 0 and den > 0 and num <= den):
+                    raise ValueError("need 0 <= numerator <= denominator, denominator > 0")
+                share = num / den
+            key = (row["supplier"], month)
+            if key in out:
+                raise ValueError(f"{row['supplier']} {month} appears twice")
+            out[key] = AllocationShare(method, share, row["basis"], where, num, den, row["unit"])
+        except (ValueError, KeyError) as exc:
+            problems.append(f"{where}: {exc}")
     if problems:
         raise ConfigError(problems)
     return out
@@ -193,25 +199,20 @@ def load_certificates(path: Path) -> dict[tuple[str, str, Month], Certificates]:
     """Certificates per site and month from a CSV (columns :data:`CERTIFICATE_COLUMNS`)."""
     out: dict[tuple[str, str, Month], Certificates] = {}
     problems: list[str] = []
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = set(CERTIFICATE_COLUMNS) - set(reader.fieldnames or ())
-        if missing:
-            raise ConfigError([f"{path}: missing columns {sorted(missing)}"])
-        for line, row in enumerate(reader, start=2):
-            try:
-                kwh = float(row["kwh"])
-                if not kwh > 0:
-                    raise ValueError("kwh must be > 0")
-                key = (row["supplier"], row["site"], Month.parse(row["month"]))
-                prev = out.get(key)
-                ids = ";".join(x for x in (prev.ids if prev else "", row["certificate_ids"]) if x)
-                out[key] = Certificates(
-                    kwh + (prev.kwh if prev else 0.0), ids, row["issuer"],
-                    f"{path}:{line}" if prev is None else f"{prev.source},{line}",
-                )  # fmt: skip
-            except (ValueError, KeyError) as exc:
-                problems.append(f"{path}:{line}: {exc}")
+    for line, row in _csv_rows(path, CERTIFICATE_COLUMNS):
+        try:
+            kwh = float(row["kwh"])
+            if not kwh > 0:
+                raise ValueError("kwh must be > 0")
+            key = (row["supplier"], row["site"], Month.parse(row["month"]))
+            prev = out.get(key)
+            ids = ";".join(x for x in (prev.ids if prev else "", row["certificate_ids"]) if x)
+            out[key] = Certificates(
+                kwh + (prev.kwh if prev else 0.0), ids, row["issuer"],
+                f"{path}:{line}" if prev is None else f"{prev.source},{line}",
+            )  # fmt: skip
+        except (ValueError, KeyError) as exc:
+            problems.append(f"{path}:{line}: {exc}")
     if problems:
         raise ConfigError(problems)
     return out

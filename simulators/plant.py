@@ -82,20 +82,17 @@ class MeterModel:
             self.cycle = (minutes * 60.0, self.cycle[1])
             self.phase_s = self.rng.uniform(0, minutes * 60.0)
 
+    def _shown(self, milli: int) -> float:
+        """A register as the meter displays it (wrapped at rollover). [register units]"""
+        return (milli % self.rollover_milli if self.rollover_milli else milli) / MILLI
+
     @property
     def register(self) -> float:
-        """The register as the meter displays it (wrapped at rollover). [register units]"""
-        milli = self.register_milli
-        if self.rollover_milli:
-            milli %= self.rollover_milli
-        return milli / MILLI
+        return self._shown(self.register_milli)
 
     @property
     def export_register(self) -> float:
-        milli = self.export_milli
-        if self.rollover_milli:
-            milli %= self.rollover_milli
-        return milli / MILLI
+        return self._shown(self.export_milli)
 
     def plan_faults(self, faults: FaultSettings, start_ns: int, end_ns: int, log: FaultLog) -> None:
         """Draw this meter's faults for ``[start, end)`` and record them."""

@@ -64,6 +64,14 @@ def _check_id(value: str) -> str:
     return value
 
 
+def _check_tz(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError("must be an IANA timezone such as Asia/Taipei") from exc
+    return value
+
+
 def _check_emails(value: list[str]) -> list[str]:
     for address in value:
         if not EMAIL_RE.match(address):
@@ -256,14 +264,7 @@ class JobsSettings(_Model):
     """Attempts after a failed scheduled job before it waits for its next run."""
     retry_delay_s: float = Field(60.0, ge=0)
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError("must be an IANA timezone such as Asia/Taipei") from exc
-        return value
+    _tz = field_validator("timezone")(_check_tz)
 
 
 class StackSettings(_Model):
@@ -439,14 +440,7 @@ class Site(_Model):
 
     _id = field_validator("id", "gateway")(_check_id)
 
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError("must be an IANA timezone such as Asia/Taipei") from exc
-        return value
+    _tz = field_validator("timezone")(_check_tz)
 
 
 class Allocation(_Model):
