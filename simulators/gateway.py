@@ -79,7 +79,6 @@ class GatewayLogic:
         self, supplier: str, site: str, gateway: str, settings: SimulatorSettings, seed: int,
         start_ns: int, end_ns: int, log: FaultLog, batch: int = 1,
     ) -> None:  # fmt: skip
-
         self.supplier, self.site, self.gateway = supplier, site, gateway
         self.settings, self.faults, self.log = settings, settings.faults, log
         self.batch = batch
