@@ -31,7 +31,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
-from processing.detect import MIN_NS, Condition
+from processing.detect import LOOKBACK_NS, MIN_NS, Condition
 from supplymeter.config import Config
 from supplymeter.influx import InfluxClient
 from supplymeter.records import ns_to_datetime
@@ -361,8 +361,9 @@ class AlertRunner:
     """The alert job: read what is new, evaluate, tell. Keep one per process (it holds the
     meters' recent data; a restart reloads ``baseline_weeks`` of readings once)."""
 
-    REFRESH_NS = 6 * 3600 * 10**9
-    """Each run re-reads the last 6 h: late and replayed readings are taken in."""
+    REFRESH_NS = LOOKBACK_NS
+    """Each run re-reads the detector's look-back (6 h): late and replayed readings are taken
+    in."""
 
     def __init__(self, config: Config, client: InfluxClient) -> None:
         from processing.detect import Detector
@@ -373,6 +374,14 @@ class AlertRunner:
         self.book = IncidentBook.load(state_dir / "incidents.json")
         self.outbox = Outbox(state_dir)
         self.digest_path = state_dir / "digest.jsonl"
+        self.judged_path = state_dir / "judged.json"
+        """Each meter's last window judged: a restart carries on from there, so windows that
+        completed while the job was down (up to the detector's look-back) are judged too."""
+        if self.judged_path.exists():
+            for name, end_ns in json.loads(self.judged_path.read_text()).items():
+                track = self.detector.tracks.get(tuple(name.split("/")))  # type: ignore[arg-type]
+                if track is not None:
+                    track.judged_ns = int(end_ns)
         self.loaded = False
 
     def load(self, now_ns: int) -> None:
@@ -412,6 +421,11 @@ class AlertRunner:
         events = self.book.update(evaluation.conditions, now_ns, a.reminder_h, a.cooldown_min,
                                   a.group_min_meters)  # fmt: skip
         self.book.save()
+        judged = {"/".join(k): t.judged_ns for k, t in self.detector.tracks.items()
+                  if t.judged_ns is not None}  # fmt: skip
+        tmp = self.judged_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(judged, sort_keys=True))
+        os.replace(tmp, self.judged_path)
         if events:
             self.client.write_lines([line for e in events for line in alert_lines(e)])
         for event in events:

@@ -4,7 +4,7 @@
 instant ``now``, finds:
 
 ``spike``
-    consumption over the window ``[now − window, now)`` above a robust baseline: the same
+    consumption over a window of ``window_min`` above a robust baseline: the same
     local time of day (± one window) on days of the same type over the previous
     ``baseline_weeks`` weeks — workdays (Monday to Friday) with workdays, Saturdays with
     Saturdays, Sundays with Sundays, Taiwan public holidays with holidays. Median and MAD
@@ -12,6 +12,12 @@ instant ``now``, finds:
     median, ``spike_min_abs_kwh`` (``_m3`` for gas and water) and ``spike_mad`` robust
     standard deviations (1.4826 × MAD). Fewer than ``min_history_weeks`` comparable days: the
     meter is reported as lacking history, never judged.
+
+    Windows end on a fixed grid (multiples of ``every_min``, epoch time) and each meter's
+    window is judged once, as soon as a reading at or after its end has arrived — whenever the
+    job happens to run, and also when the readings arrive late: a store-and-forward replay is
+    judged window by window when it lands (up to :data:`LOOKBACK_NS` back), so a spike during a
+    gateway outage is still reported, marked as found in late data.
 ``over_capacity``
     the site's demand over the window (its grid meter's import if it has one, else the sum of
     its electricity consumption meters; kWh per window → kW) above its contract capacity —
@@ -36,7 +42,7 @@ from __future__ import annotations
 import bisect
 import statistics
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from processing.rollup import RegisterSeries, cumulative_at, measure
@@ -46,6 +52,9 @@ from supplymeter.records import datetime_to_ns, ns_to_datetime
 
 MIN_NS = 60 * 10**9
 DAY_NS = 86_400 * 10**9
+LOOKBACK_NS = 6 * 3600 * 10**9
+"""Windows ending longer ago than this are no longer judged (the alert job re-reads this much
+of InfluxDB on every run to take late readings in)."""
 POOL_BELOW_DAYS = 8
 """With fewer comparable days than this, the spread is floored by the pooled spread."""
 MAD_TO_SIGMA = 1.4826
@@ -64,6 +73,12 @@ def day_type(local: datetime, country: str) -> str:
     if weekday == 6:
         return "Sunday"
     return "workday"
+
+
+def _hhmm(c: Condition, tz) -> str:
+    start = ns_to_datetime(c.window_start_ns).astimezone(tz)
+    end = ns_to_datetime(c.window_end_ns).astimezone(tz)
+    return f"{start:%H:%M}–{end:%H:%M}"
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,10 @@ class Track:
     register: array = field(default_factory=lambda: array("d"))
     power: array = field(default_factory=lambda: array("d"))
     """``power_kw`` of each reading, NaN where none was sent."""
+    judged_ns: int | None = None
+    """End of the last window judged for spikes (epoch ns)."""
+    spike: Condition | None = None
+    """The spike found in the last window judged, if it was one."""
 
     def add(self, ts_ns: int, register: float, power: float | None) -> None:
         value = float("nan") if power is None else power
@@ -235,42 +254,34 @@ class Detector:
             return 0.0
         return statistics.median(abs(x - median) for x in values) / median
 
+    def window_end(self, now_ns: int) -> int:
+        """The end of the latest window complete at ``now_ns`` (on the ``every_min`` grid)."""
+        step = self.settings.every_min * MIN_NS
+        return now_ns - now_ns % step
+
     def evaluate(self, now_ns: int) -> Evaluation:
         s = self.settings
         window = s.window_min * MIN_NS
-        t0, t1 = now_ns - window, now_ns
+        latest = self.window_end(now_ns)
         out: list[Condition] = []
         lacking: list[str] = []
         site_demand: dict[tuple[str, str], float] = {}
         site_grid: dict[tuple[str, str], float] = {}
         for key, track in self.tracks.items():
-            ref = track.ref
-            value = track.consumption(t0, t1)
+            meter = track.ref.meter
+            if meter.role == "consumption":
+                spike, lacks = self._judge(track, now_ns)
+                out += spike
+                if lacks:
+                    lacking.append("/".join(key))
+            value = track.consumption(latest - window, latest)
             if value is None:
                 continue
-            meter = ref.meter
             if meter.carrier == "electricity" and meter.role == "consumption":
                 site_demand[key[:2]] = site_demand.get(key[:2], 0.0) + value
             if meter.role == "grid":
                 site_grid[key[:2]] = site_grid.get(key[:2], 0.0) + value
-            if meter.role != "consumption":
-                continue
-            base = self.baseline(track, t1)
-            if base is None:
-                lacking.append("/".join(key))
-                continue
-            excess = value - base.median
-            if (
-                value > base.median * (1 + s.spike_min_pct / 100)
-                and excess > (s.spike_min_abs_kwh if ref.unit == "kWh" else s.spike_min_abs_m3)
-                and excess > s.spike_mad * MAD_TO_SIGMA * base.mad
-            ):
-                pct = 100 * excess / base.median if base.median > 0 else float("inf")
-                out.append(Condition(
-                    "spike", *key, value=value, baseline=base.median, unit=ref.unit,
-                    window_start_ns=t0, window_end_ns=t1,
-                    detail=f"+{pct:.0f}% over the median of {base.days} comparable days",
-                ))  # fmt: skip
+        t0, t1 = latest - window, latest
         hours = window / (3600 * 10**9)
         for (supplier, site_id), kwh in {**site_demand, **site_grid}.items():
             found = self.registry.site(supplier, site_id)
@@ -293,6 +304,78 @@ class Detector:
                     window_end_ns=now_ns, detail=f"{count} rejected messages in the last hour",
                 ))  # fmt: skip
         return Evaluation(out, lacking)
+
+    def _judge(self, track: Track, now_ns: int) -> tuple[list[Condition], bool]:
+        """Judge the meter's windows completed since the last run (see the module docstring).
+
+        Returns the spike conditions to report now and whether the latest window lacked
+        history. A spike in the latest window judged stays reported until a later window is
+        judged clean (or the meter has been silent for ``silent_after_min``); spikes found only
+        in earlier windows — readings that arrived late, or runs that were missed — are reported
+        once, as one condition spanning them."""
+        s = self.settings
+        step, window = s.every_min * MIN_NS, s.window_min * MIN_NS
+        latest = self.window_end(now_ns)
+        if track.judged_ns is None:  # the first run: judge from the latest window on
+            track.judged_ns = latest - step
+        first = max(track.judged_ns + step, latest - LOOKBACK_NS + step)
+        found: list[Condition] = []
+        judged = lacks = False
+        replaying = self._replaying(track.ref, now_ns)
+        for end in range(first, latest + 1, step):
+            value = track.consumption(end - window, end)
+            if value is None:
+                if replaying or not track.ts or track.ts[-1] < end:
+                    break  # the readings may still come
+                track.judged_ns = end  # a gap in the data: it will not be judged
+                continue
+            track.judged_ns, judged = end, True
+            base = self.baseline(track, end)
+            lacks = base is None
+            spike = None if base is None else self._spike(track, value, base, end)
+            if spike is not None:
+                found.append(spike)
+            track.spike = spike
+        if not judged:
+            fresh = bool(track.ts) and now_ns - track.ts[-1] <= s.silent_after_min * MIN_NS
+            if not fresh:
+                track.spike = None
+            return ([track.spike] if track.spike else []), False
+        if track.spike is not None:
+            return [replace(track.spike, window_start_ns=found[0].window_start_ns)], lacks
+        if not found:
+            return [], lacks
+        peak = max(found, key=lambda c: c.value - (c.baseline or 0.0))
+        late = replace(
+            peak, window_start_ns=found[0].window_start_ns,
+            window_end_ns=found[-1].window_end_ns, detail=f"{peak.detail}; judged after the fact, "
+            f"when its readings came in (peak {_hhmm(peak, track.ref.tz)})",
+        )  # fmt: skip
+        return [late], lacks
+
+    def _spike(self, track: Track, value: float, base: Baseline, end_ns: int) -> Condition | None:
+        """A spike condition if ``value`` over the window ending at ``end_ns`` clears all
+        three thresholds."""
+        s, ref = self.settings, track.ref
+        excess = value - base.median
+        if (
+            value > base.median * (1 + s.spike_min_pct / 100)
+            and excess > (s.spike_min_abs_kwh if ref.unit == "kWh" else s.spike_min_abs_m3)
+            and excess > s.spike_mad * MAD_TO_SIGMA * base.mad
+        ):
+            pct = 100 * excess / base.median if base.median > 0 else float("inf")
+            return Condition(
+                "spike", *ref.key, value=value, baseline=base.median, unit=ref.unit,
+                window_start_ns=end_ns - s.window_min * MIN_NS, window_end_ns=end_ns,
+                detail=f"+{pct:.0f}% over the median of {base.days} comparable days",
+            )  # fmt: skip
+        return None
+
+    def _replaying(self, ref: MeterRef, now_ns: int) -> bool:
+        """Whether the meter's gateway is offline or came back less than ``silent_after_min``
+        ago — its buffered readings may still be on their way."""
+        state, since = self.gateway_state.get((ref.supplier.id, ref.site.id), ("online", 0))
+        return state == "offline" or now_ns - since < self.settings.silent_after_min * MIN_NS
 
     def _silence(self, now_ns: int) -> list[Condition]:
         s = self.settings

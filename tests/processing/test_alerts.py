@@ -92,6 +92,45 @@ def test_spike_is_judged_against_the_same_weekday_and_time(config: Config) -> No
     assert not [c for c in quiet.evaluate(NOW).conditions if c.type == "spike"]
 
 
+def test_the_latest_complete_window_is_judged_whenever_the_job_runs(config: Config) -> None:
+    """The scheduler does not run on the minute: at 14:32:17 the window judged is the latest
+    complete one, 14:15–14:30, and it is judged once — the next run adds no new condition
+    unless a new window completed."""
+    d = detector_for(config)
+    spike = lambda ts: at_kw(ts) * (2.0 if NOW - 15 * MIN_NS <= ts < NOW else 1.0)  # noqa: E731
+    feed(d, FURNACE, NOW - 4 * WEEK_NS - 86_400 * 10**9, NOW + MIN_NS, spike)
+    off_grid = NOW + 2 * MIN_NS + 17 * 10**9
+    [found] = [c for c in d.evaluate(off_grid).conditions if c.type == "spike"]
+    assert (found.window_start_ns, found.window_end_ns) == (NOW - 15 * MIN_NS, NOW)
+    assert "+100%" in found.detail
+    # No reading after 14:30 yet: nothing new to judge, the spike stays reported.
+    assert [c.key for c in d.evaluate(off_grid + MIN_NS).conditions] == [found.key]
+
+
+def test_a_spike_during_a_gateway_outage_is_reported_when_the_replay_lands(
+    config: Config,
+) -> None:  # fmt: skip
+    """The gateway is offline 13:30–14:30 and the furnace doubles 13:45–14:05; the readings
+    arrive with the replay at 14:30 and the spike is reported then, dated when it happened."""
+    d = detector_for(config)
+    outage0, outage1 = NOW - 60 * MIN_NS, NOW
+    spike0, spike1 = NOW - 45 * MIN_NS, NOW - 25 * MIN_NS
+    kw = lambda ts: at_kw(ts) * (2.0 if spike0 <= ts < spike1 else 1.0)  # noqa: E731
+    start = NOW - 4 * WEEK_NS - 86_400 * 10**9
+    feed(d, FURNACE, start, outage0, kw)
+    d.set_gateway("spring-b", "changhua-1", "offline", outage0)
+    for now in range(outage0 + 5 * MIN_NS, outage1, 5 * MIN_NS):  # the job runs on, blind
+        assert not [c for c in d.evaluate(now).conditions if c.type == "spike"]
+    d.set_gateway("spring-b", "changhua-1", "online", outage1)
+    feed(d, FURNACE, start, outage1 + 10 * MIN_NS, kw)  # the replay, then live readings
+    [found] = [c for c in d.evaluate(outage1 + 10 * MIN_NS).conditions if c.type == "spike"]
+    assert spike0 - 15 * MIN_NS < found.window_start_ns < spike0
+    assert spike0 < found.window_end_ns <= spike1 + 15 * MIN_NS
+    assert "after the fact" in found.detail and "+100%" in found.detail
+    # Reported once: the next run judges only the new, clean window.
+    assert not [c for c in d.evaluate(outage1 + 15 * MIN_NS).conditions if c.type == "spike"]
+
+
 def test_too_little_history_is_said_not_guessed(config: Config) -> None:
     d = detector_for(config, min_history_weeks=2)
     feed(d, FURNACE, NOW - 86_400 * 10**9 - 3600 * 10**9, NOW + 5 * MIN_NS,  # one workday
@@ -296,6 +335,7 @@ def test_alert_job_end_to_end_on_influxdb(
     assert "Spike +100% at spring-b / changhua-1 / furnace-2" in email.message_from_bytes(
         received[0].content, policy=policy.default)["Subject"]  # fmt: skip
     runner.run(NOW + 5 * MIN_NS)  # still inside: no second email
+    runner.run(NOW + 10 * MIN_NS)  # a third of the window in the spike: +34%, still over 30%
     assert len(received) == 1
     runner.run(NOW + 25 * MIN_NS)
     runner.run(NOW + 30 * MIN_NS)  # two clean evaluations: resolved
@@ -304,6 +344,25 @@ def test_alert_job_end_to_end_on_influxdb(
     assert last["Subject"].startswith("Resolved: Spike")
     points = influx.query("SELECT count(incident) FROM alert GROUP BY event")
     assert {s.tags["event"]: s.values[0][1] for s in points} == {"open": 1, "resolved": 1}
+
+
+def test_a_restarted_alert_job_judges_the_windows_it_missed(
+    influx: InfluxClient, smtp: tuple[list, int], tmp_path: Path
+) -> None:
+    """The job ran at 14:00, was down for the spike (14:15–14:30) and restarts at 14:50: it
+    carries on from the last window it judged and still reports the spike, once."""
+    received, port = smtp
+    config = pointed_at(load_config(write_config(tmp_path / "cfg", REGISTRY), {}), None, influx)
+    config = mail_config(config, port, tmp_path)
+    write_spike(influx)
+    AlertRunner(config, influx).run(NOW - 30 * MIN_NS)
+    assert not received
+    restarted = AlertRunner(config, influx)
+    assert "1 open" in restarted.run(NOW + 20 * MIN_NS)
+    [message] = [email.message_from_bytes(r.content, policy=policy.default) for r in received]
+    assert message["Subject"].startswith("Spike +100% at spring-b / changhua-1 / furnace-2")
+    text = message.get_body(("plain",)).get_content()
+    assert "peak 14:15–14:30" in text  # the windows judged late span the spike
 
 
 def test_subject_formats(tmp_path: Path) -> None:
