@@ -1,6 +1,6 @@
 """Alert quality on the simulator's labelled faults: precision and recall per alert type.
 
-Five simulated weeks of the example suppliers (every meter read every 5 minutes), four seeds, with
+Five simulated weeks of the example suppliers (every meter read every 5 minutes), six seeds, with
 spikes (+50% to +200%, 15 to 60 minutes), stuck registers, gateway outages with
 store-and-forward replays, and the simulator's normal variation (shifts, equipment cycles,
 weather, holidays). The alert detector and incident book run every 5 minutes of simulated time
@@ -8,7 +8,9 @@ over the last two weeks (three weeks of history before), seeing each reading onl
 gateway has delivered it — replays arrive late, as they would.
 
 Targets (alerts issue): spikes of +50% or more lasting 15 minutes or more, precision >= 0.9 and
-recall >= 0.9; zero false "silent" alerts during store-and-forward replays. Run with
+recall >= 0.9; zero false "silent" alerts during store-and-forward replays.
+Spikes while the meter's register was stuck or being replaced are left out of the recall: the
+register never counted them (the stuck alert is scored on its own). Run with
 ``make bench``; figures go to BENCHMARKS.md. ``BENCH_SEEDS=7,8`` picks the seeds,
 ``BENCH_VERBOSE=1`` lists every unexplained alert and missed spike on stderr.
 """
@@ -125,9 +127,14 @@ def run_seed(seed: int) -> dict[str, int]:
 
     # Spikes.
     spike_alerts = [o for o in opened if o[0] == "spike"]
+    unmeasured = truth["stuck"] + truth["replacement"]
     relevant = [
         (e, s0, e1) for e, s0, e1 in truth["spike"]
         if s0 >= judge_from and e.details["pct"] >= 50 and e1 - s0 >= 15 * MIN_NS
+        # A register stuck (or swapped) during the spike never counted it: the stuck alert
+        # is what the meter can give, and it is scored below.
+        and not any((x.supplier, x.site, x.meter) == (e.supplier, e.site, e.meter)
+                    and overlaps(s0, e1, x0, x1 + window) for x, x0, x1 in unmeasured)
     ]  # fmt: skip
     any_anomaly = truth["spike"] + truth["stuck"] + truth["step"] + truth["replacement"]
 
@@ -221,7 +228,7 @@ def run_seed(seed: int) -> dict[str, int]:
     }  # fmt: skip
 
 
-SEEDS = (7, 8, 9, 10)
+SEEDS = (7, 8, 9, 10, 11, 12)
 
 
 def main() -> None:

@@ -8,10 +8,13 @@ instant ``now``, finds:
     local time of day (± one window) on days of the same type over the previous
     ``baseline_weeks`` weeks — workdays (Monday to Friday) with workdays, Saturdays with
     Saturdays, Sundays with Sundays, Taiwan public holidays with holidays. Median and MAD
-    (median absolute deviation); a spike must clear all three of ``spike_min_pct`` above the
-    median, ``spike_min_abs_kwh`` (``_m3`` for gas and water) and ``spike_mad`` robust
-    standard deviations (1.4826 × MAD). Fewer than ``min_history_weeks`` comparable days: the
-    meter is reported as lacking history, never judged.
+    (median absolute deviation), the MAD floored by the median relative spread of the windows
+    within ``POOL_HOURS`` on the same day type (a few weeks of one time of day under-estimate
+    a wandering load's spread — BENCHMARKS.md shows what that did to false alarms); a spike must
+    clear all three of ``spike_min_pct`` above the median, ``spike_min_abs_kwh`` (``_m3`` for
+    gas and water) and ``spike_mad`` robust standard deviations (1.4826 × MAD). Fewer than
+    ``min_history_weeks`` comparable days: the meter is reported as lacking history, never
+    judged.
 
     Windows end on a fixed grid (multiples of ``every_min``, epoch time) and each meter's
     window is judged once, as soon as a reading at or after its end has arrived — whenever the
@@ -40,6 +43,7 @@ rollovers, glitches and meter swaps do not look like spikes.
 from __future__ import annotations
 
 import bisect
+import math
 import statistics
 from array import array
 from dataclasses import dataclass, field, replace
@@ -55,8 +59,8 @@ DAY_NS = 86_400 * 10**9
 LOOKBACK_NS = 6 * 3600 * 10**9
 """Windows ending longer ago than this are no longer judged (the alert job re-reads this much
 of InfluxDB on every run to take late readings in)."""
-POOL_BELOW_DAYS = 8
-"""With fewer comparable days than this, the spread is floored by the pooled spread."""
+POOL_HOURS = 2
+"""The spread floor pools the windows up to this many hours either side."""
 MAD_TO_SIGMA = 1.4826
 """MAD × 1.4826 estimates the standard deviation of normally distributed data."""
 
@@ -105,7 +109,9 @@ class Condition:
 @dataclass
 class Baseline:
     median: float
+    """Median consumption of the comparable windows [kWh or m³]."""
     mad: float
+    """Their median absolute deviation, floored for thin day types [kWh or m³]."""
     days: int
 
     def band(self, k: float = 3.0) -> tuple[float, float]:
@@ -126,6 +132,10 @@ class Track:
     """End of the last window judged for spikes (epoch ns)."""
     spike: Condition | None = None
     """The spike found in the last window judged, if it was one."""
+    steps: array = field(default_factory=lambda: array("d"))
+    """Consumption of each settled grid step from ``steps_base`` on, computed as baselines need
+    it: NaN not yet computed, −inf not measurable."""
+    steps_base: int = 0
 
     def add(self, ts_ns: int, register: float, power: float | None) -> None:
         value = float("nan") if power is None else power
@@ -142,10 +152,14 @@ class Track:
         self.register.insert(i, register)
         self.power.insert(i, value)
 
-    def prune(self, before_ns: int) -> None:
+    def prune(self, before_ns: int, step_ns: int) -> None:
         i = bisect.bisect_left(self.ts, before_ns)
         if i:
             del self.ts[:i], self.register[:i], self.power[:i]
+        n = min(before_ns // step_ns - self.steps_base, len(self.steps))
+        if n > 0:
+            del self.steps[:n]
+            self.steps_base += n
 
     def consumption(self, t0: int, t1: int) -> float | None:
         """Consumption in ``[t0, t1)`` [kWh or m³, multiplier applied]; ``None`` unless
@@ -182,6 +196,10 @@ class Detector:
         """(supplier, site) → (``online``/``offline``, since when; epoch ns)."""
         self.rejects: dict[str, int] = {}
         self._baselines: dict[tuple[tuple[str, str, str], int], Baseline | None] = {}
+        self._fits: dict[tuple[tuple[str, str, str], int], Baseline | None] = {}
+        self._settled_ns = 0
+        """Grid steps ending before this (``LOOKBACK_NS`` before the latest evaluation) take no
+        more readings and are cached."""
 
     # --- input ------------------------------------------------------------------------------
 
@@ -198,24 +216,77 @@ class Detector:
     def prune(self, now_ns: int) -> None:
         keep = now_ns - (self.settings.baseline_weeks * 7 + 1) * DAY_NS
         for track in self.tracks.values():
-            track.prune(keep)
+            track.prune(keep, self.settings.every_min * MIN_NS)
         self._baselines = {k: v for k, v in self._baselines.items() if k[1] >= keep}
+        self._fits = {k: v for k, v in self._fits.items() if k[1] >= keep}
 
     # --- checks -------------------------------------------------------------------------------
 
+    def amount(self, track: Track, t0: int, t1: int) -> float | None:
+        """:meth:`Track.consumption` over ``[t0, t1)``, summed from cached grid steps where the
+        window is on the grid and settled (baselines read each past step many times)."""
+        step = self.settings.every_min * MIN_NS
+        if t0 % step or t1 % step or t1 > self._settled_ns:
+            return track.consumption(t0, t1)
+        total = 0.0
+        for g in range(t0 // step, t1 // step):
+            if not track.steps:
+                track.steps_base = g - (self.settings.baseline_weeks * 7 + 1) * DAY_NS // step
+            i = g - track.steps_base
+            if i < 0:
+                value = track.consumption(g * step, (g + 1) * step)
+            else:
+                if i >= len(track.steps):
+                    track.steps.extend([math.nan] * (i + 1 - len(track.steps)))
+                cached = track.steps[i]
+                if cached != cached:  # NaN: not computed yet
+                    value = track.consumption(g * step, (g + 1) * step)
+                    track.steps[i] = -math.inf if value is None else value
+                else:
+                    value = None if cached == -math.inf else cached
+            if value is None:
+                return None
+            total += value
+        return total
+
     def baseline(self, track: Track, end_ns: int) -> Baseline | None:
-        """The robust baseline of the window ending at ``end_ns`` (cached per window)."""
+        """The robust baseline of the window ending at ``end_ns`` (cached per window): median
+        and MAD of the comparable windows — the same local time ± one window on days of the
+        same type."""
         cache_key = (track.ref.key, end_ns)
         if cache_key in self._baselines:
             return self._baselines[cache_key]
+        t0 = end_ns - self.settings.window_min * MIN_NS
+        fit = self._fit(track, t0)
+        result = None
+        if fit is not None and fit.days >= self.settings.min_history_weeks:
+            median, mad, days = fit.median, fit.mad, fit.days
+            if median > 0:
+                # A few weeks of one time of day can under-estimate a meter's spread (a
+                # handful of Saturdays; a machine whose load wanders from hour to hour):
+                # floor it by the relative spread of the neighbouring hours on that day type.
+                mad = max(mad, median * self._pooled_spread(track, t0))
+            result = Baseline(median, mad, days)
+        self._baselines[cache_key] = result
+        return result
+
+    def _fit(self, track: Track, t0: int) -> Baseline | None:
+        """Median and MAD of the windows comparable with the one starting at ``t0`` (no
+        pooling), or ``None`` without any (cached: past days' data no longer changes)."""
+        if (track.ref.key, t0) in self._fits:
+            return self._fits[(track.ref.key, t0)]
+        fit = self._fits[(track.ref.key, t0)] = self._fit_now(track, t0)
+        return fit
+
+    def _fit_now(self, track: Track, t0: int) -> Baseline | None:
         s = self.settings
         window = s.window_min * MIN_NS
-        tz, country = track.ref.tz, track.ref.supplier.country
-        local = ns_to_datetime(end_ns - window).astimezone(tz)
+        country = track.ref.supplier.country
+        local = ns_to_datetime(t0).astimezone(track.ref.tz)
         span = timedelta(microseconds=(window - 1) // 1000)
         # A window across midnight is compared with windows across the same kind of midnight.
         kind = (day_type(local, country), day_type(local + span, country))
-        samples: list[float] = []
+        values: list[float] = []
         days = set()
         for back in range(1, s.baseline_weeks * 7 + 1):
             day = local - timedelta(days=back)  # same wall-clock time
@@ -223,36 +294,27 @@ class Detector:
                 continue
             start = datetime_to_ns(day)
             for shift in (-window, 0, window):
-                value = track.consumption(start + shift, start + shift + window)
+                value = self.amount(track, start + shift, start + shift + window)
                 if value is not None:
-                    samples.append(value)
+                    values.append(value)
                     days.add(back)
-        result = None
-        if len(days) >= s.min_history_weeks and samples:
-            median = statistics.median(samples)
-            mad = statistics.median(abs(x - median) for x in samples)
-            if len(days) < POOL_BELOW_DAYS and median > 0:
-                # A handful of Saturdays or holidays under-estimates a noisy meter's spread:
-                # borrow the relative spread of the same time on all days of the period.
-                mad = max(mad, median * self._relative_spread(track, local, window))
-            result = Baseline(median, mad, len(days))
-        self._baselines[cache_key] = result
-        return result
-
-    def _relative_spread(self, track: Track, local: datetime, window: int) -> float:
-        """MAD / median of the same window position on every day of the baseline period."""
-        values = []
-        for back in range(1, self.settings.baseline_weeks * 7 + 1):
-            start = datetime_to_ns(local - timedelta(days=back))
-            value = track.consumption(start, start + window)
-            if value is not None:
-                values.append(value)
-        if len(values) < 3:
-            return 0.0
+        if not values:
+            return None
         median = statistics.median(values)
-        if median <= 0:
-            return 0.0
-        return statistics.median(abs(x - median) for x in values) / median
+        return Baseline(median, statistics.median(abs(x - median) for x in values), len(days))
+
+    def _pooled_spread(self, track: Track, t0: int) -> float:
+        """Median relative spread (MAD / median) of the windows within ``POOL_HOURS`` of
+        ``t0``, each against its own comparable days — levels are not mixed, so a plant idle
+        on Sundays is not judged by the spread of its working days."""
+        window = self.settings.window_min * MIN_NS
+        reach = POOL_HOURS * 60 // self.settings.window_min
+        spreads = []
+        for k in range(-reach, reach + 1):
+            fit = self._fit(track, t0 + k * window) if k else None
+            if fit is not None and fit.median > 0:
+                spreads.append(fit.mad / fit.median)
+        return statistics.median(spreads) if spreads else 0.0
 
     def window_end(self, now_ns: int) -> int:
         """The end of the latest window complete at ``now_ns`` (on the ``every_min`` grid)."""
@@ -263,6 +325,7 @@ class Detector:
         s = self.settings
         window = s.window_min * MIN_NS
         latest = self.window_end(now_ns)
+        self._settled_ns = max(self._settled_ns, now_ns - LOOKBACK_NS)
         out: list[Condition] = []
         lacking: list[str] = []
         site_demand: dict[tuple[str, str], float] = {}
