@@ -177,6 +177,10 @@ class SmtpSettings(_Model):
     host: str = "127.0.0.1"
     port: int = Field(587, ge=1, le=65535)
     security: Literal["starttls", "ssl", "none"] = "starttls"
+    """``starttls`` (submission, port 587), ``ssl`` (implicit TLS, port 465) or ``none``."""
+    ca_file: Path | None = None
+    """PEM CA certificates the server's certificate must chain to (relative to the config
+    file); unset: the system's trust store. The host name is always checked."""
     username: str | None = None
     from_addr: str = "supplymeter@localhost"
     admins: list[str] = Field(default_factory=list)

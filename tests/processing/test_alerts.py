@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email
+import ssl
+import subprocess
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from email import policy
@@ -11,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
 
 from deploy.stack import free_port
 from processing.alerts import AlertRunner, Event, IncidentBook, Outbox, render, subject
@@ -21,6 +24,7 @@ from supplymeter.records import datetime_to_ns
 from tests.conftest import pointed_at, with_settings, write_config
 
 TPE = ZoneInfo("Asia/Taipei")
+ROOT = Path(__file__).resolve().parents[2]
 WEEK_NS = 7 * 86_400 * 10**9
 
 REGISTRY = """
@@ -305,6 +309,73 @@ def test_smtp_down_queues_and_sends_later_exactly_once(config: Config, tmp_path:
     finally:
         controller.stop()
     assert len(received) == 1
+
+
+@pytest.fixture(scope="module")
+def test_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A throw-away CA and a certificate for 127.0.0.1 (deploy/make-test-ca.sh)."""
+    ca = tmp_path_factory.mktemp("ca")
+    subprocess.run(["bash", str(ROOT / "deploy" / "make-test-ca.sh"), str(ca)], check=True,
+                   capture_output=True)  # fmt: skip
+    return ca
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_email_over_tls_with_login(
+    security: str, test_ca: Path, tmp_path: Path
+) -> None:  # fmt: skip
+    """STARTTLS (587-style) and implicit TLS (465-style) against a server that demands a login
+    over TLS: the certificate is verified with ``ca_file`` and the password comes from the
+    environment. Against the system's trust store the same server is refused and the email
+    stays queued."""
+    config = load_config(write_config(tmp_path / "cfg", REGISTRY),
+                         {"SUPPLYMETER_SMTP_PASSWORD": "s3cret"})  # fmt: skip
+    port = free_port()
+    cfg = with_settings(mail_config(config, port, tmp_path), "smtp", security=security,
+                        username="alerts", host="127.0.0.1")  # fmt: skip
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(test_ca / "server.crt", test_ca / "server.key")
+    received: list = []
+    logins: list[tuple[bytes, bytes, bool]] = []
+
+    class Sink:
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            received.append(envelope)
+            return "250 OK"
+
+    def authenticator(server, session, envelope, mechanism, auth):  # type: ignore[no-untyped-def]
+        encrypted = server.transport.get_extra_info("ssl_object") is not None
+        logins.append((auth.login, auth.password, encrypted))
+        return AuthResult(success=(auth.login, auth.password) == (b"alerts", b"s3cret"))
+
+    # aiosmtpd's auth_require_tls only knows STARTTLS; with implicit TLS the whole session is
+    # encrypted from the first byte (the authenticator below checks it).
+    tls = ({"tls_context": server_ctx, "require_starttls": True} if security == "starttls"
+           else {"ssl_context": server_ctx, "auth_require_tls": False})  # fmt: skip
+    controller = Controller(
+        Sink(),
+        hostname="127.0.0.1",
+        port=port,
+        auth_required=True,
+        authenticator=authenticator,
+        **tls,
+    )  # type: ignore[arg-type]
+    controller.start()
+    try:
+        [event] = IncidentBook(tmp_path / "b.json").update([cond("press")], NOW, 24, 60, 3)
+        outbox = Outbox(tmp_path / "alerts")
+        outbox.put(render(cfg, event, None))
+        assert outbox.flush(cfg) == (0, 1)  # the test CA is not in the system's trust store
+        assert not received and not logins
+        trusted = with_settings(cfg, "smtp", ca_file=test_ca / "ca.crt")
+        assert outbox.flush(trusted) == (1, 0)
+    finally:
+        controller.stop()
+    assert logins == [(b"alerts", b"s3cret", True)]
+    [envelope] = received
+    message = email.message_from_bytes(envelope.content, policy=policy.default)
+    assert message["Subject"].startswith("Spike")
 
 
 def write_spike(influx: InfluxClient) -> None:
