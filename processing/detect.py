@@ -217,8 +217,10 @@ class Detector:
         keep = now_ns - (self.settings.baseline_weeks * 7 + 1) * DAY_NS
         for track in self.tracks.values():
             track.prune(keep, self.settings.every_min * MIN_NS)
-        self._baselines = {k: v for k, v in self._baselines.items() if k[1] >= keep}
-        self._fits = {k: v for k, v in self._fits.items() if k[1] >= keep}
+        # Baselines serve the last 24 h of email charts; fits the pooled spread two hours ahead.
+        recent = now_ns - DAY_NS
+        self._baselines = {k: v for k, v in self._baselines.items() if k[1] >= recent}
+        self._fits = {k: v for k, v in self._fits.items() if k[1] >= recent}
 
     # --- checks -------------------------------------------------------------------------------
 
