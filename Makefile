@@ -41,6 +41,7 @@ bench: setup
 	$(BIN)/python bench/bench_simulator.py
 	$(BIN)/python bench/bench_accounting.py
 	$(BIN)/python bench/bench_alerts.py
+	$(BIN)/python bench/bench_alerts_scale.py
 
 stack-up: setup
 	$(BIN)/supplymeter stack up

@@ -394,16 +394,21 @@ class AlertRunner:
 
         days = self.config.alerts.baseline_weeks * 7 + 1
         start = now_ns - (days * 86_400 * 10**9 if not self.loaded else self.REFRESH_NS)
-        q = (
-            "SELECT energy_kwh, volume_m3, power_kw FROM "
-            f"{quote_ident(schema.READING)} WHERE time >= {start} AND time <= {now_ns} "
-            "GROUP BY supplier, site, meter"
-        )
-        for series in self.client.query(q):
-            key = (series.tags["supplier"], series.tags["site"], series.tags["meter"])
-            for ts, energy, volume, power in series.values:
-                register = energy if energy is not None else volume
-                self.detector.add_reading(key, int(ts), register, power)
+        # In slices of at most the refresh span: the first load after a start reads weeks of
+        # every meter, which must not sit in memory as one query result.
+        for t0 in range(start, now_ns + 1, self.REFRESH_NS):
+            t1 = min(t0 + self.REFRESH_NS, now_ns + 1)
+            q = (
+                "SELECT energy_kwh, volume_m3, power_kw FROM "
+                f"{quote_ident(schema.READING)} WHERE time >= {t0} AND time < {t1} "
+                "GROUP BY supplier, site, meter"
+            )
+            for series in self.client.query(q):
+                key = (series.tags["supplier"], series.tags["site"], series.tags["meter"])
+                for ts, energy, volume, power in series.values:
+                    register = energy if energy is not None else volume
+                    self.detector.add_reading(key, int(ts), register, power)
+            self.detector.prune(now_ns)  # power_kw is kept for the last day only
         q = (f"SELECT last(state) FROM {quote_ident(schema.GATEWAY_STATUS)} "
              f"WHERE time <= {now_ns} GROUP BY supplier, site")  # fmt: skip
         for series in self.client.query(q):

@@ -20,7 +20,7 @@ instant ``now``, finds:
     window is judged once, as soon as a reading at or after its end has arrived — whenever the
     job happens to run, and also when the readings arrive late: a store-and-forward replay is
     judged window by window when it lands (up to :data:`LOOKBACK_NS` back), so a spike during a
-    gateway outage is still reported, marked as found in late data.
+    gateway outage is still reported, dated when it happened ("judged after the fact").
 ``over_capacity``
     the site's demand over the window (its grid meter's import if it has one, else the sum of
     its electricity consumption meters; kWh per window → kW) above its contract capacity —
@@ -47,7 +47,7 @@ import math
 import statistics
 from array import array
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from processing.rollup import RegisterSeries, cumulative_at, measure
 from supplymeter.calendar import public_holidays
@@ -79,7 +79,7 @@ def day_type(local: datetime, country: str) -> str:
     return "workday"
 
 
-def _hhmm(c: Condition, tz) -> str:
+def _hhmm(c: Condition, tz: tzinfo) -> str:
     start = ns_to_datetime(c.window_start_ns).astimezone(tz)
     end = ns_to_datetime(c.window_end_ns).astimezone(tz)
     return f"{start:%H:%M}–{end:%H:%M}"
@@ -111,7 +111,7 @@ class Baseline:
     median: float
     """Median consumption of the comparable windows [kWh or m³]."""
     mad: float
-    """Their median absolute deviation, floored for thin day types [kWh or m³]."""
+    """Their median absolute deviation, floored by the pooled spread [kWh or m³]."""
     days: int
 
     def band(self, k: float = 3.0) -> tuple[float, float]:
@@ -127,7 +127,10 @@ class Track:
     ts: array = field(default_factory=lambda: array("q"))
     register: array = field(default_factory=lambda: array("d"))
     power: array = field(default_factory=lambda: array("d"))
-    """``power_kw`` of each reading, NaN where none was sent."""
+    """``power_kw`` of the readings from ``power_from`` on, NaN where none was sent — only the
+    recent ones are kept (the stuck check looks back ``stuck_after_min``)."""
+    power_from: int = 0
+    """Index in ``ts`` of ``power[0]``."""
     judged_ns: int | None = None
     """End of the last window judged for spikes (epoch ns)."""
     spike: Condition | None = None
@@ -146,16 +149,30 @@ class Track:
             return
         i = bisect.bisect_left(self.ts, ts_ns)
         if i < len(self.ts) and self.ts[i] == ts_ns:  # a duplicate or a replay: last wins
-            self.register[i], self.power[i] = register, value
+            self.register[i] = register
+            if i >= self.power_from:
+                self.power[i - self.power_from] = value
             return
         self.ts.insert(i, ts_ns)
         self.register.insert(i, register)
-        self.power.insert(i, value)
+        if i >= self.power_from:
+            self.power.insert(i - self.power_from, value)
+        else:
+            self.power_from += 1  # older than the power kept: only its register counts
 
-    def prune(self, before_ns: int, step_ns: int) -> None:
+    def power_since(self, i: int) -> list[float]:
+        """``power_kw`` of the readings from index ``i`` on (those kept), NaN left out."""
+        return [p for p in self.power[max(0, i - self.power_from) :] if p == p]
+
+    def prune(self, before_ns: int, step_ns: int, power_before_ns: int) -> None:
         i = bisect.bisect_left(self.ts, before_ns)
         if i:
-            del self.ts[:i], self.register[:i], self.power[:i]
+            del self.ts[:i], self.register[:i]
+            self.power_from -= i
+        k = bisect.bisect_left(self.ts, power_before_ns)
+        if k > self.power_from:
+            del self.power[: k - self.power_from]
+            self.power_from = k
         n = min(before_ns // step_ns - self.steps_base, len(self.steps))
         if n > 0:
             del self.steps[:n]
@@ -215,8 +232,9 @@ class Detector:
 
     def prune(self, now_ns: int) -> None:
         keep = now_ns - (self.settings.baseline_weeks * 7 + 1) * DAY_NS
+        power_keep = now_ns - round(self.settings.stuck_after_min * MIN_NS) - DAY_NS
         for track in self.tracks.values():
-            track.prune(keep, self.settings.every_min * MIN_NS)
+            track.prune(keep, self.settings.every_min * MIN_NS, power_keep)
         # Baselines serve the last 24 h of email charts; fits the pooled spread two hours ahead.
         recent = now_ns - DAY_NS
         self._baselines = {k: v for k, v in self._baselines.items() if k[1] >= recent}
@@ -496,7 +514,7 @@ class Detector:
             if track.ts[-1] - track.ts[i] < span * 0.9:
                 continue
             registers = track.register[i:]
-            powers = [p for p in track.power[i:] if p == p]  # NaN is not equal to itself
+            powers = track.power_since(i)
             if max(registers) - min(registers) == 0 and powers and min(powers) > s.stuck_min_kw:
                 out.append(Condition(
                     "stuck", *key, value=statistics.mean(powers), baseline=None, unit="kW",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import ssl
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from email import policy
@@ -14,10 +15,12 @@ from zoneinfo import ZoneInfo
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from deploy.stack import free_port
 from processing.alerts import AlertRunner, Event, IncidentBook, Outbox, render, subject
-from processing.detect import MIN_NS, Condition, Detector, day_type
+from processing.detect import MIN_NS, Condition, Detector, Track, day_type
 from supplymeter.config import AlertSettings, Config, load_config
 from supplymeter.influx import InfluxClient
 from supplymeter.records import datetime_to_ns
@@ -205,6 +208,40 @@ def test_stuck_register_while_power_is_reported(config: Config) -> None:
     d2 = detector_for(config, stuck_after_min=60)
     feed(d2, FURNACE, NOW - 3 * 3600 * 10**9, NOW, frozen_after=NOW - 70 * MIN_NS, power=False)
     assert not [c for c in d2.evaluate(NOW).conditions if c.type == "stuck"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 60), st.floats(0, 1e6), st.one_of(st.none(), st.floats(0, 1e4))),
+        max_size=60,
+    ),
+    st.integers(0, 60),
+    st.integers(0, 60),
+)
+def test_track_keeps_readings_in_any_arrival_order(
+    arrivals: list[tuple[int, float, float | None]], cut: int, power_cut: int
+) -> None:
+    """Readings arrive in any order, duplicated (last wins), around a prune that drops old
+    registers and older power: the track stays sorted and every kept value is the right one."""
+    config = load_config(write_config(Path(tempfile.mkdtemp()), REGISTRY), {})
+    track = Track(next(r for r in config.registry.meters() if r.key == FURNACE))
+    latest: dict[int, tuple[float, float | None]] = {}
+    half = len(arrivals) // 2
+    for n, (minute, register, power) in enumerate(arrivals):
+        if n == half:
+            track.prune(cut * MIN_NS, 5 * MIN_NS, max(cut, power_cut) * MIN_NS)
+            latest = {t: v for t, v in latest.items() if t >= cut}
+        track.add(minute * MIN_NS, register, power)
+        latest[minute] = (register, power)
+    if half == len(arrivals):
+        return
+    assert list(track.ts) == [t * MIN_NS for t in sorted(latest)]
+    assert list(track.register) == [latest[t][0] for t in sorted(latest)]
+    for i in range(len(latest)):
+        if i >= track.power_from:  # power kept: the newest arrivals, never a wrong one
+            expected = [p for u in sorted(latest)[i:] if (p := latest[u][1]) is not None]
+            assert track.power_since(i) == expected
 
 
 def cond(meter: str, kind: str = "spike", value: float = 20.0) -> Condition:
