@@ -396,8 +396,12 @@ class AlertRunner:
         start = now_ns - (days * 86_400 * 10**9 if not self.loaded else self.REFRESH_NS)
         # In slices of at most the refresh span: the first load after a start reads weeks of
         # every meter, which must not sit in memory as one query result.
-        for t0 in range(start, now_ns + 1, self.REFRESH_NS):
+        slices = range(start, now_ns + 1, self.REFRESH_NS)
+        for n, t0 in enumerate(slices, 1):
             t1 = min(t0 + self.REFRESH_NS, now_ns + 1)
+            if not self.loaded and (n % 20 == 0 or n == len(slices)):
+                log.info("alerts: loading %d days of readings for the baselines: %d/%d slices",
+                         days, n, len(slices))  # fmt: skip
             q = (
                 "SELECT energy_kwh, volume_m3, power_kw FROM "
                 f"{quote_ident(schema.READING)} WHERE time >= {t0} AND time < {t1} "
