@@ -25,6 +25,7 @@ from simulators.loadtest import registry_toml
 from supplymeter.config import load_config
 from supplymeter.influx import InfluxClient
 from supplymeter.records import datetime_to_ns
+from supplymeter.store import Store
 
 TPE = ZoneInfo("Asia/Taipei")
 METERS = 1000
@@ -75,7 +76,7 @@ def main() -> None:
 
             library = FactorLibrary.load()
             t0 = time.perf_counter()
-            report = run_rollup(config, client, day, day + 24 * HOUR_NS, library)
+            report = run_rollup(config, Store(client), day, day + 24 * HOUR_NS, library)
             took = time.perf_counter() - t0
             assert report.hours == METERS * 24, report.hours
             verdict = "OK" if took < ROLLUP_CEILING_S else "OVER"
@@ -98,7 +99,7 @@ def main() -> None:
             print(f"  {METERS * 744:,} hourly rollups written in "
                   f"{time.perf_counter() - t0:.1f} s (setup, not timed)")  # fmt: skip
             t0 = time.perf_counter()
-            result = export_month(config, client, month, tmp / "out", library)
+            result = export_month(config, Store(client), month, tmp / "out", library)
             took = time.perf_counter() - t0
             assert len(result.meters) == METERS
             verdict = "OK" if took < EXPORT_CEILING_S else "OVER"

@@ -23,6 +23,7 @@ from processing.scope3 import Month
 from simulators.run import simulate
 from supplymeter.config import load_config
 from supplymeter.influx import InfluxClient
+from supplymeter.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 TPE = ZoneInfo("Asia/Taipei")
@@ -50,9 +51,9 @@ def main() -> None:
             collector.writer.flush(600)
             stored = time.perf_counter()
         library = FactorLibrary.load()
-        run_rollup(cfg, client, start_ns, end_ns, library)
+        run_rollup(cfg, Store(client), start_ns, end_ns, library)
         rolled = time.perf_counter()
-        export_month(cfg, client, month, Path(tmp) / "out", library)
+        export_month(cfg, Store(client), month, Path(tmp) / "out", library)
         exported = time.perf_counter()
     meters = len(cfg.registry.meters())
     print(

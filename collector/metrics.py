@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
-from influxdb_client import Point, WritePrecision
-
-from supplymeter import schema
+from supplymeter import store
 
 
 @dataclass(frozen=True)
@@ -108,14 +106,14 @@ def prometheus_text(snap: Snapshot) -> str:
 
 def stats_line(snap: Snapshot, ts_ns: int) -> str:
     """The snapshot as one ``collector_stats`` point."""
-    point = Point(schema.COLLECTOR_STATS).tag("collector", snap.collector)
+    fields: dict[str, float | int | bool] = {}
     for name, _ in _COUNTERS + _GAUGES:
         value = getattr(snap, name)
-        point.field(name, float(value) if isinstance(value, float) else int(value))
-    point.field("rejected", sum(snap.rejected.values()))
-    point.field("mqtt_connected", snap.mqtt_connected)
-    point.field("healthy", not snap.health_problems)
-    return point.time(ts_ns, WritePrecision.NS).to_line_protocol()
+        fields[name] = float(value) if isinstance(value, float) else int(value)
+    fields["rejected"] = sum(snap.rejected.values())
+    fields["mqtt_connected"] = snap.mqtt_connected
+    fields["healthy"] = not snap.health_problems
+    return store.stats_line(snap.collector, fields, ts_ns)
 
 
 class MetricsServer:

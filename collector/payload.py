@@ -25,24 +25,6 @@ from supplymeter.records import QUANTITIES, REGISTERS, Reading
 
 PREFIX = "energy/v1/"
 
-CARRIER_FIELDS: dict[str, frozenset[str]] = {
-    "electricity": frozenset(
-        {
-            "energy_kwh",
-            "energy_export_kwh",
-            "power_kw",
-            "voltage_v",
-            "current_a",
-            "power_factor",
-            "production_units",
-        }
-    ),
-    "natural_gas": frozenset({"volume_m3", "production_units"}),
-    "water": frozenset({"volume_m3", "production_units"}),
-}
-"""Which quantities a meter of each carrier may send (the registry, not the payload, says
-what a meter measures)."""
-
 MIN_TS_NS = 946_684_800 * 10**9
 """2000-01-01T00:00:00Z. Earlier timestamps come from gateways whose clock was never set
 (a dead RTC battery boots at 1970) and are refused rather than stored decades away."""
@@ -218,8 +200,10 @@ def parse_reading(obj: Any, ref: MeterRef, now_ns: int, limits: Limits) -> Readi
     seq = obj.get("seq")
     if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
         raise BadReading("invalid_value", "seq must be a non-negative integer")
-    allowed = CARRIER_FIELDS[ref.meter.carrier]
-    register, rollover = ref.register_field, ref.meter.rollover
+    if ref.meter.events:
+        _check_service_life(ref, ts_ns)
+    allowed = ref.carrier.quantities
+    register, rollover = ref.register_field, ref.rollover_at(ts_ns)
     values: dict[str, float] = {}
     # The collector's hot path: the common case (an allowed field holding a plain float)
     # takes the fewest checks; everything else falls through to the careful ones.
@@ -243,6 +227,16 @@ def parse_reading(obj: Any, ref: MeterRef, now_ns: int, limits: Limits) -> Readi
     if not values:
         raise BadReading("no_quantity", "reading carries no quantity")
     return Reading(ref.supplier.id, ref.site.id, ref.meter.id, ts_ns, seq, **values)
+
+
+def _check_service_life(ref: MeterRef, ts_ns: int) -> None:
+    """Refuse readings dated before the meter's commissioning or after its decommissioning
+    (registry events): they belong to no register this meter had."""
+    start, end = ref.commissioned_ns, ref.decommissioned_ns
+    if start is not None and ts_ns < start:
+        raise BadReading("before_commissioning", "ts is before the meter was commissioned")
+    if end is not None and ts_ns > end:
+        raise BadReading("after_decommissioning", "ts is after the meter was decommissioned")
 
 
 def parse_readings(

@@ -37,11 +37,18 @@ from collector.payload import (
     parse_topic,
     resolve_meter,
 )
-from collector.writer import BatchWriter, reading_line, rejection_line, status_line
+from collector.writer import BatchWriter
 from supplymeter.config import Config, MeterRef
 from supplymeter.errors import BadReading
 from supplymeter.influx import InfluxClient
-from supplymeter.records import Rejection
+from supplymeter.records import Reading, Rejection
+from supplymeter.store import (
+    HOUR_NS,
+    arrival_line,
+    reading_line,
+    rejection_line,
+    status_line,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,8 @@ class CollectorStats:
     messages: int = 0
     reading_messages: int = 0
     readings_accepted: int = 0
+    late_readings: int = 0
+    """Accepted readings older than ``collector.late_after_s`` (marked for the rollup)."""
     statuses: int = 0
     acks_sent: int = 0
     acks_dropped: int = 0
@@ -82,6 +91,7 @@ class Collector:
         self._config = config
         self._registry = config.registry
         settings = config.collector
+        self._late_ns = int(settings.late_after_s * 1e9)
         self._limits = Limits(
             max_payload_bytes=settings.max_payload_bytes,
             max_batch_readings=settings.max_batch_readings,
@@ -98,6 +108,7 @@ class Collector:
             queue_max_points=settings.queue_max_points,
             on_written=self._acknowledge,
             on_refused=self._refused,
+            mark_lines=self._mark_lines,
         )
         self.subscriber = MqttSubscriber(
             settings=config.mqtt, secrets=config.secrets, handler=self.handle
@@ -174,16 +185,29 @@ class Collector:
         self.stats.messages += 1
         topic = topic_bytes.decode("utf-8", "replace")
         lines: list[str] = []
+        marks = None
         try:
             target = self._route(topic_bytes, topic)
             if isinstance(target, StatusTopic):
                 status = parse_status(payload, target, self._registry, self._now_ns(), self._limits)
                 self.stats.statuses += 1
-                lines.append(status_line(status))
+                lines.append(
+                    status_line(
+                        status.supplier,
+                        status.site,
+                        status.gateway,
+                        status.state,
+                        status.received_ns,
+                        status.ts_ns,
+                    )
+                )
             else:
                 self.stats.reading_messages += 1
-                readings, rejected = parse_readings(payload, target, self._clock(), self._limits)
+                now_ns = self._clock()
+                readings, rejected = parse_readings(payload, target, now_ns, self._limits)
                 lines += [reading_line(r) for r in readings]
+                if readings and min(r.ts_ns for r in readings) < now_ns - self._late_ns:
+                    marks = self._late_marks(readings, now_ns - self._late_ns)
                 self.stats.readings_accepted += len(readings)
                 lines += [self._reject(exc, topic, payload) for exc in rejected]
         except BadReading as exc:
@@ -193,7 +217,22 @@ class Collector:
             lines.append(
                 self._reject(BadReading("internal_error", repr(exc)[:300]), topic, payload)
             )
-        self.writer.put(lines, token)
+        self.writer.put(lines, token, marks=marks)
+
+    def _late_marks(
+        self, readings: list[Reading], late_before_ns: int
+    ) -> list[tuple[tuple[str, str, str], int]]:
+        """(meter, hour) of each late reading: the writer stores one ``reading_arrival`` per
+        distinct pair and batch, durable together with the readings, and the rollup job
+        recomputes exactly those hours, however old. On-time readings (the common case) cost
+        nothing: the job's trailing window covers them."""
+        key = (readings[0].supplier, readings[0].site, readings[0].meter)
+        late = [(key, r.ts_ns - r.ts_ns % HOUR_NS) for r in readings if r.ts_ns < late_before_ns]
+        self.stats.late_readings += len(late)
+        return late
+
+    def _mark_lines(self, marks: Counter[tuple[tuple[str, str, str], int]]) -> list[str]:
+        return [arrival_line(key, hour, n, self._now_ns()) for (key, hour), n in marks.items()]
 
     def _route(self, topic_bytes: bytes, topic: str) -> MeterRef | StatusTopic:
         """The registry meter a readings topic names, or the parsed status topic.

@@ -1,8 +1,7 @@
 """Batched, retried writes of collector records to InfluxDB as line protocol.
 
-Line protocol comes from influxdb-client's ``Point`` (DESIGN.md: influxdb-client for
-serialization, plain HTTP for ``/write``), except for readings, the hot path, whose serializer
-is written out by hand and tested byte-identical to ``Point``'s.
+Lines come from the store's encoders (:mod:`supplymeter.store`); this module only batches
+and sends them.
 
 The :class:`BatchWriter` runs one thread: it sends a batch when ``batch_size`` lines are
 waiting, ``flush_interval_s`` has passed or a flush is asked for; it retries while InfluxDB is
@@ -17,112 +16,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from influxdb_client import Point, WritePrecision
-
-from collector.payload import GatewayStatus
-from supplymeter import schema
 from supplymeter.errors import RequestRejected, SourceUnavailable
 from supplymeter.influx import InfluxClient
-from supplymeter.records import QUANTITIES, Reading, Rejection
 
 log = logging.getLogger(__name__)
-
-
-_FLOAT_FIELDS = tuple((name, Reading._fields.index(name)) for name in sorted(QUANTITIES))
-"""(quantity name, index in :class:`Reading`) in the order influxdb-client's ``Point`` writes
-fields (sorted). Always
-floats: an integer register written as int would fix the field's type for the whole shard and
-every later float write would be refused."""
-
-
-def _float(value: float) -> str:
-    # Point's float format: str(), with the ".0" of whole numbers trimmed.
-    text = str(value)
-    return text[:-2] if text.endswith(".0") else text
-
-
-def reading_line(reading: Reading) -> str:
-    """A reading as one line of line protocol, at device time (ns).
-
-    The collector's hot path, so written out by hand: ``tests/collector/test_writer.py``
-    proves it byte-identical to influxdb-client's ``Point`` serialization, which it
-    outpaces about sevenfold (BENCHMARKS.md). No escaping is needed: the tags are ids that
-    matched ``[a-z0-9][a-z0-9_-]*`` and the field names are fixed.
-    """
-    fields = [
-        f"{name}={_float(float(value))}"
-        for name, index in _FLOAT_FIELDS
-        if (value := reading[index]) is not None
-    ]
-    if reading.seq is not None:
-        # Sorted position of "seq" among the field names, as Point writes it.
-        at = sum(1 for f in fields if f < "seq")
-        fields.insert(at, f"seq={int(reading.seq)}i")
-    return (
-        f"{schema.READING},meter={reading.meter},site={reading.site},"
-        f"supplier={reading.supplier} {','.join(fields)} {reading.ts_ns}"
-    )
-
-
-def reading_point(reading: Reading) -> Point:
-    """The same reading as an influxdb-client ``Point`` (the reference serialization)."""
-    point = (
-        Point(schema.READING)
-        .tag("supplier", reading.supplier)
-        .tag("site", reading.site)
-        .tag("meter", reading.meter)
-        .time(reading.ts_ns, WritePrecision.NS)
-    )
-    if reading.seq is not None:
-        point.field("seq", int(reading.seq))
-    for name, number in reading.quantities().items():
-        point.field(name, float(number))
-    return point
-
-
-def printable(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters with control characters escaped (``\\x0a``).
-
-    A raw newline in a string field would end the line-protocol line mid-point and make
-    InfluxDB refuse the whole batch around it; outside input must never be able to do that.
-    """
-    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text[:limit])
-
-
-def rejection_line(rejection: Rejection) -> str:
-    """A rejected message as one line of line protocol, at receipt time (ns)."""
-    point = Point(schema.REJECTED).tag("reason", rejection.code)
-    if rejection.supplier:
-        point.tag("supplier", rejection.supplier)
-    return (
-        point.field("count", 1)
-        .field("topic", printable(rejection.topic, 256))
-        .field("detail", printable(rejection.detail, 512))
-        .field("excerpt", printable(rejection.excerpt, 120))
-        .field("payload_bytes", int(rejection.payload_bytes))
-        .time(rejection.received_ns, WritePrecision.NS)
-        .to_line_protocol()
-    )
-
-
-def status_line(status: GatewayStatus) -> str:
-    """A gateway status change as one line of line protocol, at receipt time (ns)."""
-    point = (
-        Point(schema.GATEWAY_STATUS)
-        .tag("supplier", status.supplier)
-        .tag("site", status.site)
-        .tag("gateway", status.gateway)
-        .field("state", status.state)
-        .field("online", status.state == "online")
-        .time(status.received_ns, WritePrecision.NS)
-    )
-    if status.ts_ns is not None:
-        point.field("device_ts_ns", int(status.ts_ns))
-    return point.to_line_protocol()
 
 
 @dataclass(slots=True)
@@ -132,6 +33,8 @@ class _Entry:
     lines: list[str]
     token: object | None
     enqueued: float
+    marks: list[tuple[tuple[str, str, str], int]] | None = None
+    """(meter key, hour start) of each late reading among the lines."""
 
 
 class BatchWriter:
@@ -154,6 +57,7 @@ class BatchWriter:
         retry_wait_s: float = 1.0,
         on_written: Callable[[list[object]], None] | None = None,
         on_refused: Callable[[str, str], None] | None = None,
+        mark_lines: Callable[[Counter[tuple[tuple[str, str, str], int]]], list[str]] | None = None,
     ) -> None:
         self._client = client
         self._batch_size = batch_size
@@ -162,6 +66,7 @@ class BatchWriter:
         self._retry_wait_s = retry_wait_s
         self._on_written = on_written or (lambda tokens: None)
         self._on_refused = on_refused or (lambda line, why: None)
+        self._mark_lines = mark_lines
         self._entries: deque[_Entry] = deque()
         self._queued_lines = 0
         self._in_flight_since: float | None = None
@@ -201,13 +106,21 @@ class BatchWriter:
                 oldest = self._entries[0].enqueued
         return 0.0 if oldest is None else time.monotonic() - oldest
 
-    def put(self, lines: list[str], token: object | None = None, *, block: bool = True) -> None:
+    def put(
+        self, lines: list[str], token: object | None = None, *, block: bool = True,
+        marks: list[tuple[tuple[str, str, str], int]] | None = None,
+    ) -> None:  # fmt: skip
         """Queue lines; blocks while ``queue_max_points`` lines wait (backpressure, never a
-        drop) unless ``block`` is false (for records the writer itself produces)."""
+        drop) unless ``block`` is false (for records the writer itself produces).
+
+        ``marks`` name the (meter, hour) of late readings among the lines: each batch writes
+        one mark line per distinct pair (``mark_lines``), encoded at every write attempt so its
+        receipt time is that of the write that makes it durable, in the same request as the
+        readings."""
         with self._cond:
             while block and self._queued_lines >= self._queue_max and not self._closing:
                 self._cond.wait(1.0)
-            self._entries.append(_Entry(lines, token, time.monotonic()))
+            self._entries.append(_Entry(lines, token, time.monotonic(), marks))
             self._queued_lines += len(lines)
             self.enqueued += len(lines)
             if self._queued_lines >= self._batch_size:
@@ -261,10 +174,17 @@ class BatchWriter:
 
     def _write(self, batch: list[_Entry]) -> None:
         lines = [line for entry in batch for line in entry.lines]
+        marks: Counter[tuple[tuple[str, str, str], int]] = Counter()
+        for entry in batch:
+            if entry.marks:
+                marks.update(entry.marks)
         while True:
             started = time.monotonic()
             try:
-                self._client.write_lines(lines)
+                if marks and self._mark_lines is not None:
+                    self._client.write_lines([*lines, *self._mark_lines(marks)])
+                else:
+                    self._client.write_lines(lines)
             except SourceUnavailable as exc:
                 self.write_failures += 1
                 if self.unavailable_since is None:
@@ -274,6 +194,8 @@ class BatchWriter:
                 continue
             except RequestRejected as exc:
                 written, refused = self._isolate(lines, str(exc))
+                if marks and self._mark_lines is not None:
+                    self._isolate(self._mark_lines(marks), "late-arrival marks", count=False)
                 break
             written, refused = len(lines), 0
             if self.unavailable_since is not None:
@@ -291,8 +213,9 @@ class BatchWriter:
             self._in_flight_since = None
             self._cond.notify_all()
 
-    def _isolate(self, lines: list[str], why: str) -> tuple[int, int]:
-        """InfluxDB refused a batch: write line by line so one bad line costs only itself."""
+    def _isolate(self, lines: list[str], why: str, count: bool = True) -> tuple[int, int]:
+        """InfluxDB refused a batch: write line by line so one bad line costs only itself
+        (``count``: report refusals to ``on_refused``)."""
         if len(lines) > 1:
             log.error("InfluxDB refused a batch of %d lines; isolating: %s", len(lines), why)
         written = refused = 0
@@ -305,7 +228,8 @@ class BatchWriter:
                     continue
                 except RequestRejected as exc:
                     log.error("InfluxDB refused a line: %s; line: %.200s", exc, line)
-                    self._on_refused(line, str(exc))
+                    if count:
+                        self._on_refused(line, str(exc))
                     refused += 1
                 else:
                     written += 1

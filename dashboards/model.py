@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from supplymeter import schema
+from supplymeter import store as schema
 from supplymeter.config import Config
 
 Panel = dict[str, Any]

@@ -19,14 +19,15 @@ import matplotlib.pyplot as plt
 from dashboards.macros import panel_range, substitute
 from dashboards.model import Dashboard, all_dashboards
 from supplymeter.config import Config
-from supplymeter.influx import InfluxClient, Series
+from supplymeter.influx import Series
 from supplymeter.records import ns_to_datetime
+from supplymeter.store import Store
 
 ALL = ["$__all"]
 
 
 def run_panel(
-    client: InfluxClient, panel: dict[str, Any], start_ns: int, end_ns: int, tz: str,
+    store: Store, panel: dict[str, Any], start_ns: int, end_ns: int, tz: str,
     interval: str = "1h", variables: dict[str, list[str]] | None = None,
 ) -> list[tuple[str, Series]]:  # fmt: skip
     """(legend, series) of every query of a panel, as Grafana would fetch them."""
@@ -34,7 +35,7 @@ def run_panel(
     out = []
     for target in panel["targets"]:
         query = substitute(target["query"], lo, hi, interval, variables)
-        for series in client.query(query):
+        for series in store.panel_query(query):
             legend = target.get("alias", "") or series.name
             tags = series.tags
             legend = re.sub(r"\$tag_(\w+)", lambda m, tags=tags: tags.get(m[1], ""), legend)
@@ -111,7 +112,7 @@ def _weekday_hour(ax: Any, results: list[tuple[str, Series]], tz: str) -> None:
 
 
 def render_all(
-    config: Config, client: InfluxClient, start_ns: int, end_ns: int, out: Path,
+    config: Config, store: Store, start_ns: int, end_ns: int, out: Path,
     dashboards: list[Dashboard] | None = None,
 ) -> list[Path]:  # fmt: skip
     """Render every chartable panel of every dashboard for ``[start, end]``."""
@@ -121,7 +122,7 @@ def render_all(
     for dashboard in dashboards or all_dashboards(config):
         variables = {v["name"]: ALL for v in dashboard["templating"]["list"]}
         for panel in dashboard["panels"]:
-            results = run_panel(client, panel, start_ns, end_ns, tz, "1h", variables)
+            results = run_panel(store, panel, start_ns, end_ns, tz, "1h", variables)
             path = out / f"{dashboard['uid']}-{panel['id']:02d}-{_slug(panel['title'])}.png"
             if render_panel(panel, results, path, tz):
                 written.append(path)

@@ -323,18 +323,3 @@ def stack_from_config(config: Config) -> LocalStack:
         influxdb_port=settings.influxdb_port,
         influxdb_rpc_port=settings.influxdb_rpc_port,
     )
-
-
-class MosquittoFromFile(Mosquitto):
-    """Mosquitto run with a given config file (e.g. what ``deploy mosquitto`` wrote);
-    ``port`` is the plain listener it opens, used to tell when it is ready."""
-
-    def __init__(self, *, root: Path, port: int, conf: Path) -> None:
-        super().__init__(root=root, port=port)
-        self.conf = conf
-
-    def argv(self) -> list[str]:
-        return [find_binary("mosquitto", "mosquitto"), "-c", str(self.conf)]
-
-    def write_config(self) -> None:
-        """The file is given, not written."""

@@ -33,8 +33,8 @@ from pathlib import Path
 
 from processing.detect import LOOKBACK_NS, MIN_NS, Condition
 from supplymeter.config import Config
-from supplymeter.influx import InfluxClient
 from supplymeter.records import ns_to_datetime
+from supplymeter.store import Store, alert_line
 
 log = logging.getLogger(__name__)
 
@@ -369,10 +369,10 @@ class AlertRunner:
     """Each run re-reads the detector's look-back (6 h): late and replayed readings are taken
     in."""
 
-    def __init__(self, config: Config, client: InfluxClient) -> None:
+    def __init__(self, config: Config, store: Store) -> None:
         from processing.detect import Detector
 
-        self.config, self.client = config, client
+        self.config, self.store = config, store
         self.detector = Detector(config.registry, config.alerts)
         state_dir = config.resolve(config.alerts.state_dir)
         self.book = IncidentBook.load(state_dir / "incidents.json")
@@ -389,9 +389,6 @@ class AlertRunner:
         self.loaded = False
 
     def load(self, now_ns: int) -> None:
-        from supplymeter import schema
-        from supplymeter.influx import quote_ident
-
         days = self.config.alerts.baseline_weeks * 7 + 1
         start = now_ns - (days * 86_400 * 10**9 if not self.loaded else self.REFRESH_NS)
         # In slices of at most the refresh span: the first load after a start reads weeks of
@@ -402,29 +399,12 @@ class AlertRunner:
             if not self.loaded and (n % 20 == 0 or n == len(slices)):
                 log.info("alerts: loading %d days of readings for the baselines: %d/%d slices",
                          days, n, len(slices))  # fmt: skip
-            q = (
-                "SELECT energy_kwh, volume_m3, power_kw FROM "
-                f"{quote_ident(schema.READING)} WHERE time >= {t0} AND time < {t1} "
-                "GROUP BY supplier, site, meter"
-            )
-            for series in self.client.query(q):
-                key = (series.tags["supplier"], series.tags["site"], series.tags["meter"])
-                for ts, energy, volume, power in series.values:
-                    register = energy if energy is not None else volume
-                    self.detector.add_reading(key, int(ts), register, power)
+            for key, ts, register, power in self.store.readings_window(t0, t1):
+                self.detector.add_reading(key, ts, register, power)
             self.detector.prune(now_ns)  # power_kw is kept for the last day only
-        q = (f"SELECT last(state) FROM {quote_ident(schema.GATEWAY_STATUS)} "
-             f"WHERE time <= {now_ns} GROUP BY supplier, site")  # fmt: skip
-        for series in self.client.query(q):
-            ts, state = series.values[0][0], series.values[0][1]
-            self.detector.set_gateway(series.tags["supplier"], series.tags["site"], state, int(ts))
-        hour_ago = now_ns - 3600 * 10**9
-        q = (f"SELECT count(count) FROM {quote_ident(schema.REJECTED)} "
-             f"WHERE time > {hour_ago} AND time <= {now_ns} GROUP BY supplier")  # fmt: skip
-        self.detector.rejects = {
-            s.tags.get("supplier", ""): int(s.values[0][1] or 0)
-            for s in self.client.query(q) if s.tags.get("supplier")
-        }  # fmt: skip
+        for supplier, site, state, ts in self.store.gateway_states(now_ns):
+            self.detector.set_gateway(supplier, site, state, ts)
+        self.detector.rejects = self.store.reject_counts(now_ns - 3600 * 10**9, now_ns)
         self.loaded = True
 
     def run(self, now_ns: int) -> str:
@@ -440,7 +420,7 @@ class AlertRunner:
         tmp.write_text(json.dumps(judged, sort_keys=True))
         os.replace(tmp, self.judged_path)
         if events:
-            self.client.write_lines([line for e in events for line in alert_lines(e)])
+            self.store.write([line for e in events for line in alert_lines(e)])
         for event in events:
             if a.digest:
                 row = {"kind": event.kind, "at_ns": event.at_ns,
@@ -490,22 +470,19 @@ class AlertRunner:
 
 def alert_lines(event: Event) -> list[str]:
     """Line protocol for Grafana annotations: one point per incident and event."""
-    from influxdb_client import Point, WritePrecision
-
-    from supplymeter import schema
-
-    lines = []
-    for n, i in enumerate(event.incidents):
-        point = (
-            Point(schema.ALERT)
-            .tag("type", i.type).tag("supplier", i.supplier).tag("site", i.site or "-")
-            .tag("subject", i.subject or "-").tag("event", event.kind)
-            .field("incident", i.id).field("title", TITLES[i.type])
-            .field("detail", i.detail).field("value", float(i.value))
-            .field("open", event.kind != "resolved")
-            .time(event.at_ns + n, WritePrecision.NS)
-        )  # fmt: skip
-        if i.baseline is not None:
-            point = point.field("baseline", float(i.baseline))
-        lines.append(point.to_line_protocol())
-    return lines
+    return [
+        alert_line(
+            at_ns=event.at_ns + n,
+            type_=i.type,
+            supplier=i.supplier,
+            site=i.site,
+            subject=i.subject,
+            event=event.kind,
+            incident=i.id,
+            title=TITLES[i.type],
+            detail=i.detail,
+            value=i.value,
+            baseline=i.baseline,
+        )
+        for n, i in enumerate(event.incidents)
+    ]

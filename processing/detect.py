@@ -188,12 +188,19 @@ class Track:
             return None
         lo, hi = max(0, lo - 1), min(len(self.ts), hi + 2)
         series = RegisterSeries(self.ref, tuple(self.ts[lo:hi]), tuple(self.register[lo:hi]))
-        series, cumulative, _ = measure(series)
-        begin = cumulative_at(series.ts_ns, cumulative, t0)
-        end = cumulative_at(series.ts_ns, cumulative, t1)
+        m = measure(series)
+        begin = cumulative_at(m.ts_ns, m.cumulative, t0)
+        end = cumulative_at(m.ts_ns, m.cumulative, t1)
         if begin is None or end is None:
             return None
-        return (end - begin) * self.ref.meter.multiplier
+        return end - begin
+
+
+def spike_floor(settings: AlertSettings, ref: MeterRef) -> float:
+    """Smallest excess worth a spike alert per window [unit]: ``[alerts] spike_min_abs_kwh``
+    / ``_m3`` where set for the meter's unit, else the carrier table's default."""
+    overrides = {"kWh": settings.spike_min_abs_kwh, "m3": settings.spike_min_abs_m3}
+    return overrides.get(ref.unit, ref.carrier.spike_min_abs)
 
 
 @dataclass
@@ -443,7 +450,7 @@ class Detector:
         excess = value - base.median
         if (
             value > base.median * (1 + s.spike_min_pct / 100)
-            and excess > (s.spike_min_abs_kwh if ref.unit == "kWh" else s.spike_min_abs_m3)
+            and excess > spike_floor(s, ref)
             and excess > s.spike_mad * MAD_TO_SIGMA * base.mad
         ):
             pct = 100 * excess / base.median if base.median > 0 else float("inf")

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from processing.rollup import HourlyConsumption
-from supplymeter.config import CARRIER_UNIT, MeterRef
+from supplymeter.carriers import CARRIERS
+from supplymeter.config import MeterRef
 from supplymeter.errors import ConfigError
-from supplymeter.records import ns_to_datetime
+from supplymeter.records import HourlyConsumption, HourlyEmissions, ns_to_datetime
 
 FACTORS_FILE = "emission_factors.csv"
 
@@ -43,16 +43,6 @@ class EmissionFactor:
     period: str = "annual"
     """``annual``: published for one year (a later year without its own factor is provisional);
     ``standing``: applies from ``year`` until a newer row replaces it (fuel properties)."""
-
-
-@dataclass(frozen=True, slots=True)
-class EmissionRecord:
-    """Emissions of one meter-hour, with the factor that produced them."""
-
-    hour: HourlyConsumption
-    emissions_kgco2e: float
-    factor: EmissionFactor
-    provisional: bool
 
 
 class FactorLibrary:
@@ -86,7 +76,8 @@ class FactorLibrary:
             except (KeyError, TypeError, ValueError) as exc:
                 problems.append(f"{name}:{line}: cannot read row: {exc}")
                 continue
-            expected_unit = f"kgCO2e/{CARRIER_UNIT.get(factor.carrier, '?')}"
+            units = {c.unit for c in CARRIERS.values() if c.factor_key == factor.carrier}
+            expected_unit = f"kgCO2e/{units.pop() if len(units) == 1 else '?'}"
             if factor.unit != expected_unit:
                 problems.append(
                     f"{name}:{line}: unit must be {expected_unit} (got {factor.unit!r})"
@@ -104,6 +95,24 @@ class FactorLibrary:
         if problems:
             raise ConfigError(problems)
         return cls(factors)
+
+    def resolutions(self, years: range) -> dict[str, tuple[str, float, bool]]:
+        """What every (carrier, region, year) resolves to, as ``{"carrier/region/year":
+        (factor id, value, provisional)}``: the job compares it between runs, and a changed
+        entry (a new or corrected row) restates exactly the hours of that year."""
+        out = {}
+        keys = {(f.carrier, f.region) for f in self.factors}
+        for carrier, region in sorted(keys):
+            for year in years:
+                found = self.lookup(carrier, region, year)
+                if found is not None:
+                    f, provisional = found
+                    out[f"{carrier}/{region}/{year}"] = (f.id, f.value, provisional)
+        return out
+
+    def covers(self, carrier: str, region: str) -> bool:
+        """Whether any factor exists for the carrier and region (else: "no factor yet")."""
+        return any(f.carrier == carrier and f.region == region for f in self.factors)
 
     def lookup(self, carrier: str, region: str, year: int) -> tuple[EmissionFactor, bool] | None:
         """The factor for ``year``, or the latest earlier one flagged provisional (True)."""
@@ -126,22 +135,22 @@ def local_year(hour: HourlyConsumption, ref: MeterRef) -> int:
 
 def to_emissions(
     hour: HourlyConsumption, factor: EmissionFactor, provisional: bool
-) -> EmissionRecord:
+) -> HourlyEmissions:
     """Location-based emissions of one meter-hour.
 
     Parameters
     ----------
     hour : HourlyConsumption
-        Consumption in the hour, >= 0 in normal operation. [kWh or m³]
+        Consumption in the hour, >= 0 in normal operation. [kWh, m³ or kg]
     factor : EmissionFactor
-        Factor for the meter's carrier, region and year. [kgCO2e/kWh or kgCO2e/m³]
+        Factor for the meter's carrier, region and year. [kgCO2e per unit]
     provisional : bool
         True when ``factor`` is an earlier year's, standing in for an unpublished one.
 
     Returns
     -------
-    EmissionRecord
-        ``emissions_kgco2e = consumption × factor.value``. [kgCO2e]
+    HourlyEmissions
+        ``emissions_kgco2e = consumption × factor.value``, with the factor's id. [kgCO2e]
 
     References
     ----------
@@ -149,17 +158,20 @@ def to_emissions(
     .. [2] Energy Administration, Ministry of Economic Affairs (Taiwan), annual electricity
        emission factor announcements (see the factor file for each year's row).
     """
-    if factor.carrier != hour.carrier:
+    if factor.carrier != CARRIERS[hour.carrier].factor_key:
         raise ValueError(f"factor {factor.id} is for {factor.carrier}, not {hour.carrier}")
-    return EmissionRecord(hour, hour.consumption * factor.value, factor, provisional)
+    return HourlyEmissions(
+        hour.supplier, hour.site, hour.meter, hour.carrier, hour.hour_start_ns,
+        hour.consumption * factor.value, factor.id, factor.value, provisional,
+    )  # fmt: skip
 
 
 def emissions_for(
     hour: HourlyConsumption, ref: MeterRef, library: FactorLibrary
-) -> EmissionRecord | None:
+) -> HourlyEmissions | None:
     """Emissions of a meter-hour with the factor of its local year; ``None`` when no factor
     exists for the carrier and region at all (reported as such, never as zero)."""
-    found = library.lookup(hour.carrier, ref.supplier.country, local_year(hour, ref))
+    found = library.lookup(ref.carrier.factor_key, ref.supplier.country, local_year(hour, ref))
     if found is None:
         return None
     return to_emissions(hour, *found)

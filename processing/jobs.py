@@ -1,38 +1,62 @@
 """Job runners: the I/O around the pure calculations, and the scheduler that runs them.
 
-* :func:`run_rollup` — readings → ``hourly_consumption`` and ``hourly_emissions``. Rollup
-  points are keyed by meter tags + hour, so recomputing a window overwrites the same points:
-  re-running any job never double-counts.
-* :func:`run_scheduler` — APScheduler: the rollup every ``jobs.rollup_every_min`` over the
-  trailing ``jobs.trailing_window_h`` (absorbing late and store-and-forward data), and the
-  previous month's export on the 1st of each month at 06:00 Asia/Taipei.
+Derived data has one path: readings → ``hourly_consumption`` → ``hourly_emissions`` (with the
+factor id) → months, exports, dashboards. Anything that changes an input marks what it
+touches, and the jobs recompute and restate exactly that:
+
+* **late data** — the collector records the meter-hours of every reading that arrives later
+  than ``[collector] late_after_s`` (``reading_arrival``); each rollup run reads the marks
+  since its cursor and recomputes those hours, however old, with their neighbours;
+* **a meter event** recorded in the registry (exchange, CT change) — the hours around it;
+* **a factor row** added or corrected — the stored emissions of exactly the hours whose
+  (carrier, region, local year) now resolves differently, from the stored consumption;
+* each of these adds a *pending restatement* to the months it touched, with the reason; the
+  export job restates those months (new version, diff naming the reason) and the dashboards'
+  monthly totals follow.
+
+Rollup points are keyed by meter tags + hour, so recomputing overwrites: re-running any job
+never double-counts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from influxdb_client import Point, WritePrecision
-
-from processing.emissions import EmissionRecord, FactorLibrary, emissions_for
-from processing.rollup import HOUR_NS, HourlyConsumption, RegisterSeries, hourly_consumption
+from processing.emissions import FactorLibrary, emissions_for
+from processing.rollup import HOUR_NS, RegisterSeries, hourly_consumption, measure
 from processing.scope3 import Month
-from supplymeter import schema
-from supplymeter.config import CARRIER_REGISTER_FIELD, Config
-from supplymeter.influx import InfluxClient, quote_ident, quote_literal
+from supplymeter.config import Config, MeterRef
 from supplymeter.records import ns_to_datetime
+from supplymeter.store import (
+    Store,
+    consumption_line,
+    emissions_line,
+    export_line,
+    quality_issue_line,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_GAP_INTERVALS = 2
 """Readings more than this many nominal intervals apart leave the hours between estimated."""
+
+ARRIVAL_OVERLAP_NS = 300 * 10**9
+"""Arrival marks are re-read this far behind the cursor (clock differences between the
+collector and the job; recomputing an hour twice is harmless)."""
+
+MERGE_GAP_H = 3
+"""Dirty hours of one meter at most this far apart are recomputed as one range."""
+
+FALL_CODE = "register_fall_without_event"
 
 
 @dataclass
@@ -42,75 +66,78 @@ class RollupReport:
     estimated_hours: int = 0
     flags: Counter[str] = field(default_factory=Counter)
     meters_without_data: list[str] = field(default_factory=list)
+    falls: int = 0
+    """Register falls without a meter event (each raised as a quality issue)."""
+    touched: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    """(month, supplier) → meter paths whose hours were recomputed."""
+    emissions_hours: int = 0
+
+    def add(self, other: RollupReport) -> None:
+        self.meters += other.meters
+        self.hours += other.hours
+        self.estimated_hours += other.estimated_hours
+        self.flags.update(other.flags)
+        self.meters_without_data += other.meters_without_data
+        self.falls += other.falls
+        self.emissions_hours += other.emissions_hours
+        for key, meters in other.touched.items():
+            self.touched.setdefault(key, set()).update(meters)
 
 
-def _meter_hour(measurement: str, hour: HourlyConsumption) -> Point:
-    """A point for one meter-hour: the meter's tags, at the start of its UTC hour."""
-    return (
-        Point(measurement)
-        .tag("supplier", hour.supplier)
-        .tag("site", hour.site)
-        .tag("meter", hour.meter)
-        .tag("carrier", hour.carrier)
-        .time(hour.hour_start_ns, WritePrecision.NS)
-    )
+def _month_of(ns: int, tz: ZoneInfo) -> str:
+    local = ns_to_datetime(ns).astimezone(tz)
+    return f"{local.year:04d}-{local.month:02d}"
 
 
-def consumption_line(hour: HourlyConsumption) -> str:
-    """An hourly rollup as line protocol."""
-    return (
-        _meter_hour(schema.HOURLY_CONSUMPTION, hour)
-        .field(CARRIER_REGISTER_FIELD[hour.carrier], float(hour.consumption))
-        .field("coverage", float(hour.coverage))
-        .field("estimated", hour.estimated)
-        .field("flags", ",".join(hour.flags))
-        .field("readings", int(hour.readings))
-        .to_line_protocol()
-    )
-
-
-def export_lines(series: RegisterSeries, start_ns: int, end_ns: int, max_gap_ns: int) -> list[str]:
-    """A grid meter's export register as hourly ``energy_export_kwh``, a field of the same
-    ``hourly_consumption`` point as its import (InfluxDB merges fields of one point)."""
-    return [
-        _meter_hour(schema.HOURLY_CONSUMPTION, hour)
-        .field("energy_export_kwh", float(hour.consumption))
-        .to_line_protocol()
-        for hour in hourly_consumption(series, start_ns, end_ns, max_gap_ns)
-    ]
-
-
-def emissions_line(record: EmissionRecord) -> str:
-    """Emissions of a meter-hour as line protocol, tagged with the factor used."""
-    return (
-        _meter_hour(schema.HOURLY_EMISSIONS, record.hour)
-        .tag("factor_id", record.factor.id)
-        .field("emissions_kgco2e", float(record.emissions_kgco2e))
-        .field("factor_value", float(record.factor.value))
-        .field("provisional", record.provisional)
-        .to_line_protocol()
-    )
-
-
-def fetch_registers(
-    client: InfluxClient, supplier: str, start_ns: int, end_ns: int
-) -> dict[tuple[str, str], list[tuple[int, float | None, float | None]]]:
-    """Register readings of a supplier's meters in [start, end]: {(site, meter): rows}."""
-    q = (
-        f"SELECT {quote_ident('energy_kwh')}, {quote_ident('volume_m3')}, "
-        f"{quote_ident('energy_export_kwh')} "
-        f"FROM {quote_ident(schema.READING)} WHERE supplier = {quote_literal(supplier)} "
-        f"AND time >= {start_ns} AND time <= {end_ns} GROUP BY site, meter"
-    )
-    return {
-        (s.tags["site"], s.tags["meter"]): [tuple(row) for row in s.values]  # type: ignore[misc]
-        for s in client.query(q)
-    }
+def rollup_meter(
+    ref: MeterRef,
+    registers: dict[str, list[tuple[int, float]]],
+    start_ns: int,
+    end_ns: int,
+    library: FactorLibrary,
+    report: RollupReport,
+) -> list[str]:
+    """One meter's hours in [start, end) as line protocol: consumption, emissions (consumption
+    meters), a grid meter's export, and a quality issue for each unexplained fall."""
+    meter = ref.meter
+    max_gap_ns = MAX_GAP_INTERVALS * meter.interval_s * 10**9
+    series = RegisterSeries.from_points(ref, registers.get(ref.register_field, []))
+    measured = measure(series)
+    hours = hourly_consumption(series, start_ns, end_ns, max_gap_ns, measured)
+    report.meters += 1
+    lines: list[str] = []
+    if not hours:
+        report.meters_without_data.append("/".join(ref.key))
+    for t, label in measured.falls():
+        if start_ns <= t < end_ns:
+            report.falls += 1
+            lines.append(quality_issue_line(
+                FALL_CODE, ref.key, t, f"register fell ({label}) without a recorded meter event: "
+                "the hours are estimated; record the exchange in the registry", True,
+            ))  # fmt: skip
+    if meter.role == "grid":
+        exported = RegisterSeries.from_points(ref, registers.get("energy_export_kwh", []))
+        lines += [export_line(h) for h in hourly_consumption(exported, start_ns, end_ns,
+                                                             max_gap_ns)]  # fmt: skip
+    for hour in hours:
+        lines.append(consumption_line(hour))
+        report.hours += 1
+        report.estimated_hours += hour.estimated
+        report.flags.update(hour.flags)
+        month = _month_of(hour.hour_start_ns, ref.tz)
+        report.touched.setdefault((month, ref.supplier.id), set()).add("/".join(ref.key))
+        # PV generation and grid import are not the plant's consumption.
+        if meter.role == "consumption":
+            record = emissions_for(hour, ref, library)
+            if record is not None:
+                lines.append(emissions_line(record))
+                report.emissions_hours += 1
+    return lines
 
 
 def run_rollup(
     config: Config,
-    client: InfluxClient,
+    store: Store,
     start_ns: int,
     end_ns: int,
     library: FactorLibrary,
@@ -120,43 +147,126 @@ def run_rollup(
     start_ns -= start_ns % HOUR_NS
     look = config.jobs.lookaround_h * HOUR_NS
     report = RollupReport()
-    for supplier in config.registry.suppliers:
-        rows_by_meter = fetch_registers(client, supplier.id, start_ns - look, end_ns + look)
+    suppliers = config.registry.suppliers
+    for n, supplier in enumerate(suppliers, 1):
+        by_meter = store.registers(supplier.id, start_ns - look, end_ns + look)
         lines: list[str] = []
         for site in supplier.sites:
             for meter in site.meters:
                 ref = config.registry.meter(supplier.id, site.id, meter.id)
                 assert ref is not None
-                column = 1 if ref.register_field == "energy_kwh" else 2
-                rows = rows_by_meter.get((site.id, meter.id), [])
-                points = [(r[0], r[column]) for r in rows if r[column] is not None]
-                series = RegisterSeries.from_points(ref, points)  # type: ignore[arg-type]
-                max_gap_ns = MAX_GAP_INTERVALS * meter.interval_s * 10**9
-                hours = hourly_consumption(series, start_ns, end_ns, max_gap_ns)
-                report.meters += 1
-                if not hours:
-                    report.meters_without_data.append("/".join(ref.key))
-                if meter.role == "grid":
-                    exported = [(r[0], r[3]) for r in rows if r[3] is not None]
-                    lines += export_lines(
-                        RegisterSeries.from_points(ref, exported),  # type: ignore[arg-type]
-                        start_ns, end_ns, max_gap_ns,
-                    )  # fmt: skip
-                for hour in hours:
-                    lines.append(consumption_line(hour))
-                    report.hours += 1
-                    report.estimated_hours += hour.estimated
-                    report.flags.update(hour.flags)
-                    # PV generation and grid import are not the plant's consumption.
-                    if meter.role != "consumption":
-                        continue
-                    record = emissions_for(hour, ref, library)
-                    if record is not None:
-                        lines.append(emissions_line(record))
-        for i in range(0, len(lines), 5000):
-            client.write_lines(lines[i : i + 5000])
+                registers = by_meter.get((site.id, meter.id), {})
+                lines += rollup_meter(ref, registers, start_ns, end_ns, library, report)
+        store.write(lines)
         if progress:
-            progress(f"rolled up {supplier.id}")
+            progress(f"rolled up {supplier.id} ({n}/{len(suppliers)})")
+    return report
+
+
+def _ranges(hours: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted hour starts → [start, end) ranges, merging hours at most MERGE_GAP_H apart."""
+    out: list[list[int]] = []
+    for h in sorted(set(hours)):
+        if out and h - out[-1][1] <= MERGE_GAP_H * HOUR_NS:
+            out[-1][1] = h + HOUR_NS
+        else:
+            out.append([h, h + HOUR_NS])
+    return [(a, b) for a, b in out]
+
+
+def run_dirty(
+    config: Config,
+    store: Store,
+    dirty: dict[tuple[str, str, str], set[int]],
+    library: FactorLibrary,
+    progress: Callable[[str], None] | None = None,
+) -> RollupReport:
+    """Recompute exactly the dirty meter-hours and the hours their new readings reach: for a
+    range of dirty hours, every hour from the meter's last reading before the range to its
+    first reading after it (a filled gap changes the interpolation on both sides)."""
+    report = RollupReport()
+    look = config.jobs.lookaround_h * HOUR_NS
+    by_supplier: dict[str, dict[tuple[int, int], list[str]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for (supplier, site, meter), hours in dirty.items():
+        if config.registry.meter(supplier, site, meter) is None:
+            continue  # a meter since removed from the registry
+        for rng in _ranges(hours):
+            by_supplier[supplier][rng].append(f"{site}\x00{meter}")
+    for supplier, ranges in by_supplier.items():
+        for (a, b), site_meters in sorted(ranges.items()):
+            pairs = [tuple(x.split("\x00")) for x in site_meters]
+            lines = _recompute_range(config, store, supplier, pairs, a, b, look, library, report)
+            store.write(lines)
+        if progress:
+            progress(f"recomputed {supplier}: {len(ranges)} ranges")
+    return report
+
+
+def _recompute_range(
+    config: Config, store: Store, supplier: str, pairs: list[tuple[str, ...]], a: int, b: int,
+    look: int, library: FactorLibrary, report: RollupReport,
+) -> list[str]:  # fmt: skip
+    meters = [m for _, m in pairs]
+    fetched = store.registers(supplier, a - look, b + look, meters)
+    lines: list[str] = []
+    for site, meter in pairs:
+        ref = config.registry.meter(supplier, site, meter)
+        assert ref is not None
+        registers = fetched.get((site, meter), {})
+        points = registers.get(ref.register_field, [])
+        before = [t for t, _ in points if t <= a]
+        after = [t for t, _ in points if t >= b]
+        lo, hi = (max(before) if before else None), (min(after) if after else None)
+        if lo is None or hi is None:  # the neighbours lie further out: find them, refetch
+            edges = store.register_edges(supplier, ref.register_field, a - look, b + look,
+                                         [meter]).get((site, meter), (None, None))  # fmt: skip
+            lo = lo if lo is not None else edges[0]
+            hi = hi if hi is not None else edges[1]
+            wide = store.registers(supplier, (lo or a) - look, (hi or b) + look, [meter])
+            registers = wide.get((site, meter), {})
+        start = (lo if lo is not None else a) // HOUR_NS * HOUR_NS
+        end = -(-(hi if hi is not None else b) // HOUR_NS) * HOUR_NS
+        lines += rollup_meter(ref, registers, start, end, library, report)
+    return lines
+
+
+def restate_emissions(
+    config: Config, store: Store, library: FactorLibrary, changed: Iterable[str]
+) -> RollupReport:
+    """Recompute the stored emissions of every hour whose (carrier, region, local year) now
+    resolves to another factor (``changed`` keys ``"carrier/region/year"``), from the stored
+    consumption — the registers are not re-read."""
+    report = RollupReport()
+    keys = {tuple(k.split("/")) for k in changed}
+    for supplier in config.registry.suppliers:
+        for site in supplier.sites:
+            refs = [r for m in site.meters
+                    if (r := config.registry.meter(supplier.id, site.id, m.id)) is not None
+                    and m.role == "consumption"]  # fmt: skip
+            for carrier, region, year in sorted(keys):
+                mine = [r for r in refs if r.carrier.factor_key == carrier
+                        and supplier.country == region]  # fmt: skip
+                if not mine:
+                    continue
+                tz = mine[0].tz
+                start = int(datetime(int(year), 1, 1, tzinfo=tz).timestamp()) * 10**9
+                end = int(datetime(int(year) + 1, 1, 1, tzinfo=tz).timestamp()) * 10**9
+                hours, _ = store.hourly_consumption(start, end, supplier=supplier.id,
+                                                    site=site.id)  # fmt: skip
+                lines = []
+                by_meter = {r.meter.id: r for r in mine}
+                for hour in hours:
+                    ref = by_meter.get(hour.meter)
+                    record = emissions_for(hour, ref, library) if ref else None
+                    if record is None:
+                        continue
+                    lines.append(emissions_line(record))
+                    report.emissions_hours += 1
+                    month = _month_of(hour.hour_start_ns, tz)
+                    report.touched.setdefault((month, supplier.id), set()).add("/".join(ref.key))  # type: ignore[union-attr]
+                store.write(lines)
     return report
 
 
@@ -165,116 +275,221 @@ def run_rollup(
 JOB_NAMES = ("rollup", "export", "alerts", "dashboards")
 
 MAX_CATCH_UP_H = 31 * 24
-"""A rollup after downtime recomputes at most this far back (the export restates the rest)."""
+"""A rollup after downtime recomputes at most this far back in one go; the arrival marks and
+the export's restatements take care of anything older."""
 
 
 @dataclass
 class JobState:
-    """When each job last succeeded, kept in a JSON file so a restart can catch up."""
+    """What the jobs must remember across restarts, in one JSON file."""
 
     path: Path
     last_success_ns: dict[str, int] = field(default_factory=dict)
     last_export_month: str | None = None
+    arrivals_cursor_ns: int | None = None
+    """Receipt time up to which late-arrival marks have been recomputed."""
+    factor_resolutions: dict[str, list] = field(default_factory=dict)
+    """What each carrier/region/year resolved to at the last rollup (id, value, provisional)."""
+    meter_events: dict[str, list[str]] = field(default_factory=dict)
+    """Each meter's events as last applied (to find new or corrected ones)."""
+    pending: dict[str, list[str]] = field(default_factory=dict)
+    """Month → reasons it must be restated (late data, events, factors)."""
+
+    FIELDS = ("last_success_ns", "last_export_month", "arrivals_cursor_ns",
+              "factor_resolutions", "meter_events", "pending")  # fmt: skip
 
     @classmethod
     def load(cls, path: Path) -> JobState:
         if not path.exists():
             return cls(path)
         data = json.loads(path.read_text())
-        return cls(path, dict(data.get("last_success_ns", {})), data.get("last_export_month"))
+        return cls(path, **{k: data[k] for k in cls.FIELDS if k in data})
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        data = {
-            "last_success_ns": self.last_success_ns,
-            "last_export_month": self.last_export_month,
-        }
-        tmp.write_text(json.dumps(data, indent=2))
+        tmp.write_text(json.dumps({k: getattr(self, k) for k in self.FIELDS}, indent=2,
+                                  sort_keys=True))  # fmt: skip
         tmp.replace(self.path)
+
+    def add_pending(self, touched: dict[tuple[str, str], set[str]], why: str) -> None:
+        """Record ``why`` for every month in ``touched`` (once per month and reason)."""
+        by_month: dict[str, set[str]] = defaultdict(set)
+        for (month, _), meters in touched.items():
+            by_month[month].update(meters)
+        for month, meters in by_month.items():
+            shown = ", ".join(sorted(meters)[:5]) + (" and more" if len(meters) > 5 else "")
+            reasons = self.pending.setdefault(month, [])
+            text = f"{why}: {shown}"
+            if text not in reasons:
+                reasons.append(text)
+
+
+def _event_digests(config: Config) -> dict[str, list[str]]:
+    out = {}
+    for ref in config.registry.meters():
+        if ref.meter.events:
+            out["/".join(ref.key)] = [
+                f"{e.time_ns}:" + hashlib.sha256(e.model_dump_json().encode()).hexdigest()[:12]
+                for e in ref.meter.events
+            ]
+    return out
 
 
 class Jobs:
-    """The job bodies, with the state and clients they share."""
+    """The job bodies, with the state and services they share.
+
+    ``push_dashboards`` is the dashboards push (wired in by the application layer; ``None``:
+    the dashboards job says it is not configured).
+    """
 
     def __init__(
-        self, config: Config, client: InfluxClient, library: FactorLibrary,
+        self, config: Config, store: Store, library: FactorLibrary,
         clock: Callable[[], int] = time.time_ns,
+        push_dashboards: Callable[[], str] | None = None,
     ) -> None:  # fmt: skip
-        self.config, self.client, self.library, self.clock = config, client, library, clock
+        self.config, self.store, self.library, self.clock = config, store, library, clock
+        self.push_dashboards = push_dashboards
         self.state = JobState.load(config.resolve(config.jobs.export_dir) / "jobs-state.json")
         self._alerts = None
 
     def dashboards(self) -> str:
         """Push the dashboards (daily: a registry change reaches Grafana within a day)."""
-        from dashboards.push import connect, push
-
-        plan = push(self.config, connect(self.config))
-        changed = [line for line in plan if not line.endswith("unchanged")]
-        return f"{len(plan)} items, {len(changed)} changed" + (f": {changed}" if changed else "")
+        if self.push_dashboards is None:
+            return "no dashboards push configured"
+        return self.push_dashboards()
 
     def alerts(self) -> str:
         """Detect, update incidents, email (see :mod:`processing.alerts`)."""
         from processing.alerts import AlertRunner
 
         if self._alerts is None:
-            self._alerts = AlertRunner(self.config, self.client)
+            self._alerts = AlertRunner(self.config, self.store)
         summary = self._alerts.run(self.clock())
         self.state.last_success_ns["alerts"] = self.clock()
         self.state.save()
         return summary
 
     def rollup(self) -> str:
-        """Recompute the trailing window — further back after downtime (catch-up)."""
+        """The trailing window (further back after downtime), then late arrivals, new meter
+        events and changed factors — each recomputed exactly and marked for restatement."""
         now = self.clock()
         end = now - now % HOUR_NS + HOUR_NS  # include the running hour as far as it goes
-        start = end - self.config.jobs.trailing_window_h * HOUR_NS
+        trailing = self.config.jobs.trailing_window_h * HOUR_NS
+        start = end - trailing
         last = self.state.last_success_ns.get("rollup")
         if last is not None:
-            start = max(min(start, last - self.config.jobs.trailing_window_h * HOUR_NS),
-                        end - MAX_CATCH_UP_H * HOUR_NS)  # fmt: skip
+            start = max(min(start, last - trailing), end - MAX_CATCH_UP_H * HOUR_NS)
             start -= start % HOUR_NS
-        report = run_rollup(self.config, self.client, start, end, self.library)
+        report = run_rollup(self.config, self.store, start, end, self.library)
+        if last is not None and now - last > trailing:
+            self.state.add_pending(report.touched, "rollup caught up after downtime")
+        parts = [f"{report.meters} meters, {report.hours} hours from {(end - start) // HOUR_NS} h "
+                 f"back"]  # fmt: skip
+        parts += self._late(now)
+        parts += self._events()
+        parts += self._factors(now)
+        falls = report.falls
+        if falls:
+            log.warning("rollup: %d register falls without a recorded meter event; the hours "
+                        "are estimated until the exchange is recorded", falls)  # fmt: skip
         self.state.last_success_ns["rollup"] = now
         self.state.save()
-        return (f"{report.meters} meters, {report.hours} hours from "
-                f"{(end - start) // HOUR_NS} h back, flags {dict(report.flags)}")  # fmt: skip
+        return "; ".join(parts)
+
+    def _late(self, now: int) -> list[str]:
+        cursor = self.state.arrivals_cursor_ns
+        after = (cursor - ARRIVAL_OVERLAP_NS) if cursor is not None else 0
+        dirty = self.store.arrivals(after, now)
+        self.state.arrivals_cursor_ns = now
+        if not dirty:
+            return []
+        report = run_dirty(self.config, self.store, dirty, self.library)
+        self.state.add_pending(report.touched, "late data recomputed")
+        n = sum(len(h) for h in dirty.values())
+        return [f"late data: {n} meter-hours of {len(dirty)} meters → {report.hours} hours "
+                "recomputed"]  # fmt: skip
+
+    def _events(self) -> list[str]:
+        current = _event_digests(self.config)
+        previous = self.state.meter_events
+        dirty: dict[tuple[str, str, str], set[int]] = {}
+        for key in set(current) | set(previous):
+            new, old = set(current.get(key, [])), set(previous.get(key, []))
+            changed = new ^ old
+            if changed:
+                hours = {int(d.split(":")[0]) // HOUR_NS * HOUR_NS for d in changed}
+                dirty[tuple(key.split("/"))] = hours  # type: ignore[index]
+        self.state.meter_events = current
+        if not dirty:
+            return []
+        report = run_dirty(self.config, self.store, dirty, self.library)
+        self.state.add_pending(report.touched, "meter event recorded or corrected")
+        return [f"meter events: {len(dirty)} meters, {report.hours} hours recomputed"]
+
+    def _factors(self, now: int) -> list[str]:
+        year = ns_to_datetime(now).year
+        current = {k: list(v) for k, v in self.library.resolutions(range(2000, year + 2)).items()}
+        previous = self.state.factor_resolutions
+        self.state.factor_resolutions = current
+        if not previous:
+            return []
+        changed = [k for k in current if previous.get(k) != current[k]]
+        if not changed:
+            return []
+        report = restate_emissions(self.config, self.store, self.library, changed)
+        names = ", ".join(f"{k} → {current[k][0]} ({current[k][1]:g})" for k in sorted(changed))
+        self.state.add_pending(report.touched, f"emission factor changed: {names}")
+        return [f"factors changed ({names}): {report.emissions_hours} hours of emissions "
+                "recomputed"]  # fmt: skip
 
     def export(self, month: Month | None = None) -> str:
-        """Export last month (or ``month``), and restate every earlier exported month whose
-        latest version is provisional (a factor may have been published since)."""
-        from processing.export import export_month, previous_month, versions
+        """Export last month (or ``month``) once its day has come, and restate every exported
+        month with pending changes (late data, meter events, factors) or a provisional
+        factor."""
+        from processing.export import export_month, previous_month
+        from processing.versions import latest_manifest
 
         out = self.config.resolve(self.config.jobs.export_dir)
         target = month or previous_month(self.clock(), self.config.jobs.timezone)
         done = []
-        result = export_month(self.config, self.client, target, out, self.library)
-        done.append(f"{target} v{result.version}{'' if result.written else ' (unchanged)'}")
+        first_time = self.state.last_export_month != str(target)
+        if month is not None or (self._export_day_reached() and first_time):
+            reasons = self.state.pending.pop(str(target), [])
+            result = export_month(self.config, self.store, target, out, self.library, reasons)
+            done.append(f"{target} v{result.version}{'' if result.written else ' (unchanged)'}")
+            if month is None:
+                self.state.last_export_month = str(target)
         for month_dir in sorted(out.glob("[0-9][0-9][0-9][0-9]-[0-9][0-9]")):
-            found = versions(month_dir)
-            if not found or month_dir.name == str(target):
+            latest = latest_manifest(month_dir)
+            if latest is None or (month_dir.name == str(target) and done):
                 continue
-            manifest = json.loads((month_dir / f"v{found[-1]}" / "manifest.json").read_text())
-            if any(t.get("provisional") for t in manifest["totals"].values()):
-                again = export_month(self.config, self.client, Month.parse(month_dir.name),
-                                     out, self.library)  # fmt: skip
-                if again.written:
-                    done.append(f"{month_dir.name} restated as v{again.version}")
-        if month is None:
-            self.state.last_export_month = str(target)
+            reasons = self.state.pending.get(month_dir.name, [])
+            provisional = any(t.get("provisional") for t in latest["totals"].values())
+            if not reasons and not provisional:
+                continue
+            again = export_month(self.config, self.store, Month.parse(month_dir.name), out,
+                                 self.library, reasons)  # fmt: skip
+            self.state.pending.pop(month_dir.name, None)
+            done.append(
+                f"{month_dir.name} "
+                + (f"restated as v{again.version}" if again.written else "unchanged")
+            )
         self.state.last_success_ns["export"] = self.clock()
         self.state.save()
-        return "; ".join(done)
+        return "; ".join(done) or "nothing due"
+
+    def _export_day_reached(self) -> bool:
+        local = ns_to_datetime(self.clock()).astimezone(ZoneInfo(self.config.jobs.timezone))
+        j = self.config.jobs
+        return (local.day, local.hour) >= (j.export_day, j.export_hour)
 
     def export_due(self) -> bool:
         """Whether last month's export is missing and its day has come (catch-up at start)."""
         from processing.export import previous_month
 
-        now = self.clock()
-        target = previous_month(now, self.config.jobs.timezone)
-        local = ns_to_datetime(now).astimezone(ZoneInfo(self.config.jobs.timezone))
-        due = (local.day, local.hour) >= (self.config.jobs.export_day, self.config.jobs.export_hour)
-        return due and self.state.last_export_month != str(target)
+        target = previous_month(self.clock(), self.config.jobs.timezone)
+        return self._export_day_reached() and self.state.last_export_month != str(target)
 
     def run(self, name: str, sleep: Callable[[float], None] = time.sleep, **kwargs: object) -> bool:
         """Run one job, retrying ``[jobs] job_retries`` times; never raises. True on success."""
@@ -287,6 +502,7 @@ class Jobs:
                 began = time.monotonic()
                 summary = body(**kwargs)  # type: ignore[operator]
                 log.info("job %s done in %.1f s: %s", name, time.monotonic() - began, summary)
+                self.last_summary = summary
                 return True
             except Exception:  # a job's failure must not stop the scheduler or other jobs
                 log.exception("job %s failed (attempt %d of %d)", name, attempt, attempts)
@@ -296,35 +512,39 @@ class Jobs:
                   attempts)  # fmt: skip
         return False
 
+    last_summary: str = ""
 
-def run_scheduler(config: Config) -> None:  # pragma: no cover - runs until interrupted
+
+def run_scheduler(
+    config: Config, push_dashboards: Callable[[], str] | None = None
+) -> None:  # pragma: no cover - runs until interrupted
     """Run the jobs on schedule until interrupted (Ctrl-C / SIGTERM).
 
-    Rollups every ``rollup_every_min``; last month's export on ``export_day`` at
-    ``export_hour`` (``[jobs] timezone``). Late runs are never skipped (no misfire grace
-    limit; a backlog of runs coalesces into one), and at start the jobs catch up on downtime:
-    the rollup from its last success, the export if this month's is missing and due.
+    Rollups every ``rollup_every_min``; alerts every ``[alerts] every_min``; the export daily
+    at ``export_hour`` (last month once ``export_day`` has come; pending restatements every
+    day); the dashboards push daily when configured. Late runs are never skipped (a backlog of
+    runs coalesces into one), and at start the jobs catch up on downtime.
     """
     from apscheduler.schedulers.blocking import BlockingScheduler
 
-    jobs = Jobs(config, InfluxClient.from_settings(config.influxdb, config.secrets),
-                FactorLibrary.load())  # fmt: skip
+    jobs = Jobs(config, Store.from_config(config), FactorLibrary.load(),
+                push_dashboards=push_dashboards)  # fmt: skip
     scheduler = BlockingScheduler(timezone=config.jobs.timezone)
     common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
     scheduler.add_job(jobs.run, "interval", args=["rollup"],
                       minutes=config.jobs.rollup_every_min, id="rollup", **common)  # fmt: skip
     scheduler.add_job(jobs.run, "interval", args=["alerts"], minutes=config.alerts.every_min,
                       id="alerts", **common)  # fmt: skip
-    if config.secrets.grafana_token is not None:
+    if push_dashboards is not None:
         scheduler.add_job(jobs.run, "cron", args=["dashboards"], hour=5, minute=30,
                           id="dashboards", **common)  # fmt: skip
     else:
         log.info("jobs: no SUPPLYMETER_GRAFANA_TOKEN, the daily dashboards push is off")
-    scheduler.add_job(jobs.run, "cron", args=["export"], day=config.jobs.export_day,
-                      hour=config.jobs.export_hour, id="export", **common)  # fmt: skip
+    scheduler.add_job(jobs.run, "cron", args=["export"], hour=config.jobs.export_hour,
+                      id="export", **common)  # fmt: skip
     j = config.jobs
-    log.info("jobs: rollup every %d min; export on day %d at %02d:00 %s", j.rollup_every_min,
-             j.export_day, j.export_hour, j.timezone)  # fmt: skip
+    log.info("jobs: rollup every %d min; export daily at %02d:00 %s (last month from day %d)",
+             j.rollup_every_min, j.export_hour, j.timezone, j.export_day)  # fmt: skip
     jobs.run("rollup")
     if jobs.export_due():
         jobs.run("export")

@@ -20,8 +20,7 @@ from openpyxl.drawing.image import Image
 from openpyxl.styles import Alignment, Font
 
 if TYPE_CHECKING:
-    from processing.export import MonthFigures
-    from processing.scope3 import Month
+    from processing.scope3 import Month, MonthFigures
 
 METHODOLOGY = [
     ("Standard", "GHG Protocol Corporate Value Chain (Scope 3) Standard, Category 1 (purchased "
@@ -30,12 +29,18 @@ METHODOLOGY = [
      "at device time, turned into hourly consumption (CT multiplier applied). Calendar months "
      "in each site's timezone."),
     ("Register corrections", "Every register step is labelled and the counts are in the "
-     "Detail sheet: rollover (wrap at the registry's rollover value), reset (meter replaced: "
-     "estimated from the neighbouring rate), glitch (a momentary odd reading left out), "
-     "implausible (faster than the meter's largest plausible load: rejected, not summed)."),
-    ("Gaps", "Consumption across a gap is apportioned over the missing hours in proportion to "
-     "time; such hours are 'estimated'. Completeness = share of the month's hours covered by "
-     "measured readings; estimated % = share of hours with data that were estimated."),
+     "Detail sheet: rollover (wrap at the registry's rollover value), exchange and CT change "
+     "(measured exactly from the meter events recorded in the registry), glitch (a momentary "
+     "implausible leap left out), and - estimated, never measured - reset and fall (the "
+     "register fell without a recorded meter event; a data-quality issue asks for the event) "
+     "and implausible (faster than the meter's largest plausible load). Estimated steps take "
+     "the meter's mean measured rate over up to an hour on each side."),
+    ("Measured and estimated", "Each hour's consumption is split into measured (from measured "
+     "register steps no longer than two reading intervals) and estimated (apportioned across "
+     "a longer gap in proportion to time, or estimated across a reset, fall or implausible "
+     "step); measured + estimated = total, per meter, site and supplier. Primary-data share = "
+     "measured / total (per supplier weighted by emissions). Completeness (on energy) = "
+     "total / (total + the month's hours without any data at the meter's mean hourly rate)."),
     ("Location-based", "Consumption × the emission factor of the hour's local year (Factors "
      "sheet). Where the year's factor is not published yet, the latest earlier one is used and "
      "the figure is marked provisional; it is restated when the factor is published."),
@@ -103,6 +108,7 @@ def write_xlsx(
     chart: Path,
     version: int,
     diff_rows: list[list[str]],
+    reasons: list[str] | None = None,
 ) -> Path:
     wb = Workbook()
     wb.remove(wb.active)
@@ -117,12 +123,13 @@ def write_xlsx(
     for topic, text in METHODOLOGY:
         ws.append([topic, text])
     ws.append([])
-    ws.append(["Supplier", "completeness %, estimated %, provisional, allocation"])
+    ws.append(["Supplier", "completeness, primary-data share, provisional, allocation"])
     for s in figures.suppliers:
         a = s.allocation
         ws.append([s.supplier.id, (
-            f"{100 * s.completeness:.2f}% complete, {100 * s.estimated_share:.2f}% of hours "
-            f"estimated, {'PROVISIONAL factor' if s.provisional else 'final factors'}; "
+            f"{100 * s.completeness:.2f}% complete (energy), {100 * s.primary_data_share:.2f}% "
+            f"primary data ({100 * s.estimated_share:.2f}% estimated), "
+            f"{'PROVISIONAL factor' if s.provisional else 'final factors'}; "
             f"{a.method if a else ''} share {a.share if a else ''} ({a.basis if a else ''}; "
             f"source {a.source if a else ''})"
         )])  # fmt: skip
@@ -130,7 +137,10 @@ def write_xlsx(
         ws.append([])
         ws.append(["Restated", f"this version restates v{version - 1}; changes:"])
         for row in diff_rows:
-            ws.append([row[0], f"{row[1]}: {row[2]} → {row[3]} ({row[5]}%)"])
+            pct = f" ({row[5]}%)" if row[5] else ""
+            ws.append([row[0], f"{row[1]}: {row[2]} → {row[3]}{pct}"])
+        for why in reasons or ():
+            ws.append(["Why", why])
     for row in ws.iter_rows(min_row=2):
         for cell in row:
             cell.alignment = Alignment(wrap_text=True, vertical="top")

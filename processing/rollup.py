@@ -1,32 +1,37 @@
 """Cumulative registers → hourly consumption, with every correction labelled.
 
-A meter reports a cumulative register (kWh or m³) at device time. Consumption over an hour is
-the register's increase between the hour's two boundaries, times the meter's CT multiplier.
+A meter reports a cumulative register (kWh, m³, kg) at device time. Consumption over an hour is
+the register's increase between the hour's two boundaries, times the CT multiplier in force.
 Where no reading falls exactly on a boundary, the register there is interpolated linearly
-between the readings either side — the same as apportioning an interval's consumption over
-the hours it spans in proportion to time.
+between the readings either side — the same as apportioning a step's consumption over the
+hours it spans in proportion to time.
 
 Register steps are labelled before they are summed, and the labels are stored with the hourly
 rollup (``flags``) so an auditor sees every correction:
 
 * ``normal`` — the register rose (or stayed) no faster than the meter's largest plausible load.
-* ``glitch`` — one reading fell (a momentary zero or garbage value) or leapt implausibly, and
-  the next reading returned to the path before it: the odd reading is left out, the step
-  around it is measured from its neighbours.
-* ``rollover`` — it fell, and wrapping at the registry's rollover value gives a plausible
-  step (with no plausible-power limit known: a fall of more than half the rollover value):
-  the step is ``new + rollover - old``.
-* ``reset`` — it fell otherwise (meter replaced or reset). What the new meter counted before
-  its first reading is unknown, so the step is estimated at the meter's rate over the nearest
-  normal step (capped at ``new``, the most it can have been) and the hours it spans are
-  ``estimated``.
-* ``implausible`` — it rose faster than the meter's ``max_power`` (registry; see
-  :func:`max_power`) allows: the step is rejected, not summed, and its hours are
-  ``estimated`` with the step uncovered.
+* ``glitch`` — one reading leapt implausibly and the next returned to the path before it: the
+  odd reading is left out and the step around it measured from its neighbours.
+* ``fall`` — one reading fell and the next rose above the reading before it. That is either a
+  momentary odd value or a meter exchange whose new meter passed the old register by its next
+  reading (45 → 3 → 50): the data cannot tell, so the step is *estimated* and a quality issue
+  asks for the meter event. With the event recorded it is measured exactly.
+* ``rollover`` — it fell, and wrapping at the rollover value gives a plausible step (with no
+  plausible-power limit known: a fall of more than half the rollover value): the step is
+  ``new + rollover - old``.
+* ``reset`` — it fell otherwise (meter replaced or reset without a recorded event): estimated.
+* ``implausible`` — it rose faster than the meter's ``max_power`` allows: the step is rejected
+  and estimated instead.
+* ``exchange`` / ``ct_change`` — the step crosses a meter event of the registry: measured
+  exactly from the event's stated registers and the multiplier of each side.
 
-An hour's ``coverage`` is the fraction of it spanned by reading pairs no further apart than
-``max_gap`` whose step was measured (normal, glitch or rollover); an hour below full coverage is
-``estimated`` (its consumption was apportioned across a gap or estimated across a reset).
+Estimated steps (``fall``, ``reset``, ``implausible``) take the meter's mean rate over up to an
+hour of measured steps on each side of them (the mean of both sides where both exist), so a
+single flat step next to them does not turn the estimate into zero.
+
+An hour's ``coverage`` is the fraction of it spanned by measured steps no longer than
+``max_gap``; its ``estimated_consumption`` is the part of its consumption that came from the
+other steps (apportioned across a gap, or estimated). Measured + estimated = consumption.
 """
 
 from __future__ import annotations
@@ -34,11 +39,16 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from supplymeter.config import MeterRef
+from supplymeter.config import MeterRef, RegisterSegment
+from supplymeter.records import HourlyConsumption
 
 HOUR_NS = 3600 * 10**9
-UNMEASURED = frozenset({"reset", "implausible"})
-"""Step labels whose increase was estimated or rejected rather than measured."""
+UNMEASURED = frozenset({"reset", "implausible", "fall"})
+"""Step labels whose increase was estimated rather than measured."""
+UNEXPLAINED_FALLS = frozenset({"reset", "fall"})
+"""Labels that ask for a meter event (a quality issue is raised for each)."""
+RATE_SPAN_NS = HOUR_NS
+"""Measured steps up to this far on each side of an estimated step give its rate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,31 +67,26 @@ class RegisterSeries:
 
 
 @dataclass(frozen=True, slots=True)
-class HourlyConsumption:
-    """Consumption of one meter in one UTC hour. ``consumption`` is in ``unit`` (kWh or m³),
-    CT multiplier applied."""
+class Measured:
+    """A meter's readings as one continuous cumulative quantity.
 
-    supplier: str
-    site: str
-    meter: str
-    carrier: str
-    unit: str
-    hour_start_ns: int
-    consumption: float
-    coverage: float
-    """Fraction of the hour spanned by readings at most ``max_gap`` apart, 0–1."""
-    readings: int
-    """Readings with timestamps inside the hour."""
-    flags: tuple[str, ...] = ()
-    """Labels of non-normal register steps touching the hour (``rollover``, ``reset``)."""
+    ``cumulative[i]`` is the consumption from the first reading to ``ts_ns[i]`` [unit,
+    multipliers applied]; ``labels[i]`` describes the step from ``i`` to ``i + 1``. Synthetic
+    points at meter events appear twice at the event time (old meter, new meter).
+    """
 
-    @property
-    def estimated(self) -> bool:
-        return self.coverage < 1.0 - 1e-9
+    ts_ns: tuple[int, ...]
+    cumulative: list[float]
+    labels: list[str]
+
+    def falls(self) -> list[tuple[int, str]]:
+        """(time, label) of each step that asks for a meter event."""
+        return [(self.ts_ns[i + 1], lab) for i, lab in enumerate(self.labels)
+                if lab in UNEXPLAINED_FALLS]  # fmt: skip
 
 
 def max_power(ref: MeterRef) -> float | None:
-    """Largest plausible load of a meter [kW or m³/h]: the registry's ``max_power``, else for
+    """Largest plausible load of a meter [kW or unit/h]: the registry's ``max_power``, else for
     an electricity meter 3 × its site's contract capacity (a circuit cannot draw much more than
     the whole site's contract), else unknown (``None``: no step is ever implausible)."""
     if ref.meter.max_power is not None:
@@ -97,7 +102,7 @@ def step_label(
     """Label one register step and return its measured increase. [register units]
 
     ``max_step`` is the largest plausible increase over the step (``None``: no limit). A
-    ``reset`` returns ``new`` (an upper bound: the caller estimates), ``implausible`` 0.
+    ``reset`` or ``implausible`` step returns 0 (the caller estimates it).
 
     >>> label, increase = step_label(99_999.5, 0.7, 100_000.0)
     >>> label, round(increase, 6)
@@ -112,30 +117,21 @@ def step_label(
         plausible = wrapped <= max_step if max_step is not None else old - new > rollover / 2
         if plausible:
             return "rollover", wrapped
-    return "reset", new
+    return "reset", 0.0
 
 
-def _max_rate(ref: MeterRef) -> float | None:
-    """Fastest plausible register rise, from :func:`max_power`. [register units per ns]"""
+def _max_rate(ref: MeterRef, multiplier: float) -> float | None:
+    """Fastest plausible register rise. [register units per ns]"""
     power = max_power(ref)
-    return None if power is None else power / ref.meter.multiplier / HOUR_NS
+    return None if power is None else power / multiplier / HOUR_NS
 
 
-def _max_steps(series: RegisterSeries) -> list[float | None]:
-    """Largest plausible register increase of each step. [register units]"""
-    per_ns = _max_rate(series.ref)
-    ts = series.ts_ns
-    if per_ns is None:
-        return [None] * (len(ts) - 1)
-    return [(ts[i + 1] - ts[i]) * per_ns for i in range(len(ts) - 1)]
-
-
-def drop_glitches(series: RegisterSeries) -> tuple[RegisterSeries, list[int]]:
-    """Leave out momentary odd readings; returns the cleaned series and, for each step of it
-    that bridged a glitch, that step's index."""
-    ts, reg = list(series.ts_ns), list(series.register)
-    per_ns = _max_rate(series.ref)
-    keep_ts, keep_reg, bridged = [ts[0]], [reg[0]], []
+def drop_glitches(
+    ts: list[int], reg: list[float], per_ns: float | None
+) -> tuple[list[int], list[float], dict[int, str]]:
+    """Leave out single odd readings; returns the kept readings and, for each kept step that
+    bridged one, its label (``glitch`` for a leap, ``fall`` for a fall)."""
+    keep_ts, keep_reg, bridged = [ts[0]], [reg[0]], {}
     for i in range(1, len(ts)):
         prev = keep_reg[-1]
         if i + 1 < len(ts):
@@ -146,56 +142,124 @@ def drop_glitches(series: RegisterSeries) -> tuple[RegisterSeries, list[int]]:
                 per_ns is None or nxt - prev <= (ts[i + 1] - keep_ts[-1]) * per_ns
             )
             if (fell or (leapt and nxt < reg[i])) and back:
-                bridged.append(len(keep_ts) - 1)
+                bridged[len(keep_ts) - 1] = "fall" if fell else "glitch"
                 continue
         keep_ts.append(ts[i])
         keep_reg.append(reg[i])
-    return RegisterSeries(series.ref, tuple(keep_ts), tuple(keep_reg)), bridged
+    return keep_ts, keep_reg, bridged
 
 
-def unwrap(series: RegisterSeries) -> tuple[list[float], list[str]]:
-    """The register as a continuous cumulative quantity, and the label of each step
-    (``labels[i]`` describes the step from reading ``i`` to ``i + 1``). [register units]
+def _segment_steps(
+    ref: MeterRef, seg: RegisterSegment, ts: list[int], reg: list[float]
+) -> tuple[list[int], list[tuple[str, float]]]:
+    """One segment's readings → kept times and (label, increase [unit]) per step, estimated
+    steps still at 0."""
+    if not ts:
+        return [], []
+    per_ns = _max_rate(ref, seg.multiplier)
+    ts, reg, bridged = drop_glitches(ts, reg, per_ns)
+    steps = []
+    for i in range(len(ts) - 1):
+        limit = None if per_ns is None else (ts[i + 1] - ts[i]) * per_ns
+        label, increase = step_label(reg[i], reg[i + 1], seg.rollover, limit)
+        if label == "normal" and i in bridged:
+            label = bridged[i]
+            increase = 0.0 if label == "fall" else increase
+        steps.append((label, increase * seg.multiplier))
+    return ts, steps
 
-    ``series`` should already be free of glitches (:func:`drop_glitches`).
-    """
-    rollover = series.ref.meter.rollover
-    reg, ts = series.register, series.ts_ns
-    limits = _max_steps(series)
-    steps: list[tuple[str, float]] = [
-        step_label(reg[i], reg[i + 1], rollover, limits[i]) for i in range(len(reg) - 1)
-    ]
-    for i, (label, upper) in enumerate(steps):
-        if label == "reset":
-            steps[i] = ("reset", min(upper, _nearest_rate(steps, ts, i) * (ts[i + 1] - ts[i])))
-    cumulative = [0.0] * len(reg)
+
+def _estimate(ts: list[int], steps: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """Fill each estimated step with the mean measured rate around it. [unit]"""
+    out = list(steps)
+    for i, (label, _) in enumerate(steps):
+        if label not in UNMEASURED:
+            continue
+        rates = []
+        for direction in (-1, 1):
+            energy = span = 0
+            j = i + direction
+            while 0 <= j < len(steps) and span < RATE_SPAN_NS:
+                lab, inc = steps[j]
+                if lab not in UNMEASURED and ts[j + 1] > ts[j]:
+                    energy += inc
+                    span += ts[j + 1] - ts[j]
+                j += direction
+            if span:
+                rates.append(energy / span)
+        rate = sum(rates) / len(rates) if rates else 0.0
+        out[i] = (label, rate * (ts[i + 1] - ts[i]))
+    return out
+
+
+def _split(ref: MeterRef, series: RegisterSeries) -> list[tuple[RegisterSegment, list[int],
+                                                                 list[float]]]:  # fmt: skip
+    """The readings of each register segment, with the events' registers as points at the
+    event times (a CT change without a stated register: interpolated across the change)."""
+    segments = ref.segments()
+    ts, reg = list(series.ts_ns), list(series.register)
+    parts = []
+    for k, seg in enumerate(segments):
+        lo = 0 if seg.start_ns is None else bisect.bisect_left(ts, seg.start_ns)
+        hi = len(ts) if seg.end_ns is None else bisect.bisect_left(ts, seg.end_ns)
+        s_ts, s_reg = ts[lo:hi], reg[lo:hi]
+        if seg.start_ns is not None:
+            first = seg.first_register
+            if first is None:  # CT change: the same register continues
+                first = _interpolate(ts, reg, seg.start_ns)
+            if first is not None and (not s_ts or s_ts[0] > seg.start_ns):
+                s_ts, s_reg = [seg.start_ns, *s_ts], [first, *s_reg]
+        if seg.end_ns is not None:
+            final = seg.final_register
+            if final is None and segments[k + 1].first_register is None:
+                final = _interpolate(ts, reg, seg.end_ns)
+            if final is not None:
+                s_ts, s_reg = [*s_ts, seg.end_ns], [*s_reg, final]
+        parts.append((seg, s_ts, s_reg))
+    return parts
+
+
+def _interpolate(ts: list[int], reg: list[float], t: int) -> float | None:
+    i = bisect.bisect_left(ts, t)
+    if i < len(ts) and ts[i] == t:
+        return reg[i]
+    if i == 0 or i == len(ts) or reg[i] < reg[i - 1]:
+        return None
+    return reg[i - 1] + (reg[i] - reg[i - 1]) * (t - ts[i - 1]) / (ts[i] - ts[i - 1])
+
+
+def measure(series: RegisterSeries) -> Measured:
+    """Glitches left out, events applied, the register unwrapped into one cumulative quantity
+    [unit, multipliers applied] with each step's label."""
+    ref = series.ref
+    if not series.ts_ns:
+        return Measured((), [], [])
+    if not any(e.type in ("exchange", "ct_change") for e in ref.meter.events):
+        seg = ref.segments()[0]
+        kept, steps = _segment_steps(ref, seg, list(series.ts_ns), list(series.register))
+    else:
+        kept, steps = [], []
+        for seg, s_ts, s_reg in _split(ref, series):
+            seg_ts, seg_steps = _segment_steps(ref, seg, s_ts, s_reg)
+            if not seg_ts:
+                continue
+            if kept:  # join at the event: a zero-length measured step, labelled by it
+                steps.append((_event_type(ref, seg.start_ns), 0.0))
+            kept += seg_ts
+            steps += seg_steps
+    steps = _estimate(kept, steps)
+    cumulative = [0.0] * len(kept)
     for i, (_, increase) in enumerate(steps):
         cumulative[i + 1] = cumulative[i] + increase
-    return cumulative, [label for label, _ in steps]
+    return Measured(tuple(kept), cumulative, [label for label, _ in steps])
 
 
-def _nearest_rate(steps: list[tuple[str, float]], ts: tuple[int, ...], i: int) -> float:
-    """Register rate of the normal step nearest to step ``i`` (before it first). [units/ns]"""
-    for j in sorted(range(len(steps)), key=lambda j: (abs(j - i), j > i)):
-        if j != i and steps[j][0] == "normal" and ts[j + 1] > ts[j]:
-            return steps[j][1] / (ts[j + 1] - ts[j])
-    return float("inf")
-
-
-def measure(series: RegisterSeries) -> tuple[RegisterSeries, list[float], list[str]]:
-    """Glitches left out, the register unwrapped: (the series used, its cumulative register
-    [register units], each step's label — ``glitch`` where a step bridged a left-out
-    reading)."""
-    series, bridged = drop_glitches(series)
-    cumulative, labels = unwrap(series)
-    for i in bridged:
-        if i < len(labels) and labels[i] == "normal":
-            labels[i] = "glitch"
-    return series, cumulative, labels
+def _event_type(ref: MeterRef, t: int | None) -> str:
+    return next((e.type for e in ref.meter.events if e.time_ns == t), "exchange")
 
 
 def cumulative_at(ts: tuple[int, ...], cumulative: list[float], t: int) -> float | None:
-    """The cumulative register at ``t``, interpolated; ``None`` outside the readings."""
+    """The cumulative quantity at ``t``, interpolated; ``None`` outside the readings."""
     i = bisect.bisect_left(ts, t)
     if i < len(ts) and ts[i] == t:
         return cumulative[i]
@@ -206,8 +270,9 @@ def cumulative_at(ts: tuple[int, ...], cumulative: list[float], t: int) -> float
 
 
 def hourly_consumption(
-    series: RegisterSeries, start_ns: int, end_ns: int, max_gap_ns: int
-) -> list[HourlyConsumption]:
+    series: RegisterSeries, start_ns: int, end_ns: int, max_gap_ns: int,
+    measured: Measured | None = None,
+) -> list[HourlyConsumption]:  # fmt: skip
     """Consumption of every hour in ``[start_ns, end_ns)`` bracketed by readings.
 
     Parameters
@@ -217,39 +282,46 @@ def hourly_consumption(
     start_ns, end_ns : int
         UTC hour boundaries. [epoch ns]
     max_gap_ns : int
-        Readings further apart than this leave the hours between them ``estimated``. [ns]
+        Readings further apart than this leave the hours between them estimated. [ns]
+    measured : Measured, optional
+        ``measure(series)`` if the caller already has it.
 
     Returns
     -------
     list of HourlyConsumption
         One per hour whose both boundaries lie within the readings; hours outside are left
-        out (nothing is known about them). [kWh or m³, multiplier applied]
+        out (nothing is known about them). [unit, multipliers applied]
     """
     if len(series.ts_ns) < 2:
         return []
-    series, cumulative, labels = measure(series)
-    ts = series.ts_ns
+    m = measured or measure(series)
+    ts, cum, labels = m.ts_ns, m.cumulative, m.labels
     ref = series.ref
-    multiplier = ref.meter.multiplier
     out = []
     for hour in range(start_ns - start_ns % HOUR_NS, end_ns, HOUR_NS):
-        begin = cumulative_at(ts, cumulative, hour)
-        finish = cumulative_at(ts, cumulative, hour + HOUR_NS)
+        begin = cumulative_at(ts, cum, hour)
+        finish = cumulative_at(ts, cum, hour + HOUR_NS)
         if begin is None or finish is None:
             continue
         first = max(bisect.bisect_right(ts, hour) - 1, 0)
         last = bisect.bisect_left(ts, hour + HOUR_NS)
         covered = 0
+        estimated = 0.0
         flags = set()
         for i in range(first, min(last, len(ts) - 1)):
             lo, hi = max(ts[i], hour), min(ts[i + 1], hour + HOUR_NS)
             if hi <= lo:
+                if ts[i] == ts[i + 1] and hour <= ts[i] < hour + HOUR_NS:
+                    flags.add(labels[i])  # a meter event inside the hour
                 continue
             if ts[i + 1] - ts[i] <= max_gap_ns and labels[i] not in UNMEASURED:
                 covered += hi - lo
+            else:
+                estimated += (cum[i + 1] - cum[i]) * (hi - lo) / (ts[i + 1] - ts[i])
             if labels[i] != "normal":
                 flags.add(labels[i])
         inside = bisect.bisect_left(ts, hour + HOUR_NS) - bisect.bisect_left(ts, hour)
+        total = finish - begin
         out.append(
             HourlyConsumption(
                 supplier=ref.supplier.id,
@@ -258,10 +330,11 @@ def hourly_consumption(
                 carrier=ref.meter.carrier,
                 unit=ref.unit,
                 hour_start_ns=hour,
-                consumption=(finish - begin) * multiplier,
+                consumption=total,
                 coverage=covered / HOUR_NS,
                 readings=inside,
                 flags=tuple(sorted(flags)),
+                estimated_consumption=min(max(estimated, 0.0), max(total, 0.0)),
             )
         )
     return out

@@ -20,11 +20,10 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from processing.emissions import FactorLibrary, emissions_for
-from processing.rollup import HourlyConsumption
+from processing.emissions import EmissionFactor
 from supplymeter.config import MeterRef, Supplier
-from supplymeter.errors import ConfigError
-from supplymeter.records import datetime_to_ns
+from supplymeter.errors import ConfigError, SupplymeterError
+from supplymeter.records import HourlyConsumption, HourlyEmissions, datetime_to_ns
 
 
 @dataclass(frozen=True, order=True)
@@ -57,60 +56,106 @@ class Month:
 
 @dataclass(frozen=True)
 class MeterMonth:
-    """One meter's month. Emissions are ``None`` when no factor exists for its carrier."""
+    """One meter's month. Emissions are ``None`` when no factor exists for its carrier.
+
+    Energy (or volume, mass) is split into ``measured`` (read from measured register steps)
+    and ``estimated`` (apportioned across gaps, estimated across resets and unexplained falls);
+    ``missing_estimate`` is what the hours without any rollup (no readings either side) would
+    add at the month's mean hourly rate — shown, never added to the totals.
+    """
 
     ref: MeterRef
     month: Month
     consumption: float
-    """[kWh or m³, multiplier applied]"""
+    """[unit, multiplier applied] = measured + estimated"""
+    measured: float
+    estimated: float
     hours_expected: int
-    hours_with_data: int
-    covered_hours: float
-    estimated_hours: int
+    hours_measured: int
+    """Hours fully covered by measured steps."""
+    hours_estimated: int
+    """Hours with a rollup that is partly or wholly estimated."""
     flags: Counter[str]
     emissions_kgco2e: float | None
     factor_ids: tuple[str, ...]
     provisional: bool
 
     @property
+    def hours_missing(self) -> int:
+        """Hours of the month without any rollup."""
+        return self.hours_expected - self.hours_measured - self.hours_estimated
+
+    @property
+    def missing_estimate(self) -> float:
+        """The missing hours at the month's mean hourly rate. [unit]"""
+        with_data = self.hours_measured + self.hours_estimated
+        return self.consumption / with_data * self.hours_missing if with_data else 0.0
+
+    @property
+    def primary_data_share(self) -> float:
+        """Measured ÷ (measured + estimated), 0–1 (1 for a month without consumption)."""
+        return self.measured / self.consumption if self.consumption > 0 else 1.0
+
+    @property
     def completeness(self) -> float:
-        """Share of the month's hours covered by measured readings, 0–1."""
-        return self.covered_hours / self.hours_expected if self.hours_expected else 0.0
+        """(measured + estimated) ÷ (measured + estimated + missing estimate), 0–1; 0 for a
+        month without any data."""
+        if self.hours_measured + self.hours_estimated == 0:
+            return 0.0
+        whole = self.consumption + self.missing_estimate
+        if whole > 0:
+            return self.consumption / whole
+        return 1.0 - self.hours_missing / self.hours_expected  # a month without consumption
 
     @property
     def allocated_kgco2e(self) -> float | None:
-        """The buyer's share of this meter's emissions. [kgCO2e]"""
+        """The buyer's share of this meter's emissions (registry share). [kgCO2e]"""
         if self.emissions_kgco2e is None:
             return None
         return self.emissions_kgco2e * self.ref.supplier.allocation.share
 
 
 def meter_month(
-    ref: MeterRef, month: Month, hours: list[HourlyConsumption], library: FactorLibrary
-) -> MeterMonth:
-    """Sum a meter's hours in ``month`` (site local time) and their emissions.
+    ref: MeterRef, month: Month, hours: list[HourlyConsumption],
+    emissions: list[HourlyEmissions], has_factor: bool,
+) -> MeterMonth:  # fmt: skip
+    """Sum a meter's hours in ``month`` (site local time) and their *stored* emissions.
 
+    ``emissions`` are the hourly emissions the rollup stored (the one emissions path: nothing
+    is recomputed here). ``has_factor`` says whether the carrier has any factor at all; if it
+    has, an hour whose emissions are not stored yet raises (run the rollup job first).
     Hours outside the month are ignored, so callers may pass a wider selection.
     """
     start, end = month.bounds(ref.tz)
     inside = [h for h in hours if start <= h.hour_start_ns < end]
-    records = [emissions_for(h, ref, library) for h in inside]
-    known = [r for r in records if r is not None]
-    no_factor = any(r is None for r in records)
+    by_hour = {e.hour_start_ns: e for e in emissions if start <= e.hour_start_ns < end}
+    if has_factor:
+        missing = [h.hour_start_ns for h in inside if h.hour_start_ns not in by_hour]
+        if missing:
+            raise StaleRollup(
+                f"{'/'.join(ref.key)}: {len(missing)} hours of {month} have consumption but no "
+                "stored emissions; run the rollup job first"
+            )
+    known = [by_hour[h.hour_start_ns] for h in inside if h.hour_start_ns in by_hour]
     flags: Counter[str] = Counter(flag for h in inside for flag in h.flags)
     return MeterMonth(
         ref=ref,
         month=month,
         consumption=math.fsum(h.consumption for h in inside),
+        measured=math.fsum(h.measured_consumption for h in inside),
+        estimated=math.fsum(h.estimated_consumption for h in inside),
         hours_expected=(end - start) // (3600 * 10**9),
-        hours_with_data=len(inside),
-        covered_hours=math.fsum(h.coverage for h in inside),
-        estimated_hours=sum(h.estimated for h in inside),
+        hours_measured=sum(not h.estimated for h in inside),
+        hours_estimated=sum(h.estimated for h in inside),
         flags=flags,
-        emissions_kgco2e=None if no_factor else math.fsum(r.emissions_kgco2e for r in known),
-        factor_ids=tuple(sorted({r.factor.id for r in known})),
-        provisional=any(r.provisional for r in known),
+        emissions_kgco2e=math.fsum(e.emissions_kgco2e for e in known) if has_factor else None,
+        factor_ids=tuple(sorted({e.factor_id for e in known})),
+        provisional=any(e.provisional for e in known),
     )
+
+
+class StaleRollup(SupplymeterError):
+    """Hourly consumption without its stored emissions: the rollup has not caught up."""
 
 
 # --- allocation ------------------------------------------------------------------------------
@@ -283,31 +328,50 @@ def site_month(
 
 @dataclass(frozen=True)
 class SupplierMonth:
-    """A supplier's month: consumption by carrier, emissions, the buyer's allocated share."""
+    """A supplier's month: consumption by carrier (measured and estimated), emissions, the
+    buyer's allocated share, and the data quality of the month on energy."""
 
     supplier: Supplier
     month: Month
     consumption: dict[str, float]
-    """Per carrier. [kWh for electricity, m³ for gas and water]"""
+    """Per carrier, in the carrier's unit; only carriers the supplier meters."""
+    measured: dict[str, float]
+    estimated: dict[str, float]
     emissions_kgco2e: float
     """Location-based, summed over meters whose carrier has a factor. [kgCO2e]"""
     allocated_kgco2e: float
     completeness: float
+    """Emission-weighted mean of the meters' completeness on energy, 0–1 (consumption-
+    weighted for carriers without a factor; see docs/glossary.md)."""
+    primary_data_share: float
+    """Share of the emissions computed from measured register steps, 0–1."""
     provisional: bool
     carriers_without_factor: tuple[str, ...] = field(default=())
     market_kgco2e: float | None = None
     """Market-based: electricity reduced by PV self-consumption and certificates; other
     carriers as location-based. [kgCO2e]"""
     allocation: AllocationShare | None = None
-    estimated_share: float = 0.0
-    """Share of the meter-hours with data that were estimated, 0–1."""
     flags: Counter[str] = field(default_factory=Counter)
+    by_scope: dict[str, float] = field(default_factory=dict)
+    """Location-based emissions by the supplier's own scope of each carrier (carrier table):
+    ``"1"`` fuels burnt on site, ``"2"`` purchased electricity/steam, ``"3"`` other. [kgCO2e]"""
+
+    @property
+    def estimated_share(self) -> float:
+        """1 − primary-data share: the share of the emissions from estimated energy."""
+        return 1.0 - self.primary_data_share
 
     @property
     def allocated_market_kgco2e(self) -> float | None:
         if self.market_kgco2e is None or self.allocation is None:
             return None
         return self.market_kgco2e * self.allocation.share
+
+
+def _weighted(values: list[tuple[float, float]], default: float) -> float:
+    """Mean of ``value`` weighted by ``weight`` over (value, weight) pairs."""
+    total = math.fsum(w for _, w in values)
+    return math.fsum(v * w for v, w in values) / total if total > 0 else default
 
 
 def supplier_month(
@@ -320,12 +384,17 @@ def supplier_month(
     """Roll a supplier's meter-months up. Carriers without a factor are named, not zeroed."""
     allocation = allocation or registry_share(supplier)
     consumption: dict[str, float] = {}
+    measured: dict[str, float] = {}
+    estimated: dict[str, float] = {}
+    by_scope: dict[str, float] = {}
     for m in meters:
         carrier = m.ref.meter.carrier
         consumption[carrier] = consumption.get(carrier, 0.0) + m.consumption
+        measured[carrier] = measured.get(carrier, 0.0) + m.measured
+        estimated[carrier] = estimated.get(carrier, 0.0) + m.estimated
+        scope = m.ref.carrier.scope
+        by_scope[scope] = by_scope.get(scope, 0.0) + (m.emissions_kgco2e or 0.0)
     emissions = math.fsum(m.emissions_kgco2e or 0.0 for m in meters)
-    expected = sum(m.hours_expected for m in meters)
-    with_data = sum(m.hours_with_data for m in meters)
     market = None
     if sites is not None:
         electric = math.fsum(s.location_kgco2e for s in sites)
@@ -333,19 +402,37 @@ def supplier_month(
     flags: Counter[str] = Counter()
     for m in meters:
         flags.update(m.flags)
+    weights = [(m, m.emissions_kgco2e or 0.0) for m in meters]
+    if not any(w for _, w in weights):  # no factor anywhere: weigh by consumption
+        weights = [(m, m.consumption) for m in meters]
+    any_data = any(m.hours_measured + m.hours_estimated for m in meters)
     return SupplierMonth(
         supplier=supplier,
         month=month,
         consumption=consumption,
+        measured=measured,
+        estimated=estimated,
         emissions_kgco2e=emissions,
         allocated_kgco2e=emissions * allocation.share,
-        completeness=math.fsum(m.covered_hours for m in meters) / expected if expected else 0.0,
+        completeness=_weighted([(m.completeness, w) for m, w in weights], 1.0 if any_data else 0.0),
+        primary_data_share=_weighted([(m.primary_data_share, w) for m, w in weights], 1.0),
         provisional=any(m.provisional for m in meters),
         carriers_without_factor=tuple(
             sorted({m.ref.meter.carrier for m in meters if m.emissions_kgco2e is None})
         ),
         market_kgco2e=market,
         allocation=allocation,
-        estimated_share=sum(m.estimated_hours for m in meters) / with_data if with_data else 0.0,
         flags=flags,
+        by_scope=by_scope,
     )
+
+
+@dataclass(frozen=True)
+class MonthFigures:
+    """Everything one month's export shows."""
+
+    month: Month
+    suppliers: list[SupplierMonth]
+    sites: list[SiteMonth]
+    meters: list[MeterMonth]
+    factors: list[EmissionFactor]

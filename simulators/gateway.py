@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as paho
 
-from collector.mqtt import make_client
 from collector.payload import (
     encode_readings,
     encode_status,
@@ -246,6 +245,23 @@ class GatewayLogic:
         return out
 
 
+def gateway_client(
+    settings: MqttSettings, *, client_id: str, username: str | None, password: str | None
+) -> paho.Client:
+    """The simulated gateway's own paho client: a publisher only, so a clean session; the
+    broker address, protocol version and TLS CA from ``[mqtt]``, never the collector's user."""
+    protocol = paho.MQTTv5 if settings.protocol == "5" else paho.MQTTv311
+    client = paho.Client(
+        paho.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
+        clean_session=None if protocol == paho.MQTTv5 else True,
+    )  # fmt: skip
+    if username is not None:
+        client.username_pw_set(username, password)
+    if settings.tls_ca_file:
+        client.tls_set(ca_certs=str(settings.tls_ca_file))
+    return client
+
+
 class Gateway:
     """One site's gateway. A context manager: connects on enter, flushes and leaves on exit."""
 
@@ -267,12 +283,11 @@ class Gateway:
         self._status_topic = status_topic(supplier, site, gateway)
         # A gateway is never the collector: drop the collector's user from the settings and
         # log in as this gateway when a password is given (brokers with per-gateway ACLs).
-        self._client = make_client(
-            settings.model_copy(update={"username": None}), secrets,
-            client_id=f"sim-{supplier}-{site}-{gateway}"[:64],
+        self._client = gateway_client(
+            settings, client_id=f"sim-{supplier}-{site}-{gateway}"[:64],
+            username=gateway_username(supplier, site, gateway) if password is not None else None,
+            password=password,
         )  # fmt: skip
-        if password is not None:
-            self._client.username_pw_set(gateway_username(supplier, site, gateway), password)
         self._client.will_set(self._status_topic, encode_status("offline"), qos=1, retain=True)
         self._client.on_connect = self._on_connect
         self._connected = threading.Event()

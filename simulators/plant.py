@@ -252,7 +252,8 @@ class SiteModel:
         if meter.simulation.production_per_hour is not None:
             production = {"production_units": float(int(m.production))}
         if meter.carrier != "electricity":
-            return Reading(*ref.key, ts_ns, m.seq, volume_m3=m.register, **production)
+            register = {ref.register_field: m.register}
+            return Reading(*ref.key, ts_ns, m.seq, **register, **production)
         export = {"energy_export_kwh": m.export_register} if meter.role == "grid" else {}
         if first or m.interval_s <= 0:
             return Reading(*ref.key, ts_ns, m.seq, energy_kwh=m.register, **export, **production)

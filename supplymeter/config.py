@@ -13,11 +13,13 @@ Every problem found is reported at once, each naming the file, the key, the rule
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -32,23 +34,13 @@ from pydantic import (
     model_validator,
 )
 
+from supplymeter.carriers import CARRIERS, Carrier
 from supplymeter.errors import ConfigError
 
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 """Ids of suppliers, sites, meters and gateways; they appear verbatim in MQTT topics."""
 
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-Carrier = Literal["electricity", "natural_gas", "water"]
-CARRIER_UNIT: dict[str, str] = {"electricity": "kWh", "natural_gas": "m3", "water": "m3"}
-"""Unit of each carrier's cumulative register."""
-
-CARRIER_REGISTER_FIELD: dict[str, str] = {
-    "electricity": "energy_kwh",
-    "natural_gas": "volume_m3",
-    "water": "volume_m3",
-}
-"""The protocol field holding each carrier's cumulative register."""
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 
 DEFAULT_CONFIG = "supplymeter.toml"
 CONFIG_ENV = "SUPPLYMETER_CONFIG"
@@ -169,6 +161,11 @@ class CollectorSettings(_Model):
     """Collector processes sharing one subscription (``mqtt.shared_group``); each gets
     ``client_id-N`` and ``metrics_port + N``."""
     unhealthy_after_s: float = Field(60.0, gt=0)
+    late_after_s: float = Field(3600.0, gt=0)
+    """Readings older than this on arrival are *late*: the collector records their hours
+    (``reading_arrival``) and the rollup job recomputes exactly those, however old. Must be
+    shorter than ``jobs.trailing_window_h`` minus ``jobs.rollup_every_min``, which covers
+    everything on time."""
 
 
 class SmtpSettings(_Model):
@@ -353,6 +350,17 @@ class ServicesFile(_Model):
     simulator: SimulatorSettings = SimulatorSettings()
 
     @model_validator(mode="after")
+    def _late_within_trailing(self) -> ServicesFile:
+        covered_s = self.jobs.trailing_window_h * 3600 - self.jobs.rollup_every_min * 60
+        if self.collector.late_after_s > covered_s:
+            raise ValueError(
+                f"collector.late_after_s ({self.collector.late_after_s:g} s) must not exceed "
+                f"jobs.trailing_window_h minus jobs.rollup_every_min ({covered_s} s): readings "
+                "between the two would be neither in the trailing window nor marked late"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _processes_share(self) -> ServicesFile:
         if self.collector.processes > 1 and not self.mqtt.shared_group:
             raise ValueError(
@@ -390,9 +398,64 @@ class MeterSimulation(_Model):
     """Units produced per working hour; the meter then reports ``production_units``."""
 
 
+EventType = Literal["exchange", "ct_change", "commissioned", "decommissioned"]
+
+
+class MeterEvent(_Model):
+    """Something that happened to a meter and changes how its register is read.
+
+    * ``exchange``: the meter was replaced at ``time``; the old meter's last register was
+      ``old_final_register``, the new one started at ``new_first_register``. With the event
+      the exchange is measured exactly: (old final − last old reading) + (first new reading −
+      new first register).
+    * ``ct_change``: the CT (or VT) ratio became ``new_multiplier`` at ``time``; the register
+      at the change is interpolated unless ``old_final_register`` is given.
+    * ``commissioned`` / ``decommissioned``: readings before / after are refused by the
+      collector (``before_commissioning``, ``after_decommissioning``).
+    """
+
+    type: EventType
+    time: datetime
+    old_final_register: float | None = Field(None, ge=0)
+    new_first_register: float | None = Field(None, ge=0)
+    new_multiplier: float | None = Field(None, gt=0)
+    new_rollover: float | None = Field(None, gt=0)
+    note: str = ""
+
+    @field_validator("time")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2026-10-14T10:30:00+08:00")
+        return value
+
+    @model_validator(mode="after")
+    def _fields(self) -> MeterEvent:
+        if self.type == "exchange" and (
+            self.old_final_register is None or self.new_first_register is None
+        ):
+            raise ValueError("an exchange needs old_final_register and new_first_register")
+        if self.type == "ct_change" and self.new_multiplier is None:
+            raise ValueError("a ct_change needs new_multiplier")
+        return self
+
+    @property
+    def time_ns(self) -> int:
+        return _datetime_ns(self.time)
+
+
+def _datetime_ns(ts: datetime) -> int:
+    delta = ts - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
 class Meter(_Model):
     id: str
-    carrier: Carrier
+    carrier: str
+    """A carrier of the carrier table (``supplymeter/carriers.py``): electricity,
+    natural_gas, water, steam."""
+    events: list[MeterEvent] = Field(default_factory=list)
+    """Exchanges, CT ratio changes, commissioning and decommissioning, in time order."""
     rollover: float | None = Field(None, gt=0)
     """Register value at which the register wraps to zero (e.g. 100000 for 99,999.9 kWh)."""
     multiplier: float = Field(1.0, gt=0)
@@ -411,6 +474,29 @@ class Meter(_Model):
     simulation: MeterSimulation = MeterSimulation()
 
     _id = field_validator("id")(_check_id)
+
+    @field_validator("carrier")
+    @classmethod
+    def _known_carrier(cls, value: str) -> str:
+        if value not in CARRIERS:
+            raise ValueError(f"must be one of {', '.join(CARRIERS)}")
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _ordered_events(cls, value: list[MeterEvent]) -> list[MeterEvent]:
+        times = [e.time_ns for e in value]
+        if times != sorted(times) or len(set(times)) != len(times):
+            raise ValueError("events must be in strictly increasing time order")
+        kinds = [e.type for e in value]
+        for kind in ("commissioned", "decommissioned"):
+            if kinds.count(kind) > 1:
+                raise ValueError(f"at most one {kind} event")
+        if "commissioned" in kinds and kinds.index("commissioned") != 0:
+            raise ValueError("commissioned must be the first event")
+        if "decommissioned" in kinds and kinds.index("decommissioned") != len(kinds) - 1:
+            raise ValueError("decommissioned must be the last event")
+        return value
 
     @field_validator("interval_s")
     @classmethod
@@ -432,6 +518,10 @@ class Meter(_Model):
         if self.role != "consumption" and self.carrier != "electricity":
             raise ValueError(f"role {self.role!r} needs carrier 'electricity'")
         return self
+
+    def event_times(self, kind: str) -> list[int]:
+        """Epoch-ns times of this meter's events of one type."""
+        return [e.time_ns for e in self.events if e.type == kind]
 
 
 class Site(_Model):
@@ -496,6 +586,22 @@ def gateway_username(supplier: str, site: str, gateway: str) -> str:
 
 
 @dataclass(frozen=True)
+class RegisterSegment:
+    """A stretch of one meter's register life between exchanges or CT changes.
+
+    ``start_ns``/``end_ns``: the events bounding it (``None``: open). ``first_register``: the
+    register at ``start_ns`` when an event states it; ``final_register``: at ``end_ns``.
+    """
+
+    start_ns: int | None
+    end_ns: int | None
+    multiplier: float
+    rollover: float | None
+    first_register: float | None
+    final_register: float | None
+
+
+@dataclass(frozen=True)
 class MeterRef:
     """A meter with everything it inherits from its site and supplier."""
 
@@ -508,12 +614,53 @@ class MeterRef:
         return (self.supplier.id, self.site.id, self.meter.id)
 
     @property
+    def carrier(self) -> Carrier:
+        return CARRIERS[self.meter.carrier]
+
+    @property
     def register_field(self) -> str:
-        return CARRIER_REGISTER_FIELD[self.meter.carrier]
+        return self.carrier.register_field
 
     @property
     def unit(self) -> str:
-        return CARRIER_UNIT[self.meter.carrier]
+        return self.carrier.unit
+
+    def segments(self) -> list[RegisterSegment]:
+        """The meter's register life in segments split at exchanges and CT changes, each with
+        the multiplier and rollover in force (the first from the meter's own settings)."""
+        m = self.meter
+        out = [RegisterSegment(None, None, m.multiplier, m.rollover, None, None)]
+        for e in m.events:
+            if e.type not in ("exchange", "ct_change"):
+                continue
+            prev = out[-1]
+            out[-1] = dataclasses.replace(prev, end_ns=e.time_ns,
+                                          final_register=e.old_final_register)  # fmt: skip
+            out.append(RegisterSegment(
+                e.time_ns, None, e.new_multiplier or prev.multiplier,
+                e.new_rollover or prev.rollover if e.type == "exchange" else prev.rollover,
+                e.new_first_register if e.type == "exchange" else e.old_final_register, None,
+            ))  # fmt: skip
+        return out
+
+    def rollover_at(self, ts_ns: int) -> float | None:
+        """The register's rollover value in force at ``ts_ns``."""
+        if not self.meter.events:
+            return self.meter.rollover
+        for seg in self.segments():
+            if seg.end_ns is None or ts_ns < seg.end_ns:
+                return seg.rollover
+        return self.meter.rollover
+
+    @property
+    def commissioned_ns(self) -> int | None:
+        times = self.meter.event_times("commissioned")
+        return times[0] if times else None
+
+    @property
+    def decommissioned_ns(self) -> int | None:
+        times = self.meter.event_times("decommissioned")
+        return times[0] if times else None
 
     @property
     def tz(self) -> ZoneInfo:

@@ -7,25 +7,17 @@ precision the device sent, which a ``datetime`` (microseconds) would truncate. U
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
 
-QUANTITIES: tuple[str, ...] = (
-    "energy_kwh",
-    "energy_export_kwh",
-    "power_kw",
-    "voltage_v",
-    "current_a",
-    "power_factor",
-    "volume_m3",
-    "production_units",
-)
-"""Protocol v1 quantity fields; the unit is in the name."""
+from supplymeter.carriers import QUANTITIES as _QUANTITIES
+from supplymeter.carriers import REGISTERS as _REGISTERS
 
-REGISTERS: frozenset[str] = frozenset(
-    {"energy_kwh", "energy_export_kwh", "volume_m3", "production_units"}
-)
+QUANTITIES = _QUANTITIES
+"""Protocol v1 quantity fields (from the carrier table); the unit is in the name."""
+
+REGISTERS = _REGISTERS
 """Cumulative registers: never negative, may wrap at the meter's rollover value."""
 
 
@@ -42,31 +34,28 @@ def datetime_to_ns(ts: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
-class Reading(NamedTuple):
-    """One meter reading as the gateway protocol v1 defines it. Units are in the names.
+_BASE_FIELDS = ("supplier", "site", "meter", "ts_ns", "seq")
 
-    A NamedTuple rather than a frozen dataclass: equally immutable, and built several times
-    faster — the collector makes one per reading (about a third of its per-reading cost was a
-    frozen dataclass's ``__init__``).
-    """
+# collections.namedtuple: typing.NamedTuple's functional form takes no defaults. The quantity
+# fields come from the carrier table, so adding a carrier adds its register here.
+Reading = namedtuple(
+    "Reading", (*_BASE_FIELDS, *QUANTITIES), defaults=(None,) * (1 + len(QUANTITIES))
+)
+Reading.__doc__ = """One meter reading as gateway protocol v1 defines it; units are in the names.
 
-    supplier: str
-    site: str
-    meter: str
-    ts_ns: int
-    seq: int | None = None
-    energy_kwh: float | None = None
-    energy_export_kwh: float | None = None
-    power_kw: float | None = None
-    voltage_v: float | None = None
-    current_a: float | None = None
-    power_factor: float | None = None
-    volume_m3: float | None = None
-    production_units: float | None = None
+Fields: ``supplier, site, meter, ts_ns, seq`` and one optional float per protocol quantity
+(:data:`QUANTITIES`, which the carrier table declares). A NamedTuple rather than a frozen
+dataclass: equally immutable, and built several times faster — the collector makes one per
+reading (about a third of its per-reading cost was a frozen dataclass's ``__init__``).
+"""
 
-    def quantities(self) -> dict[str, float]:
-        """The quantity fields that are present."""
-        return {q: v for q in QUANTITIES if (v := getattr(self, q)) is not None}
+
+def _quantities(self: Reading) -> dict[str, float]:
+    """The quantity fields that are present."""
+    return {q: v for q in QUANTITIES if (v := getattr(self, q)) is not None}
+
+
+Reading.quantities = _quantities  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +73,51 @@ class Rejection:
     supplier: str | None = None
     payload_bytes: int = 0
     excerpt: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyConsumption:
+    """Consumption of one meter in one UTC hour. ``consumption`` is in ``unit`` (the carrier's),
+    CT multiplier applied; ``estimated_consumption`` is the part of it not measured (apportioned
+    across a gap, or estimated across a reset or an unexplained fall). [unit]"""
+
+    supplier: str
+    site: str
+    meter: str
+    carrier: str
+    unit: str
+    hour_start_ns: int
+    consumption: float
+    coverage: float
+    """Fraction of the hour spanned by measured register steps at most ``max_gap`` apart, 0–1."""
+    readings: int
+    """Readings with timestamps inside the hour."""
+    flags: tuple[str, ...] = ()
+    """Labels of non-normal register steps touching the hour (``rollover``, ``reset``...)."""
+    estimated_consumption: float = 0.0
+
+    @property
+    def estimated(self) -> bool:
+        return self.coverage < 1.0 - 1e-9
+
+    @property
+    def measured_consumption(self) -> float:
+        """Consumption read from measured register steps. [unit]"""
+        return self.consumption - self.estimated_consumption
+
+
+@dataclass(frozen=True, slots=True)
+class HourlyEmissions:
+    """Location-based emissions of one meter-hour, with the factor that produced them."""
+
+    supplier: str
+    site: str
+    meter: str
+    carrier: str
+    hour_start_ns: int
+    emissions_kgco2e: float
+    """[kgCO2e]"""
+    factor_id: str
+    factor_value: float
+    """[kgCO2e per unit of the carrier]"""
+    provisional: bool

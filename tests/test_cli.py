@@ -15,11 +15,11 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.mqtt import wait_until
+from app.cli import main
 from deploy.stack import Mosquitto, free_port, port_open
-from supplymeter.cli import main
 from supplymeter.influx import InfluxClient
 from tests.conftest import SMALL_REGISTRY, write_config
+from tests.helpers import wait_until
 
 
 def stack_config(tmp_path: Path) -> Path:
@@ -98,7 +98,7 @@ def test_json_logs_are_one_object_per_line(
     import json
     import logging
 
-    from supplymeter.cli import JsonFormatter
+    from app.cli import JsonFormatter
 
     record = logging.LogRecord("collector", logging.WARNING, __file__, 1, "lost %d", (3,), None)
     entry = json.loads(JsonFormatter().format(record))
@@ -124,7 +124,7 @@ def test_collect_with_two_processes_shares_the_stream(
         flush_interval_s = 0.1
         """)  # fmt: skip
     proc = subprocess.Popen(
-        [sys.executable, "-m", "supplymeter.cli", "--config", str(path), "collect"],
+        [sys.executable, "-m", "app.cli", "--config", str(path), "collect"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

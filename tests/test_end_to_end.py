@@ -11,7 +11,6 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from collector.mqtt import wait_until
 from collector.service import Collector
 from processing.emissions import FactorLibrary
 from processing.export import export_month
@@ -21,6 +20,8 @@ from simulators.run import simulate
 from supplymeter.config import Config
 from supplymeter.influx import InfluxClient
 from supplymeter.records import datetime_to_ns
+from supplymeter.store import Store
+from tests.helpers import wait_until
 
 TPE = ZoneInfo("Asia/Taipei")
 FACTOR = {Month(2023, 12): Decimal("0.494"), Month(2024, 1): Decimal("0.474")}
@@ -44,11 +45,11 @@ def test_exported_months_equal_ground_truth(
     assert collector.stats.rejected_total == 0 and collector.stats.readings_accepted == sim.readings
 
     library = FactorLibrary.load()
-    report = run_rollup(config, influx, datetime_to_ns(start), datetime_to_ns(end), library)
+    report = run_rollup(config, Store(influx), datetime_to_ns(start), datetime_to_ns(end), library)
     assert report.flags["rollover"] > 0 and report.meters_without_data == []
     truth = sim.ledger.consumption()
     for month in FACTOR:
-        result = export_month(config, influx, month, tmp_path / "out", library, history={})
+        result = export_month(config, Store(influx), month, tmp_path / "out", library)
         assert result.written and result.version == 1
         lo, hi = month.bounds(TPE)
         meters = read_csv(result.paths[2])
@@ -81,8 +82,8 @@ def test_exported_months_equal_ground_truth(
 
     # Recomputing changes nothing: no new version, the same files.
     before = result.paths[2].read_text()
-    run_rollup(config, influx, datetime_to_ns(start), datetime_to_ns(end), library)
-    again = export_month(config, influx, Month(2024, 1), tmp_path / "out", library, history={})
+    run_rollup(config, Store(influx), datetime_to_ns(start), datetime_to_ns(end), library)
+    again = export_month(config, Store(influx), Month(2024, 1), tmp_path / "out", library)
     assert not again.written and again.version == 1 and again.paths[2].read_text() == before
 
 
@@ -156,8 +157,8 @@ def test_a_month_with_faults_exports_the_ground_truth(
     assert collector.stats.rejected_total == sum(e["type"] == "malformed" for e in events)
 
     library = FactorLibrary.load()
-    run_rollup(config, influx, lo, hi, library)
-    result = export_month(config, influx, month, tmp_path / "out", library, history={})
+    run_rollup(config, Store(influx), lo, hi, library)
+    result = export_month(config, Store(influx), month, tmp_path / "out", library)
     metered = read_ledger(tmp_path / "ledger.csv", "metered")
     replaced = {(e["supplier"], e["site"], e["meter"]) for e in events
                 if e["type"] == "replacement"}  # fmt: skip

@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.mqtt import wait_until
 from collector.service import Collector
 from deploy.stack import InfluxDB, Mosquitto, free_port
 from processing.emissions import FactorLibrary
@@ -30,7 +29,9 @@ from simulators.run import SimulationResult, simulate
 from supplymeter.config import Config, load_config
 from supplymeter.influx import InfluxClient
 from supplymeter.records import datetime_to_ns
+from supplymeter.store import Store
 from tests.conftest import SMALL_REGISTRY, pointed_at, with_settings, write_config
+from tests.helpers import wait_until
 
 TPE = ZoneInfo("Asia/Taipei")
 START = datetime(2026, 3, 2, tzinfo=TPE)
@@ -60,7 +61,9 @@ def assert_matches_ground_truth(
     assert wait_until(lambda: stored_readings(influx) == sim.readings, TIMEOUT_S), (
         f"stored {stored_readings(influx)} of {sim.readings}"
     )
-    run_rollup(config, influx, datetime_to_ns(START), datetime_to_ns(END), FactorLibrary.load())
+    run_rollup(
+        config, Store(influx), datetime_to_ns(START), datetime_to_ns(END), FactorLibrary.load()
+    )
     truth = sim.ledger.consumption()
     for key, hours in truth.items():
         q = (f"SELECT * FROM hourly_consumption WHERE supplier = '{key[0]}' AND site = "
@@ -87,7 +90,7 @@ def test_collector_killed_with_sigkill_mid_stream_loses_and_doubles_nothing(
         """
     path = write_config(tmp_path / "cfg", SMALL_REGISTRY, services)
     config = load_config(path, {})
-    argv = [sys.executable, "-m", "supplymeter.cli", "--config", str(path), "collect"]
+    argv = [sys.executable, "-m", "app.cli", "--config", str(path), "collect"]
 
     log = (tmp_path / "collector.log").open("ab")
 

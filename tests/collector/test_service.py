@@ -9,11 +9,11 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.mqtt import wait_until
 from collector.service import Collector
 from deploy.stack import Mosquitto
 from supplymeter.config import Config
 from supplymeter.influx import InfluxClient
+from tests.helpers import wait_until
 
 TIMEOUT_S = 20
 

@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from collector.mqtt import wait_until
 from collector.service import Collector
 from dashboards.macros import panel_range, substitute
 from dashboards.model import all_dashboards, panel_queries
@@ -32,7 +31,9 @@ from supplymeter.config import Config, FaultSettings, SimulatorSettings, load_co
 from supplymeter.errors import ConfigError
 from supplymeter.influx import InfluxClient
 from supplymeter.records import datetime_to_ns
+from supplymeter.store import Store
 from tests.conftest import pointed_at, with_settings, write_config
+from tests.helpers import wait_until
 
 TPE = ZoneInfo("Asia/Taipei")
 TOKEN = "glsa_test_token"
@@ -253,14 +254,14 @@ def filled(
             assert collector.writer.flush(60)
             time.sleep(1.2)  # at least two self-metrics points
         library = FactorLibrary.load()
-        run_rollup(config, client, datetime_to_ns(start), datetime_to_ns(end), library)
-        run_rollup(config, client, datetime_to_ns(end - timedelta(days=367)),
+        run_rollup(config, Store(client), datetime_to_ns(start), datetime_to_ns(end), library)
+        run_rollup(config, Store(client), datetime_to_ns(end - timedelta(days=367)),
                    datetime_to_ns(end - timedelta(days=365)), library)  # fmt: skip
         last = previous_month(now, "Asia/Taipei")
         this = Month(datetime.fromtimestamp(now / 1e9, TPE).year,
                      datetime.fromtimestamp(now / 1e9, TPE).month)  # fmt: skip
         for month in (last, this):
-            export_month(config, client, month, tmp / "exports", library, history={})
+            export_month(config, Store(client), month, tmp / "exports", library)
         condition = Condition("spike", "cnc-d", "tainan-1", "main", 30.0, 10.0, "kWh",
                               now - 15 * 60 * 10**9, now, "+200%")  # fmt: skip
         [event] = IncidentBook(tmp / "b.json").update([condition], now, 24, 60, 3)
@@ -310,7 +311,7 @@ def test_render_writes_pngs_of_the_chartable_panels(
     filled: tuple[Config, InfluxClient, int, int], tmp_path: Path
 ) -> None:
     config, client, start, now = filled
-    paths = render_all(config, client, start, now, tmp_path)
+    paths = render_all(config, Store(client), start, now, tmp_path)
     names = {p.name.split("-")[0] + "-" + p.name.split("-")[1] for p in paths}
     assert names == {"sm-overview", "sm-supplier", "sm-scope3", "sm-ingest"}
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths) and len(paths) >= 14

@@ -11,8 +11,8 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
+from app.cli import build_parser
 from deploy.mosquitto import write_mosquitto
-from supplymeter.cli import build_parser
 from supplymeter.config import Config, load_config
 from tests.conftest import ROOT, with_settings
 

@@ -17,15 +17,15 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from collector.mqtt import wait_until
+from app.cli import main
 from collector.service import Collector
 from deploy.mosquitto import hash_password, load_passwords, write_mosquitto
-from deploy.stack import MosquittoFromFile, free_port
+from deploy.stack import free_port
 from simulators.run import simulate
-from supplymeter.cli import main
 from supplymeter.config import Config, load_config
 from supplymeter.influx import InfluxClient
 from tests.conftest import ROOT, SMALL_REGISTRY, pointed_at, write_config
+from tests.helpers import MosquittoFromFile, wait_until
 
 FORGE_GW = "forge-a.plant-1.gw1"
 CNC_GW = "cnc-d.plant-1.gw1"

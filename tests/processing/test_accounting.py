@@ -27,6 +27,7 @@ from processing.scope3 import (
 from supplymeter.config import Config
 from supplymeter.errors import ConfigError
 from supplymeter.influx import InfluxClient
+from supplymeter.store import Store
 from tests.processing.test_scope3 import hours_of
 
 TPE = ZoneInfo("Asia/Taipei")
@@ -146,16 +147,16 @@ def test_restatement_writes_a_new_version_with_a_diff_and_keeps_the_old(
     out = tmp_path / "exports"
     library = FactorLibrary.load()
     write_month(config, influx, 10.0)
-    first = export_month(config, influx, OCT, out, library, history={})
+    first = export_month(config, Store(influx), OCT, out, library)
     assert first.written and first.version == 1 and first.diff_path is None
     v1 = {p.name: p.read_bytes() for p in first.directory.iterdir()}
 
     write_month(config, influx, 10.004)  # +0.04%: within the 0.1% threshold
-    same = export_month(config, influx, OCT, out, library, history={})
+    same = export_month(config, Store(influx), OCT, out, library)
     assert not same.written and same.version == 1
 
     write_month(config, influx, 10.5)  # +5%: late data arrived
-    second = export_month(config, influx, OCT, out, library, history={})
+    second = export_month(config, Store(influx), OCT, out, library)
     assert second.written and second.version == 2 and second.diff_path is not None
     diff = list(csv.DictReader(second.diff_path.open()))
     assert {r["supplier"] for r in diff} == {"forge-a", "cnc-d"}
@@ -168,7 +169,7 @@ def test_restatement_writes_a_new_version_with_a_diff_and_keeps_the_old(
     published = FactorLibrary(
         [*library.factors, replace(grid_2024, id="tw-grid-2026", year=2026, value=0.470)]
     )
-    third = export_month(config, influx, OCT, out, published, history={})
+    third = export_month(config, Store(influx), OCT, out, published)
     assert third.written and third.version == 3
     suppliers = {r["supplier"]: r for r in csv.DictReader(third.paths[0].open())}
     assert suppliers["cnc-d"]["provisional"] == "false"

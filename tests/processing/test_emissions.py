@@ -54,11 +54,11 @@ def test_each_hour_uses_its_local_years_factor(example_config: Config) -> None:
     last_2023 = emissions_for(hour_at(datetime(2023, 12, 31, 23, tzinfo=TPE)), ref, library)
     first_2024 = emissions_for(hour_at(datetime(2024, 1, 1, 0, tzinfo=TPE)), ref, library)
     assert last_2023 and first_2024
-    assert (last_2023.factor.id, last_2023.emissions_kgco2e) == (
+    assert (last_2023.factor_id, last_2023.emissions_kgco2e) == (
         "tw-grid-2023",
         pytest.approx(49.4),
     )
-    assert (first_2024.factor.id, first_2024.emissions_kgco2e) == (
+    assert (first_2024.factor_id, first_2024.emissions_kgco2e) == (
         "tw-grid-2024",
         pytest.approx(47.4),
     )
@@ -69,7 +69,7 @@ def test_unpublished_year_uses_latest_factor_marked_provisional(example_config: 
     ref = example_config.registry.meter("heat-c", "kaohsiung-1", "main")
     assert ref is not None
     record = emissions_for(hour_at(datetime(2026, 10, 1, tzinfo=TPE)), ref, FactorLibrary.load())
-    assert record and record.factor.year == 2024 and record.provisional
+    assert record and record.factor_id == "tw-grid-2024" and record.provisional
 
 
 def test_no_factor_is_none_not_zero(example_config: Config) -> None:

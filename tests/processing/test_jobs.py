@@ -15,6 +15,7 @@ from processing.jobs import HOUR_NS, Jobs, JobState
 from supplymeter.config import Config, load_config
 from supplymeter.influx import InfluxClient
 from supplymeter.records import datetime_to_ns
+from supplymeter.store import Store
 from tests.conftest import with_settings
 
 TPE = ZoneInfo("Asia/Taipei")
@@ -26,7 +27,7 @@ def at(*args: int) -> int:
 
 def make_jobs(config: Config, influx: InfluxClient, tmp_path: Path, now: list[int]) -> Jobs:
     config = with_settings(config, "jobs", export_dir=tmp_path / "exports", retry_delay_s=0)
-    return Jobs(config, influx, FactorLibrary.load(), clock=lambda: now[0])
+    return Jobs(config, Store(influx), FactorLibrary.load(), clock=lambda: now[0])
 
 
 def test_a_failing_job_is_retried_logged_and_never_raises(
@@ -96,7 +97,7 @@ def test_export_is_due_after_its_day_until_done(
 def test_run_job_from_the_command_line(
     influx: InfluxClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from supplymeter.cli import main
+    from app.cli import main
     from tests.conftest import SMALL_REGISTRY, write_config
 
     services = f'[influxdb]\nurl = "{influx.url}"\ndatabase = "{influx.database}"\n'

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from processing.rollup import HOUR_NS, RegisterSeries, hourly_consumption, step_label
+from processing.rollup import HOUR_NS, RegisterSeries, hourly_consumption, measure, step_label
 from supplymeter.config import Allocation, Meter, MeterRef, Site, Supplier
 from supplymeter.records import datetime_to_ns
 
@@ -18,9 +18,14 @@ MIN = 60 * 10**9
 
 
 def meter(rollover: float | None = None, multiplier: float = 1.0, carrier: str = "electricity",
-          max_power: float | None = None):  # type: ignore[no-untyped-def]  # fmt: skip
+          max_power: float | None = None, events: list[dict] | None = None):  # type: ignore[no-untyped-def]  # fmt: skip
     m = Meter(
-        id="main", carrier=carrier, rollover=rollover, multiplier=multiplier, max_power=max_power
+        id="main",
+        carrier=carrier,
+        rollover=rollover,
+        multiplier=multiplier,
+        max_power=max_power,
+        events=events or [],
     )
     site = Site(id="plant-1", meters=[m])
     supplier = Supplier(id="s", allocation=Allocation(method="dedicated", share=1), sites=[site])
@@ -48,11 +53,12 @@ def test_rollover_at_99999_9() -> None:
     assert hour.flags == ("rollover",)
 
 
-def test_meter_replacement_counts_from_zero_and_is_flagged() -> None:
+def test_meter_replacement_without_event_is_estimated_at_the_neighbouring_rate() -> None:
     ref = meter(rollover=100_000)
     s = series(ref, [(T0, 40_000.0), (T0 + 30 * MIN, 40_010.0), (T0 + HOUR_NS, 3.0)])
     [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, HOUR_NS)
-    assert hour.consumption == pytest.approx(13.0) and hour.flags == ("reset",)
+    assert hour.consumption == pytest.approx(20.0) and hour.flags == ("reset",)
+    assert hour.estimated and hour.estimated_consumption == pytest.approx(10.0)
 
 
 @pytest.mark.parametrize(
@@ -61,8 +67,8 @@ def test_meter_replacement_counts_from_zero_and_is_flagged() -> None:
         (10.0, 12.5, None, ("normal", 2.5)),
         (10.0, 10.0, None, ("normal", 0.0)),
         (99_990.0, 10.0, 100_000.0, ("rollover", 20.0)),
-        (60_000.0, 50_000.0, 100_000.0, ("reset", 50_000.0)),
-        (10.0, 2.0, None, ("reset", 2.0)),
+        (60_000.0, 50_000.0, 100_000.0, ("reset", 0.0)),
+        (10.0, 2.0, None, ("reset", 0.0)),
     ],
 )
 def test_step_labels(old: float, new: float, rollover: float | None, expected: tuple) -> None:  # type: ignore[type-arg]
@@ -155,11 +161,16 @@ def quarter_hours(*registers: float) -> list[tuple[int, float]]:
     return [(T0 + i * Q, r) for i, r in enumerate(registers)]
 
 
-def test_momentary_zero_is_a_glitch_not_a_reset() -> None:
+def test_a_fall_that_returns_is_estimated_never_measured() -> None:
+    """100 → 110 → 0 → 130: a momentary zero, or an exchange whose new meter passed the old
+    register by its next reading. The data cannot tell: the 30 min around the odd reading are
+    estimated at the neighbouring rate (10 kWh per 15 min) and asked about."""
     s = series(meter(), quarter_hours(100.0, 110.0, 0.0, 130.0, 140.0))
     [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, 30 * MIN)
-    assert hour.consumption == pytest.approx(40.0) and hour.flags == ("glitch",)
-    assert not hour.estimated  # 110 → 130 over 30 min is measured, within max_gap
+    assert hour.consumption == pytest.approx(40.0) and hour.flags == ("fall",)
+    assert hour.estimated and hour.coverage == pytest.approx(0.5)
+    assert hour.estimated_consumption == pytest.approx(20.0)
+    assert measure(s).falls() == [(T0 + 3 * Q, "fall")]
 
 
 def test_garbage_spike_is_a_glitch_when_a_max_power_is_known() -> None:
@@ -173,8 +184,9 @@ def test_implausible_jump_is_rejected_not_summed() -> None:
     # The register leaps by 5,000 kWh in 15 min (20 MW on a 400 kW meter) and stays there.
     s = series(meter(max_power=400), quarter_hours(100.0, 110.0, 5110.0, 5120.0, 5130.0))
     [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, Q)
-    assert hour.consumption == pytest.approx(30.0)  # the three normal steps only
+    assert hour.consumption == pytest.approx(40.0)  # the leap replaced by the neighbours' rate
     assert hour.flags == ("implausible",) and hour.coverage == pytest.approx(0.75)
+    assert hour.estimated_consumption == pytest.approx(10.0)
 
 
 def test_replacement_is_estimated_from_the_neighbouring_rate() -> None:
@@ -194,7 +206,7 @@ def test_max_power_tells_a_meter_swap_from_a_rollover() -> None:
     [strict] = hourly_consumption(
         series(meter(rollover=100_000, max_power=400), points), T0, T0 + HOUR_NS, Q
     )
-    assert strict.flags == ("reset",) and strict.consumption == pytest.approx(33.0)
+    assert strict.flags == ("reset",) and strict.consumption == pytest.approx(40.0)
 
 
 def test_real_rollover_stays_a_rollover_with_max_power() -> None:
@@ -214,3 +226,122 @@ def test_contract_capacity_bounds_an_electricity_meter() -> None:
 
     assert max_power(ref) == 1500 and max_power(meter()) is None
     assert max_power(meter(max_power=80)) == 80
+
+
+# --- meter events (hand-computed) -------------------------------------------------------------
+
+
+def at(i: int) -> datetime:
+    return datetime.fromtimestamp((T0 + i * Q) / 1e9, TPE)
+
+
+def test_exchange_with_event_is_exact_when_the_new_meter_passes_the_old_value() -> None:
+    """45 → 3 → 50: the old meter read 45 at 00:15 and 46 when it came off at 00:22:30; the
+    new one started at 0 and read 3 at 00:30, 50 at 00:45. Consumption 45→46 + 0→50 = 51 plus
+    the first step 40→45: 56, all measured."""
+    exchange = {"type": "exchange", "time": at(1) + (at(2) - at(1)) / 2,
+                "old_final_register": 46.0, "new_first_register": 0.0}  # fmt: skip
+    ref = meter(events=[exchange])
+    s = series(ref, quarter_hours(40.0, 45.0, 3.0, 50.0, 60.0))
+    [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, Q)
+    assert hour.consumption == pytest.approx(5 + 1 + 3 + 47 + 10)
+    assert not hour.estimated and hour.estimated_consumption == 0.0
+    assert hour.flags == ("exchange",) and measure(s).falls() == []
+
+
+def test_the_same_registers_without_the_event_are_estimated_and_asked_about() -> None:
+    s = series(meter(), quarter_hours(40.0, 45.0, 3.0, 50.0, 60.0))
+    [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, Q)
+    assert hour.estimated and hour.flags == ("fall",)
+    assert [label for _, label in measure(s).falls()] == ["fall"]
+
+
+def test_exchange_to_a_meter_with_another_multiplier_and_rollover() -> None:
+    """The old meter (×40) reads 10.0, 10.5 and is removed at 10.75; the new one (×80,
+    rollover 1,000) starts at 999.5, wraps, then reads 0.25 and 0.75."""
+    exchange = {"type": "exchange", "time": at(2), "old_final_register": 10.75,
+                "new_first_register": 999.5, "new_multiplier": 80,
+                "new_rollover": 1000}  # fmt: skip
+    ref = meter(multiplier=40, events=[exchange])
+    s = series(ref, [(T0, 10.0), (T0 + Q, 10.5), (T0 + 3 * Q, 0.25), (T0 + 4 * Q, 0.75)])
+    [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, Q)
+    # 0.75 × 40 before, (0.5 + 0.25 + 0.5) × 80 after
+    assert hour.consumption == pytest.approx(30 + 100)
+    assert sorted(hour.flags) == ["exchange", "rollover"] and not hour.estimated
+
+
+def test_ct_change_applies_each_ratio_to_its_side() -> None:
+    """The register runs on through a CT change from ×40 to ×60 at 00:30 (no register given:
+    interpolated, 2.0): 2 × 40 + 2 × 60."""
+    change = {"type": "ct_change", "time": at(2), "new_multiplier": 60}
+    ref = meter(multiplier=40, events=[change])
+    s = series(ref, [(T0, 0.0), (T0 + Q, 1.0), (T0 + 3 * Q, 3.0), (T0 + 4 * Q, 4.0)])
+    [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, Q)
+    assert hour.consumption == pytest.approx(2 * 40 + 2 * 60) and not hour.estimated
+
+
+def test_a_reset_after_a_flat_period_is_not_estimated_as_zero() -> None:
+    """Flat for the step before the reset (a break), 10 kWh per quarter before that and after:
+    the rate comes from an hour on each side, not from the single flat step."""
+    points = quarter_hours(0.0, 10.0, 20.0, 30.0, 40.0, 40.0, 2.0, 12.0, 22.0, 32.0, 42.0)
+    s = series(meter(rollover=100_000), points)
+    m = measure(s)
+    reset = m.labels.index("reset")
+    assert m.cumulative[reset + 1] - m.cumulative[reset] == pytest.approx((7.5 + 10) / 2)
+
+
+def test_measured_plus_estimated_is_the_total_and_energy_shares_are_exact() -> None:
+    """20 of 60 kWh estimated: a 2-hour gap apportioned, then measured hours."""
+    ref = meter()
+    points = [(T0, 0.0), (T0 + HOUR_NS, 20.0), (T0 + 3 * HOUR_NS, 40.0), (T0 + 4 * HOUR_NS, 60.0)]
+    hours = hourly_consumption(series(ref, points), T0, T0 + 4 * HOUR_NS, HOUR_NS)
+    total = sum(h.consumption for h in hours)
+    estimated = sum(h.estimated_consumption for h in hours)
+    assert total == pytest.approx(60.0) and estimated == pytest.approx(20.0)
+    assert sum(h.measured_consumption for h in hours) == pytest.approx(40.0)
+    assert round(100 * estimated / total, 1) == 33.3
+
+
+def test_events_are_validated() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="old_final_register and new_first_register"):
+        meter(events=[{"type": "exchange", "time": at(1), "old_final_register": 3.0}])
+    with pytest.raises(ValidationError, match="needs a UTC offset"):
+        meter(events=[{"type": "ct_change", "time": datetime(2026, 1, 1), "new_multiplier": 2}])
+    with pytest.raises(ValidationError, match="strictly increasing"):
+        meter(events=[{"type": "ct_change", "time": at(2), "new_multiplier": 2},
+                      {"type": "ct_change", "time": at(1), "new_multiplier": 3}])  # fmt: skip
+
+
+@given(
+    st.lists(st.floats(min_value=0, max_value=50), min_size=3, max_size=40),
+    st.integers(min_value=1, max_value=38),
+    st.floats(min_value=0, max_value=20),
+)
+def test_an_exchange_with_its_event_equals_the_uninterrupted_meter(
+    increments: list[float], cut: int, new_first: float
+) -> None:
+    """Any consumption, any exchange point, any new meter start: with the event recorded the
+    hours equal those of one meter that was never exchanged."""
+    cut = min(cut, len(increments) - 1)
+    regs, acc = [], 100.0
+    for inc in increments:
+        regs.append(acc)
+        acc += inc
+    regs.append(acc)
+    ts = [T0 + i * Q for i in range(len(regs))]
+    t_event = ts[cut] + Q // 2
+    # true register at the event (uniform within the step)
+    at_event = regs[cut] + (regs[cut + 1] - regs[cut]) / 2
+    exchanged = [(t, r) if t < t_event else (t, new_first + r - at_event)
+                 for t, r in zip(ts, regs, strict=True)]  # fmt: skip
+    event = {"type": "exchange", "time": datetime.fromtimestamp(t_event / 1e9, TPE),
+             "old_final_register": at_event, "new_first_register": new_first}  # fmt: skip
+    end = ts[-1] - ts[-1] % HOUR_NS
+    plain = hourly_consumption(series(meter(), list(zip(ts, regs, strict=True))), T0, end, Q)
+    swapped = hourly_consumption(series(meter(events=[event]), exchanged), T0, end, Q)
+    assert [h.hour_start_ns for h in swapped] == [h.hour_start_ns for h in plain]
+    for a, b in zip(plain, swapped, strict=True):
+        assert b.consumption == pytest.approx(a.consumption, abs=1e-6)
+        assert b.estimated_consumption == pytest.approx(0.0, abs=1e-9)

@@ -5,11 +5,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from processing.emissions import FactorLibrary
-from processing.rollup import HOUR_NS, HourlyConsumption
+from processing.emissions import FactorLibrary, emissions_for
+from processing.rollup import HOUR_NS
 from processing.scope3 import Month, meter_month, supplier_month
 from supplymeter.config import Config
-from supplymeter.records import datetime_to_ns
+from supplymeter.records import HourlyConsumption, datetime_to_ns
 
 TPE = ZoneInfo("Asia/Taipei")
 
@@ -30,6 +30,13 @@ def hours_of(ref, start: int, n: int, kwh: float, coverage: float = 1.0) -> list
                               coverage, 4) for i in range(n)]  # fmt: skip
 
 
+def month_of(ref, month: Month, hours: list[HourlyConsumption], library: FactorLibrary):  # type: ignore[no-untyped-def]
+    """The meter's month from its hours and the emissions the rollup would have stored."""
+    stored = [e for h in hours if (e := emissions_for(h, ref, library)) is not None]
+    has_factor = library.covers(ref.carrier.factor_key, ref.supplier.country)
+    return meter_month(ref, month, hours, stored, has_factor)
+
+
 def test_meter_month_sums_local_month_only_and_allocates(example_config: Config) -> None:
     ref = example_config.registry.meter("forge-a", "taichung-1", "press-line")
     assert ref is not None
@@ -37,11 +44,13 @@ def test_meter_month_sums_local_month_only_and_allocates(example_config: Config)
     start, _end = month.bounds(TPE)
     hours = hours_of(ref, start - 2 * HOUR_NS, 2 + 744 + 3, 10.0)  # spills both sides
     hours[5] = HourlyConsumption(*ref.key, "electricity", "kWh", hours[5].hour_start_ns, 10.0,
-                                 0.5, 1, ("rollover",))  # fmt: skip
-    m = meter_month(ref, month, hours, FactorLibrary.load())
+                                 0.5, 1, ("rollover",), estimated_consumption=4.0)  # fmt: skip
+    m = month_of(ref, month, hours, FactorLibrary.load())
     assert m.consumption == pytest.approx(7440.0)
-    assert m.hours_expected == m.hours_with_data == 744 and m.estimated_hours == 1
-    assert m.completeness == pytest.approx(743.5 / 744) and m.flags["rollover"] == 1
+    assert m.measured == pytest.approx(7436.0) and m.estimated == pytest.approx(4.0)
+    assert m.hours_expected == 744 and (m.hours_measured, m.hours_estimated) == (743, 1)
+    assert m.completeness == 1.0 and m.flags["rollover"] == 1
+    assert m.primary_data_share == pytest.approx(7436.0 / 7440.0)
     assert m.emissions_kgco2e == pytest.approx(7440.0 * 0.474)
     assert m.factor_ids == ("tw-grid-2024",) and not m.provisional
     assert m.allocated_kgco2e == pytest.approx(7440.0 * 0.474 * 0.42)
@@ -54,7 +63,7 @@ def test_supplier_month_names_carriers_without_factor(example_config: Config) ->
     start, _ = month.bounds(TPE)
     library = FactorLibrary([f for f in FactorLibrary.load().factors if f.carrier != "water"])
     meters = [
-        meter_month(ref, month, hours_of(ref, start, 744 - 24, 2.0), library)
+        month_of(ref, month, hours_of(ref, start, 744 - 24, 2.0), library)
         for ref in example_config.registry.meters() if ref.supplier.id == "heat-c"
     ]  # fmt: skip
     s = supplier_month(supplier, month, meters)
@@ -63,4 +72,39 @@ def test_supplier_month_names_carriers_without_factor(example_config: Config) ->
     assert s.emissions_kgco2e == pytest.approx(1440.0 * (0.474 + 1.881))  # no water factor
     assert s.allocated_kgco2e == pytest.approx(s.emissions_kgco2e)  # dedicated: share 1
     assert s.carriers_without_factor == ("water",) and s.provisional
+    # 24 hours without data at the meters' mean rate: completeness on energy 1440 / 1488
     assert s.completeness == pytest.approx(720 / 744)
+    assert s.measured["water"] == pytest.approx(1440.0) and s.primary_data_share == 1.0
+
+
+def test_a_supplier_without_gas_shows_no_gas_figure(example_config: Config) -> None:
+    from processing.export import SUPPLIER_COLUMNS, supplier_row
+
+    supplier = example_config.registry.supplier("cnc-d")
+    assert supplier is not None
+    month = Month(2026, 10)
+    start, _ = month.bounds(TPE)
+    library = FactorLibrary.load()
+    meters = [month_of(ref, month, hours_of(ref, start, 744, 1.0), library)
+              for ref in example_config.registry.meters() if ref.supplier.id == "cnc-d"
+              and ref.meter.role == "consumption"]  # fmt: skip
+    row = dict(zip(SUPPLIER_COLUMNS, supplier_row(supplier_month(supplier, month, meters)),
+                   strict=True))  # fmt: skip
+    assert row["natural_gas_m3"] == "" and row["steam_kg"] == ""
+    assert float(row["electricity_kwh"]) > 0
+
+
+def test_export_rows_report_energy_not_hours(example_config: Config) -> None:
+    """20 of 60 kWh estimated: 33.33% estimated, 66.67% primary data, 100% complete."""
+    ref = example_config.registry.meter("cnc-d", "tainan-1", "main")
+    assert ref is not None
+    month = Month(2026, 10)
+    start, _ = month.bounds(TPE)
+    hours = [HourlyConsumption(*ref.key, "electricity", "kWh", start + i * HOUR_NS, 60 / 744,
+                               0.5 if i < 372 else 1.0, 4,
+                               estimated_consumption=40 / 744 if i < 372 else 0.0)
+             for i in range(744)]  # fmt: skip
+    m = month_of(ref, month, hours, FactorLibrary.load())
+    assert m.consumption == pytest.approx(60.0) and m.estimated == pytest.approx(20.0)
+    assert m.measured + m.estimated == pytest.approx(m.consumption)
+    assert round(100 * (1 - m.primary_data_share), 1) == 33.3 and m.completeness == 1.0

@@ -427,7 +427,8 @@ def test_outage_over_mqtt_replays_everything_and_writes_the_ground_truth(
     reading once after the replay, and the ledger and fault list are written."""
     import paho.mqtt.client as paho
 
-    from collector.mqtt import make_client, wait_until
+    from collector.mqtt import make_client
+    from tests.helpers import wait_until
 
     config = make_config()
     got: list[bytes] = []

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from app.cli import _fault_overrides
 from simulators.loadtest import load_test, registry_toml
 from simulators.plot import plot_week
-from supplymeter.cli import _fault_overrides
 from supplymeter.config import Config, load_config
 from supplymeter.errors import ConfigError
 from tests.conftest import write_config

@@ -31,13 +31,13 @@ def test_error_names_file_key_rule_and_value(tmp_path: Path) -> None:
 
 
 def test_all_problems_reported_at_once(tmp_path: Path) -> None:
-    registry = SMALL_REGISTRY.replace('carrier = "natural_gas"', 'carrier = "steam"').replace(
+    registry = SMALL_REGISTRY.replace('carrier = "natural_gas"', 'carrier = "hydrogen"').replace(
         'id = "cnc-d"', 'id = "CNC D"'
     )
     found = problems(tmp_path, registry, services="[influxdb]\nurl = 'localhost:8086'\n")
     text = "\n".join(found)
     assert "influxdb.url: must be an http:// or https:// URL (got 'localhost:8086')" in text
-    assert "suppliers[0].sites[0].meters[1].carrier" in text and "'steam'" in text
+    assert "suppliers[0].sites[0].meters[1].carrier" in text and "'hydrogen'" in text
     assert "suppliers[1].id: must match" in text and "'CNC D'" in text
     assert len(found) == 3
 

@@ -1,7 +1,8 @@
-"""``supplymeter``: the one place that wires the services together.
+"""``supplymeter``: the command line, the one place (with :mod:`app.demo`) that wires the
+services together. Nothing imports this package.
 
 Service packages are imported lazily inside each command, so ``supplymeter --help`` and a
-config check stay fast and the core keeps no dependency on them.
+config check stay fast.
 
 Exit codes: 0 success, 1 runtime failure (a server unreachable, a refused request), 2 bad
 configuration or arguments.
@@ -12,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import signal
 import sys
 import threading
@@ -28,10 +28,9 @@ from supplymeter.errors import ConfigError, SupplymeterError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from collector.service import Collector
     from processing.export import ExportResult
-    from simulators.run import SimulationResult
     from supplymeter.influx import InfluxClient
+    from supplymeter.store import Store
 
 log = logging.getLogger("supplymeter")
 
@@ -105,6 +104,27 @@ def _influx(config: Config) -> InfluxClient:
     return client
 
 
+def _store(config: Config) -> Store:
+    from supplymeter.store import Store
+
+    return Store(_influx(config))
+
+
+def dashboards_pusher(config: Config) -> Callable[[], str] | None:
+    """The daily dashboards push for the jobs, or ``None`` without a Grafana token."""
+    if config.secrets.grafana_token is None:
+        return None
+
+    def push() -> str:
+        from dashboards.push import connect, push
+
+        plan = push(config, connect(config))
+        changed = [line for line in plan if not line.endswith("unchanged")]
+        return f"{len(plan)} items, {len(changed)} changed" + (f": {changed}" if changed else "")
+
+    return push
+
+
 def cmd_collect(config: Config, args: argparse.Namespace) -> int:
     from collector.service import Collector, worker_config
 
@@ -135,7 +155,7 @@ def _spawn_workers(
     SIGTERM on and wait for them."""
     import subprocess
 
-    argv = [sys.executable, "-m", "supplymeter.cli", "--config", str(config.path)]
+    argv = [sys.executable, "-m", "app.cli", "--config", str(config.path)]
     argv += ["--log-json"] if args.log_json else []
     argv += ["-v"] * args.verbose
 
@@ -248,12 +268,19 @@ def cmd_rollup(config: Config, args: argparse.Namespace) -> int:
     from processing.jobs import run_rollup
 
     start_ns, end_ns = _hour_range(args)
-    with _influx(config) as client:
-        report = run_rollup(config, client, start_ns, end_ns, FactorLibrary.load(), _say)
+    if end_ns <= start_ns:
+        raise ConfigError([f"--end must be after --start (got {args.start} .. {args.end})"])
+    with _store(config) as store:
+        report = run_rollup(config, store, start_ns, end_ns, FactorLibrary.load(), _say)
     _say(
         f"{report.hours:,} meter-hours from {report.meters} meters; "
         f"{report.estimated_hours} estimated; corrections {dict(report.flags) or 'none'}"
     )
+    if report.falls:
+        _say(
+            f"WARNING: {report.falls} register falls without a recorded meter event: those "
+            "hours are estimated; record the exchange in the registry (meter events)"
+        )
     if report.meters_without_data:
         _say(f"no data for: {', '.join(report.meters_without_data)}")
     return 0
@@ -266,8 +293,8 @@ def cmd_export(config: Config, args: argparse.Namespace) -> int:
 
     month = Month.parse(args.month)
     out = args.out or config.resolve(config.jobs.export_dir)
-    with _influx(config) as client:
-        result = export_month(config, client, month, out, FactorLibrary.load())
+    with _store(config) as store:
+        result = export_month(config, store, month, out, FactorLibrary.load())
     _print_summary(result)
     return 0
 
@@ -287,7 +314,7 @@ def cmd_deploy(config: Config, args: argparse.Namespace) -> int:
 def cmd_scheduler(config: Config, args: argparse.Namespace) -> int:
     from processing.jobs import run_scheduler
 
-    run_scheduler(config)
+    run_scheduler(config, dashboards_pusher(config))
     return 0
 
 
@@ -305,8 +332,8 @@ def cmd_dashboards(config: Config, args: argparse.Namespace) -> int:
 
         month = args.month or str(previous_month(time.time_ns(), config.jobs.timezone))
         start, end = local_bounds(month, config.jobs.timezone)
-        with _influx(config) as client:
-            paths = render_all(config, client, start, end, args.out)
+        with _store(config) as store:
+            paths = render_all(config, store, start, end, args.out)
         _say(f"rendered {len(paths)} panels for {month} into {args.out}")
         return 0
     plan = dash.push(config, dash.connect(config), dry_run=args.dry_run)
@@ -325,9 +352,11 @@ def cmd_run_job(config: Config, args: argparse.Namespace) -> int:
         if args.name != "export":
             raise ConfigError(["--month applies to the export job only"])
         kwargs["month"] = Month.parse(args.month)
-    with _influx(config) as client:
-        jobs = Jobs(config, client, FactorLibrary.load())
+    with _store(config) as store:
+        jobs = Jobs(config, store, FactorLibrary.load(), push_dashboards=dashboards_pusher(config))
         ok = jobs.run(args.name, **kwargs)
+    if ok:
+        _say(f"{args.name}: {jobs.last_summary}")
     return 0 if ok else 1
 
 
@@ -335,7 +364,8 @@ def _print_summary(result: ExportResult) -> None:
     _say(f"\nScope 3 (GHG Protocol cat. 1), {result.month}:")
     _say(
         f"  {'supplier':<10} {'electricity kWh':>16} {'gas m³':>10} {'water m³':>9} "
-        f"{'location kg':>13} {'market kg':>13} {'share':>6} {'buyer kg':>13} {'complete':>9}"
+        f"{'location kg':>13} {'market kg':>13} {'share':>6} {'buyer kg':>13} {'complete':>9} "
+        f"{'primary':>8}"
     )
     for s in result.suppliers:
         flag = " (provisional factor)" if s.provisional else ""
@@ -349,141 +379,18 @@ def _print_summary(result: ExportResult) -> None:
             f"  {s.supplier.id:<10} {s.consumption.get('electricity', 0):>16,.3f} "
             f"{s.consumption.get('natural_gas', 0):>10,.3f} {s.consumption.get('water', 0):>9,.3f} "
             f"{s.emissions_kgco2e:>13,.3f} {s.market_kgco2e or 0.0:>13,.3f} {share:>6.2f} "
-            f"{s.allocated_kgco2e:>13,.3f} {s.completeness:>8.1%}{flag}{missing}"
+            f"{s.allocated_kgco2e:>13,.3f} {s.completeness:>8.1%} "
+            f"{s.primary_data_share:>8.1%}{flag}{missing}"
         )
     if result.written:
         restated = f" (restates v{result.version - 1})" if result.version > 1 else ""
         _say(f"  wrote version {result.version}{restated}: {result.directory}")
         if result.diff_path:
             _say(f"  changes: {result.diff_path}")
+        for why in result.reasons:
+            _say(f"  why: {why}")
     else:
         _say(f"  unchanged since version {result.version}: {result.directory} (nothing written)")
-
-
-# --- demo -------------------------------------------------------------------------------
-
-
-def _wait_collected(
-    collector: Collector, client: InfluxClient, span: tuple[int, int], readings: int,
-    timeout_s: float,
-) -> None:  # fmt: skip
-    """Wait until InfluxDB holds this run's ``readings`` in ``span`` (epoch ns, inclusive).
-
-    Counted in the database, not in the collector: a broker session may hold messages of
-    earlier runs, which the collector counts too."""
-    deadline = time.monotonic() + timeout_s
-    last = 0.0
-    while True:
-        collector.writer.flush(min(30.0, timeout_s))
-        series = client.query(
-            "SELECT count(energy_kwh), count(volume_m3) FROM reading "
-            f"WHERE time >= {span[0]} AND time <= {span[1]}"
-        )
-        stored = int(sum(n or 0 for n in series[0].values[0][1:])) if series else 0
-        if stored >= readings:
-            return
-        if time.monotonic() > deadline:
-            raise SupplymeterError(
-                f"InfluxDB holds {stored:,} of {readings:,} readings after {timeout_s:.0f} s"
-            )
-        if time.monotonic() - last > 2:
-            _say(f"  collect: {stored:,}/{readings:,} readings stored")
-            last = time.monotonic()
-        time.sleep(0.5)
-
-
-def _check_ledger(result: ExportResult, sim: SimulationResult) -> float:
-    """Largest |export − ground truth| over meters for the month. [kWh or m³]"""
-    truth = sim.ledger.metered()
-    worst = 0.0
-    for m in result.meters:
-        start, end = result.month.bounds(m.ref.tz)
-        expected = sum(v for h, v in truth.get(m.ref.key, {}).items() if start <= h < end)
-        worst = max(worst, abs(m.consumption - float(expected)))
-    return worst
-
-
-def cmd_demo(config: Config, args: argparse.Namespace) -> int:
-    from collector.service import Collector
-    from deploy.stack import configure_for, stack_from_config
-    from processing.emissions import FactorLibrary
-    from processing.export import export_month, previous_month
-    from processing.jobs import run_rollup
-    from processing.scope3 import Month
-    from simulators.run import simulate
-
-    began = time.monotonic()
-    month = Month.parse(args.month) if args.month else previous_month(time.time_ns(), DEFAULT_TZ)
-    tz = ZoneInfo(DEFAULT_TZ)
-    start_ns, end_ns = month.bounds(tz)
-    start = datetime.fromtimestamp(start_ns / 1e9, tz)
-    end = datetime.fromtimestamp(end_ns / 1e9, tz)
-    out = args.out
-    stack = stack_from_config(config)
-    started_stack = not stack.running()
-    _say(
-        f"1/5 stack: {'starting' if started_stack else 'reusing'} Mosquitto + InfluxDB "
-        f"under {stack.root}"
-    )
-    if started_stack:
-        stack.up(detach=args.keep_stack)
-    try:
-        cfg = configure_for(config, stack)
-        library = FactorLibrary.load()
-        with _influx(cfg) as client:
-            with Collector(cfg, client=client) as collector:
-                _say(
-                    f"2/5 simulate {month} ({start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} "
-                    f"{DEFAULT_TZ}) for {len(cfg.registry.meters())} meters, seed {args.seed}"
-                )
-                # A rerun starts clean: this month's readings, rollups and statuses go.
-                client.execute(f"DELETE WHERE time >= {start_ns} AND time <= {end_ns}")
-                sim = simulate(
-                    cfg,
-                    start=start,
-                    end=end,
-                    seed=args.seed,
-                    ledger_path=out / "ledger.csv",
-                    progress=_progress("simulate"),
-                )
-                _say(f"3/5 collect: waiting for {sim.readings:,} readings to be stored")
-                _wait_collected(collector, client, (start_ns, end_ns), sim.readings, 300)
-                rejected = collector.stats.rejected_total
-            _say("4/5 process: hourly consumption and emissions")
-            report = run_rollup(cfg, client, start_ns, end_ns, library)
-            _say(
-                f"  {report.hours:,} meter-hours; register corrections: "
-                f"{dict(report.flags) or 'none'}"
-            )
-            _say("5/5 export, dashboards")
-            result = export_month(cfg, client, month, out, library)
-            from dashboards.render import render_all
-
-            panels = render_all(cfg, client, start_ns, end_ns, out / "dashboards")
-            _say(f"  rendered {len(panels)} dashboard panels into {out / 'dashboards'}")
-            example = [p for p in panels if "pv-generation" in p.name]
-    finally:
-        if started_stack and not args.keep_stack:
-            stack.down()
-    _print_summary(result)
-    sample = config.path.parent / "docs" / "sample-scope3-export.xlsx"
-    if sample.parent.is_dir():
-        shutil.copyfile(result.paths[4], sample)
-        _say(f"  sample workbook: {sample}")
-        if example:
-            shutil.copyfile(example[0], sample.parent / "dashboard-panel-example.png")
-            _say(f"  sample panel: {sample.parent / 'dashboard-panel-example.png'}")
-    worst = _check_ledger(result, sim)
-    _say(
-        f"\n  ground truth: largest |export − simulator ledger| over "
-        f"{len(result.meters)} meters = {worst:.6f} (kWh or m³); rejected messages: {rejected}"
-    )
-    _say(f"  ledger: {sim.ledger_path}")
-    _say(
-        f"done in {time.monotonic() - began:.0f} s"
-        + ("; stack left running (supplymeter stack down)" if args.keep_stack else "")
-    )
-    return 0 if worst < 0.001 else 1
 
 
 # --- parser -----------------------------------------------------------------------------
@@ -619,8 +526,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave the stack running afterwards, to explore the data",
     )
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _cmd_demo(config: Config, args: argparse.Namespace) -> int:
+    from app.demo import cmd_demo
+
+    return cmd_demo(config, args)
 
 
 def main(argv: list[str] | None = None) -> int:

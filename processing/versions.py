@@ -1,0 +1,146 @@
+"""What a version of an exported dataset is, when a new one is due, and why.
+
+Every export (the monthly scope-3 files; later product footprints and CBAM sheets) is a
+*versioned dataset*: ``<dir>/v1/``, ``<dir>/v2/``... each written whole (staged, then renamed)
+with a ``manifest.json`` holding the figures a restatement is judged on (``totals``), the
+inputs it was made from and the reasons it was written. Old versions are never touched.
+
+A new version is due when, compared with the latest one:
+
+* a total (emissions, allocated emissions) moved by more than the restatement threshold
+  (``[jobs] restate_threshold_pct``, default 0.1%);
+* a quality figure changed at all beyond rounding — measured or estimated energy of a carrier
+  (> 0.001 of its unit), completeness or primary-data share (> 0.001 percentage points): a
+  signed file must not say "estimated" about energy that has since been measured;
+* a flag changed (provisional factor) or an input changed (allocation share, certificates).
+
+The diff written beside the new version lists every change and the reasons the pipeline
+recorded for it (late data, a meter event, a new factor, an allocation).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+QUALITY_TOLERANCE = 1e-3
+"""Absolute change below which a quality figure is rounding, not a change. [unit or %-points]"""
+
+DIFF_COLUMNS = ("supplier", "metric", "previous", "new", "change", "change_pct", "why")
+
+
+def versions(directory: Path) -> list[int]:
+    """Version numbers written in ``directory``, ascending."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for child in directory.iterdir():
+        versioned = child.name.startswith("v") and child.name[1:].isdigit()
+        if versioned and (child / "manifest.json").exists():
+            found.append(int(child.name[1:]))
+    return sorted(found)
+
+
+def latest_manifest(directory: Path) -> dict[str, Any] | None:
+    """The newest version's manifest, or ``None`` when nothing was written yet."""
+    found = versions(directory)
+    if not found:
+        return None
+    return json.loads((directory / f"v{found[-1]}" / "manifest.json").read_text())
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def is_quality(metric: str) -> bool:
+    """Quality figures: any change beyond rounding makes a new version."""
+    return metric.startswith(("measured_", "estimated_")) or metric in (
+        "completeness_pct", "primary_data_share_pct",
+    )  # fmt: skip
+
+
+def differences(
+    old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]], threshold_pct: float
+) -> list[list[str]]:
+    """Rows ``supplier, metric, previous, new, change, change_pct, why`` for every change
+    that makes a new version (see the module docstring)."""
+    rows = []
+    for supplier in sorted(set(old) | set(new)):
+        before, after = old.get(supplier, {}), new.get(supplier, {})
+        for metric in sorted(set(before) | set(after)):
+            a, b = before.get(metric), after.get(metric)
+            if (
+                isinstance(a, bool)
+                or isinstance(b, bool)
+                or isinstance(a, str)
+                or isinstance(b, str)
+            ):
+                if a != b:
+                    rows.append([supplier, metric, str(a), str(b), "", "", ""])
+                continue
+            if a is None or b is None:
+                if a != b:
+                    rows.append([supplier, metric, _fmt(a), _fmt(b), "", "", ""])
+                continue
+            change = b - a
+            if is_quality(metric) or metric == "share":
+                if abs(change) > (QUALITY_TOLERANCE if metric != "share" else 1e-9):
+                    rows.append([supplier, metric, _fmt(a), _fmt(b), _fmt(change), "", ""])
+                continue
+            pct = 100 * change / a if a else (math.inf if change else 0.0)
+            if abs(pct) > threshold_pct:
+                rows.append([supplier, metric, _fmt(a), _fmt(b), _fmt(change), _fmt(pct, 4), ""])
+    return rows
+
+
+@dataclass(frozen=True)
+class Published:
+    version: int
+    directory: Path
+    diff_path: Path | None
+
+
+def publish(
+    directory: Path,
+    manifest: dict[str, Any],
+    build: Callable[[Path, int], None],
+    diff_rows: list[list[str]],
+    reasons: list[str],
+) -> Published:
+    """Write the next version of the dataset in ``directory``: ``build(staging_dir, version)``
+    writes its files, then the manifest (with ``version``, ``restates``, ``written_utc``,
+    ``reasons``) and the diff against the previous version; the version appears whole or not
+    at all."""
+    existing = versions(directory)
+    version = (existing[-1] + 1) if existing else 1
+    staging = directory / f".v{version}.tmp"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    build(staging, version)
+    manifest = manifest | {
+        "version": version,
+        "restates": existing[-1] if existing else None,
+        "written_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "reasons": reasons,
+    }
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    diff_name = None
+    if existing:
+        diff_name = f"diff-v{existing[-1]}.csv"
+        with (staging / diff_name).open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(DIFF_COLUMNS)
+            writer.writerows(diff_rows)
+            writer.writerows(["*", "reason", "", "", "", "", why] for why in reasons)
+    target = directory / f"v{version}"
+    staging.rename(target)
+    return Published(version, target, target / diff_name if diff_name else None)

@@ -1,0 +1,653 @@
+"""The store: the only code that knows InfluxDB's measurements, line protocol and InfluxQL.
+
+Everything supplymeter keeps in InfluxDB goes through here, both ways: line encoders for
+writes, typed reads (records from :mod:`supplymeter.records`) for the jobs, and pandas
+DataFrames (units in the column names) where a table is consumed — the export, the dashboard
+renders and analysts in a notebook::
+
+    from supplymeter.config import load_config
+    from supplymeter.store import Store
+
+    with Store.from_config(load_config()) as store:
+        hourly = store.hourly_frame(start="2026-10-01", end="2026-11-01", supplier="forge-a")
+        monthly = store.monthly_frame(start="2026-01-01", end="2026-11-01")
+
+=====================  ===============================  ==========================================
+measurement            tags                             fields
+=====================  ===============================  ==========================================
+reading                supplier, site, meter            seq (int) and the protocol quantities
+                                                        (:data:`supplymeter.records.QUANTITIES`)
+reading_arrival        supplier, site, meter            hour_ns (int), readings (int): readings
+                                                        that arrived late for an hour (receipt
+                                                        time; the rollup job's dirty list)
+rejected_message       reason[, supplier]               count (int, 1), topic, detail, excerpt,
+                                                        payload_bytes (int)
+gateway_status         supplier, site, gateway          state ("online"/"offline"), online (bool),
+                                                        device_ts_ns (int)
+hourly_consumption     supplier, site, meter, carrier   the carrier's register field (consumption)
+                                                        and ``estimated_<unit>``, coverage,
+                                                        estimated (bool), flags, readings (int),
+                                                        energy_export_kwh (grid meters)
+hourly_emissions       supplier, site, meter, carrier   emissions_kgco2e, factor_id, factor_value,
+                                                        provisional (bool)
+quality_issue          code, supplier, site, meter      detail, open (bool): data problems that
+                                                        need a person (a register fall without a
+                                                        recorded meter event)
+alert                  type, supplier, site, subject,   incident, title, detail, value,
+                       event (open/reminder/resolved)   baseline, open (bool)
+scope3_monthly         supplier                         location_kgco2e, market_kgco2e,
+                                                        allocated_kgco2e, allocated_market_kgco2e,
+                                                        share, completeness, primary_data_share,
+                                                        provisional (bool), version (int)
+scope3_pathway         —                                tco2e (the reduction pathway's month)
+collector_stats        collector                        the collector's counters and gauges
+=====================  ===============================  ==========================================
+
+Timestamps: ``reading`` at device time (ns); ``rejected_message``, ``gateway_status`` and
+``reading_arrival`` at the collector's receipt time (ns, unique per line); hourly rollups at
+the start of the UTC hour they cover; monthly points at the month's first instant.
+
+Why ``factor_id`` is a field, not a tag: a point is keyed by measurement + tags + time, so a
+factor tag would make a restated hour a *second* point beside the old one (and sums would
+count both). As a field, recomputing an hour with a new factor overwrites it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from influxdb_client import Point, WritePrecision
+
+from supplymeter.carriers import CARRIERS, register_fields
+from supplymeter.influx import InfluxClient, Series, quote_ident, quote_literal
+from supplymeter.records import (
+    QUANTITIES,
+    HourlyConsumption,
+    HourlyEmissions,
+    Reading,
+    Rejection,
+    datetime_to_ns,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from supplymeter.config import Config
+
+READING = "reading"
+READING_ARRIVAL = "reading_arrival"
+REJECTED = "rejected_message"
+GATEWAY_STATUS = "gateway_status"
+HOURLY_CONSUMPTION = "hourly_consumption"
+HOURLY_EMISSIONS = "hourly_emissions"
+QUALITY_ISSUE = "quality_issue"
+COLLECTOR_STATS = "collector_stats"
+ALERT = "alert"
+SCOPE3_MONTHLY = "scope3_monthly"
+SCOPE3_PATHWAY = "scope3_pathway"
+
+HOUR_NS = 3600 * 10**9
+WRITE_CHUNK = 5000
+
+MeterKey = tuple[str, str, str]
+
+
+# --- line encoders ----------------------------------------------------------------------
+
+
+_FLOAT_FIELDS = tuple((name, Reading._fields.index(name)) for name in sorted(QUANTITIES))
+"""(quantity name, index in :class:`Reading`) in the order influxdb-client's ``Point`` writes
+fields (sorted). Always floats: an integer register written as int would fix the field's type
+for the whole shard and every later float write would be refused."""
+
+
+def _float(value: float) -> str:
+    # Point's float format: str(), with the ".0" of whole numbers trimmed.
+    text = str(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def reading_line(reading: Reading) -> str:
+    """A reading as one line of line protocol, at device time (ns).
+
+    The collector's hot path, so written out by hand: ``tests/supplymeter/test_store.py``
+    proves it byte-identical to influxdb-client's ``Point`` serialization, which it outpaces
+    about sevenfold (BENCHMARKS.md). No escaping is needed: the tags are ids that matched
+    ``[a-z0-9][a-z0-9_-]*`` and the field names are fixed.
+    """
+    fields = [
+        f"{name}={_float(float(value))}"
+        for name, index in _FLOAT_FIELDS
+        if (value := reading[index]) is not None
+    ]
+    if reading.seq is not None:
+        # Sorted position of "seq" among the field names, as Point writes it.
+        at = sum(1 for f in fields if f < "seq")
+        fields.insert(at, f"seq={int(reading.seq)}i")
+    return (
+        f"{READING},meter={reading.meter},site={reading.site},"
+        f"supplier={reading.supplier} {','.join(fields)} {reading.ts_ns}"
+    )
+
+
+def arrival_line(key: MeterKey, hour_ns: int, readings: int, received_ns: int) -> str:
+    """A late arrival for one meter-hour, at receipt time (the rollup job's dirty list)."""
+    supplier, site, meter = key
+    return (
+        f"{READING_ARRIVAL},meter={meter},site={site},supplier={supplier} "
+        f"hour_ns={hour_ns}i,readings={readings}i {received_ns}"
+    )
+
+
+def printable(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters with control characters escaped (``\\x0a``).
+
+    A raw newline in a string field would end the line-protocol line mid-point and make
+    InfluxDB refuse the whole batch around it; outside input must never be able to do that.
+    """
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text[:limit])
+
+
+def rejection_line(rejection: Rejection) -> str:
+    """A rejected message as one line of line protocol, at receipt time (ns)."""
+    point = Point(REJECTED).tag("reason", rejection.code)
+    if rejection.supplier:
+        point.tag("supplier", rejection.supplier)
+    return (
+        point.field("count", 1)
+        .field("topic", printable(rejection.topic, 256))
+        .field("detail", printable(rejection.detail, 512))
+        .field("excerpt", printable(rejection.excerpt, 120))
+        .field("payload_bytes", int(rejection.payload_bytes))
+        .time(rejection.received_ns, WritePrecision.NS)
+        .to_line_protocol()
+    )
+
+
+def status_line(
+    supplier: str, site: str, gateway: str, state: str, received_ns: int, device_ts_ns: int | None
+) -> str:
+    """A gateway status change as one line of line protocol, at receipt time (ns)."""
+    point = (
+        Point(GATEWAY_STATUS)
+        .tag("supplier", supplier)
+        .tag("site", site)
+        .tag("gateway", gateway)
+        .field("state", state)
+        .field("online", state == "online")
+        .time(received_ns, WritePrecision.NS)
+    )
+    if device_ts_ns is not None:
+        point.field("device_ts_ns", int(device_ts_ns))
+    return point.to_line_protocol()
+
+
+def stats_line(collector: str, fields: dict[str, float | int | bool], ts_ns: int) -> str:
+    """A collector's counters and gauges as one ``collector_stats`` point."""
+    point = Point(COLLECTOR_STATS).tag("collector", collector)
+    for name, value in fields.items():
+        point.field(name, value)
+    return point.time(ts_ns, WritePrecision.NS).to_line_protocol()
+
+
+def _meter_hour(measurement: str, supplier: str, site: str, meter: str, carrier: str,
+                hour_ns: int) -> Point:  # fmt: skip
+    return (
+        Point(measurement)
+        .tag("supplier", supplier)
+        .tag("site", site)
+        .tag("meter", meter)
+        .tag("carrier", carrier)
+        .time(hour_ns, WritePrecision.NS)
+    )
+
+
+def consumption_line(hour: HourlyConsumption) -> str:
+    """An hourly rollup as line protocol (the consumption field is the carrier's register
+    field; the estimated part is ``estimated_<unit>``)."""
+    c = CARRIERS[hour.carrier]
+    return (
+        _meter_hour(
+            HOURLY_CONSUMPTION,
+            hour.supplier,
+            hour.site,
+            hour.meter,
+            hour.carrier,
+            hour.hour_start_ns,
+        )
+        .field(c.register_field, float(hour.consumption))
+        .field(c.estimated_field, float(hour.estimated_consumption))
+        .field("coverage", float(hour.coverage))
+        .field("estimated", hour.estimated)
+        .field("flags", ",".join(hour.flags))
+        .field("readings", int(hour.readings))
+        .to_line_protocol()
+    )
+
+
+def export_line(hour: HourlyConsumption) -> str:
+    """A grid meter's hourly export (``energy_export_kwh``), a field of the same
+    ``hourly_consumption`` point as its import (InfluxDB merges fields of one point)."""
+    return (
+        _meter_hour(
+            HOURLY_CONSUMPTION,
+            hour.supplier,
+            hour.site,
+            hour.meter,
+            hour.carrier,
+            hour.hour_start_ns,
+        )
+        .field("energy_export_kwh", float(hour.consumption))
+        .to_line_protocol()
+    )
+
+
+def emissions_line(record: HourlyEmissions) -> str:
+    """Emissions of a meter-hour with the factor used (id and value as fields)."""
+    return (
+        _meter_hour(
+            HOURLY_EMISSIONS,
+            record.supplier,
+            record.site,
+            record.meter,
+            record.carrier,
+            record.hour_start_ns,
+        )
+        .field("emissions_kgco2e", float(record.emissions_kgco2e))
+        .field("factor_id", record.factor_id)
+        .field("factor_value", float(record.factor_value))
+        .field("provisional", record.provisional)
+        .to_line_protocol()
+    )
+
+
+def quality_issue_line(code: str, key: MeterKey, at_ns: int, detail: str, is_open: bool) -> str:
+    """A data problem that needs a person, e.g. a register fall without a meter event."""
+    supplier, site, meter = key
+    return (
+        Point(QUALITY_ISSUE).tag("code", code).tag("supplier", supplier).tag("site", site)
+        .tag("meter", meter).field("detail", printable(detail, 512)).field("open", is_open)
+        .time(at_ns, WritePrecision.NS).to_line_protocol()
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MonthlyTotals:
+    """One supplier's month as the dashboards read it (the standing export version's)."""
+
+    supplier: str
+    month_start_ns: int
+    location_kgco2e: float
+    market_kgco2e: float | None
+    allocated_kgco2e: float
+    allocated_market_kgco2e: float | None
+    share: float
+    completeness: float
+    primary_data_share: float
+    provisional: bool
+    version: int
+
+
+def monthly_line(t: MonthlyTotals) -> str:
+    point = (
+        Point(SCOPE3_MONTHLY).tag("supplier", t.supplier)
+        .field("location_kgco2e", float(t.location_kgco2e))
+        .field("allocated_kgco2e", float(t.allocated_kgco2e))
+        .field("share", float(t.share))
+        .field("completeness", float(t.completeness))
+        .field("primary_data_share", float(t.primary_data_share))
+        .field("provisional", t.provisional)
+        .field("version", int(t.version))
+        .time(t.month_start_ns, WritePrecision.NS)
+    )  # fmt: skip
+    if t.market_kgco2e is not None:
+        point = point.field("market_kgco2e", float(t.market_kgco2e))
+        point = point.field("allocated_market_kgco2e", float(t.allocated_market_kgco2e or 0.0))
+    return point.to_line_protocol()
+
+
+def pathway_line(month_start_ns: int, tco2e: float) -> str:
+    return (
+        Point(SCOPE3_PATHWAY)
+        .field("tco2e", float(tco2e))
+        .time(month_start_ns, WritePrecision.NS)
+        .to_line_protocol()
+    )
+
+
+def alert_line(
+    *, at_ns: int, type_: str, supplier: str, site: str, subject: str, event: str,
+    incident: str, title: str, detail: str, value: float, baseline: float | None,
+) -> str:  # fmt: skip
+    """One incident event, for Grafana annotations."""
+    point = (
+        Point(ALERT)
+        .tag("type", type_).tag("supplier", supplier).tag("site", site or "-")
+        .tag("subject", subject or "-").tag("event", event)
+        .field("incident", incident).field("title", title)
+        .field("detail", detail).field("value", float(value))
+        .field("open", event != "resolved")
+        .time(at_ns, WritePrecision.NS)
+    )  # fmt: skip
+    if baseline is not None:
+        point = point.field("baseline", float(baseline))
+    return point.to_line_protocol()
+
+
+# --- reads ------------------------------------------------------------------------------
+
+
+def _time_range(start_ns: int, end_ns: int, *, inclusive_end: bool = False) -> str:
+    return f"time >= {int(start_ns)} AND time {'<=' if inclusive_end else '<'} {int(end_ns)}"
+
+
+def _tags(**tags: str | None) -> str:
+    return "".join(f" AND {quote_ident(k)} = {quote_literal(v)}" for k, v in tags.items() if v)
+
+
+def _meters_clause(meters: Iterable[str]) -> str:
+    ids = sorted(set(meters))
+    if not ids:
+        return ""
+    return " AND (" + " OR ".join(f'"meter" = {quote_literal(m)}' for m in ids) + ")"
+
+
+def _flags(text: Any) -> tuple[str, ...]:
+    return tuple(f for f in (text or "").split(",") if f)
+
+
+class Store:
+    """supplymeter's data in InfluxDB, through the v1-compatible API. A context manager."""
+
+    def __init__(self, client: InfluxClient) -> None:
+        self.client = client
+
+    @classmethod
+    def from_config(cls, config: Config) -> Store:
+        """A store on the configured database (credentials from the environment)."""
+        return cls(InfluxClient.from_settings(config.influxdb, config.secrets))
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def write(self, lines: Iterable[str]) -> int:
+        """Write line-protocol lines in chunks; returns how many."""
+        batch: list[str] = []
+        written = 0
+        for line in lines:
+            batch.append(line)
+            if len(batch) >= WRITE_CHUNK:
+                written += self.client.write_lines(batch)
+                batch = []
+        if batch:
+            written += self.client.write_lines(batch)
+        return written
+
+    def delete_range(self, start_ns: int, end_ns: int) -> None:
+        """Remove everything in [start, end] (the demo starts its month clean)."""
+        self.client.execute(f"DELETE WHERE {_time_range(start_ns, end_ns, inclusive_end=True)}")
+
+    # --- readings -------------------------------------------------------------------------
+
+    def registers(
+        self, supplier: str, start_ns: int, end_ns: int, meters: Iterable[str] | None = None
+    ) -> dict[tuple[str, str], dict[str, list[tuple[int, float]]]]:
+        """Register readings of a supplier's meters in [start, end], per (site, meter) and
+        register field: ``{(site, meter): {"energy_kwh": [(ts_ns, value), ...]}}``."""
+        fields = (*register_fields(), "energy_export_kwh")
+        q = (
+            f"SELECT {', '.join(quote_ident(f) for f in fields)} FROM {quote_ident(READING)} "
+            f"WHERE {_time_range(start_ns, end_ns, inclusive_end=True)}"
+            f"{_tags(supplier=supplier)}{_meters_clause(meters or ())} GROUP BY site, meter"
+        )
+        out: dict[tuple[str, str], dict[str, list[tuple[int, float]]]] = {}
+        for s in self.client.query(q):
+            by_field = out.setdefault((s.tags["site"], s.tags["meter"]), {})
+            for row in s.values:
+                for i, name in enumerate(fields, start=1):
+                    if row[i] is not None:
+                        by_field.setdefault(name, []).append((int(row[0]), float(row[i])))
+        return out
+
+    def register_edges(
+        self, supplier: str, field: str, before_ns: int, after_ns: int, meters: Iterable[str]
+    ) -> dict[tuple[str, str], tuple[int | None, int | None]]:
+        """Per (site, meter): the time of the last reading of ``field`` before ``before_ns``
+        and of the first after ``after_ns`` (``None`` where there is none)."""
+        where = f"{_tags(supplier=supplier)}{_meters_clause(meters)}"
+        out: dict[tuple[str, str], list[int | None]] = {}
+        for i, (fn, cond) in enumerate(
+            (("last", f"time < {int(before_ns)}"), ("first", f"time > {int(after_ns)}"))
+        ):
+            q = (f"SELECT {fn}({quote_ident(field)}) FROM {quote_ident(READING)} "
+                 f"WHERE {cond}{where} GROUP BY site, meter")  # fmt: skip
+            for s in self.client.query(q):
+                key = (s.tags["site"], s.tags["meter"])
+                out.setdefault(key, [None, None])[i] = int(s.values[0][0])
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
+    def readings_window(
+        self, start_ns: int, end_ns: int
+    ) -> Iterator[tuple[MeterKey, int, float | None, float | None]]:
+        """Every meter's (key, ts_ns, register, power_kw) in [start, end)."""
+        fields = (*register_fields(), "power_kw")
+        q = (f"SELECT {', '.join(quote_ident(f) for f in fields)} FROM {quote_ident(READING)} "
+             f"WHERE {_time_range(start_ns, end_ns)} GROUP BY supplier, site, meter")  # fmt: skip
+        for s in self.client.query(q):
+            key = (s.tags["supplier"], s.tags["site"], s.tags["meter"])
+            for row in s.values:
+                register = next((v for v in row[1:-1] if v is not None), None)
+                yield key, int(row[0]), register, row[-1]
+
+    def count_readings(self, start_ns: int, end_ns: int) -> int:
+        """Stored readings with a register in [start, end]."""
+        fields = register_fields()
+        q = (f"SELECT {', '.join(f'count({quote_ident(f)})' for f in fields)} "
+             f"FROM {quote_ident(READING)} "
+             f"WHERE {_time_range(start_ns, end_ns, inclusive_end=True)}")  # fmt: skip
+        series = self.client.query(q)
+        return int(sum(n or 0 for n in series[0].values[0][1:])) if series else 0
+
+    def arrivals(self, after_ns: int, until_ns: int) -> dict[MeterKey, set[int]]:
+        """Meter-hours that received late readings with receipt time in (after, until]."""
+        q = (f"SELECT hour_ns FROM {quote_ident(READING_ARRIVAL)} WHERE time > {int(after_ns)} "
+             f"AND time <= {int(until_ns)} GROUP BY supplier, site, meter")  # fmt: skip
+        out: dict[MeterKey, set[int]] = defaultdict(set)
+        for s in self.client.query(q):
+            key = (s.tags["supplier"], s.tags["site"], s.tags["meter"])
+            out[key].update(int(row[1]) for row in s.values)
+        return dict(out)
+
+    def gateway_states(self, until_ns: int) -> list[tuple[str, str, str, int]]:
+        """(supplier, site, last state, its receipt ns) of every site's gateway."""
+        q = (f"SELECT last(state) FROM {quote_ident(GATEWAY_STATUS)} "
+             f"WHERE time <= {int(until_ns)} GROUP BY supplier, site")  # fmt: skip
+        return [
+            (s.tags["supplier"], s.tags["site"], s.values[0][1], int(s.values[0][0]))
+            for s in self.client.query(q)
+        ]
+
+    def reject_counts(self, after_ns: int, until_ns: int) -> dict[str, int]:
+        """Rejected messages per supplier with receipt time in (after, until]."""
+        q = (f"SELECT count(count) FROM {quote_ident(REJECTED)} "
+             f"WHERE time > {int(after_ns)} AND time <= {int(until_ns)} "
+             "GROUP BY supplier")  # fmt: skip
+        return {
+            s.tags["supplier"]: int(s.values[0][1] or 0)
+            for s in self.client.query(q)
+            if s.tags.get("supplier")
+        }
+
+    def reject_reasons(self, start_ns: int, end_ns: int) -> dict[str, int]:
+        """Rejected messages per reason code in [start, end)."""
+        q = (f"SELECT count(count) FROM {quote_ident(REJECTED)} "
+             f"WHERE {_time_range(start_ns, end_ns)} GROUP BY reason")  # fmt: skip
+        return {s.tags["reason"]: int(s.values[0][1] or 0) for s in self.client.query(q)}
+
+    # --- hourly rollups -------------------------------------------------------------------
+
+    def hourly_consumption(
+        self, start_ns: int, end_ns: int, *, supplier: str | None = None,
+        site: str | None = None, meter: str | None = None,
+    ) -> tuple[list[HourlyConsumption], dict[MeterKey, float]]:  # fmt: skip
+        """Hourly consumption in [start, end), and each grid meter's exported kWh over it."""
+        q = (f"SELECT * FROM {quote_ident(HOURLY_CONSUMPTION)} "
+             f"WHERE {_time_range(start_ns, end_ns)}"
+             f"{_tags(supplier=supplier, site=site, meter=meter)} "
+             "GROUP BY supplier, site, meter, carrier")  # fmt: skip
+        hours: list[HourlyConsumption] = []
+        exported: dict[MeterKey, float] = {}
+        for s in self.client.query(q):
+            key = (s.tags["supplier"], s.tags["site"], s.tags["meter"])
+            c = CARRIERS.get(s.tags["carrier"])
+            if c is None:
+                continue
+            for row in s.rows():
+                if row.get("energy_export_kwh") is not None:
+                    exported[key] = exported.get(key, 0.0) + float(row["energy_export_kwh"])
+                value = row.get(c.register_field)
+                if value is None:
+                    continue
+                hours.append(HourlyConsumption(
+                    *key, carrier=c.name, unit=c.unit, hour_start_ns=int(row["time"]),
+                    consumption=float(value), coverage=float(row["coverage"]),
+                    readings=int(row["readings"] or 0), flags=_flags(row["flags"]),
+                    estimated_consumption=float(row.get(c.estimated_field) or 0.0),
+                ))  # fmt: skip
+        return hours, exported
+
+    def hourly_emissions(
+        self, start_ns: int, end_ns: int, *, supplier: str | None = None,
+        site: str | None = None, meter: str | None = None,
+    ) -> list[HourlyEmissions]:  # fmt: skip
+        """Stored hourly emissions in [start, end)."""
+        q = (f"SELECT * FROM {quote_ident(HOURLY_EMISSIONS)} "
+             f"WHERE {_time_range(start_ns, end_ns)}"
+             f"{_tags(supplier=supplier, site=site, meter=meter)} "
+             "GROUP BY supplier, site, meter, carrier")  # fmt: skip
+        out = []
+        for s in self.client.query(q):
+            key = (s.tags["supplier"], s.tags["site"], s.tags["meter"])
+            for row in s.rows():
+                out.append(HourlyEmissions(
+                    *key, carrier=s.tags["carrier"], hour_start_ns=int(row["time"]),
+                    emissions_kgco2e=float(row["emissions_kgco2e"]),
+                    factor_id=str(row.get("factor_id") or ""),
+                    factor_value=float(row["factor_value"]),
+                    provisional=bool(row["provisional"]),
+                ))  # fmt: skip
+        return out
+
+    def emissions_by_supplier(self, start_ns: int, end_ns: int) -> dict[str, float]:
+        """Stored hourly emissions summed per supplier over [start, end). [kgCO2e]"""
+        q = (f"SELECT sum(emissions_kgco2e) FROM {quote_ident(HOURLY_EMISSIONS)} "
+             f"WHERE {_time_range(start_ns, end_ns)} GROUP BY supplier")  # fmt: skip
+        return {s.tags["supplier"]: float(s.values[0][1] or 0.0) for s in self.client.query(q)}
+
+    def monthly_totals(self, start_ns: int, end_ns: int) -> list[MonthlyTotals]:
+        """``scope3_monthly`` points in [start, end)."""
+        q = (f"SELECT * FROM {quote_ident(SCOPE3_MONTHLY)} WHERE {_time_range(start_ns, end_ns)} "
+             "GROUP BY supplier")  # fmt: skip
+        out = []
+        for s in self.client.query(q):
+            for row in s.rows():
+                out.append(MonthlyTotals(
+                    supplier=s.tags["supplier"], month_start_ns=int(row["time"]),
+                    location_kgco2e=float(row["location_kgco2e"]),
+                    market_kgco2e=_opt(row.get("market_kgco2e")),
+                    allocated_kgco2e=float(row["allocated_kgco2e"]),
+                    allocated_market_kgco2e=_opt(row.get("allocated_market_kgco2e")),
+                    share=float(row["share"]), completeness=float(row["completeness"]),
+                    primary_data_share=float(row.get("primary_data_share") or 0.0),
+                    provisional=bool(row["provisional"]), version=int(row.get("version") or 0),
+                ))  # fmt: skip
+        return out
+
+    def panel_query(self, influxql: str) -> list[Series]:
+        """Run a dashboard panel's query as Grafana would (macros already substituted).
+
+        Panel queries are part of the dashboards' JSON (``dashboards/model.py``): Grafana runs
+        them, so they are InfluxQL by nature — the one place outside this module that spells
+        it, built from the measurement names here."""
+        return self.client.query(influxql)
+
+    # --- DataFrames for analysts, the export and renders ----------------------------------
+
+    def hourly_frame(
+        self, *, start: datetime | str, end: datetime | str, supplier: str | None = None,
+        site: str | None = None, meter: str | None = None, tz: str = "Asia/Taipei",
+    ) -> pd.DataFrame:  # fmt: skip
+        """Hourly consumption and emissions as a DataFrame, one row per meter-hour.
+
+        ``start``/``end`` are datetimes or ISO strings (read in ``tz`` without an offset).
+        Columns: ``hour_start`` (UTC), supplier, site, meter, carrier, unit, ``consumption``,
+        ``measured``, ``estimated`` (in ``unit``), ``coverage``, ``flags``,
+        ``emissions_kgco2e``, ``factor_id``, ``provisional``.
+        """
+        import pandas as pd
+
+        start_ns, end_ns = _ns(start, tz), _ns(end, tz)
+        hours, _ = self.hourly_consumption(start_ns, end_ns, supplier=supplier, site=site,
+                                           meter=meter)  # fmt: skip
+        emissions = {
+            (e.supplier, e.site, e.meter, e.hour_start_ns): e
+            for e in self.hourly_emissions(
+                start_ns, end_ns, supplier=supplier, site=site, meter=meter
+            )
+        }
+        rows = []
+        for h in hours:
+            e = emissions.get((h.supplier, h.site, h.meter, h.hour_start_ns))
+            rows.append({
+                "hour_start": pd.Timestamp(h.hour_start_ns, unit="ns", tz="UTC"),
+                "supplier": h.supplier, "site": h.site, "meter": h.meter,
+                "carrier": h.carrier, "unit": h.unit, "consumption": h.consumption,
+                "measured": h.measured_consumption, "estimated": h.estimated_consumption,
+                "coverage": h.coverage, "flags": ",".join(h.flags),
+                "emissions_kgco2e": e.emissions_kgco2e if e else math.nan,
+                "factor_id": e.factor_id if e else "",
+                "provisional": e.provisional if e else False,
+            })  # fmt: skip
+        columns = ["hour_start", "supplier", "site", "meter", "carrier", "unit", "consumption",
+                   "measured", "estimated", "coverage", "flags", "emissions_kgco2e",
+                   "factor_id", "provisional"]  # fmt: skip
+        return pd.DataFrame(rows, columns=columns)
+
+    def monthly_frame(
+        self, *, start: datetime | str, end: datetime | str, supplier: str | None = None,
+        tz: str = "Asia/Taipei",
+    ) -> pd.DataFrame:  # fmt: skip
+        """Monthly consumption and emissions per meter (calendar months in ``tz``), summed
+        from the hourly rollups: columns ``month``, supplier, site, meter, carrier, unit,
+        ``consumption``, ``measured``, ``estimated``, ``emissions_kgco2e``."""
+        hourly = self.hourly_frame(start=start, end=end, supplier=supplier, tz=tz)
+        if hourly.empty:
+            hourly["month"] = []
+        else:
+            local = hourly["hour_start"].dt.tz_convert(ZoneInfo(tz))
+            hourly["month"] = local.dt.strftime("%Y-%m")
+        keys = ["month", "supplier", "site", "meter", "carrier", "unit"]
+        sums = ["consumption", "measured", "estimated", "emissions_kgco2e"]
+        return hourly.groupby(keys, as_index=False)[sums].sum(min_count=1)
+
+
+def _opt(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _ns(value: datetime | str, tz: str) -> int:
+    ts = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=ZoneInfo(tz))
+    return datetime_to_ns(ts)
