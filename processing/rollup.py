@@ -108,16 +108,22 @@ def step_label(
     >>> label, round(increase, 6)
     ('rollover', 1.2)
     """
-    if new >= old:
+    if new >= old - _tolerance(old):
         if max_step is not None and new - old > max_step:
             return "implausible", 0.0
-        return "normal", new - old
+        return "normal", max(new - old, 0.0)
     if rollover:
         wrapped = new + rollover - old
         plausible = wrapped <= max_step if max_step is not None else old - new > rollover / 2
         if plausible:
             return "rollover", wrapped
     return "reset", 0.0
+
+
+def _tolerance(register: float) -> float:
+    """Float noise a register may carry (a value written as 1.38943613517037 and read back as
+    1.3894361351703708 must not become a fall). [register units]"""
+    return 1e-9 * max(1.0, abs(register))
 
 
 def _max_rate(ref: MeterRef, multiplier: float) -> float | None:
@@ -136,7 +142,7 @@ def drop_glitches(
         prev = keep_reg[-1]
         if i + 1 < len(ts):
             nxt = reg[i + 1]
-            fell = reg[i] < prev
+            fell = reg[i] < prev - _tolerance(prev)
             leapt = per_ns is not None and reg[i] - prev > (ts[i] - keep_ts[-1]) * per_ns
             back = nxt >= prev and (
                 per_ns is None or nxt - prev <= (ts[i + 1] - keep_ts[-1]) * per_ns

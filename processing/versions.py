@@ -9,9 +9,10 @@ A new version is due when, compared with the latest one:
 
 * a total (emissions, allocated emissions) moved by more than the restatement threshold
   (``[jobs] restate_threshold_pct``, default 0.1%);
-* a quality figure changed at all beyond rounding — measured or estimated energy of a carrier
+* a quality figure changed at all beyond rounding — the estimated energy of a carrier
   (> 0.001 of its unit), completeness or primary-data share (> 0.001 percentage points): a
-  signed file must not say "estimated" about energy that has since been measured;
+  signed file must not say "estimated" about energy that has since been measured (measured
+  energy is judged like the totals, by the threshold);
 * a flag changed (provisional factor) or an input changed (allocation share, certificates).
 
 The diff written beside the new version lists every change and the reasons the pipeline
@@ -62,7 +63,7 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def is_quality(metric: str) -> bool:
     """Quality figures: any change beyond rounding makes a new version."""
-    return metric.startswith(("measured_", "estimated_")) or metric in (
+    return metric.startswith("estimated_") or metric in (
         "completeness_pct", "primary_data_share_pct",
     )  # fmt: skip
 

@@ -11,6 +11,8 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from collector.service import Collector
 from processing.emissions import FactorLibrary
 from processing.export import export_month
@@ -58,7 +60,8 @@ def test_exported_months_equal_ground_truth(
             key = (row["supplier"], row["site"], row["meter"])
             expected = sum(v for h, v in truth[key].items() if lo <= h < hi)
             assert abs(Decimal(row["consumption"]) - expected) <= Decimal("0.001"), key
-            assert row["completeness_pct"] == "100.00" and row["estimated_hours"] == "0"
+            assert row["completeness_pct"] == "100.00" and row["hours_estimated"] == "0"
+            assert row["estimated"] == "0.000" and row["primary_data_share_pct"] == "100.00"
             factor, factor_id = (
                 (FACTOR[month], f"tw-grid-{month.year}")
                 if row["carrier"] == "electricity"
@@ -165,9 +168,10 @@ def test_a_month_with_faults_exports_the_ground_truth(
     for m in result.meters:
         truth = sum(v for h, v in metered[m.ref.key].items() if lo <= h < hi)
         if m.ref.key in replaced:
-            assert m.flags["reset"] >= 1 and m.estimated_hours >= 1
+            assert m.flags["reset"] + m.flags["fall"] >= 1 and m.hours_estimated >= 1
+            assert m.estimated > 0 and m.measured + m.estimated == pytest.approx(m.consumption)
             assert abs(m.consumption - float(truth)) <= 0.01 * float(truth), m.ref.key
         else:
-            assert not m.flags["reset"] and m.estimated_hours == 0, m.ref.key
+            assert not m.flags["reset"] and m.hours_estimated == 0, m.ref.key
             assert abs(Decimal(str(m.consumption)) - truth) <= Decimal("0.001"), m.ref.key
     assert any(m.flags["rollover"] for m in result.meters)

@@ -11,24 +11,24 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from processing.emissions import FactorLibrary
+from processing.emissions import FactorLibrary, emissions_for
 from processing.export import export_month
-from processing.jobs import consumption_line
-from processing.rollup import HOUR_NS, HourlyConsumption
+from processing.jobs import restate_emissions
+from processing.rollup import HOUR_NS
 from processing.scope3 import (
     Certificates,
     Month,
     load_allocations,
     load_certificates,
-    meter_month,
     site_month,
     supplier_month,
 )
 from supplymeter.config import Config
 from supplymeter.errors import ConfigError
 from supplymeter.influx import InfluxClient
-from supplymeter.store import Store
-from tests.processing.test_scope3 import hours_of
+from supplymeter.records import HourlyConsumption
+from supplymeter.store import Store, consumption_line, emissions_line
+from tests.processing.test_scope3 import hours_of, month_of
 
 TPE = ZoneInfo("Asia/Taipei")
 OCT = Month(2026, 10)
@@ -38,7 +38,7 @@ def electricity_month(config: Config, kwh_per_hour: float = 1000 / 744):
     """forge-a/press-line: 1,000 kWh in October 2026 (factor 0.474, provisional)."""
     ref = config.registry.meter("forge-a", "taichung-1", "press-line")
     start, _ = OCT.bounds(TPE)
-    return meter_month(ref, OCT, hours_of(ref, start, 744, kwh_per_hour), FactorLibrary.load())
+    return month_of(ref, OCT, hours_of(ref, start, 744, kwh_per_hour), FactorLibrary.load())
 
 
 def test_pv_self_consumption_and_certificates_lower_market_based(example_config: Config) -> None:
@@ -128,15 +128,20 @@ def test_certificates_file_adds_up_per_site_month(tmp_path: Path) -> None:
 # --- restatement (real InfluxDB) --------------------------------------------------------------
 
 
-def write_month(config: Config, influx: InfluxClient, kwh: float) -> None:
-    """Hourly rollups of October for every SMALL_REGISTRY meter, ``kwh`` per hour."""
+def write_month(config: Config, influx: InfluxClient, kwh: float, estimated: float = 0.0) -> None:
+    """Hourly rollups of October for every SMALL_REGISTRY meter, ``kwh`` per hour (of which
+    ``estimated``), with the emissions the rollup stores."""
     lines = []
+    library = FactorLibrary.load()
     for ref in config.registry.meters():
         start, end = OCT.bounds(TPE)
         for hour in range(start, end, HOUR_NS):
-            lines.append(consumption_line(HourlyConsumption(
-                *ref.key, ref.meter.carrier, ref.unit, hour, kwh, 1.0, 4,
-            )))  # fmt: skip
+            h = HourlyConsumption(*ref.key, ref.meter.carrier, ref.unit, hour, kwh,
+                                  0.5 if estimated else 1.0, 4,
+                                  estimated_consumption=estimated)  # fmt: skip
+            lines.append(consumption_line(h))
+            if (e := emissions_for(h, ref, library)) is not None:
+                lines.append(emissions_line(e))
     influx.write_lines(lines)
 
 
@@ -160,15 +165,18 @@ def test_restatement_writes_a_new_version_with_a_diff_and_keeps_the_old(
     assert second.written and second.version == 2 and second.diff_path is not None
     diff = list(csv.DictReader(second.diff_path.open()))
     assert {r["supplier"] for r in diff} == {"forge-a", "cnc-d"}
-    assert all(float(r["change_pct"]) == pytest.approx(5.0) for r in diff)
+    moved = [r for r in diff if r["metric"].endswith("kgco2e")]
+    assert moved and all(float(r["change_pct"]) == pytest.approx(5.0) for r in moved)
     assert {p.name: p.read_bytes() for p in first.directory.iterdir()} == v1  # v1 untouched
     assert json.loads((second.directory / "manifest.json").read_text())["restates"] == 1
 
-    # The year's factor gets published: provisional figures are restated.
+    # The year's factor gets published: the stored emissions are recomputed (the one emissions
+    # path), and the provisional figures are restated.
     grid_2024 = next(f for f in library.factors if f.id == "tw-grid-2024")
     published = FactorLibrary(
         [*library.factors, replace(grid_2024, id="tw-grid-2026", year=2026, value=0.470)]
     )
+    restate_emissions(config, Store(influx), published, ["electricity/TW/2026"])
     third = export_month(config, Store(influx), OCT, out, published)
     assert third.written and third.version == 3
     suppliers = {r["supplier"]: r for r in csv.DictReader(third.paths[0].open())}
@@ -185,3 +193,28 @@ def test_example_month_has_market_based_and_monthly_shares(
     assert shares[("forge-a", OCT)].method == "physical"
     certs = load_certificates(example_config.resolve(example_config.jobs.certificates_file))
     assert certs[("cnc-d", "tainan-1", OCT)].kwh == 20000
+
+
+def test_a_change_of_quality_alone_makes_a_new_version(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
+) -> None:
+    """Late data turns estimated kWh into measured kWh: same totals, new version."""
+    config = make_config()
+    out = tmp_path / "exports"
+    library = FactorLibrary.load()
+    write_month(config, influx, 10.0, estimated=4.0)
+    first = export_month(config, Store(influx), OCT, out, library)
+    write_month(config, influx, 10.0, estimated=0.0)
+    second = export_month(config, Store(influx), OCT, out, library, ["late data recomputed: x"])
+    assert second.written and second.version == 2
+    rows = list(csv.DictReader(second.diff_path.open()))
+    assert {r["metric"] for r in rows} >= {"estimated_electricity_kwh", "primary_data_share_pct"}
+    assert not any(r["metric"] == "location_kgco2e" for r in rows)  # totals did not move
+    assert ["*", "reason", "late data recomputed: x"] in [
+        [r["supplier"], r["metric"], r["why"]] for r in rows]  # fmt: skip
+    meters = list(csv.DictReader(second.paths[2].open()))
+    assert all(float(m["estimated"]) == 0 and float(m["measured"]) == float(m["consumption"])
+               for m in meters)  # fmt: skip
+    before = {r["meter"]: r for r in csv.DictReader(first.paths[2].open())}
+    main = before["main"]
+    assert float(main["estimated"]) == pytest.approx(0.4 * float(main["consumption"]), rel=1e-6)

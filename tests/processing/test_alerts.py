@@ -24,6 +24,7 @@ from processing.detect import MIN_NS, Condition, Detector, Track, day_type
 from supplymeter.config import AlertSettings, Config, load_config
 from supplymeter.influx import InfluxClient
 from supplymeter.records import datetime_to_ns
+from supplymeter.store import Store
 from tests.conftest import pointed_at, with_settings, write_config
 
 TPE = ZoneInfo("Asia/Taipei")
@@ -437,7 +438,7 @@ def test_alert_job_end_to_end_on_influxdb(
     config = pointed_at(load_config(write_config(tmp_path / "cfg", REGISTRY), {}), None, influx)
     config = mail_config(config, port, tmp_path)
     write_spike(influx)
-    runner = AlertRunner(config, influx)
+    runner = AlertRunner(config, Store(influx))
     summary = runner.run(NOW)
     assert "1 open" in summary and len(received) == 1
     assert "Spike +100% at spring-b / changhua-1 / furnace-2" in email.message_from_bytes(
@@ -463,9 +464,9 @@ def test_a_restarted_alert_job_judges_the_windows_it_missed(
     config = pointed_at(load_config(write_config(tmp_path / "cfg", REGISTRY), {}), None, influx)
     config = mail_config(config, port, tmp_path)
     write_spike(influx)
-    AlertRunner(config, influx).run(NOW - 30 * MIN_NS)
+    AlertRunner(config, Store(influx)).run(NOW - 30 * MIN_NS)
     assert not received
-    restarted = AlertRunner(config, influx)
+    restarted = AlertRunner(config, Store(influx))
     assert "1 open" in restarted.run(NOW + 20 * MIN_NS)
     [message] = [email.message_from_bytes(r.content, policy=policy.default) for r in received]
     assert message["Subject"].startswith("Spike +100% at spring-b / changhua-1 / furnace-2")
@@ -489,7 +490,7 @@ def test_daily_digest_replaces_single_emails(
     config = with_settings(mail_config(config, port, tmp_path), "alerts", digest=True,
                            digest_hour=15)  # fmt: skip
     write_spike(influx)
-    runner = AlertRunner(config, influx)
+    runner = AlertRunner(config, Store(influx))
     runner.run(NOW)  # 14:30: the spike opens, no email yet
     assert received == []
     runner.run(NOW + 30 * MIN_NS)  # 15:00: resolved, and the digest goes out

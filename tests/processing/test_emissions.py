@@ -8,6 +8,7 @@ import pytest
 
 from processing.emissions import FactorLibrary, emissions_for, to_emissions
 from processing.rollup import HourlyConsumption
+from supplymeter.carriers import CARRIERS
 from supplymeter.config import Config
 from supplymeter.errors import ConfigError
 from supplymeter.records import datetime_to_ns
@@ -27,9 +28,16 @@ def test_shipped_factors_are_taiwan_grid_by_year_and_cite_a_source() -> None:
     grid = {f.year: f.value for f in library.factors if f.carrier == "electricity"}
     assert grid == ISSUE_FACTORS
     for f in library.factors:
-        assert f.unit == {"electricity": "kgCO2e/kWh"}.get(f.carrier, "kgCO2e/m3")
+        assert f.unit == f"kgCO2e/{CARRIERS[f.carrier].unit}"  # the carrier table's unit
         assert f.region == "TW" and f.basis == "location"
         assert f.publisher and f.title and f.url.startswith("https://")
+
+
+def test_steam_factor_is_derived_as_its_note_says() -> None:
+    factor, provisional = FactorLibrary.load().lookup("steam", "TW", 2026) or (None, None)
+    assert factor is not None and not provisional
+    # (2,773 - 335) kJ/kg / 0.80 boiler efficiency x 56.155 kgCO2e/GJ natural gas
+    assert factor.value == pytest.approx((2773 - 335) / 0.80 * 56.155e-6, abs=5e-4)
 
 
 def test_natural_gas_factor_is_derived_as_its_note_says_and_never_provisional() -> None:
