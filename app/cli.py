@@ -28,6 +28,7 @@ from supplymeter.errors import ConfigError, SupplymeterError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from processing.emissions import FactorLibrary
     from processing.export import ExportResult
     from supplymeter.influx import InfluxClient
     from supplymeter.store import Store
@@ -74,9 +75,47 @@ def _say(text: str) -> None:
 # --- commands ---------------------------------------------------------------------------
 
 
+def _factors(config: Config) -> FactorLibrary:
+    from processing.emissions import FactorLibrary
+
+    return FactorLibrary.for_config(config)
+
+
+def check_inputs(config: Config) -> list[str]:
+    """Every input file the jobs read besides the TOML — emission factors, allocations,
+    certificates — loaded and checked; returns what was checked (raises ConfigError listing
+    every problem)."""
+    from processing.scope3 import load_allocations, load_certificates
+
+    problems: list[str] = []
+    checked: list[str] = []
+    j = config.jobs
+    loaders = [("emission factors", lambda: _factors(config), j.factors_file or "(shipped)")]
+    if j.allocations_file:
+        loaders.append(("allocations", lambda: load_allocations(config.resolve(
+            j.allocations_file)), j.allocations_file))  # fmt: skip
+    if j.certificates_file:
+        loaders.append(("certificates", lambda: load_certificates(config.resolve(
+            j.certificates_file)), j.certificates_file))  # fmt: skip
+    for name, load, path in loaders:
+        try:
+            load()
+            checked.append(f"{name} {path}")
+        except ConfigError as exc:
+            problems += exc.problems
+        except OSError as exc:
+            problems.append(f"{config.path}: jobs: {name} file {path}: {exc.strerror}")
+    if problems:
+        raise ConfigError(problems)
+    return checked
+
+
 def cmd_check(config: Config, args: argparse.Namespace) -> int:
     meters = config.registry.meters()
-    _say(f"{config.path}: OK — {len(config.registry.suppliers)} suppliers, {len(meters)} meters")
+    checked = check_inputs(config)
+    events = sum(len(r.meter.events) for r in meters)
+    _say(f"{config.path}: OK — {len(config.registry.suppliers)} suppliers, {len(meters)} meters, "
+         f"{events} meter events; {', '.join(checked)}")  # fmt: skip
     return 0
 
 
@@ -264,14 +303,13 @@ def _hour_range(args: argparse.Namespace) -> tuple[int, int]:
 
 
 def cmd_rollup(config: Config, args: argparse.Namespace) -> int:
-    from processing.emissions import FactorLibrary
     from processing.jobs import run_rollup
 
     start_ns, end_ns = _hour_range(args)
     if end_ns <= start_ns:
         raise ConfigError([f"--end must be after --start (got {args.start} .. {args.end})"])
     with _store(config) as store:
-        report = run_rollup(config, store, start_ns, end_ns, FactorLibrary.load(), _say)
+        report = run_rollup(config, store, start_ns, end_ns, _factors(config), _say)
     _say(
         f"{report.hours:,} meter-hours from {report.meters} meters; "
         f"{report.estimated_hours} estimated; corrections {dict(report.flags) or 'none'}"
@@ -287,14 +325,13 @@ def cmd_rollup(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_export(config: Config, args: argparse.Namespace) -> int:
-    from processing.emissions import FactorLibrary
     from processing.export import export_month
     from processing.scope3 import Month
 
     month = Month.parse(args.month)
     out = args.out or config.resolve(config.jobs.export_dir)
     with _store(config) as store:
-        result = export_month(config, store, month, out, FactorLibrary.load())
+        result = export_month(config, store, month, out, _factors(config))
     _print_summary(result)
     return 0
 
@@ -343,7 +380,6 @@ def cmd_dashboards(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_run_job(config: Config, args: argparse.Namespace) -> int:
-    from processing.emissions import FactorLibrary
     from processing.jobs import Jobs
     from processing.scope3 import Month
 
@@ -353,7 +389,13 @@ def cmd_run_job(config: Config, args: argparse.Namespace) -> int:
             raise ConfigError(["--month applies to the export job only"])
         kwargs["month"] = Month.parse(args.month)
     with _store(config) as store:
-        jobs = Jobs(config, store, FactorLibrary.load(), push_dashboards=dashboards_pusher(config))
+        jobs = Jobs(
+            config,
+            store,
+            _factors(config),
+            push_dashboards=dashboards_pusher(config),
+            reload_factors=True,
+        )
         ok = jobs.run(args.name, **kwargs)
     if ok:
         _say(f"{args.name}: {jobs.last_summary}")

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from app.cli import DEFAULT_TZ, _print_summary, _progress, _say, _store
+from app.cli import DEFAULT_TZ, _factors, _print_summary, _progress, _say, _store
 from supplymeter.config import Config
 from supplymeter.errors import SupplymeterError
 
@@ -60,7 +60,6 @@ def _check_ledger(result: ExportResult, sim: SimulationResult) -> float:
 def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     from collector.service import Collector
     from deploy.stack import configure_for, stack_from_config
-    from processing.emissions import FactorLibrary
     from processing.export import export_month, previous_month
     from processing.jobs import run_rollup
     from processing.scope3 import Month
@@ -83,7 +82,7 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
         stack.up(detach=args.keep_stack)
     try:
         cfg = configure_for(config, stack)
-        library = FactorLibrary.load()
+        library = _factors(config)
         with _store(cfg) as store:
             with Collector(cfg, client=store.client) as collector:
                 _say(

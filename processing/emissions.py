@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from supplymeter.carriers import CARRIERS
-from supplymeter.config import MeterRef
+from supplymeter.config import Config, MeterRef
 from supplymeter.errors import ConfigError
 from supplymeter.records import HourlyConsumption, HourlyEmissions, ns_to_datetime
 
@@ -109,6 +109,12 @@ class FactorLibrary:
                     f, provisional = found
                     out[f"{carrier}/{region}/{year}"] = (f.id, f.value, provisional)
         return out
+
+    @classmethod
+    def for_config(cls, config: Config) -> FactorLibrary:
+        """The configured factor file (``[jobs] factors_file``), else the shipped one."""
+        path = config.jobs.factors_file
+        return cls.load(config.resolve(path) if path else None)
 
     def covers(self, carrier: str, region: str) -> bool:
         """Whether any factor exists for the carrier and region (else: "no factor yet")."""

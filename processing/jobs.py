@@ -216,7 +216,9 @@ def _recompute_range(
         assert ref is not None
         registers = fetched.get((site, meter), {})
         points = registers.get(ref.register_field, [])
-        before = [t for t, _ in points if t <= a]
+        # Strictly before: a new reading exactly on the range's first hour boundary splits the
+        # step that also covers the hour before it.
+        before = [t for t, _ in points if t < a]
         after = [t for t, _ in points if t >= b]
         lo, hi = (max(before) if before else None), (min(after) if after else None)
         if lo is None or hi is None:  # the neighbours lie further out: find them, refetch
@@ -340,16 +342,19 @@ class Jobs:
     """The job bodies, with the state and services they share.
 
     ``push_dashboards`` is the dashboards push (wired in by the application layer; ``None``:
-    the dashboards job says it is not configured).
+    the dashboards job says it is not configured). ``reload_factors``: re-read the factor
+    file at every rollup.
     """
 
     def __init__(
         self, config: Config, store: Store, library: FactorLibrary,
         clock: Callable[[], int] = time.time_ns,
         push_dashboards: Callable[[], str] | None = None,
+        reload_factors: bool = False,
     ) -> None:  # fmt: skip
         self.config, self.store, self.library, self.clock = config, store, library, clock
         self.push_dashboards = push_dashboards
+        self.reload_factors = reload_factors
         self.state = JobState.load(config.resolve(config.jobs.export_dir) / "jobs-state.json")
         self._alerts = None
 
@@ -372,7 +377,11 @@ class Jobs:
 
     def rollup(self) -> str:
         """The trailing window (further back after downtime), then late arrivals, new meter
-        events and changed factors — each recomputed exactly and marked for restatement."""
+        events and changed factors — each recomputed exactly and marked for restatement.
+        With ``reload_factors`` (the scheduler) the factor file is re-read first, so a row
+        added to it is taken up without a restart."""
+        if self.reload_factors:
+            self.library = FactorLibrary.for_config(self.config)
         now = self.clock()
         end = now - now % HOUR_NS + HOUR_NS  # include the running hour as far as it goes
         trailing = self.config.jobs.trailing_window_h * HOUR_NS
@@ -527,8 +536,8 @@ def run_scheduler(
     """
     from apscheduler.schedulers.blocking import BlockingScheduler
 
-    jobs = Jobs(config, Store.from_config(config), FactorLibrary.load(),
-                push_dashboards=push_dashboards)  # fmt: skip
+    jobs = Jobs(config, Store.from_config(config), FactorLibrary.for_config(config),
+                push_dashboards=push_dashboards, reload_factors=True)  # fmt: skip
     scheduler = BlockingScheduler(timezone=config.jobs.timezone)
     common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
     scheduler.add_job(jobs.run, "interval", args=["rollup"],

@@ -259,6 +259,10 @@ class JobsSettings(_Model):
     certificates_file: Path | None = None
     """CSV of renewable energy certificates per site and month (supplier, site, month, kwh,
     certificate_ids, issuer); they lower market-based emissions."""
+    factors_file: Path | None = None
+    """Emission factor CSV (columns of ``processing/data/emission_factors.csv``); unset: the
+    file shipped with supplymeter. A new or corrected row restates exactly the hours it
+    changes at the next rollup."""
     restate_threshold_pct: float = Field(0.1, ge=0)
     """Re-running an exported month writes a new version when a total moves by more than this."""
     job_retries: int = Field(3, ge=0, le=20)

@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+import random
+import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import processing.jobs as jobs_module
+from collector.service import Collector
 from processing.emissions import FactorLibrary
-from processing.jobs import HOUR_NS, Jobs, JobState
+from processing.export import compute_month, previous_month
+from processing.jobs import HOUR_NS, Jobs, JobState, restate_emissions
+from processing.rollup import RegisterSeries, hourly_consumption
+from processing.scope3 import Month
+from processing.versions import latest_manifest
+from simulators.gateway import Gateway, Send
+from simulators.run import generate, prepare
 from supplymeter.config import Config, load_config
 from supplymeter.influx import InfluxClient
-from supplymeter.records import datetime_to_ns
-from supplymeter.store import Store
-from tests.conftest import with_settings
+from supplymeter.records import HourlyConsumption, Reading, datetime_to_ns
+from supplymeter.store import Store, arrival_line, consumption_line, reading_line
+from tests.conftest import pointed_at, with_settings
+from tests.helpers import wait_until
 
 TPE = ZoneInfo("Asia/Taipei")
 
@@ -107,3 +122,212 @@ def test_run_job_from_the_command_line(
     assert list((config.path.parent / "out" / "exports" / "2026-09").glob("v1/*.xlsx"))
     assert main(["--config", path, "run-job", "rollup", "--month", "2026-09"]) == 2
     assert main(["--config", path, "run-job", "rollup"]) == 0
+
+
+# --- late data, factors, arrival order: the jobs alone keep every number current -------------
+
+
+def previous_month_bounds() -> tuple[Month, int, int]:
+    month = previous_month(time.time_ns(), "Asia/Taipei")
+    start, end = month.bounds(TPE)
+    return month, start, end
+
+
+def publish(config: Config, sends: list[Send]) -> None:
+    """Publish simulator sends as the site's gateway would (QoS 1, acknowledged)."""
+    with Gateway(settings=config.mqtt, secrets=config.secrets, supplier="x", site="y",
+                 gateway="replay") as gw:  # fmt: skip
+        for send in sends:
+            gw.publish(send.topic, send.payload, send.retain)
+
+
+def first_ts(send: Send) -> int:
+    body = json.loads(send.payload)
+    readings = body.get("readings", [body])
+    return min(datetime_to_ns(datetime.fromisoformat(r["ts"].replace("Z", "+00:00")))
+               for r in readings)  # fmt: skip
+
+
+def stored_hours(store: Store, start: int, end: int) -> dict[tuple[str, str, str, int], float]:
+    hours, _ = store.hourly_consumption(start, end)
+    return {(h.supplier, h.site, h.meter, h.hour_start_ns): h.consumption for h in hours}
+
+
+def test_a_gateway_back_after_ten_days_is_absorbed_by_the_scheduled_jobs_alone(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
+) -> None:
+    """forge-a's gateway is offline from day 5 to day 15 of last month; its buffer arrives
+    after the month was exported. The rollup job recomputes exactly the hours the replay
+    touched, every hourly total equals the simulator's ledger, and the export job writes a new
+    version whose diff names the late data."""
+    config = with_settings(make_config(), "jobs", export_day=1, export_hour=0,
+                           export_dir=tmp_path / "exports", retry_delay_s=0)  # fmt: skip
+    month, start, end = previous_month_bounds()
+    run = prepare(config, start, end, seed=5)
+    sends = [a for _, a in generate(run) if isinstance(a, Send) and a.readings]
+    outage = (start + 5 * 24 * HOUR_NS, start + 15 * 24 * HOUR_NS)
+    held = [s for s in sends if "/forge-a/" in s.topic and outage[0] <= first_ts(s) < outage[1]]
+    on_time = [s for s in sends if s not in held]
+    assert len(held) > 50
+    store = Store(influx)
+    jobs = Jobs(config, store, FactorLibrary.load())
+    with Collector(config, client=influx) as collector:
+        publish(config, on_time)
+        assert wait_until(lambda: collector.stats.reading_messages >= len(on_time), 60)
+        assert collector.writer.flush(30)
+        assert jobs.run("rollup") and jobs.run("export")
+        v1 = latest_manifest(tmp_path / "exports" / str(month))
+        assert v1 is not None and v1["version"] == 1
+        assert v1["totals"]["forge-a"]["estimated_electricity_kwh"] > 0  # the gap, estimated
+        publish(config, held)  # the gateway is back: its store-and-forward buffer
+        assert wait_until(lambda: collector.stats.reading_messages >= len(sends), 60)
+        assert collector.writer.flush(30)
+    assert collector.stats.late_readings >= sum(s.readings for s in sends)  # all of last month
+    assert jobs.run("rollup")
+    truth = run.ledger.metered()
+    got = stored_hours(store, start, end)
+    for key, hours in truth.items():
+        for hour, value in hours.items():
+            if start <= hour < end - HOUR_NS:
+                assert got[(*key, hour)] == pytest.approx(float(value), abs=1e-3), (key, hour)
+    assert jobs.run("export")
+    v2 = latest_manifest(tmp_path / "exports" / str(month))
+    assert v2 is not None and v2["version"] == 2
+    assert any("late data" in why and "forge-a/plant-1/main" in why for why in v2["reasons"])
+    assert v2["totals"]["forge-a"]["estimated_electricity_kwh"] == pytest.approx(0, abs=1e-6)
+    diff = (tmp_path / "exports" / str(month) / "v2" / "diff-v1.csv").read_text()
+    assert "estimated_electricity_kwh" in diff and "late data" in diff
+    assert jobs.run("export") and latest_manifest(tmp_path / "exports" / str(month))["version"] == 2
+
+
+def test_a_factor_published_for_a_provisional_year_restates_hours_months_and_totals(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
+) -> None:
+    """A 2026 grid factor row is added to the factor file: the rollup job recomputes the stored
+    emissions of exactly the 2026 electricity hours, the export job restates the month, and
+    scope3_monthly, hourly_emissions and the export agree to 0.001 kg."""
+    import shutil
+
+    factors = tmp_path / "factors.csv"
+    shutil.copy(Path(jobs_module.__file__).parent / "data" / "emission_factors.csv", factors)
+    config = with_settings(make_config(), "jobs", export_day=1, export_hour=0,
+                           export_dir=tmp_path / "exports", factors_file=factors)  # fmt: skip
+    store = Store(influx)
+    month = Month(2026, 10)
+    start, end = month.bounds(TPE)
+    lines = []
+    for ref in config.registry.meters():
+        for hour in range(start - 24 * HOUR_NS, end, HOUR_NS):  # a day of September too
+            lines.append(consumption_line(HourlyConsumption(
+                *ref.key, ref.meter.carrier, ref.unit, hour, 10.0, 1.0, 4)))  # fmt: skip
+    store.write(lines)
+    now = [at(2026, 11, 5, 12)]
+    jobs = Jobs(config, store, FactorLibrary.for_config(config), clock=lambda: now[0],
+                reload_factors=True)  # fmt: skip
+    restate_emissions(config, store, jobs.library, ["electricity/TW/2026", "natural_gas/TW/2026"])
+    assert jobs.run("rollup") and jobs.run("export", month=month)
+    v1 = latest_manifest(tmp_path / "exports" / "2026-10")
+    assert v1 and v1["totals"]["cnc-d"]["provisional"] is True
+    with factors.open("a") as fh:
+        fh.write(
+            'tw-grid-2026,electricity,TW,2026,annual,0.466,kgCO2e/kWh,location,"Energy '
+            'Administration, MOEA",Electricity emission factor 2026,https://www.moeaea.gov.tw/,'
+            '2026-11-24,"test row"\n'
+        )
+    now[0] += HOUR_NS
+    assert jobs.run("rollup")
+    assert "tw-grid-2026" in jobs.last_summary
+    assert jobs.run("export")
+    v2 = latest_manifest(tmp_path / "exports" / "2026-10")
+    assert v2 and v2["version"] == 2 and not v2["totals"]["cnc-d"]["provisional"]
+    assert any("tw-grid-2026" in why for why in v2["reasons"])
+    stored = store.hourly_emissions(start, end, supplier="cnc-d")
+    assert {e.factor_id for e in stored} == {"tw-grid-2026"}
+    september = store.hourly_emissions(start - 24 * HOUR_NS, start, supplier="cnc-d")
+    assert {e.factor_id for e in september} == {"tw-grid-2026"}  # the whole year, not the month
+    summed = sum(e.emissions_kgco2e for e in stored)
+    assert summed == pytest.approx(744 * 10.0 * 0.466, abs=1e-3)
+    [monthly] = [t for t in store.monthly_totals(start, end) if t.supplier == "cnc-d"]
+    assert monthly.location_kgco2e == pytest.approx(summed, abs=1e-3) and monthly.version == 2
+    assert v2["totals"]["cnc-d"]["location_kgco2e"] == pytest.approx(summed, abs=1e-3)
+
+
+def readings_of(start: int, n: int, step_s: int) -> list[tuple[int, float]]:
+    """Registers every ``step_s`` with a varying load, a 40-min gap and a rollover at 1,000."""
+    register, out = 990.0, []
+    for i in range(n):
+        if not 30 <= i < 38:
+            out.append((start + i * step_s * 10**9, round(register % 1000, 3)))
+        register += 0.5 + (i % 7) * 0.125
+    return out
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+@given(st.randoms(use_true_random=False), st.integers(min_value=1, max_value=6))
+def test_any_arrival_order_and_delay_gives_the_same_hours_and_export(
+    make_config: Callable[..., Config], influx: InfluxClient,
+    tmp_path_factory: pytest.TempPathFactory, rnd: random.Random, batches: int,
+) -> None:  # fmt: skip
+    """The same readings, shuffled and delivered in 1–6 batches with the rollup job running
+    between them (as the collector marks late arrivals), end as the same hours and the same
+    exported month as all readings delivered at once."""
+    # A database per example: InfluxDB 1.6 can lose points written right after a DROP.
+    db = InfluxClient(url=influx.url, database=f"{influx.database}_{next(_examples)}")
+    db.ensure_database()
+    try:
+        check_arrival_order(make_config, db, tmp_path_factory, rnd, batches)
+    finally:
+        db.execute(f'DROP DATABASE "{db.database}"')
+        db.close()
+
+
+_examples = itertools.count()
+
+
+def check_arrival_order(
+    make_config: Callable[..., Config], influx: InfluxClient,
+    tmp_path_factory: pytest.TempPathFactory, rnd: random.Random, batches: int,
+) -> None:  # fmt: skip
+    config = with_settings(make_config(), "jobs", export_dir=tmp_path_factory.mktemp("exports"))
+    config = pointed_at(config, None, influx)
+    ref = config.registry.meter("cnc-d", "plant-1", "main")
+    assert ref is not None
+    start = at(2026, 10, 31, 18)  # across the month boundary in Taipei
+    points = readings_of(start, 12 * 12, ref.meter.interval_s)
+    max_gap = jobs_module.MAX_GAP_INTERVALS * ref.meter.interval_s * 10**9
+    expected = hourly_consumption(RegisterSeries.from_points(ref, points), start,
+                                  points[-1][0], max_gap)  # fmt: skip
+    assert any(h.estimated for h in expected) and any(h.flags for h in expected)
+    last = points[-1][0]
+    rnd.shuffle(points)
+    cuts = sorted(rnd.sample(range(1, len(points)), batches - 1))
+    store = Store(influx)
+    now = [at(2026, 11, 20, 9)]
+    jobs = Jobs(config, store, FactorLibrary.load(), clock=lambda: now[0])
+    received = now[0]
+    for chunk in (points[a:b] for a, b in itertools.pairwise([0, *cuts, len(points)])):
+        lines = [reading_line(Reading(*ref.key, ts, None, energy_kwh=v)) for ts, v in chunk]
+        hours = Counter(ts - ts % HOUR_NS for ts, _ in chunk)
+        for hour, n in hours.items():
+            received += 1
+            lines.append(arrival_line(ref.key, hour, n, received))
+        store.write(lines)
+        now[0] += rnd.randint(1, 3) * HOUR_NS
+        received = now[0] - 60 * 10**9
+        assert jobs.run("rollup")
+    got = {h.hour_start_ns: h for h in store.hourly_consumption(start, last + 1,
+                                                               meter="main")[0]}  # fmt: skip
+    for h in expected:
+        assert got[h.hour_start_ns].consumption == pytest.approx(h.consumption, abs=1e-9)
+        assert got[h.hour_start_ns].estimated_consumption == pytest.approx(
+            h.estimated_consumption, abs=1e-9)  # fmt: skip
+    emissions = store.hourly_emissions(start, last + 1, meter="main")
+    assert len(emissions) == len(expected)
+    nov = Month(2026, 11)
+    lo, hi = nov.bounds(TPE)
+    [meter] = [m for m in compute_month(config, store, nov, FactorLibrary.load()).meters
+               if m.ref.key == ref.key]  # fmt: skip
+    inside = [h for h in expected if lo <= h.hour_start_ns < hi]
+    assert meter.consumption == pytest.approx(sum(h.consumption for h in inside), abs=1e-9)
+    assert meter.estimated == pytest.approx(sum(h.estimated_consumption for h in inside))
