@@ -201,21 +201,24 @@ def _estimate(ts: list[int], steps: list[tuple[str, float]]) -> list[tuple[str, 
 def _split(ref: MeterRef, series: RegisterSeries) -> list[tuple[RegisterSegment, list[int],
                                                                  list[float]]]:  # fmt: skip
     """The readings of each register segment, with the events' registers as points at the
-    event times (a CT change without a stated register: interpolated across the change)."""
+    event times (a CT change without a stated register: interpolated across the change).
+
+    A reading exactly at an event's time belongs to the meter before it: the new meter (or
+    ratio) counts from the event on."""
     segments = ref.segments()
     ts, reg = list(series.ts_ns), list(series.register)
     parts = []
     for k, seg in enumerate(segments):
-        lo = 0 if seg.start_ns is None else bisect.bisect_left(ts, seg.start_ns)
-        hi = len(ts) if seg.end_ns is None else bisect.bisect_left(ts, seg.end_ns)
+        lo = 0 if seg.start_ns is None else bisect.bisect_right(ts, seg.start_ns)
+        hi = len(ts) if seg.end_ns is None else bisect.bisect_right(ts, seg.end_ns)
         s_ts, s_reg = ts[lo:hi], reg[lo:hi]
         if seg.start_ns is not None:
             first = seg.first_register
             if first is None:  # CT change: the same register continues
                 first = _interpolate(ts, reg, seg.start_ns)
-            if first is not None and (not s_ts or s_ts[0] > seg.start_ns):
+            if first is not None:
                 s_ts, s_reg = [seg.start_ns, *s_ts], [first, *s_reg]
-        if seg.end_ns is not None:
+        if seg.end_ns is not None and not (s_ts and s_ts[-1] == seg.end_ns):
             final = seg.final_register
             if final is None and segments[k + 1].first_register is None:
                 final = _interpolate(ts, reg, seg.end_ns)

@@ -160,15 +160,19 @@ def test_a_month_with_faults_exports_the_ground_truth(
     assert collector.stats.rejected_total == sum(e["type"] == "malformed" for e in events)
 
     library = FactorLibrary.load()
-    run_rollup(config, Store(influx), lo, hi, library)
+    report = run_rollup(config, Store(influx), lo, hi, library)
     result = export_month(config, Store(influx), month, tmp_path / "out", library)
     metered = read_ledger(tmp_path / "ledger.csv", "metered")
+    issues = Store(influx).quality_issues(lo, hi)
+    assert report.falls == len(issues) >= 1  # every fall without a meter event asks for one
+    assert {code for code, *_ in issues} == {"register_fall_without_event"}
     replaced = {(e["supplier"], e["site"], e["meter"]) for e in events
                 if e["type"] == "replacement"}  # fmt: skip
     for m in result.meters:
         truth = sum(v for h, v in metered[m.ref.key].items() if lo <= h < hi)
         if m.ref.key in replaced:
             assert m.flags["reset"] + m.flags["fall"] >= 1 and m.hours_estimated >= 1
+            assert m.ref.key in {key for _, key, *_ in issues}
             assert m.estimated > 0 and m.measured + m.estimated == pytest.approx(m.consumption)
             assert abs(m.consumption - float(truth)) <= 0.01 * float(truth), m.ref.key
         else:

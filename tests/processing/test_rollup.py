@@ -345,3 +345,85 @@ def test_an_exchange_with_its_event_equals_the_uninterrupted_meter(
     for a, b in zip(plain, swapped, strict=True):
         assert b.consumption == pytest.approx(a.consumption, abs=1e-6)
         assert b.estimated_consumption == pytest.approx(0.0, abs=1e-9)
+
+
+def simulated_series(config, seed: int, start: int, end: int):  # type: ignore[no-untyped-def]
+    """Every meter's readings as the gateways would send them, and the run's ground truth."""
+    import json
+
+    from simulators.gateway import Send
+    from simulators.run import generate, prepare
+
+    run = prepare(config, start, end, seed)
+    points: dict[tuple[str, str, str], list[tuple[int, float]]] = {}
+    for _, action in generate(run):
+        if not (isinstance(action, Send) and action.readings):
+            continue
+        parts = action.topic.split("/")
+        body = json.loads(action.payload)
+        for r in body.get("readings", [body]):
+            ts = datetime_to_ns(datetime.fromisoformat(r["ts"].replace("Z", "+00:00")))
+            value = r.get("energy_kwh", r.get("volume_m3"))
+            points.setdefault((parts[2], parts[3], parts[4]), []).append((ts, value))
+    return run, points
+
+
+def test_simulated_exchanges_with_their_events_equal_the_ledger_and_without_are_estimated(
+    tmp_path,  # type: ignore[no-untyped-def]
+) -> None:
+    """Meter replacements injected by the simulator: recorded as registry events (time, old
+    final register, new first register) every hour equals what the registers counted; the
+    same readings without the events give estimated hours and a fall to ask about."""
+    import tomllib
+
+    from supplymeter.config import FaultSettings, Registry, RegistryFile, load_config
+    from tests.conftest import SMALL_REGISTRY, with_settings, write_config
+
+    plain = load_config(write_config(tmp_path / "a", SMALL_REGISTRY), {})
+    plain = with_settings(plain, "simulator", faults=FaultSettings(replacement_per_month=4.0))
+    start = datetime_to_ns(datetime(2026, 10, 1, tzinfo=TPE))
+    end = start + 14 * 24 * HOUR_NS
+    run, points = simulated_series(plain, 3, start, end)
+    replacements = run.faults.of_type("replacement")
+    assert len(replacements) >= 3
+    # The events an operator records from the work orders, in the registry.
+    by_meter: dict[tuple[str, str, str], list[str]] = {}
+    for e in replacements:
+        t = datetime.fromisoformat(e.start.replace("Z", "+00:00"))
+        by_meter.setdefault((e.supplier, e.site, e.meter), []).append(
+            f'{{ type = "exchange", time = {t.isoformat()}, '
+            f"old_final_register = {e.details['old_register']!r}, "
+            f"new_first_register = {e.details['new_register']!r} }}"
+        )
+    raw = tomllib.loads(SMALL_REGISTRY)
+    for supplier in raw["suppliers"]:
+        for site in supplier["sites"]:
+            for meter in site["meters"]:
+                events = by_meter.get((supplier["id"], site["id"], meter["id"]), [])
+                meter["events"] = [tomllib.loads(f"e = {ev}")["e"] for ev in events]
+    registry = Registry.build(RegistryFile.model_validate(raw).suppliers)
+    truth = run.ledger.metered()
+    checked = 0
+    for key, pts in points.items():
+        ref = registry.meter(*key)
+        bare = plain.registry.meter(*key)
+        assert ref is not None and bare is not None
+        gap = 2 * ref.meter.interval_s * 10**9
+        exact = hourly_consumption(RegisterSeries.from_points(ref, pts), start, end, gap)
+        for h in exact:
+            assert h.consumption == pytest.approx(float(truth[key][h.hour_start_ns]), abs=1e-6)
+            assert not h.estimated
+        if key in by_meter:
+            checked += 1
+            series = RegisterSeries.from_points(bare, pts)
+            guessed = hourly_consumption(series, start, end, gap)
+            assert any(h.estimated for h in guessed)
+            # Without a power limit, a swap that fell by more than half the rollover value
+            # reads as a wrap (test_max_power_tells_a_meter_swap_from_a_rollover); every
+            # other swap is a fall to ask about.
+            rollover = bare.meter.rollover
+            wraps = sum(1 for e in replacements if (e.supplier, e.site, e.meter) == key
+                        and rollover and e.details["old_register"] - e.details["new_register"]
+                        > rollover / 2)  # fmt: skip
+            assert len(measure(series).falls()) == len(by_meter[key]) - wraps
+    assert checked >= 2
