@@ -403,11 +403,18 @@ def cmd_run_job(config: Config, args: argparse.Namespace) -> int:
 
 
 def _print_summary(result: ExportResult) -> None:
+    from supplymeter.carriers import CARRIERS
+
+    carriers = [c for c in CARRIERS.values() if any(c.name in s.consumption
+                                                     for s in result.suppliers)]  # fmt: skip
+    heads = [f"{c.name.replace('_', ' ')} {c.unit}" for c in carriers]
+    widths = [max(len(h), 13) for h in heads]
     _say(f"\nScope 3 (GHG Protocol cat. 1), {result.month}:")
     _say(
-        f"  {'supplier':<10} {'electricity kWh':>16} {'gas m³':>10} {'water m³':>9} "
-        f"{'location kg':>13} {'market kg':>13} {'share':>6} {'buyer kg':>13} {'complete':>9} "
-        f"{'primary':>8}"
+        f"  {'supplier':<10} "
+        + " ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True))
+        + f" {'location kg':>13} {'market kg':>13} {'share':>6} {'buyer kg':>13} "
+        f"{'complete':>9} {'primary':>8}"
     )
     for s in result.suppliers:
         flag = " (provisional factor)" if s.provisional else ""
@@ -417,11 +424,14 @@ def _print_summary(result: ExportResult) -> None:
             else ""
         )
         share = s.allocation.share if s.allocation else s.supplier.allocation.share
+        amounts = " ".join(
+            f"{s.consumption[c.name]:>{w},.3f}" if c.name in s.consumption else f"{'—':>{w}}"
+            for c, w in zip(carriers, widths, strict=True)
+        )
         _say(
-            f"  {s.supplier.id:<10} {s.consumption.get('electricity', 0):>16,.3f} "
-            f"{s.consumption.get('natural_gas', 0):>10,.3f} {s.consumption.get('water', 0):>9,.3f} "
+            f"  {s.supplier.id:<10} {amounts} "
             f"{s.emissions_kgco2e:>13,.3f} {s.market_kgco2e or 0.0:>13,.3f} {share:>6.2f} "
-            f"{s.allocated_kgco2e:>13,.3f} {s.completeness:>8.1%} "
+            f"{s.allocated_kgco2e:>13,.3f} {s.completeness:>9.1%} "
             f"{s.primary_data_share:>8.1%}{flag}{missing}"
         )
     if result.written:

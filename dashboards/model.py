@@ -149,6 +149,10 @@ def supplier_detail(config: Config) -> Dashboard:
     b.add("Gas and water per day (m³)", "timeseries", [q("A", (
         f'SELECT sum("volume_m3") FROM "{hc}" WHERE {where} '
         'GROUP BY time(1d), "meter" fill(none) {TZ}'), alias="$tag_meter")], unit="m3")  # fmt: skip
+    b.add("Purchased steam per day (kg)", "timeseries", [q("A", (
+        f'SELECT sum("steam_kg") FROM "{hc}" WHERE {where} '
+        'GROUP BY time(1d), "meter" fill(none) {TZ}'), alias="$tag_meter")],
+        unit="masskg")  # fmt: skip
     pv = [m.id for s in config.registry.suppliers for site in s.sites for m in site.meters
           if m.role == "pv"] or ["none"]  # fmt: skip
     grid = [m.id for s in config.registry.suppliers for site in s.sites for m in site.meters
@@ -228,6 +232,11 @@ def ingest(config: Config) -> Dashboard:
         q("B", f'SELECT max("ack_lag_s") FROM "{cs}" WHERE $timeFilter '
                'GROUP BY time($__interval), "collector" fill(none)', alias="ack lag s"),
     ])  # fmt: skip
+    b.add("Data-quality issues to act on (e.g. a register fall without a meter event)", "table",
+          [q("A", (f'SELECT last("detail") AS "detail", count("detail") AS "times" '
+                   f'FROM "{schema.QUALITY_ISSUE}" WHERE $timeFilter '
+                   'GROUP BY "code", "supplier", "site", "meter"'), fmt="table")],
+          w=24)  # fmt: skip
     return _dashboard("sm-ingest", "supplymeter — ingest health", b, "now-6h")
 
 

@@ -221,6 +221,10 @@ allocation = { method = "physical", share = 0.65 }
     id = "grid"
     carrier = "electricity"
     role = "grid"
+    [[suppliers.sites.meters]]
+    id = "steam"
+    carrier = "steam"
+    simulation = { mean_load = 300 }
 """
 
 
@@ -244,7 +248,10 @@ def filled(
         now = time.time_ns()
         end = datetime.fromtimestamp(now // 10**9, TPE).replace(minute=0, second=0)
         start = end - timedelta(days=35)
-        settings = SimulatorSettings(faults=FaultSettings(malformed_rate=0.05))
+        # Malformed messages for the rejects panel, meter replacements for the quality issues.
+        settings = SimulatorSettings(
+            faults=FaultSettings(malformed_rate=0.05, replacement_per_month=2.0)
+        )
         with Collector(config, client=client) as collector:
             sims = [simulate(config, start=start, end=end, seed=3, settings=settings),
                     simulate(config, start=end - timedelta(days=367),
