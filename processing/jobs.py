@@ -53,6 +53,9 @@ ARRIVAL_OVERLAP_NS = 300 * 10**9
 """Arrival marks are re-read this far behind the cursor (clock differences between the
 collector and the job; recomputing an hour twice is harmless)."""
 
+ROLLUP_CHUNK = 100
+"""Meters whose readings one rollup query fetches at most."""
+
 MERGE_GAP_H = 3
 """Dirty hours of one meter at most this far apart are recomputed as one range."""
 
@@ -149,15 +152,21 @@ def run_rollup(
     report = RollupReport()
     suppliers = config.registry.suppliers
     for n, supplier in enumerate(suppliers, 1):
-        by_meter = store.registers(supplier.id, start_ns - look, end_ns + look)
-        lines: list[str] = []
         for site in supplier.sites:
-            for meter in site.meters:
-                ref = config.registry.meter(supplier.id, site.id, meter.id)
-                assert ref is not None
-                registers = by_meter.get((site.id, meter.id), {})
-                lines += rollup_meter(ref, registers, start_ns, end_ns, library, report)
-        store.write(lines)
+            # A site's meters at a time, in chunks: memory stays bounded by the chunk's
+            # readings, whatever the registry's size.
+            for i in range(0, len(site.meters), ROLLUP_CHUNK):
+                chunk = site.meters[i : i + ROLLUP_CHUNK]
+                ids = [m.id for m in chunk] if len(site.meters) > ROLLUP_CHUNK else None
+                by_meter = store.registers(supplier.id, start_ns - look, end_ns + look, ids,
+                                           site=site.id)  # fmt: skip
+                lines: list[str] = []
+                for meter in chunk:
+                    ref = config.registry.meter(supplier.id, site.id, meter.id)
+                    assert ref is not None
+                    registers = by_meter.pop((site.id, meter.id), {})
+                    lines += rollup_meter(ref, registers, start_ns, end_ns, library, report)
+                store.write(lines)
         if progress:
             progress(f"rolled up {supplier.id} ({n}/{len(suppliers)})")
     return report

@@ -94,6 +94,8 @@ SCOPE3_PATHWAY = "scope3_pathway"
 
 HOUR_NS = 3600 * 10**9
 WRITE_CHUNK = 5000
+METERS_PER_QUERY = 200
+"""Meters named in one query at most (the query text grows with them)."""
 
 MeterKey = tuple[str, str, str]
 
@@ -401,23 +403,30 @@ class Store:
     # --- readings -------------------------------------------------------------------------
 
     def registers(
-        self, supplier: str, start_ns: int, end_ns: int, meters: Iterable[str] | None = None
-    ) -> dict[tuple[str, str], dict[str, list[tuple[int, float]]]]:
+        self, supplier: str, start_ns: int, end_ns: int, meters: Iterable[str] | None = None,
+        *, site: str | None = None,
+    ) -> dict[tuple[str, str], dict[str, list[tuple[int, float]]]]:  # fmt: skip
         """Register readings of a supplier's meters in [start, end], per (site, meter) and
-        register field: ``{(site, meter): {"energy_kwh": [(ts_ns, value), ...]}}``."""
+        register field: ``{(site, meter): {"energy_kwh": [(ts_ns, value), ...]}}``.
+
+        ``meters`` (ids) and ``site`` narrow the selection; long meter lists are asked for in
+        chunks of :data:`METERS_PER_QUERY` (a query names them all)."""
         fields = (*register_fields(), "energy_export_kwh")
-        q = (
-            f"SELECT {', '.join(quote_ident(f) for f in fields)} FROM {quote_ident(READING)} "
-            f"WHERE {_time_range(start_ns, end_ns, inclusive_end=True)}"
-            f"{_tags(supplier=supplier)}{_meters_clause(meters or ())} GROUP BY site, meter"
-        )
+        ids = sorted(set(meters or ()))
+        chunks = [ids[i : i + METERS_PER_QUERY] for i in range(0, len(ids), METERS_PER_QUERY)]
         out: dict[tuple[str, str], dict[str, list[tuple[int, float]]]] = {}
-        for s in self.client.query(q):
-            by_field = out.setdefault((s.tags["site"], s.tags["meter"]), {})
-            for row in s.values:
-                for i, name in enumerate(fields, start=1):
-                    if row[i] is not None:
-                        by_field.setdefault(name, []).append((int(row[0]), float(row[i])))
+        for chunk in chunks or [[]]:
+            q = (
+                f"SELECT {', '.join(quote_ident(f) for f in fields)} FROM {quote_ident(READING)} "
+                f"WHERE {_time_range(start_ns, end_ns, inclusive_end=True)}"
+                f"{_tags(supplier=supplier, site=site)}{_meters_clause(chunk)} GROUP BY site, meter"
+            )
+            for s in self.client.query(q):
+                by_field = out.setdefault((s.tags["site"], s.tags["meter"]), {})
+                for row in s.values:
+                    for i, name in enumerate(fields, start=1):
+                        if row[i] is not None:
+                            by_field.setdefault(name, []).append((int(row[0]), float(row[i])))
         return out
 
     def register_edges(
