@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -130,11 +131,17 @@ def compute_month(
             hours, exported = store.hourly_consumption(start, end, supplier=supplier.id,
                                                        site=site.id)  # fmt: skip
             emissions = store.hourly_emissions(start, end, supplier=supplier.id, site=site.id)
+            hours_of: dict[str, list] = defaultdict(list)
+            for h in hours:
+                hours_of[h.meter].append(h)
+            emissions_of: dict[str, list] = defaultdict(list)
+            for e in emissions:
+                emissions_of[e.meter].append(e)
             site_meters: list[MeterMonth] = []
             pv: float | None = None
             grid_export: float | None = None
             for meter in site.meters:
-                found = [h for h in hours if h.meter == meter.id]
+                found = hours_of.get(meter.id, [])
                 if meter.role == "pv":
                     pv = (pv or 0.0) + math.fsum(h.consumption for h in found)
                     continue
@@ -145,8 +152,9 @@ def compute_month(
                 ref = config.registry.meter(supplier.id, site.id, meter.id)
                 assert ref is not None
                 has_factor = library.covers(ref.carrier.factor_key, supplier.country)
-                mine = [e for e in emissions if e.meter == meter.id]
-                site_meters.append(meter_month(ref, month, found, mine, has_factor))
+                site_meters.append(
+                    meter_month(ref, month, found, emissions_of.get(meter.id, []), has_factor)
+                )
             certs = inputs.certificates.get((supplier.id, site.id, month))
             sm = site_month(supplier.id, site.id, month, site_meters, pv, grid_export, certs)
             supplier_sites.append(sm)

@@ -533,17 +533,23 @@ class Store:
             c = CARRIERS.get(s.tags["carrier"])
             if c is None:
                 continue
-            for row in s.rows():
-                if row.get("energy_export_kwh") is not None:
-                    exported[key] = exported.get(key, 0.0) + float(row["energy_export_kwh"])
-                value = row.get(c.register_field)
+            col = {name: i for i, name in enumerate(s.columns)}
+            t, value_i, est_i = col["time"], col.get(c.register_field), col.get(c.estimated_field)
+            names = ("coverage", "readings", "flags", "energy_export_kwh")
+            cov_i, n_i, flags_i, exp_i = (col.get(k) for k in names)
+            supplier_, site_, meter_ = key
+            for row in s.values:
+                if exp_i is not None and row[exp_i] is not None:
+                    exported[key] = exported.get(key, 0.0) + float(row[exp_i])
+                value = row[value_i] if value_i is not None else None
                 if value is None:
                     continue
                 hours.append(HourlyConsumption(
-                    *key, carrier=c.name, unit=c.unit, hour_start_ns=int(row["time"]),
-                    consumption=float(value), coverage=float(row["coverage"]),
-                    readings=int(row["readings"] or 0), flags=_flags(row["flags"]),
-                    estimated_consumption=float(row.get(c.estimated_field) or 0.0),
+                    supplier_, site_, meter_, c.name, c.unit, int(row[t]), float(value),
+                    float(row[cov_i]) if cov_i is not None else 1.0,
+                    int(row[n_i] or 0) if n_i is not None else 0,
+                    _flags(row[flags_i]) if flags_i is not None else (),
+                    float(row[est_i] or 0.0) if est_i is not None else 0.0,
                 ))  # fmt: skip
         return hours, exported
 
@@ -558,14 +564,16 @@ class Store:
              "GROUP BY supplier, site, meter, carrier")  # fmt: skip
         out = []
         for s in self.client.query(q):
-            key = (s.tags["supplier"], s.tags["site"], s.tags["meter"])
-            for row in s.rows():
+            supplier_, site_, meter_ = s.tags["supplier"], s.tags["site"], s.tags["meter"]
+            carrier = s.tags["carrier"]
+            col = {name: i for i, name in enumerate(s.columns)}
+            t, e_i, f_i, v_i, p_i = (col["time"], col["emissions_kgco2e"], col.get("factor_id"),
+                                     col["factor_value"], col["provisional"])  # fmt: skip
+            for row in s.values:
                 out.append(HourlyEmissions(
-                    *key, carrier=s.tags["carrier"], hour_start_ns=int(row["time"]),
-                    emissions_kgco2e=float(row["emissions_kgco2e"]),
-                    factor_id=str(row.get("factor_id") or ""),
-                    factor_value=float(row["factor_value"]),
-                    provisional=bool(row["provisional"]),
+                    supplier_, site_, meter_, carrier, int(row[t]), float(row[e_i]),
+                    str(row[f_i] or "") if f_i is not None else "", float(row[v_i]),
+                    bool(row[p_i]),
                 ))  # fmt: skip
         return out
 
