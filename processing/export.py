@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import math
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -128,33 +126,22 @@ def compute_month(
             first = config.registry.meter(supplier.id, site.id, site.meters[0].id)
             assert first is not None
             start, end = month.bounds(first.tz)
-            hours, exported = store.hourly_consumption(start, end, supplier=supplier.id,
-                                                       site=site.id)  # fmt: skip
-            emissions = store.hourly_emissions(start, end, supplier=supplier.id, site=site.id)
-            hours_of: dict[str, list] = defaultdict(list)
-            for h in hours:
-                hours_of[h.meter].append(h)
-            emissions_of: dict[str, list] = defaultdict(list)
-            for e in emissions:
-                emissions_of[e.meter].append(e)
+            totals = store.meter_totals(start, end, supplier=supplier.id, site=site.id)
             site_meters: list[MeterMonth] = []
             pv: float | None = None
             grid_export: float | None = None
             for meter in site.meters:
-                found = hours_of.get(meter.id, [])
+                found = totals.get((supplier.id, site.id, meter.id))
                 if meter.role == "pv":
-                    pv = (pv or 0.0) + math.fsum(h.consumption for h in found)
+                    pv = (pv or 0.0) + (found.consumption if found else 0.0)
                     continue
                 if meter.role == "grid":
-                    key = (supplier.id, site.id, meter.id)
-                    grid_export = (grid_export or 0.0) + exported.get(key, 0.0)
+                    grid_export = (grid_export or 0.0) + (found.exported_kwh if found else 0.0)
                     continue
                 ref = config.registry.meter(supplier.id, site.id, meter.id)
                 assert ref is not None
                 has_factor = library.covers(ref.carrier.factor_key, supplier.country)
-                site_meters.append(
-                    meter_month(ref, month, found, emissions_of.get(meter.id, []), has_factor)
-                )
+                site_meters.append(meter_month(ref, month, found, has_factor))
             certs = inputs.certificates.get((supplier.id, site.id, month))
             sm = site_month(supplier.id, site.id, month, site_meters, pv, grid_export, certs)
             supplier_sites.append(sm)

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 from processing.emissions import EmissionFactor
 from supplymeter.config import MeterRef, Supplier
 from supplymeter.errors import ConfigError, SupplymeterError
-from supplymeter.records import HourlyConsumption, HourlyEmissions, datetime_to_ns
+from supplymeter.records import MeterTotals, datetime_to_ns
 
 
 @dataclass(frozen=True, order=True)
@@ -116,41 +116,34 @@ class MeterMonth:
 
 
 def meter_month(
-    ref: MeterRef, month: Month, hours: list[HourlyConsumption],
-    emissions: list[HourlyEmissions], has_factor: bool,
-) -> MeterMonth:  # fmt: skip
-    """Sum a meter's hours in ``month`` (site local time) and their *stored* emissions.
+    ref: MeterRef, month: Month, totals: MeterTotals | None, has_factor: bool
+) -> MeterMonth:
+    """A meter's month from its summed hourly rollups and *stored* emissions.
 
-    ``emissions`` are the hourly emissions the rollup stored (the one emissions path: nothing
-    is recomputed here). ``has_factor`` says whether the carrier has any factor at all; if it
-    has, an hour whose emissions are not stored yet raises (run the rollup job first).
-    Hours outside the month are ignored, so callers may pass a wider selection.
+    ``totals`` come from the store (the one emissions path: nothing is recomputed here;
+    ``None``: no rollup in the month). ``has_factor`` says whether the carrier has any factor
+    at all; if it has, hours whose emissions are not stored yet raise (run the rollup job).
     """
     start, end = month.bounds(ref.tz)
-    inside = [h for h in hours if start <= h.hour_start_ns < end]
-    by_hour = {e.hour_start_ns: e for e in emissions if start <= e.hour_start_ns < end}
-    if has_factor:
-        missing = [h.hour_start_ns for h in inside if h.hour_start_ns not in by_hour]
-        if missing:
-            raise StaleRollup(
-                f"{'/'.join(ref.key)}: {len(missing)} hours of {month} have consumption but no "
-                "stored emissions; run the rollup job first"
-            )
-    known = [by_hour[h.hour_start_ns] for h in inside if h.hour_start_ns in by_hour]
-    flags: Counter[str] = Counter(flag for h in inside for flag in h.flags)
+    t = totals or MeterTotals()
+    if has_factor and t.emission_hours < t.hours:
+        raise StaleRollup(
+            f"{'/'.join(ref.key)}: {t.hours - t.emission_hours} hours of {month} have "
+            "consumption but no stored emissions; run the rollup job first"
+        )
     return MeterMonth(
         ref=ref,
         month=month,
-        consumption=math.fsum(h.consumption for h in inside),
-        measured=math.fsum(h.measured_consumption for h in inside),
-        estimated=math.fsum(h.estimated_consumption for h in inside),
+        consumption=t.consumption,
+        measured=t.consumption - t.estimated,
+        estimated=t.estimated,
         hours_expected=(end - start) // (3600 * 10**9),
-        hours_measured=sum(not h.estimated for h in inside),
-        hours_estimated=sum(h.estimated for h in inside),
-        flags=flags,
-        emissions_kgco2e=math.fsum(e.emissions_kgco2e for e in known) if has_factor else None,
-        factor_ids=tuple(sorted({e.factor_id for e in known})),
-        provisional=any(e.provisional for e in known),
+        hours_measured=t.hours_measured,
+        hours_estimated=t.hours - t.hours_measured,
+        flags=Counter(t.flags),
+        emissions_kgco2e=t.emissions_kgco2e if has_factor else None,
+        factor_ids=t.factor_ids,
+        provisional=t.provisional_hours > 0,
     )
 
 

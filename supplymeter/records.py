@@ -7,8 +7,9 @@ precision the device sent, which a ``datetime`` (microseconds) would truncate. U
 
 from __future__ import annotations
 
-from collections import namedtuple
-from dataclasses import dataclass
+import math
+from collections import Counter, namedtuple
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from supplymeter.carriers import QUANTITIES as _QUANTITIES
@@ -121,3 +122,44 @@ class HourlyEmissions:
     factor_value: float
     """[kgCO2e per unit of the carrier]"""
     provisional: bool
+
+
+@dataclass(frozen=True)
+class MeterTotals:
+    """One meter's hourly rollups and stored emissions summed over a period.
+
+    The store computes it in InfluxDB (a month of a meter is one row, not 744);
+    :meth:`of` is the same sum in Python, over records.
+    """
+
+    consumption: float = 0.0
+    """[unit]"""
+    estimated: float = 0.0
+    """The estimated part of ``consumption``. [unit]"""
+    hours: int = 0
+    """Hours with a rollup."""
+    hours_measured: int = 0
+    """Hours fully covered by measured steps."""
+    flags: Counter[str] = field(default_factory=Counter)
+    """Hours carrying each correction label."""
+    emissions_kgco2e: float = 0.0
+    emission_hours: int = 0
+    factor_ids: tuple[str, ...] = ()
+    provisional_hours: int = 0
+    exported_kwh: float = 0.0
+    """A grid meter's export. [kWh]"""
+
+    @classmethod
+    def of(cls, hours: list[HourlyConsumption], emissions: list[HourlyEmissions]) -> MeterTotals:
+        """The totals of these records."""
+        return cls(
+            consumption=math.fsum(h.consumption for h in hours),
+            estimated=math.fsum(h.estimated_consumption for h in hours),
+            hours=len(hours),
+            hours_measured=sum(not h.estimated for h in hours),
+            flags=Counter(flag for h in hours for flag in h.flags),
+            emissions_kgco2e=math.fsum(e.emissions_kgco2e for e in emissions),
+            emission_hours=len(emissions),
+            factor_ids=tuple(sorted({e.factor_id for e in emissions})),
+            provisional_hours=sum(e.provisional for e in emissions),
+        )

@@ -9,7 +9,7 @@ from processing.emissions import FactorLibrary, emissions_for
 from processing.rollup import HOUR_NS
 from processing.scope3 import Month, meter_month, supplier_month
 from supplymeter.config import Config
-from supplymeter.records import HourlyConsumption, datetime_to_ns
+from supplymeter.records import HourlyConsumption, MeterTotals, datetime_to_ns
 
 TPE = ZoneInfo("Asia/Taipei")
 
@@ -32,9 +32,11 @@ def hours_of(ref, start: int, n: int, kwh: float, coverage: float = 1.0) -> list
 
 def month_of(ref, month: Month, hours: list[HourlyConsumption], library: FactorLibrary):  # type: ignore[no-untyped-def]
     """The meter's month from its hours and the emissions the rollup would have stored."""
-    stored = [e for h in hours if (e := emissions_for(h, ref, library)) is not None]
+    start, end = month.bounds(ref.tz)
+    inside = [h for h in hours if start <= h.hour_start_ns < end]
+    stored = [e for h in inside if (e := emissions_for(h, ref, library)) is not None]
     has_factor = library.covers(ref.carrier.factor_key, ref.supplier.country)
-    return meter_month(ref, month, hours, stored, has_factor)
+    return meter_month(ref, month, MeterTotals.of(inside, stored), has_factor)
 
 
 def test_meter_month_sums_local_month_only_and_allocates(example_config: Config) -> None:
