@@ -424,10 +424,11 @@ class Store:
             )
             for s in self.client.query(q):
                 by_field = out.setdefault((s.tags["site"], s.tags["meter"]), {})
-                for row in s.values:
-                    for i, name in enumerate(fields, start=1):
-                        if row[i] is not None:
-                            by_field.setdefault(name, []).append((int(row[0]), float(row[i])))
+                values = s.values
+                for i, name in enumerate(fields, start=1):
+                    points = [(row[0], float(row[i])) for row in values if row[i] is not None]
+                    if points:
+                        by_field.setdefault(name, []).extend(points)
         return out
 
     def register_edges(
