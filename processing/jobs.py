@@ -364,6 +364,7 @@ class Jobs:
         self.config, self.store, self.library, self.clock = config, store, library, clock
         self.push_dashboards = push_dashboards
         self.reload_factors = reload_factors
+        self._checked_layout = False
         self.state = JobState.load(config.resolve(config.jobs.export_dir) / "jobs-state.json")
         self._alerts = None
 
@@ -391,6 +392,12 @@ class Jobs:
         added to it is taken up without a restart."""
         if self.reload_factors:
             self.library = FactorLibrary.for_config(self.config)
+        if not self._checked_layout:
+            self._checked_layout = True
+            if self.store.legacy_emission_series():
+                log.warning("hourly_emissions holds series tagged with factor_id from an older "
+                            "version: they are summed beside the new points. Drop them and "
+                            "rebuild (docs/operations.md, Upgrade step 5)")  # fmt: skip
         now = self.clock()
         end = now - now % HOUR_NS + HOUR_NS  # include the running hour as far as it goes
         trailing = self.config.jobs.trailing_window_h * HOUR_NS

@@ -658,6 +658,12 @@ class Store:
                 ))  # fmt: skip
         return out
 
+    def legacy_emission_series(self) -> bool:
+        """Whether ``hourly_emissions`` still has series tagged with ``factor_id`` (written
+        before the factor id became a field): they would be summed beside the new points."""
+        q = f"SHOW TAG KEYS FROM {quote_ident(HOURLY_EMISSIONS)}"
+        return any(row[0] == "factor_id" for s in self.client.query(q) for row in s.values)
+
     def panel_query(self, influxql: str) -> list[Series]:
         """Run a dashboard panel's query as Grafana would (macros already substituted).
 

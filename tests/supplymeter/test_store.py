@@ -182,3 +182,15 @@ def check_totals(store: Store, hours: list[tuple[float, float, tuple[str, ...], 
             got.provisional_hours) == (want.hours, want.hours_measured, want.flags,
                                        want.emission_hours, want.factor_ids,
                                        want.provisional_hours)  # fmt: skip
+
+
+def test_series_from_before_the_factor_id_field_are_detected(influx: InfluxClient) -> None:
+    store = Store(influx)
+    assert not store.legacy_emission_series()
+    store.write(
+        [
+            "hourly_emissions,carrier=electricity,factor_id=tw-grid-2024,meter=m,site=p,"
+            "supplier=s emissions_kgco2e=1,factor_value=0.474,provisional=true 0"
+        ]
+    )
+    assert store.legacy_emission_series()

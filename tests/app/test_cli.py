@@ -162,3 +162,37 @@ def scrape(port: int, name: str) -> float:
         return -1
     match = re.search(rf"^supplymeter_collector_{name}\{{[^}}]*\}} (\S+)$", text, re.M)
     return float(match[1]) if match else -1
+
+
+def test_check_validates_every_input_file_and_reports_all_problems(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import SMALL_REGISTRY, write_config
+
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "factors.csv").write_text(
+        "id,carrier,region,year,value,unit,basis,publisher,title,url,retrieved,note\n"
+        "x,electricity,TW,2025,0.466,kgCO2e/m3,location,p,t,https://x,,\n"
+    )
+    services = ('[jobs]\nfactors_file = "factors.csv"\nallocations_file = "missing.csv"\n'
+                'certificates_file = "certs.csv"\n')  # fmt: skip
+    (tmp_path / "cfg" / "certs.csv").write_text("supplier,site,month\n")
+    path = write_config(tmp_path / "cfg", SMALL_REGISTRY, services)
+    assert main(["--config", str(path), "check"]) == 2
+    err = capsys.readouterr().err
+    assert "factors.csv:2: unit must be kgCO2e/kWh" in err
+    assert "allocations file missing.csv: No such file" in err
+    assert "certs.csv: missing columns" in err
+    good = write_config(tmp_path / "ok", SMALL_REGISTRY.replace(
+        'id = "main"\n    carrier = "electricity"\n    multiplier = 40',
+        'id = "main"\n    carrier = "electricity"\n    multiplier = 40\n    events = [{ type = '
+        '"exchange", time = 2026-10-14T10:30:00+08:00, old_final_register = 45.0, '
+        'new_first_register = 0.0 }]', 1))  # fmt: skip
+    assert main(["--config", str(good), "check"]) == 0
+    assert "1 meter events" in capsys.readouterr().out
+    bad = write_config(tmp_path / "bad", SMALL_REGISTRY.replace(
+        'id = "main"\n    carrier = "electricity"\n    multiplier = 40',
+        'id = "main"\n    carrier = "electricity"\n    multiplier = 40\n    events = [{ type = '
+        '"exchange", time = 2026-10-14T10:30:00, old_final_register = 45.0 }]', 1))  # fmt: skip
+    assert main(["--config", str(bad), "check"]) == 2
+    assert "events[0]" in capsys.readouterr().err
