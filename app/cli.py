@@ -22,20 +22,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from app.common import (
+    DEFAULT_TZ,
+    factors,
+    open_influx,
+    open_store,
+    print_summary,
+    progress,
+    say,
+)
 from supplymeter.config import Config, SimulatorSettings, load_config
 from supplymeter.errors import ConfigError, SupplymeterError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from processing.emissions import FactorLibrary
-    from processing.export import ExportResult
-    from supplymeter.influx import InfluxClient
-    from supplymeter.store import Store
 
 log = logging.getLogger("supplymeter")
-
-DEFAULT_TZ = "Asia/Taipei"
 
 
 class JsonFormatter(logging.Formatter):
@@ -68,19 +71,6 @@ def parse_time(text: str, tz: str = DEFAULT_TZ) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=ZoneInfo(tz))
 
 
-def _say(text: str) -> None:
-    print(text, flush=True)
-
-
-# --- commands ---------------------------------------------------------------------------
-
-
-def _factors(config: Config) -> FactorLibrary:
-    from processing.emissions import FactorLibrary
-
-    return FactorLibrary.for_config(config)
-
-
 def check_inputs(config: Config) -> list[str]:
     """Every input file the jobs read besides the TOML — emission factors, allocations,
     certificates — loaded and checked; returns what was checked (raises ConfigError listing
@@ -90,7 +80,7 @@ def check_inputs(config: Config) -> list[str]:
     problems: list[str] = []
     checked: list[str] = []
     j = config.jobs
-    loaders = [("emission factors", lambda: _factors(config), j.factors_file or "(shipped)")]
+    loaders = [("emission factors", lambda: factors(config), j.factors_file or "(shipped)")]
     if j.allocations_file:
         loaders.append(("allocations", lambda: load_allocations(config.resolve(
             j.allocations_file)), j.allocations_file))  # fmt: skip
@@ -114,7 +104,7 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
     meters = config.registry.meters()
     checked = check_inputs(config)
     events = sum(len(r.meter.events) for r in meters)
-    _say(f"{config.path}: OK — {len(config.registry.suppliers)} suppliers, {len(meters)} meters, "
+    say(f"{config.path}: OK — {len(config.registry.suppliers)} suppliers, {len(meters)} meters, "
          f"{events} meter events; {', '.join(checked)}")  # fmt: skip
     return 0
 
@@ -125,28 +115,13 @@ def cmd_stack(config: Config, args: argparse.Namespace) -> int:
     stack = stack_from_config(config)
     if args.action == "up":
         stack.up(detach=True)
-        _say(f"stack up under {stack.root}")
+        say(f"stack up under {stack.root}")
     elif args.action == "down":
         stack.down()
-        _say("stack down")
+        say("stack down")
     for status in stack.status():
-        _say(str(status))
+        say(str(status))
     return 0 if args.action != "status" or stack.running() else 1
-
-
-def _influx(config: Config) -> InfluxClient:
-    from supplymeter.influx import InfluxClient
-
-    client = InfluxClient.from_settings(config.influxdb, config.secrets)
-    if config.influxdb.create_database:
-        client.ensure_database()
-    return client
-
-
-def _store(config: Config) -> Store:
-    from supplymeter.store import Store
-
-    return Store(_influx(config))
 
 
 def dashboards_pusher(config: Config) -> Callable[[], str] | None:
@@ -175,14 +150,14 @@ def cmd_collect(config: Config, args: argparse.Namespace) -> int:
     if args.worker is None and processes > 1:
         workers = _spawn_workers(config, args, processes, stop)
     config = worker_config(config, args.worker or 0)
-    with _influx(config) as client, Collector(config, client=client) as collector:
-        _say(f"collecting from {config.mqtt.host}:{config.mqtt.port} into {client.url}"
+    with open_influx(config) as client, Collector(config, client=client) as collector:
+        say(f"collecting from {config.mqtt.host}:{config.mqtt.port} into {client.url}"
              + (f" with {processes} processes" if workers else ""))  # fmt: skip
         while not stop.wait(1.0):
             pass
     if workers:
         workers.join()
-    _say(f"stopped: {collector.stats}")
+    say(f"stopped: {collector.stats}")
     return 0
 
 
@@ -216,13 +191,6 @@ def _spawn_workers(
     return thread
 
 
-def _progress(label: str) -> Callable[[float, int], None]:
-    def report(fraction: float, messages: int) -> None:
-        _say(f"  {label}: {fraction:6.1%}  {messages:,} messages acknowledged")
-
-    return report
-
-
 def _fault_overrides(config: Config, pairs: list[str]) -> SimulatorSettings:
     """``[simulator]`` with ``--fault NAME=VALUE`` overrides (ranges as ``LOW,HIGH``)."""
     from pydantic import ValidationError
@@ -249,9 +217,9 @@ def cmd_load_test(config: Config, args: argparse.Namespace) -> int:
     if not args.meters or not args.rate:
         raise ConfigError(["--load-test needs --meters M and --rate R"])
     path = write_registry(args.registry_out, args.meters)
-    _say(f"synthetic registry of {args.meters:,} meters: {path} (start a collector with it)")
-    result = load_test(config, args.meters, args.rate, args.duration, _progress("load test"))
-    _say(
+    say(f"synthetic registry of {args.meters:,} meters: {path} (start a collector with it)")
+    result = load_test(config, args.meters, args.rate, args.duration, progress("load test"))
+    say(
         f"target {result.target_rate:,.0f} readings/s, achieved {result.achieved_rate:,.0f}/s "
         f"({result.acknowledged:,} acknowledged in {result.wall_s:.1f} s)"
     )
@@ -283,12 +251,12 @@ def cmd_simulate(config: Config, args: argparse.Namespace) -> int:
         seed=args.seed,
         speed=speed,
         ledger_path=args.ledger,
-        progress=_progress("simulate"),
+        progress=progress("simulate"),
         gateway_passwords=passwords,
         batch=args.batch,
         settings=settings,
     )
-    _say(
+    say(
         f"published {result.readings:,} readings in {result.messages:,} messages in "
         f"{result.wall_s:.1f} s; ledger: {result.ledger_path}, faults: {result.faults_path} "
         f"({len(result.faults.events):,} events)"
@@ -308,19 +276,19 @@ def cmd_rollup(config: Config, args: argparse.Namespace) -> int:
     start_ns, end_ns = _hour_range(args)
     if end_ns <= start_ns:
         raise ConfigError([f"--end must be after --start (got {args.start} .. {args.end})"])
-    with _store(config) as store:
-        report = run_rollup(config, store, start_ns, end_ns, _factors(config), _say)
-    _say(
+    with open_store(config) as store:
+        report = run_rollup(config, store, start_ns, end_ns, factors(config), say)
+    say(
         f"{report.hours:,} meter-hours from {report.meters} meters; "
         f"{report.estimated_hours} estimated; corrections {dict(report.flags) or 'none'}"
     )
     if report.falls:
-        _say(
+        say(
             f"WARNING: {report.falls} register falls without a recorded meter event: those "
             "hours are estimated; record the exchange in the registry (meter events)"
         )
     if report.meters_without_data:
-        _say(f"no data for: {', '.join(report.meters_without_data)}")
+        say(f"no data for: {', '.join(report.meters_without_data)}")
     return 0
 
 
@@ -330,9 +298,9 @@ def cmd_export(config: Config, args: argparse.Namespace) -> int:
 
     month = Month.parse(args.month)
     out = args.out or config.resolve(config.jobs.export_dir)
-    with _store(config) as store:
-        result = export_month(config, store, month, out, _factors(config))
-    _print_summary(result)
+    with open_store(config) as store:
+        result = export_month(config, store, month, out, factors(config))
+    print_summary(result)
     return 0
 
 
@@ -340,10 +308,10 @@ def cmd_deploy(config: Config, args: argparse.Namespace) -> int:
     from deploy.mosquitto import write_mosquitto
 
     files = write_mosquitto(config, args.out, args.runtime_dir)
-    _say(f"wrote {files.conf}, {files.passwd} (mode 0600), {files.acl}: {len(files.users)} users")
+    say(f"wrote {files.conf}, {files.passwd} (mode 0600), {files.acl}: {len(files.users)} users")
     if files.generated:
         secrets_file = config.resolve(config.services.broker.secrets_file)
-        _say(f"generated passwords for {len(files.generated)} users into {secrets_file} "
+        say(f"generated passwords for {len(files.generated)} users into {secrets_file} "
              "(mode 0600; not shown here)")  # fmt: skip
     return 0
 
@@ -360,7 +328,7 @@ def cmd_dashboards(config: Config, args: argparse.Namespace) -> int:
 
     if args.action == "export":
         for path in dash.export(config, args.dir or Path("deploy/compose/grafana/dashboards")):
-            _say(f"wrote {path}")
+            say(f"wrote {path}")
         return 0
     if args.action == "render":
         from dashboards.macros import local_bounds
@@ -369,13 +337,13 @@ def cmd_dashboards(config: Config, args: argparse.Namespace) -> int:
 
         month = args.month or str(previous_month(time.time_ns(), config.jobs.timezone))
         start, end = local_bounds(month, config.jobs.timezone)
-        with _store(config) as store:
+        with open_store(config) as store:
             paths = render_all(config, store, start, end, args.out)
-        _say(f"rendered {len(paths)} panels for {month} into {args.out}")
+        say(f"rendered {len(paths)} panels for {month} into {args.out}")
         return 0
     plan = dash.push(config, dash.connect(config), dry_run=args.dry_run)
     for line in plan:
-        _say(("would " if args.dry_run else "") + line if "unchanged" not in line else line)
+        say(("would " if args.dry_run else "") + line if "unchanged" not in line else line)
     return 0
 
 
@@ -388,61 +356,18 @@ def cmd_run_job(config: Config, args: argparse.Namespace) -> int:
         if args.name != "export":
             raise ConfigError(["--month applies to the export job only"])
         kwargs["month"] = Month.parse(args.month)
-    with _store(config) as store:
+    with open_store(config) as store:
         jobs = Jobs(
             config,
             store,
-            _factors(config),
+            factors(config),
             push_dashboards=dashboards_pusher(config),
             reload_factors=True,
         )
         ok = jobs.run(args.name, **kwargs)
     if ok:
-        _say(f"{args.name}: {jobs.last_summary}")
+        say(f"{args.name}: {jobs.last_summary}")
     return 0 if ok else 1
-
-
-def _print_summary(result: ExportResult) -> None:
-    from supplymeter.carriers import CARRIERS
-
-    carriers = [c for c in CARRIERS.values() if any(c.name in s.consumption
-                                                     for s in result.suppliers)]  # fmt: skip
-    heads = [f"{c.name.replace('_', ' ')} {c.unit}" for c in carriers]
-    widths = [max(len(h), 13) for h in heads]
-    _say(f"\nScope 3 (GHG Protocol cat. 1), {result.month}:")
-    _say(
-        f"  {'supplier':<10} "
-        + " ".join(f"{h:>{w}}" for h, w in zip(heads, widths, strict=True))
-        + f" {'location kg':>13} {'market kg':>13} {'share':>6} {'buyer kg':>13} "
-        f"{'complete':>9} {'primary':>8}"
-    )
-    for s in result.suppliers:
-        flag = " (provisional factor)" if s.provisional else ""
-        missing = (
-            f" [no factor yet: {', '.join(s.carriers_without_factor)}]"
-            if s.carriers_without_factor
-            else ""
-        )
-        share = s.allocation.share if s.allocation else s.supplier.allocation.share
-        amounts = " ".join(
-            f"{s.consumption[c.name]:>{w},.3f}" if c.name in s.consumption else f"{'—':>{w}}"
-            for c, w in zip(carriers, widths, strict=True)
-        )
-        _say(
-            f"  {s.supplier.id:<10} {amounts} "
-            f"{s.emissions_kgco2e:>13,.3f} {s.market_kgco2e or 0.0:>13,.3f} {share:>6.2f} "
-            f"{s.allocated_kgco2e:>13,.3f} {s.completeness:>9.1%} "
-            f"{s.primary_data_share:>8.1%}{flag}{missing}"
-        )
-    if result.written:
-        restated = f" (restates v{result.version - 1})" if result.version > 1 else ""
-        _say(f"  wrote version {result.version}{restated}: {result.directory}")
-        if result.diff_path:
-            _say(f"  changes: {result.diff_path}")
-        for why in result.reasons:
-            _say(f"  why: {why}")
-    else:
-        _say(f"  unchanged since version {result.version}: {result.directory} (nothing written)")
 
 
 # --- parser -----------------------------------------------------------------------------

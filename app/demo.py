@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from app.cli import DEFAULT_TZ, _factors, _print_summary, _progress, _say, _store
+from app.common import DEFAULT_TZ, factors, open_store, print_summary, progress, say
 from supplymeter.config import Config
 from supplymeter.errors import SupplymeterError
 
@@ -41,7 +41,7 @@ def _wait_collected(
                 f"InfluxDB holds {stored:,} of {readings:,} readings after {timeout_s:.0f} s"
             )
         if time.monotonic() - last > 2:
-            _say(f"  collect: {stored:,}/{readings:,} readings stored")
+            say(f"  collect: {stored:,}/{readings:,} readings stored")
             last = time.monotonic()
         time.sleep(0.5)
 
@@ -74,7 +74,7 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     out = args.out
     stack = stack_from_config(config)
     started_stack = not stack.running()
-    _say(
+    say(
         f"1/5 stack: {'starting' if started_stack else 'reusing'} Mosquitto + InfluxDB "
         f"under {stack.root}"
     )
@@ -82,10 +82,10 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
         stack.up(detach=args.keep_stack)
     try:
         cfg = configure_for(config, stack)
-        library = _factors(config)
-        with _store(cfg) as store:
+        library = factors(config)
+        with open_store(cfg) as store:
             with Collector(cfg, client=store.client) as collector:
-                _say(
+                say(
                     f"2/5 simulate {month} ({start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} "
                     f"{DEFAULT_TZ}) for {len(cfg.registry.meters())} meters, seed {args.seed}"
                 )
@@ -97,42 +97,42 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
                     end=end,
                     seed=args.seed,
                     ledger_path=out / "ledger.csv",
-                    progress=_progress("simulate"),
+                    progress=progress("simulate"),
                 )
-                _say(f"3/5 collect: waiting for {sim.readings:,} readings to be stored")
+                say(f"3/5 collect: waiting for {sim.readings:,} readings to be stored")
                 _wait_collected(collector, store, (start_ns, end_ns), sim.readings, 300)
                 rejected = collector.stats.rejected_total
-            _say("4/5 process: hourly consumption and emissions")
+            say("4/5 process: hourly consumption and emissions")
             report = run_rollup(cfg, store, start_ns, end_ns, library)
-            _say(
+            say(
                 f"  {report.hours:,} meter-hours; register corrections: "
                 f"{dict(report.flags) or 'none'}"
             )
-            _say("5/5 export, dashboards")
+            say("5/5 export, dashboards")
             result = export_month(cfg, store, month, out, library)
             from dashboards.render import render_all
 
             panels = render_all(cfg, store, start_ns, end_ns, out / "dashboards")
-            _say(f"  rendered {len(panels)} dashboard panels into {out / 'dashboards'}")
+            say(f"  rendered {len(panels)} dashboard panels into {out / 'dashboards'}")
             example = [p for p in panels if "pv-generation" in p.name]
     finally:
         if started_stack and not args.keep_stack:
             stack.down()
-    _print_summary(result)
+    print_summary(result)
     sample = config.path.parent / "docs" / "sample-scope3-export.xlsx"
     if sample.parent.is_dir():
         shutil.copyfile(result.paths[4], sample)
-        _say(f"  sample workbook: {sample}")
+        say(f"  sample workbook: {sample}")
         if example:
             shutil.copyfile(example[0], sample.parent / "dashboard-panel-example.png")
-            _say(f"  sample panel: {sample.parent / 'dashboard-panel-example.png'}")
+            say(f"  sample panel: {sample.parent / 'dashboard-panel-example.png'}")
     worst = _check_ledger(result, sim)
-    _say(
+    say(
         f"\n  ground truth: largest |export − simulator ledger| over "
         f"{len(result.meters)} meters = {worst:.6f} (kWh or m³); rejected messages: {rejected}"
     )
-    _say(f"  ledger: {sim.ledger_path}")
-    _say(
+    say(f"  ledger: {sim.ledger_path}")
+    say(
         f"done in {time.monotonic() - began:.0f} s"
         + ("; stack left running (supplymeter stack down)" if args.keep_stack else "")
     )

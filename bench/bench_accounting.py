@@ -10,8 +10,8 @@ Targets (issue "every number agrees with the meters"):
 * monthly export at 10,000 meters < 60 s;
 * peak RSS < 2 GB.
 
-Inputs are written straight to InfluxDB as line protocol first (not timed). ``METERS`` and
-``--quick`` (1,000 meters) for a short run. Run with ``make bench``.
+Inputs are written straight to InfluxDB as line protocol first (not timed). ``--meters N`` for a
+smaller run, ``--part`` for one part. Run with ``make bench``.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ def write(client: InfluxClient, lines: list[str], force: bool = False) -> list[s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--meters", type=int, default=10_000)
+    parser.add_argument("--part", choices=("all", "rollup", "incremental"), default="all",
+                        help="rollup: the day's rollup; incremental: it and the export")  # fmt: skip
     args = parser.parse_args()
     meters = args.meters
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -83,8 +85,10 @@ def main() -> None:
             library = FactorLibrary.load()
             print(f"accounting bench: {meters:,} meters in {meters // METERS_PER_SITE} sites",
                   flush=True)  # fmt: skip
-            full_day(config, client, store, refs, library, meters)
-            incremental(config, client, store, refs, library, meters)
+            if args.part in ("all", "rollup"):
+                full_day(config, client, store, refs, library, meters)
+            if args.part in ("all", "incremental"):
+                incremental(config, client, store, refs, library, meters)
             rss = peak_rss_mb()
             line("peak RSS of the bench process (setup included)", f"{rss:,.0f} MB",
                  verdict(rss, RSS_CEILING_MB))  # fmt: skip

@@ -26,6 +26,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -151,24 +152,41 @@ def run_rollup(
     look = config.jobs.lookaround_h * HOUR_NS
     report = RollupReport()
     suppliers = config.registry.suppliers
-    for n, supplier in enumerate(suppliers, 1):
-        for site in supplier.sites:
-            # A site's meters at a time, in chunks: memory stays bounded by the chunk's
-            # readings, whatever the registry's size.
-            for i in range(0, len(site.meters), ROLLUP_CHUNK):
-                chunk = site.meters[i : i + ROLLUP_CHUNK]
-                ids = [m.id for m in chunk] if len(site.meters) > ROLLUP_CHUNK else None
-                by_meter = store.registers(supplier.id, start_ns - look, end_ns + look, ids,
-                                           site=site.id)  # fmt: skip
-                lines: list[str] = []
-                for meter in chunk:
-                    ref = config.registry.meter(supplier.id, site.id, meter.id)
-                    assert ref is not None
-                    registers = by_meter.pop((site.id, meter.id), {})
-                    lines += rollup_meter(ref, registers, start_ns, end_ns, library, report)
-                store.write(lines)
-        if progress:
-            progress(f"rolled up {supplier.id} ({n}/{len(suppliers)})")
+    # A site's meters at a time, in chunks: memory stays bounded by a few chunks' readings,
+    # whatever the registry's size. The next chunk is fetched and the last one's lines are
+    # written while this one is computed (InfluxDB works while Python does).
+    chunks = [
+        (supplier, site, site.meters[i : i + ROLLUP_CHUNK], len(site.meters) > ROLLUP_CHUNK)
+        for supplier in suppliers for site in supplier.sites
+        for i in range(0, len(site.meters), ROLLUP_CHUNK)
+    ]  # fmt: skip
+
+    def fetch(k: int) -> dict[tuple[str, str], dict[str, list[tuple[int, float]]]]:
+        supplier, site, meters, partial = chunks[k]
+        ids = [m.id for m in meters] if partial else None
+        return store.registers(supplier.id, start_ns - look, end_ns + look, ids, site=site.id)
+
+    with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
+        pending = reader.submit(fetch, 0) if chunks else None
+        written: list[Future[int]] = []
+        for k, (supplier, site, meters, _) in enumerate(chunks):
+            assert pending is not None
+            by_meter = pending.result()
+            pending = reader.submit(fetch, k + 1) if k + 1 < len(chunks) else None
+            lines: list[str] = []
+            for meter in meters:
+                ref = config.registry.meter(supplier.id, site.id, meter.id)
+                assert ref is not None
+                registers = by_meter.pop((site.id, meter.id), {})
+                lines += rollup_meter(ref, registers, start_ns, end_ns, library, report)
+            while len(written) > 1:  # at most one write in flight behind this chunk
+                written.pop(0).result()
+            written.append(writer.submit(store.write, lines))
+            last_of_supplier = k + 1 == len(chunks) or chunks[k + 1][0] is not supplier
+            if progress and last_of_supplier:
+                progress(f"rolled up {supplier.id}")
+        for future in written:
+            future.result()
     return report
 
 
@@ -206,8 +224,11 @@ def run_dirty(
     for supplier, ranges in by_supplier.items():
         for (a, b), site_meters in sorted(ranges.items()):
             pairs = [tuple(x.split("\x00")) for x in site_meters]
-            lines = _recompute_range(config, store, supplier, pairs, a, b, look, library, report)
-            store.write(lines)
+            for i in range(0, len(pairs), ROLLUP_CHUNK):  # bounded memory, as the rollup
+                chunk = pairs[i : i + ROLLUP_CHUNK]
+                lines = _recompute_range(config, store, supplier, chunk, a, b, look, library,
+                                         report)  # fmt: skip
+                store.write(lines)
         if progress:
             progress(f"recomputed {supplier}: {len(ranges)} ranges")
     return report

@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from influxdb_client import Point, WritePrecision
 
+from supplymeter.carriers import CARRIERS
 from supplymeter.influx import InfluxClient
 from supplymeter.records import (
     QUANTITIES,
@@ -194,3 +196,40 @@ def test_series_from_before_the_factor_id_field_are_detected(influx: InfluxClien
         ]
     )
     assert store.legacy_emission_series()
+
+
+def point_of(measurement: str, tags: dict[str, str], fields: dict, ts: int) -> str:  # type: ignore[type-arg]
+    point = Point(measurement)
+    for k, v in tags.items():
+        point.tag(k, v)
+    for k, v in fields.items():
+        point.field(k, v)
+    return point.time(ts, WritePrecision.NS).to_line_protocol()
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@given(ids, ids, ids, st.sampled_from(sorted(CARRIERS)), st.integers(0, 2**62), finite,
+       st.floats(), st.floats(min_value=0, max_value=1), st.integers(0, 10**6),
+       st.lists(st.sampled_from(["rollover", "fall", "exchange", 'x"y\\z']), max_size=3),
+       st.text(max_size=30), st.booleans())  # fmt: skip
+def test_hand_written_rollup_lines_equal_influxdb_client_points(
+    supplier: str, site: str, meter: str, carrier: str, ts: int, value: float,
+    estimated: float, coverage: float, readings: int, flags: list[str], factor_id: str,
+    provisional: bool,
+) -> None:  # fmt: skip
+    c = CARRIERS[carrier]
+    tags = {"supplier": supplier, "site": site, "meter": meter, "carrier": carrier}
+    hour = HourlyConsumption(supplier, site, meter, carrier, c.unit, ts, value, coverage,
+                             readings, tuple(flags), estimated_consumption=estimated)  # fmt: skip
+    assert consumption_line(hour) == point_of("hourly_consumption", tags, {
+        c.register_field: value, c.estimated_field: estimated, "coverage": coverage,
+        "estimated": hour.estimated, "flags": ",".join(flags), "readings": readings,
+    }, ts)  # fmt: skip
+    record = HourlyEmissions(supplier, site, meter, carrier, ts, value, factor_id, estimated,
+                             provisional)  # fmt: skip
+    assert emissions_line(record) == point_of("hourly_emissions", tags, {
+        "emissions_kgco2e": value, "factor_id": factor_id, "factor_value": estimated,
+        "provisional": provisional,
+    }, ts)  # fmt: skip
