@@ -64,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--meters", type=int, default=10_000)
     parser.add_argument("--part", choices=("all", "rollup", "incremental"), default="all",
-                        help="rollup: the day's rollup; incremental: it and the export")  # fmt: skip
+                        help="rollup: the day's rollup; incremental: it, the export")  # fmt: skip
     args = parser.parse_args()
     meters = args.meters
     with tempfile.TemporaryDirectory() as tmp_name:

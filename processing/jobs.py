@@ -35,7 +35,8 @@ from zoneinfo import ZoneInfo
 from processing.emissions import FactorLibrary, emissions_for
 from processing.rollup import HOUR_NS, RegisterSeries, hourly_consumption, measure
 from processing.scope3 import Month
-from supplymeter.config import Config, MeterRef
+from supplymeter.carriers import CARRIERS
+from supplymeter.config import Config, Meter, MeterRef
 from supplymeter.records import ns_to_datetime
 from supplymeter.store import (
     Store,
@@ -164,7 +165,8 @@ def run_rollup(
     def fetch(k: int) -> dict[tuple[str, str], dict[str, list[tuple[int, float]]]]:
         supplier, site, meters, partial = chunks[k]
         ids = [m.id for m in meters] if partial else None
-        return store.registers(supplier.id, start_ns - look, end_ns + look, ids, site=site.id)
+        return store.registers(supplier.id, start_ns - look, end_ns + look, ids, site=site.id,
+                               fields=_register_fields(meters))  # fmt: skip
 
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
         pending = reader.submit(fetch, 0) if chunks else None
@@ -188,6 +190,14 @@ def run_rollup(
         for future in written:
             future.result()
     return report
+
+
+def _register_fields(meters: Iterable[Meter]) -> list[str]:
+    """The registers the rollup reads for these meters (a grid meter's export too)."""
+    fields = {CARRIERS[m.carrier].register_field for m in meters}
+    if any(m.role == "grid" for m in meters):
+        fields.add("energy_export_kwh")
+    return sorted(fields)
 
 
 def _ranges(hours: Iterable[int]) -> list[tuple[int, int]]:

@@ -394,14 +394,14 @@ class Store:
 
     def registers(
         self, supplier: str, start_ns: int, end_ns: int, meters: Iterable[str] | None = None,
-        *, site: str | None = None,
+        *, site: str | None = None, fields: Iterable[str] | None = None,
     ) -> dict[tuple[str, str], dict[str, list[tuple[int, float]]]]:  # fmt: skip
         """Register readings of a supplier's meters in [start, end], per (site, meter) and
         register field: ``{(site, meter): {"energy_kwh": [(ts_ns, value), ...]}}``.
 
-        ``meters`` (ids) and ``site`` narrow the selection; long meter lists are asked for in
-        chunks of :data:`METERS_PER_QUERY` (a query names them all)."""
-        fields = (*register_fields(), "energy_export_kwh")
+        ``meters`` (ids) and ``site`` narrow the selection, ``fields`` the registers read (all by
+        default); long meter lists are asked for in chunks of :data:`METERS_PER_QUERY`."""
+        fields = tuple(fields or (*register_fields(), "energy_export_kwh"))
         ids = sorted(set(meters or ()))
         chunks = [ids[i : i + METERS_PER_QUERY] for i in range(0, len(ids), METERS_PER_QUERY)]
         out: dict[tuple[str, str], dict[str, list[tuple[int, float]]]] = {}
