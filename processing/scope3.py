@@ -93,7 +93,10 @@ class MeterMonth:
 
     @property
     def primary_data_share(self) -> float:
-        """Measured ÷ (measured + estimated), 0–1 (1 for a month without consumption)."""
+        """Measured ÷ (measured + estimated), 0–1: 1 for a month whose data show no
+        consumption, 0 for a month without any data."""
+        if self.hours_measured + self.hours_estimated == 0:
+            return 0.0
         return self.measured / self.consumption if self.consumption > 0 else 1.0
 
     @property
