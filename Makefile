@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup os-packages venv demo test lint bench stack-up stack-down clean
+.PHONY: setup os-packages venv demo docs test lint bench stack-up stack-down clean
 
 ## setup: OS packages (mosquitto, influxdb) when missing, then a virtualenv with the project
 setup: os-packages venv
@@ -22,9 +22,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-## demo: local stack → simulate a month for four suppliers → collect → process → export
+## demo: its own stack on free ports → simulate a month for four suppliers → collect →
+## process → export; everything under out/demo (the checkout stays clean)
 demo: setup
 	$(BIN)/supplymeter demo
+
+## docs: the demo, refreshing the sample workbook and dashboard panel under docs/
+docs: setup
+	$(BIN)/supplymeter demo --samples docs
 
 ## test: lint, then the whole suite (starts its own Mosquitto and InfluxDB on free ports)
 test: setup lint

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from app import common
 from app.common import (
     DEFAULT_TZ,
+    Progress,
     factors,
     open_influx,
     open_store,
@@ -107,6 +109,12 @@ def cmd_check(config: Config, args: argparse.Namespace) -> int:
     say(f"{config.path}: OK — {len(config.registry.suppliers)} suppliers, {len(meters)} meters, "
          f"{events} meter events; {', '.join(checked)}")  # fmt: skip
     return 0
+
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    from app.status import cmd_status as status
+
+    return status(config)
 
 
 def cmd_stack(config: Config, args: argparse.Namespace) -> int:
@@ -276,8 +284,8 @@ def cmd_rollup(config: Config, args: argparse.Namespace) -> int:
     start_ns, end_ns = _hour_range(args)
     if end_ns <= start_ns:
         raise ConfigError([f"--end must be after --start (got {args.start} .. {args.end})"])
-    with open_store(config) as store:
-        report = run_rollup(config, store, start_ns, end_ns, factors(config), say)
+    with open_store(config) as store, Progress("rollup", "chunks") as bar:
+        report = run_rollup(config, store, start_ns, end_ns, factors(config), bar)
     say(
         f"{report.hours:,} meter-hours from {report.meters} meters; "
         f"{report.estimated_hours} estimated; corrections {dict(report.flags) or 'none'}"
@@ -386,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="-v for INFO logs, -vv for DEBUG"
     )
     parser.add_argument(
+        "-q", "--quiet", action="store_true",
+        help="only warnings and errors (services and one-shot commands alike)",
+    )  # fmt: skip
+    parser.add_argument(
         "--log-json",
         action="store_true",
         help="one JSON object per log line (for journald, Loki, ELK)",
@@ -393,6 +405,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("check", help="validate the config and registry").set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "status",
+        help="one screen: stack, collector health and backlog, last "
+        "job runs, gateways offline, open incidents, months awaiting restatement",
+    )
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("stack", help="local Mosquitto + InfluxDB under .stack/")
     p.add_argument("action", choices=("up", "down", "status"))
@@ -501,8 +520,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--keep-stack",
         action="store_true",
-        help="leave the stack running afterwards, to explore the data",
+        help="leave the stack running afterwards, to explore the data (prints how)",
     )
+    p.add_argument(
+        "--use-stack", action="store_true",
+        help="use the [stack] of the config (`supplymeter stack up`) instead of the demo's own "
+        "stack on free ports under --out",
+    )  # fmt: skip
+    p.add_argument(
+        "--samples", type=Path, default=None, metavar="DIR",
+        help="also copy the workbook and a dashboard panel into DIR (`make docs`: docs/)",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_demo)
     return parser
 
@@ -513,6 +541,10 @@ def _cmd_demo(config: Config, args: argparse.Namespace) -> int:
     return cmd_demo(config, args)
 
 
+SERVICES = frozenset({"collect", "jobs", "scheduler"})
+"""Long-running commands: they log at INFO by default."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = logging.StreamHandler()
@@ -521,10 +553,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.log_json
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
-    logging.basicConfig(
-        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
-        handlers=[handler],
-    )
+    # Services (collect, jobs) say what they do at INFO by default, one-shot commands print
+    # their own one-line summaries; -v/-vv add detail, --quiet leaves warnings and errors.
+    service = args.command in SERVICES
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose + service, 2)]
+    logging.basicConfig(level=logging.WARNING if args.quiet else level, handlers=[handler])
+    if args.quiet:
+        common.QUIET = True
     try:
         config = load_config(args.config)
         return int(args.func(config, args))

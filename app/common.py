@@ -3,8 +3,10 @@ the export summary."""
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from supplymeter.config import Config
 
@@ -16,9 +18,14 @@ if TYPE_CHECKING:
 
 DEFAULT_TZ = "Asia/Taipei"
 
+QUIET = False
+"""``--quiet``: the one-line summaries are not printed (warnings still are, by logging)."""
+
 
 def say(text: str) -> None:
-    print(text, flush=True)
+    """A line for the operator on standard output (not with ``--quiet``)."""
+    if not QUIET:
+        print(text, flush=True)
 
 
 # --- commands ---------------------------------------------------------------------------
@@ -30,24 +37,73 @@ def factors(config: Config) -> FactorLibrary:
     return FactorLibrary.for_config(config)
 
 
-def open_influx(config: Config) -> InfluxClient:
+def open_influx(config: Config, retries: int | None = None) -> InfluxClient:
     from supplymeter.influx import InfluxClient
 
     client = InfluxClient.from_settings(config.influxdb, config.secrets)
+    if retries is not None:  # a status screen must not wait out the service's retries
+        client.retries = retries
     if config.influxdb.create_database:
         client.ensure_database()
     return client
 
 
-def open_store(config: Config) -> Store:
+def open_store(config: Config, retries: int | None = None) -> Store:
     from supplymeter.store import Store
 
-    return Store(open_influx(config))
+    return Store(open_influx(config, retries))
+
+
+class Progress:
+    """Progress of long work: a bar (tqdm) on a terminal, otherwise a plain line at most every
+    ``every_s`` seconds (logs and CI stay readable); nothing with ``--quiet``. Call it with
+    (done, total, note); ``close()`` ends the bar. A context manager."""
+
+    def __init__(self, label: str, unit: str = "", every_s: float = 10.0) -> None:
+        self.label, self.unit, self.every_s = label, unit, every_s
+        self._bar: Any = None
+        self._last = 0.0
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __call__(self, done: float, total: float, note: str = "") -> None:
+        if QUIET:
+            return
+        if sys.stderr.isatty():
+            if self._bar is None:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=total, desc=f"  {self.label}", unit=self.unit,
+                                 leave=False)  # fmt: skip
+            self._bar.total = total
+            self._bar.n = done
+            self._bar.set_postfix_str(note, refresh=False)
+            self._bar.refresh()
+            return
+        now = time.monotonic()
+        if now - self._last >= self.every_s or done >= total:
+            self._last = now
+            share = done / total if total else 1.0
+            say(f"  {self.label}: {share:6.1%}" + (f"  {note}" if note else ""))
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def progress(label: str) -> Callable[[float, int], None]:
+    """The simulator's progress (fraction of simulated time, messages acknowledged)."""
+    bar = Progress(label, every_s=2.0)
+
     def report(fraction: float, messages: int) -> None:
-        say(f"  {label}: {fraction:6.1%}  {messages:,} messages acknowledged")
+        bar(round(fraction * 1000), 1000, f"{messages:,} messages acknowledged")
+        if fraction >= 1.0:
+            bar.close()
 
     return report
 

@@ -4,9 +4,11 @@ against the simulator's ground truth."""
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -16,6 +18,7 @@ from supplymeter.errors import SupplymeterError
 
 if TYPE_CHECKING:
     from collector.service import Collector
+    from deploy.stack import LocalStack
     from processing.export import ExportResult
     from simulators.run import SimulationResult
     from supplymeter.store import Store
@@ -57,9 +60,26 @@ def _check_ledger(result: ExportResult, sim: SimulationResult) -> float:
     return worst
 
 
+def _write_kept_config(config: Config, stack: LocalStack, out: Path) -> Path:
+    """A services file pointing at the demo's kept stack, so every command can explore it."""
+    path = out / "supplymeter.toml"
+    registry = config.resolve(config.services.registry).resolve()
+    path.write_text(
+        f"# Written by `supplymeter demo --keep-stack`: the demo's own stack.\n"
+        f'registry = "{registry}"\n'
+        f'[mqtt]\nport = {stack.mosquitto.port}\nclient_id = "supplymeter-demo-explore"\n'
+        f'[influxdb]\nurl = "{stack.influxdb.url}"\n'
+        f'[jobs]\nexport_dir = "{out.resolve()}"\n'
+        f'[stack]\ndir = "{stack.root.resolve()}"\nmqtt_port = {stack.mosquitto.port}\n'
+        f"influxdb_port = {stack.influxdb.port}\n"
+        f"influxdb_rpc_port = {stack.influxdb.rpc_port}\n"
+    )
+    return path
+
+
 def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     from collector.service import Collector
-    from deploy.stack import configure_for, stack_from_config
+    from deploy.stack import LocalStack, configure_for, stack_from_config
     from processing.export import export_month, previous_month
     from processing.jobs import run_rollup
     from processing.scope3 import Month
@@ -72,16 +92,19 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     start = datetime.fromtimestamp(start_ns / 1e9, tz)
     end = datetime.fromtimestamp(end_ns / 1e9, tz)
     out = args.out
-    stack = stack_from_config(config)
+    # Its own stack on free ports by default: the demo runs beside any other local stack or
+    # collector (another checkout, another user) and never shares their ports or client id.
+    own = LocalStack.on_free_ports(out / "stack")
+    stack = stack_from_config(config) if args.use_stack else own
     started_stack = not stack.running()
     say(
-        f"1/5 stack: {'starting' if started_stack else 'reusing'} Mosquitto + InfluxDB "
-        f"under {stack.root}"
+        f"1/5 stack: {'starting' if started_stack else 'reusing'} Mosquitto "
+        f":{stack.mosquitto.port} + InfluxDB :{stack.influxdb.port} under {stack.root}"
     )
     if started_stack:
         stack.up(detach=args.keep_stack)
     try:
-        cfg = configure_for(config, stack)
+        cfg = configure_for(config, stack, client_id=f"supplymeter-demo-{os.getpid()}")
         library = factors(config)
         with open_store(cfg) as store:
             with Collector(cfg, client=store.client) as collector:
@@ -119,21 +142,22 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
         if started_stack and not args.keep_stack:
             stack.down()
     print_summary(result)
-    sample = config.path.parent / "docs" / "sample-scope3-export.xlsx"
-    if sample.parent.is_dir():
-        shutil.copyfile(result.paths[4], sample)
-        say(f"  sample workbook: {sample}")
+    if args.samples is not None:  # `make docs`: refresh the samples the README shows
+        args.samples.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result.paths[4], args.samples / "sample-scope3-export.xlsx")
+        say(f"  sample workbook: {args.samples / 'sample-scope3-export.xlsx'}")
         if example:
-            shutil.copyfile(example[0], sample.parent / "dashboard-panel-example.png")
-            say(f"  sample panel: {sample.parent / 'dashboard-panel-example.png'}")
+            shutil.copyfile(example[0], args.samples / "dashboard-panel-example.png")
+            say(f"  sample panel: {args.samples / 'dashboard-panel-example.png'}")
+    if args.keep_stack and started_stack and not args.use_stack:
+        kept = _write_kept_config(config, stack, out)
+        say(f"  stack left running; explore it with: supplymeter -c {kept} ...; "
+            f"stop it with: supplymeter -c {kept} stack down")  # fmt: skip
     worst = _check_ledger(result, sim)
     say(
         f"\n  ground truth: largest |export − simulator ledger| over "
         f"{len(result.meters)} meters = {worst:.6f} (kWh or m³); rejected messages: {rejected}"
     )
     say(f"  ledger: {sim.ledger_path}")
-    say(
-        f"done in {time.monotonic() - began:.0f} s"
-        + ("; stack left running (supplymeter stack down)" if args.keep_stack else "")
-    )
+    say(f"done in {time.monotonic() - began:.0f} s; results under {out}")
     return 0 if worst < 0.001 else 1

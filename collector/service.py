@@ -335,11 +335,13 @@ class Collector:
         while not self._stopping.wait(interval):
             self._write_stats()
             snap = self.snapshot()
-            log.info("collector: %d messages, %d readings, %d rejected, backlog %d, ack lag "
-                     "%.1f s%s", snap.messages, snap.readings_accepted, sum(snap.rejected.values()),
-                     snap.backlog_lines, snap.ack_lag_s,
-                     f", UNHEALTHY: {'; '.join(snap.health_problems)}"
-                     if snap.health_problems else "")  # fmt: skip
+            # Unhealthy is something an operator must act on: WARNING, seen without -v.
+            log.log(logging.WARNING if snap.health_problems else logging.INFO,
+                    "collector: %d messages, %d readings, %d rejected, backlog %d, ack lag "
+                    "%.1f s%s", snap.messages, snap.readings_accepted, sum(snap.rejected.values()),
+                    snap.backlog_lines, snap.ack_lag_s,
+                    f", UNHEALTHY: {'; '.join(snap.health_problems)}"
+                    if snap.health_problems else "")  # fmt: skip
 
     def _log_summary(self, force: bool = False) -> None:
         """One WARNING a minute at most with rejection counts by reason (details at DEBUG)."""

@@ -298,15 +298,17 @@ class LocalStack:
         return all(s.pid is not None and s.answering for s in self.status())
 
 
-def configure_for(config: Config, stack: LocalStack) -> Config:
+def configure_for(config: Config, stack: LocalStack, client_id: str | None = None) -> Config:
     """``config`` with its MQTT and InfluxDB settings pointing at ``stack``, for a collector
     embedded in a short-lived process (the demo, benchmarks): no metrics server, whose port
-    would clash with a ``supplymeter collect`` running beside it."""
+    would clash with a ``supplymeter collect`` running beside it, and its own ``client_id``
+    when given (a shared one would take over the other collector's persistent session)."""
+    mqtt = {"host": "127.0.0.1", "port": stack.mosquitto.port}
+    if client_id is not None:
+        mqtt["client_id"] = client_id
     services = config.services.model_copy(
         update={
-            "mqtt": config.mqtt.model_copy(
-                update={"host": "127.0.0.1", "port": stack.mosquitto.port}
-            ),
+            "mqtt": config.mqtt.model_copy(update=mqtt),
             "influxdb": config.influxdb.model_copy(update={"url": stack.influxdb.url}),
             "collector": config.collector.model_copy(update={"metrics_port": 0}),
         }

@@ -146,9 +146,11 @@ def run_rollup(
     start_ns: int,
     end_ns: int,
     library: FactorLibrary,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> RollupReport:
-    """Recompute hourly consumption and emissions for every meter, hours in [start, end)."""
+    """Recompute hourly consumption and emissions for every meter, hours in [start, end).
+
+    ``progress(done, total, note)`` is told after each chunk of meters."""
     start_ns -= start_ns % HOUR_NS
     look = config.jobs.lookaround_h * HOUR_NS
     report = RollupReport()
@@ -184,9 +186,8 @@ def run_rollup(
             while len(written) > 1:  # at most one write in flight behind this chunk
                 written.pop(0).result()
             written.append(writer.submit(store.write, lines))
-            last_of_supplier = k + 1 == len(chunks) or chunks[k + 1][0] is not supplier
-            if progress and last_of_supplier:
-                progress(f"rolled up {supplier.id}")
+            if progress:
+                progress(k + 1, len(chunks), f"{supplier.id}/{site.id}")
         for future in written:
             future.result()
     return report
@@ -216,7 +217,7 @@ def run_dirty(
     store: Store,
     dirty: dict[tuple[str, str, str], set[int]],
     library: FactorLibrary,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> RollupReport:
     """Recompute exactly the dirty meter-hours and the hours their new readings reach: for a
     range of dirty hours, every hour from the meter's last reading before the range to its
@@ -231,16 +232,19 @@ def run_dirty(
             continue  # a meter since removed from the registry
         for rng in _ranges(hours):
             by_supplier[supplier][rng].append(f"{site}\x00{meter}")
+    total = sum(len(r) for r in by_supplier.values())
+    done = 0
     for supplier, ranges in by_supplier.items():
         for (a, b), site_meters in sorted(ranges.items()):
+            done += 1
             pairs = [tuple(x.split("\x00")) for x in site_meters]
             for i in range(0, len(pairs), ROLLUP_CHUNK):  # bounded memory, as the rollup
                 chunk = pairs[i : i + ROLLUP_CHUNK]
                 lines = _recompute_range(config, store, supplier, chunk, a, b, look, library,
                                          report)  # fmt: skip
                 store.write(lines)
-        if progress:
-            progress(f"recomputed {supplier}: {len(ranges)} ranges")
+            if progress:
+                progress(done, total, supplier)
     return report
 
 

@@ -647,6 +647,24 @@ class Store:
                 ))  # fmt: skip
         return out
 
+    def collector_stats(self, start_ns: int, end_ns: int) -> dict[str, tuple[int, dict[str, Any]]]:
+        """Each collector's last ``collector_stats`` point in [start, end): (time, fields)."""
+        q = (f"SELECT last(*) FROM {quote_ident(COLLECTOR_STATS)} "
+             f"WHERE {_time_range(start_ns, end_ns)} GROUP BY collector")  # fmt: skip
+        out = {}
+        for s in self.client.query(q):
+            row = dict(zip(s.columns, s.values[-1], strict=True))
+            # last(*) returns the newest value of each field; its time column is the query's
+            # start, so the newest point's own time comes from a second look.
+            last = self.client.query(
+                f'SELECT last("messages") FROM {quote_ident(COLLECTOR_STATS)} '
+                f"WHERE {_time_range(start_ns, end_ns)}"
+                f"{_tags(collector=s.tags['collector'])}"
+            )
+            ts = int(last[0].values[0][0]) if last else int(row["time"])
+            out[s.tags["collector"]] = (ts, {k.removeprefix("last_"): v for k, v in row.items()})
+        return out
+
     def legacy_emission_series(self) -> bool:
         """Whether ``hourly_emissions`` still has series tagged with ``factor_id`` (written
         before the factor id became a field): they would be summed beside the new points."""
