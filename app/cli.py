@@ -220,12 +220,17 @@ def _fault_overrides(config: Config, pairs: list[str]) -> SimulatorSettings:
 
 
 def cmd_load_test(config: Config, args: argparse.Namespace) -> int:
-    from simulators.loadtest import load_test, write_registry
+    from simulators.loadtest import LOADTEST_DATABASE, load_test, write_registry
 
     if not args.meters or not args.rate:
         raise ConfigError(["--load-test needs --meters M and --rate R"])
-    path = write_registry(args.registry_out, args.meters)
-    say(f"synthetic registry of {args.meters:,} meters: {path} (start a collector with it)")
+    services = write_registry(args.registry_out, args.meters, config)
+    say(f"synthetic registry of {args.meters:,} meters: {args.registry_out}; their readings "
+        f"belong in their own database {LOADTEST_DATABASE!r} — collect them with: "
+        f"supplymeter -c {services} collect")  # fmt: skip
+    log.warning("a collector on the main registry will reject the synthetic meters' messages "
+                "as unknown_supplier; run the load test against a broker without one, or "
+                "stop it for the test")  # fmt: skip
     result = load_test(config, args.meters, args.rate, args.duration, progress("load test"))
     say(
         f"target {result.target_rate:,.0f} readings/s, achieved {result.achieved_rate:,.0f}/s "
@@ -473,19 +478,25 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("rollup", help="recompute hourly consumption and emissions")
+    p = sub.add_parser("rollup", help="recompute hourly consumption and emissions over a range")
     p.add_argument("--start", type=parse_time, required=True)
     p.add_argument("--end", type=parse_time, required=True)
     p.set_defaults(func=cmd_rollup)
 
-    p = sub.add_parser("export", help="write the monthly scope-3 CSVs")
+    p = sub.add_parser(
+        "export",
+        help="write a month's scope-3 export (CSVs, XLSX, chart, "
+        "manifest) as a new version when it changed",
+    )
     p.add_argument("--month", required=True, help="YYYY-MM, calendar month in site local time")
     p.add_argument("--out", type=Path, help="directory (default: [jobs] export_dir)")
     p.set_defaults(func=cmd_export)
 
     for name in ("jobs", "scheduler"):
         sub.add_parser(
-            name, help="run the scheduled jobs (rollup, monthly export) until interrupted"
+            name,
+            help="run the scheduled jobs (rollup with late data, events and factors; "
+            "alerts; export and restatements; dashboards push) until interrupted",
         ).set_defaults(func=cmd_scheduler)
     p = sub.add_parser("dashboards", help="Grafana dashboards: push, export, render")
     p.add_argument("action", choices=("push", "export", "render"))

@@ -1,6 +1,4 @@
-"""Grafana dashboards as code.
-
-Not built yet: the dashboards issue adds the dashboard models, the datasource, the push
-through Grafana's HTTP API and the rendering. The measurements they will query are listed in
-:mod:`supplymeter.schema`.
+"""Grafana dashboards as code: the dashboards' JSON built from the config and registry
+(``model.py``, InfluxQL panels on the measurements of :mod:`supplymeter.store`), the push
+through Grafana's HTTP API (``push.py``) and PNG renders of the panels (``render.py``).
 """

@@ -109,7 +109,28 @@ def load_test(
     return LoadTestResult(rate, min(acked, sent), wall)
 
 
-def write_registry(path: Path, meters: int) -> Path:
+LOADTEST_DATABASE = "supplymeter_loadtest"
+"""The load test's own database: its synthetic meters never mix with the real ones."""
+
+
+def write_registry(path: Path, meters: int, config: Config | None = None) -> Path:
+    """The synthetic registry at ``path`` and, with ``config``, a services file beside it
+    (``supplymeter.toml``): the same broker and InfluxDB server, but the load test's own
+    database and collector client id. Returns the services file (or the registry)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(registry_toml(meters))
-    return path
+    if config is None:
+        return path
+    services = path.parent / "supplymeter.toml"
+    m, i = config.mqtt, config.influxdb
+    services.write_text(
+        "# Written by `supplymeter simulate --load-test`: a collector for the synthetic meters,\n"
+        "# into their own database. Start it with: supplymeter -c THIS_FILE collect\n"
+        f'registry = "{path.resolve()}"\n'
+        f'[mqtt]\nhost = "{m.host}"\nport = {m.port}\nprotocol = "{m.protocol}"\n'
+        f'client_id = "supplymeter-loadtest"\n'
+        + (f'username = "{m.username}"\n' if m.username else "")
+        + f'[influxdb]\nurl = "{i.url}"\ndatabase = "{LOADTEST_DATABASE}"\n'
+        + (f'username = "{i.username}"\n' if i.username else "")
+    )
+    return services

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import re
@@ -196,3 +197,26 @@ def test_check_validates_every_input_file_and_reports_all_problems(
         '"exchange", time = 2026-10-14T10:30:00, old_final_register = 45.0 }]', 1))  # fmt: skip
     assert main(["--config", str(bad), "check"]) == 2
     assert "events[0]" in capsys.readouterr().err
+
+
+def test_the_readme_lists_every_command_and_every_listed_command_exists() -> None:
+    """The README's command list and the parser cannot drift apart: every subcommand (and
+    every action of stack, dashboards, run-job) appears there, and nothing else does."""
+    import re
+
+    from app.cli import build_parser
+    from tests.conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Commands", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    listed = set(re.findall(r"^\.venv/bin/supplymeter (\S+)", block, flags=re.M))
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    commands = {name for name, p in sub.choices.items() if name != "scheduler"}  # an alias
+    assert listed == commands
+    for name in ("stack", "dashboards", "run-job", "deploy"):
+        choices = next(a.choices for a in sub.choices[name]._actions if a.choices)
+        lines = [line for line in block.splitlines() if f"supplymeter {name} " in line]
+        shown = set(re.findall(r"[\w-]+", " ".join(line.split(f"supplymeter {name} ", 1)[1]
+                                                    .split("#")[0] for line in lines)))  # fmt: skip
+        assert set(choices) <= shown, (name, set(choices) - shown)
