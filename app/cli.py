@@ -311,8 +311,8 @@ def cmd_export(config: Config, args: argparse.Namespace) -> int:
 
     month = Month.parse(args.month)
     out = args.out or config.resolve(config.jobs.export_dir)
-    with open_store(config) as store:
-        result = export_month(config, store, month, out, factors(config))
+    with open_store(config) as store, Progress("export", "sites") as bar:
+        result = export_month(config, store, month, out, factors(config), progress=bar)
     print_summary(result)
     return 0
 

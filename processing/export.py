@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -112,10 +113,13 @@ class Inputs:
 
 def compute_month(
     config: Config, store: Store, month: Month, library: FactorLibrary,
-    inputs: Inputs | None = None,
+    inputs: Inputs | None = None, progress: Callable[[int, int, str], None] | None = None,
 ) -> MonthFigures:  # fmt: skip
-    """Every supplier's month from the stored hourly rollups and emissions."""
+    """Every supplier's month from the stored hourly rollups and emissions
+    (``progress(done, total, note)`` after each site)."""
     inputs = inputs or Inputs.load(config)
+    total = sum(len(s.sites) for s in config.registry.suppliers)
+    done = 0
     meters: list[MeterMonth] = []
     sites: list[SiteMonth] = []
     suppliers: list[SupplierMonth] = []
@@ -142,6 +146,9 @@ def compute_month(
                 assert ref is not None
                 has_factor = library.covers(ref.carrier.factor_key, supplier.country)
                 site_meters.append(meter_month(ref, month, found, has_factor))
+            done += 1
+            if progress:
+                progress(done, total, f"{supplier.id}/{site.id}")
             certs = inputs.certificates.get((supplier.id, site.id, month))
             sm = site_month(supplier.id, site.id, month, site_meters, pv, grid_export, certs)
             supplier_sites.append(sm)
@@ -298,12 +305,13 @@ def export_month(
     out_dir: Path,
     library: FactorLibrary,
     reasons: list[str] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> ExportResult:
     """Compute ``month`` and write it as a new version if it is new or restated (see
     :mod:`processing.versions`); ``reasons`` are what the jobs recorded as changed inputs
     (late data, meter events, factors) and go into the diff and the manifest."""
     inputs = Inputs.load(config)
-    figures = compute_month(config, store, month, library, inputs)
+    figures = compute_month(config, store, month, library, inputs, progress)
     month_dir = out_dir / str(month)
     latest = latest_manifest(month_dir)
     new_totals = totals(figures)
