@@ -43,13 +43,23 @@ class Snapshot:
     mqtt_down_s: float
     influx_down_s: float
     health_problems: tuple[str, ...] = field(default=())
+    mqtt_sessions_lost: int = 0
+
+
+SESSION_LOSS_UNHEALTHY_S = 600.0
+"""How long ``/healthz`` stays degraded after the MQTT session was lost: long enough for a
+monitor polling every few minutes to see it."""
 
 
 def health_problems(
-    *, influx_down_s: float, ack_lag_s: float, mqtt_down_s: float, limit_s: float
-) -> tuple[str, ...]:
+    *, influx_down_s: float, ack_lag_s: float, mqtt_down_s: float, limit_s: float,
+    session_lost_ago_s: float | None = None,
+) -> tuple[str, ...]:  # fmt: skip
     """Why the collector is unhealthy (empty when healthy)."""
     problems = []
+    if session_lost_ago_s is not None and session_lost_ago_s < SESSION_LOSS_UNHEALTHY_S:
+        problems.append(f"MQTT session lost {session_lost_ago_s:.0f} s ago: readings the "
+                        "broker had queued were discarded")  # fmt: skip
     if influx_down_s > limit_s:
         problems.append(f"InfluxDB writes failing for {influx_down_s:.0f} s")
     if ack_lag_s > limit_s:
@@ -71,6 +81,7 @@ _COUNTERS = (
     ("acks_sent", "MQTT acknowledgements sent after durable writes"),
     ("acks_dropped", "acks not sent because their connection had ended (redelivered)"),
     ("mqtt_connects", "successful MQTT connections"),
+    ("mqtt_sessions_lost", "reconnects that found the persistent session gone"),
 )
 _GAUGES = (
     ("last_write_s", "duration of the last InfluxDB write"),

@@ -37,6 +37,9 @@ from supplymeter.errors import SourceUnavailable
 
 log = logging.getLogger(__name__)
 
+SESSION_TAKEN_OVER = 142
+"""MQTT 5 DISCONNECT reason: another connection with the same client id took the session."""
+
 TOPIC_FILTER = "energy/v1/#"
 MIN_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
@@ -111,6 +114,9 @@ class MqttSubscriber:
         self._attempt = 0
         self._rng = random.Random()
         self.connects = 0
+        self.sessions_lost = 0
+        """Reconnects that found the persistent session gone (queued messages lost)."""
+        self.session_lost_at: float | None = None
         self.disconnected_since: float | None = time.monotonic()
         self._next_wait()
 
@@ -133,6 +139,16 @@ class MqttSubscriber:
         self.connects += 1
         log.info("connected to MQTT %s:%d (session present: %s)", self._settings.host,
                  self._settings.port, flags.session_present)  # fmt: skip
+        if self.connects > 1 and not flags.session_present and self._settings.session_expiry_s:
+            # Our persistent session should have outlived the disconnect: without it, the
+            # messages the broker had queued for us are gone. Another client connected with
+            # our client id (a takeover), or the broker lost its persistence.
+            self.sessions_lost += 1
+            self.session_lost_at = time.monotonic()
+            log.warning("MQTT session LOST on reconnect as %r: messages queued for the "
+                        "collector were discarded by the broker (another client used this "
+                        "client id, or the broker restarted without persistence)",
+                        self._settings.client_id)  # fmt: skip
         client.subscribe(subscription(self._settings), qos=self._settings.qos)
 
     def _on_connect_fail(self, client: paho.Client, userdata: object) -> None:
@@ -148,6 +164,9 @@ class MqttSubscriber:
             self.disconnected_since = time.monotonic()
         if reason != 0:
             log.warning("MQTT connection lost (%s); reconnecting", reason)
+            if getattr(reason, "value", None) == SESSION_TAKEN_OVER:
+                log.warning("another client connected with the collector's client id %r",
+                            self._settings.client_id)  # fmt: skip
         self._next_wait()
 
     def _on_subscribe(self, client: paho.Client, userdata: object, mid, reasons, props) -> None:

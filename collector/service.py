@@ -319,11 +319,14 @@ class Collector:
             acks_dropped=self.stats.acks_dropped,
             mqtt_connected=sub.connected,
             mqtt_connects=sub.connects,
+            mqtt_sessions_lost=sub.sessions_lost,
             mqtt_down_s=mqtt_down,
             influx_down_s=influx_down,
             health_problems=health_problems(
                 influx_down_s=influx_down, ack_lag_s=ack_lag, mqtt_down_s=mqtt_down,
                 limit_s=limit,
+                session_lost_ago_s=None if sub.session_lost_at is None
+                else now - sub.session_lost_at,
             ),
         )  # fmt: skip
 

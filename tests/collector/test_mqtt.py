@@ -1,9 +1,18 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from collector.metrics import prometheus_text
 from collector.mqtt import MAX_BACKOFF_S, backoff_s, subscription
-from supplymeter.config import MqttSettings
+from collector.service import Collector
+from supplymeter.config import Config, MqttSettings
+from supplymeter.influx import InfluxClient
+from tests.helpers import wait_until
 
 
 def test_backoff_doubles_to_a_ceiling_with_jitter() -> None:
@@ -17,3 +26,29 @@ def test_backoff_doubles_to_a_ceiling_with_jitter() -> None:
 def test_shared_subscription_topic() -> None:
     assert subscription(MqttSettings()) == "energy/v1/#"
     assert subscription(MqttSettings(shared_group="collectors")) == "$share/collectors/energy/v1/#"
+
+
+def test_a_session_taken_over_is_an_incident_not_silence(
+    make_config: Callable[..., Config], influx: InfluxClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another client connects with the collector's client id and a clean start: the broker
+    wipes the collector's persistent session. When the collector is back, it says so (WARNING),
+    counts it, and /healthz is degraded — instead of carrying on as if nothing was lost."""
+    config = make_config()
+    with Collector(config, client=influx) as collector:
+        assert wait_until(lambda: collector.subscriber.connected, 10)
+        intruder = paho.Client(CallbackAPIVersion.VERSION2, client_id=config.mqtt.client_id,
+                               protocol=paho.MQTTv5)  # fmt: skip
+        intruder.connect("127.0.0.1", config.mqtt.port, clean_start=True)
+        intruder.loop_start()
+        try:
+            assert wait_until(lambda: collector.subscriber.connects >= 2
+                              and collector.subscriber.sessions_lost >= 1, 30)  # fmt: skip
+        finally:
+            intruder.loop_stop()
+            intruder.disconnect()
+        snap = collector.snapshot()
+        assert snap.mqtt_sessions_lost >= 1
+        assert any("session lost" in p for p in snap.health_problems)
+    assert "MQTT session LOST on reconnect" in caplog.text
+    assert "supplymeter_collector_mqtt_sessions_lost" in prometheus_text(snap)
