@@ -361,7 +361,11 @@ def worker_config(config: Config, index: int) -> Config:
     client id (a persistent session each) and metrics port; the same shared subscription."""
     if config.collector.processes == 1:
         return config
-    mqtt = config.mqtt.model_copy(update={"client_id": f"{config.mqtt.client_id}-{index}"})
+    # Process N > 0 is its own broker identity (``deploy mosquitto`` binds user and client id).
+    update = {"client_id": f"{config.mqtt.client_id}-{index}"}
+    if config.mqtt.username and index:
+        update["username"] = f"{config.mqtt.username}-{index}"
+    mqtt = config.mqtt.model_copy(update=update)
     port = config.collector.metrics_port
     collector = config.collector.model_copy(
         update={"metrics_port": port + index if port else 0, "processes": 1}

@@ -1,16 +1,27 @@
-"""Mosquitto authentication and ACL generated from the supplier registry.
+"""Mosquitto identities and access control generated from the supplier registry.
 
 Suppliers are separate companies: a gateway at supplier A must never write (or read) supplier
-B's data. ``supplymeter deploy mosquitto`` writes, from the registry:
+B's data, nor disturb the collector. ``supplymeter deploy mosquitto`` writes, from the
+registry, a configuration for Mosquitto's Dynamic Security plugin (shipped with Mosquitto
+2.0; chosen over ``password_file`` + ``acl_file`` because only it binds a client id to a user
+and can deny subscriptions):
 
-* ``passwd`` — one user per site gateway (``{supplier}.{site}.{gateway}``; ids cannot hold a
-  dot, so names are unambiguous) and one for the collector, hashed as ``mosquitto_passwd``
-  does in Mosquitto 2 (``$7$``: PBKDF2-HMAC-SHA512, 101 iterations, 12-byte salt, 64-byte
-  key);
-* ``acl`` — each gateway may write only its own meters' readings topics and its own status
-  topic; the collector may only read ``energy/v1/#``; nobody else may do anything;
-* ``mosquitto.conf`` — no anonymous access, the two files above, persistence, and a TLS
-  listener when certificate paths are configured (``[broker]``).
+* ``dynamic-security.json`` (mode 0600) — one client per site gateway
+  (``{supplier}.{site}.{gateway}``; ids cannot hold a dot, so names are unambiguous) and one per
+  collector process (``collector``, ``collector-1``...), each **bound to its own client id**
+  (a gateway's is its user name; a collector's is ``[mqtt] client_id``, ``-N`` per process),
+  so nobody can connect with another's client id and take over its persistent session.
+  Passwords are hashed as Mosquitto 2 does (PBKDF2-HMAC-SHA512, 101 iterations, 12-byte salt,
+  64-byte key). Roles: a gateway may publish only its own meters' readings topics and its own
+  status topic, and **may not subscribe at all** (not ``#``, not ``$share/...``: a gateway in
+  the collectors' shared group would swallow half the stream); a collector may subscribe to
+  ``energy/v1/#`` (and ``$share/<group>/energy/v1/#``) and publish nothing. Anything not
+  allowed is denied.
+* ``passwd`` and ``acl`` — the same users and topic rules in the classic files, for a broker
+  without the plugin (they cannot bind client ids nor deny subscriptions: see
+  docs/security.md);
+* ``mosquitto.conf`` — no anonymous access, the plugin, persistence; with TLS configured
+  (``[broker]`` certfile/keyfile) the plaintext listener is bound to 127.0.0.1 only.
 
 Passwords come from the secrets file (``[broker] secrets_file``, TOML ``[passwords]``) or are
 generated for users that have none and written back to it with mode 0600. They are never
@@ -21,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import secrets
 import tomllib
@@ -49,12 +61,70 @@ def collector_user(config: Config) -> str:
     return config.mqtt.username or "collector"
 
 
+def collector_identities(config: Config) -> list[tuple[str, str]]:
+    """(user, client id) of each collector process, as ``collector.worker_config`` gives
+    them: with several processes, process N has client id ``client_id-N`` and, for N > 0, the
+    user ``user-N``."""
+    user, client_id, n = collector_user(config), config.mqtt.client_id, config.collector.processes
+    if n == 1:
+        return [(user, client_id)]
+    return [(user if i == 0 else f"{user}-{i}", f"{client_id}-{i}") for i in range(n)]
+
+
 def users(config: Config) -> list[str]:
-    """Every MQTT user the registry implies: the collector, then each site's gateway."""
+    """Every MQTT user with its own password: the collector (all its processes share it),
+    then each site's gateway."""
     names = [collector_user(config)]
     for supplier in config.registry.suppliers:
         names += [gateway_username(supplier.id, site.id, site.gateway) for site in supplier.sites]
     return names
+
+
+def _dynsec_password(password: str) -> dict[str, object]:
+    """The plugin's password fields: the same PBKDF2-SHA512 as :func:`hash_password`."""
+    salt = os.urandom(SALT_BYTES)
+    key = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PBKDF2_ITERATIONS, KEY_BYTES)
+    return {"password": base64.b64encode(key).decode(), "salt": base64.b64encode(salt).decode(),
+            "iterations": PBKDF2_ITERATIONS}  # fmt: skip
+
+
+def dynsec_config(config: Config, passwords: dict[str, str]) -> dict[str, object]:
+    """The Dynamic Security plugin's configuration: clients bound to client ids, roles."""
+    clients: list[dict[str, object]] = []
+    roles: list[dict[str, object]] = []
+    collector_acls = [{"acltype": "subscribePattern", "topic": "energy/v1/#", "allow": True}]
+    if config.mqtt.shared_group:
+        shared = f"$share/{config.mqtt.shared_group}/energy/v1/#"
+        collector_acls.append({"acltype": "subscribePattern", "topic": shared, "allow": True})
+    roles.append({"rolename": "collector", "acls": collector_acls})
+    password = passwords[collector_user(config)]
+    for user, client_id in collector_identities(config):
+        clients.append({"username": user, "clientid": client_id, "textName": "collector",
+                        "roles": [{"rolename": "collector"}],
+                        **_dynsec_password(password)})  # fmt: skip
+    for supplier in config.registry.suppliers:
+        for site in supplier.sites:
+            user = gateway_username(supplier.id, site.id, site.gateway)
+            prefix = f"energy/v1/{supplier.id}/{site.id}"
+            topics = [f"{prefix}/{m.id}/readings" for m in site.meters]
+            topics.append(f"{prefix}/gateway/{site.gateway}/status")
+            roles.append({"rolename": f"gateway:{user}", "acls": [
+                {"acltype": "publishClientSend", "topic": t, "allow": True} for t in topics
+            ]})  # fmt: skip
+            clients.append({"username": user, "clientid": user, "textName": "site gateway",
+                            "roles": [{"rolename": f"gateway:{user}"}],
+                            **_dynsec_password(passwords[user])})  # fmt: skip
+    return {
+        "clients": clients,
+        "roles": roles,
+        "groups": [],
+        "defaultACLAccess": {
+            "publishClientSend": False,
+            "publishClientReceive": True,
+            "subscribe": False,
+            "unsubscribe": True,
+        },
+    }
 
 
 def acl_text(registry: Registry, collector: str) -> str:
@@ -119,22 +189,26 @@ def conf_text(config: Config, runtime_dir: Path) -> str:
     the mount point; on a host, where they were written).
     """
     broker = config.services.broker
+    tls = bool(broker.certfile and broker.keyfile)
     lines = [
         "# written by `supplymeter deploy mosquitto`; do not edit",
         "per_listener_settings false",
         "allow_anonymous false",
         f"user {broker.run_as_user}",
-        f"password_file {runtime_dir / 'passwd'}",
-        f"acl_file {runtime_dir / 'acl'}",
+        "# client ids bound to users, no subscriptions for gateways: deploy/mosquitto.py",
+        f"plugin {broker.dynsec_plugin}",
+        f"plugin_opt_config_file {runtime_dir / 'dynamic-security.json'}",
         "persistence true",
         f"persistence_location {broker.persistence_dir}/",
         "max_queued_messages 0",
         f"max_queued_bytes {broker.max_queued_bytes}",
         "# the collector acknowledges after writing: see README (in-flight window)",
         "max_inflight_messages 10000",
-        f"listener {broker.port} {broker.bind_address}",
+        # With TLS configured, plaintext only on loopback (local tools and health checks).
+        f"listener {broker.port} "
+        f"{broker.plaintext_bind_address or ('127.0.0.1' if tls else broker.bind_address)}",
     ]
-    if broker.certfile and broker.keyfile:
+    if tls:
         lines += [
             f"listener {broker.tls_port} {broker.bind_address}",
             f"certfile {config.resolve(broker.certfile)}",
@@ -164,6 +238,10 @@ def write_mosquitto(
         fh.writelines(f"{name}:{hash_password(passwords[name])}\n" for name in names)
     acl = out_dir / "acl"
     acl.write_text(acl_text(config.registry, collector_user(config)))
+    dynsec = out_dir / "dynamic-security.json"
+    fd = os.open(dynsec, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(dynsec_config(config, passwords), fh, indent=2)
     conf = out_dir / "mosquitto.conf"
     conf.write_text(conf_text(config, runtime_dir or out_dir.resolve()))
     return MosquittoFiles(conf, passwd, acl, names, [n for n in names if n not in before])

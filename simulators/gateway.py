@@ -283,8 +283,9 @@ class Gateway:
         self._status_topic = status_topic(supplier, site, gateway)
         # A gateway is never the collector: drop the collector's user from the settings and
         # log in as this gateway when a password is given (brokers with per-gateway ACLs).
+        # The gateway's user name is its client id: the broker binds the two (deploy/mosquitto.py).
         self._client = gateway_client(
-            settings, client_id=f"sim-{supplier}-{site}-{gateway}"[:64],
+            settings, client_id=gateway_username(supplier, site, gateway),
             username=gateway_username(supplier, site, gateway) if password is not None else None,
             password=password,
         )  # fmt: skip

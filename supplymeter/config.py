@@ -119,6 +119,13 @@ class BrokerSettings(_Model):
     certfile: Path | None = None
     keyfile: Path | None = None
     cafile: Path | None = None
+    plaintext_bind_address: str | None = None
+    """Where the plaintext listener listens; unset: ``bind_address`` without TLS, 127.0.0.1
+    with TLS configured (plaintext only for local tools). A container network may set
+    0.0.0.0 when its host publishes the port on 127.0.0.1 only."""
+    dynsec_plugin: str = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so"
+    """Mosquitto's Dynamic Security plugin as the broker sees it (Debian's path; the
+    eclipse-mosquitto image: /usr/lib/mosquitto_dynamic_security.so)."""
 
 
 class InfluxSettings(_Model):

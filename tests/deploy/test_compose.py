@@ -52,14 +52,17 @@ def test_mosquitto_service_matches_the_generated_files(
     volumes = mounts(service)
     assert service["command"][-1] == str(RUNTIME / "mosquitto.conf")
     assert volumes[str(RUNTIME)] == "./mosquitto"
-    assert f"password_file {RUNTIME / 'passwd'}" in conf and f"acl_file {RUNTIME / 'acl'}" in conf
+    assert f"plugin_opt_config_file {RUNTIME / 'dynamic-security.json'}" in conf
+    assert "plugin /usr/lib/mosquitto_dynamic_security.so" in conf  # the image's path
     assert str(broker.persistence_dir) in volumes
     assert broker.certfile is not None and broker.keyfile is not None
     assert str(broker.certfile.parent) in volumes and str(broker.keyfile.parent) in volumes
     assert f"listener {broker.port} 0.0.0.0" in conf and f"listener {broker.tls_port}" in conf
-    assert f"{broker.port}:{broker.port}" in service["ports"]
+    assert f"127.0.0.1:{broker.port}:{broker.port}" in service["ports"]  # plaintext: loopback
     assert f"{broker.tls_port}:{broker.tls_port}" in service["ports"]
     assert "allow_anonymous false" in conf
+    grafana = compose["services"]["grafana"]["ports"]
+    assert grafana == ["127.0.0.1:3000:3000"]  # plain HTTP: loopback only, a proxy in front
 
 
 def test_services_find_each_other_and_their_config(compose: dict, config: Config) -> None:  # type: ignore[type-arg]

@@ -8,6 +8,7 @@ import ssl
 import stat
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,11 +37,17 @@ READING = json.dumps({"ts": 1_788_220_800_000, "energy_kwh": 12.5}).encode()
 
 @pytest.fixture
 def secured(tmp_path: Path, influx: InfluxClient) -> Iterator[Secured]:
+    yield from secure(tmp_path, influx)
+
+
+def secure(tmp_path: Path, influx: InfluxClient, extra: str = "") -> Iterator[Secured]:
+    """The generated broker files running on a real Mosquitto (TLS with a test CA)."""
     ca = tmp_path / "ca"
     subprocess.run(["bash", str(ROOT / "deploy" / "make-test-ca.sh"), str(ca)], check=True,
                    capture_output=True)  # fmt: skip
     port, tls_port = free_port(), free_port()
-    services = f"""
+    services = (
+        f"""
         [broker]
         port = {port}
         tls_port = {tls_port}
@@ -54,6 +61,8 @@ def secured(tmp_path: Path, influx: InfluxClient) -> Iterator[Secured]:
         port = {port}
         username = "collector"
         """
+        + extra
+    )
     path = write_config(tmp_path / "cfg", SMALL_REGISTRY, services)
     (tmp_path / "data").mkdir()
     config = load_config(path, {})
@@ -99,10 +108,14 @@ def test_files_are_private_and_passwords_never_printed(
 ) -> None:  # fmt: skip
     config, _, passwords, _ = secured
     assert set(passwords) == {"collector", FORGE_GW, CNC_GW}
-    for path in (tmp_path / "secrets.toml", tmp_path / "mosquitto" / "passwd"):
+    dynsec = tmp_path / "mosquitto" / "dynamic-security.json"
+    for path in (tmp_path / "secrets.toml", tmp_path / "mosquitto" / "passwd", dynsec):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     passwd = (tmp_path / "mosquitto" / "passwd").read_text()
-    assert not any(pw in passwd for pw in passwords.values())
+    assert not any(pw in passwd or pw in dynsec.read_text() for pw in passwords.values())
+    clients = {c["username"]: c for c in json.loads(dynsec.read_text())["clients"]}
+    assert clients["collector"]["clientid"] == config.mqtt.client_id
+    assert clients[FORGE_GW]["clientid"] == FORGE_GW  # every identity bound to its client id
     acl = (tmp_path / "mosquitto" / "acl").read_text()
     assert f"user {FORGE_GW}\ntopic write energy/v1/forge-a/plant-1/main/readings\n" in acl
     assert "user collector\ntopic read energy/v1/#\n" in acl
@@ -128,7 +141,7 @@ def test_wrong_password_and_anonymous_are_refused(
         client, reason = connect(server.port, user, pw, client_id=f"t-{user}")
         assert reason is not None and getattr(reason, "is_failure", True), (user, reason)
         client.loop_stop()
-    client, reason = connect(server.port, FORGE_GW, passwords[FORGE_GW], client_id="ok")
+    client, reason = connect(server.port, FORGE_GW, passwords[FORGE_GW], client_id=FORGE_GW)
     assert reason is not None and not reason.is_failure  # type: ignore[attr-defined]
     client.disconnect()
     client.loop_stop()
@@ -139,14 +152,14 @@ def test_gateway_cannot_write_another_suppliers_topic(
 ) -> None:  # fmt: skip
     config, server, passwords, _ = secured
     with Collector(config, client=influx) as collector:
-        intruder, reason = connect(server.port, FORGE_GW, passwords[FORGE_GW], client_id="gw-a")
+        intruder, reason = connect(server.port, FORGE_GW, passwords[FORGE_GW], client_id=FORGE_GW)
         assert not reason.is_failure  # type: ignore[attr-defined]
         intruder.publish("energy/v1/cnc-d/plant-1/main/readings", READING, qos=1)
         # Mosquitto 2.0 may drop the connection of a client publishing where it may not.
         wait_until(lambda: not intruder.is_connected(), 2)
         intruder.disconnect()
         intruder.loop_stop()
-        gateway, _ = connect(server.port, FORGE_GW, passwords[FORGE_GW], client_id="gw-a2")
+        gateway, _ = connect(server.port, FORGE_GW, passwords[FORGE_GW], client_id=FORGE_GW)
         gateway.publish("energy/v1/forge-a/plant-1/main/readings", READING, qos=1).wait_for_publish(
             10
         )
@@ -163,20 +176,97 @@ def test_gateway_cannot_write_another_suppliers_topic(
 def test_collector_may_read_but_not_publish(
     secured: Secured,
 ) -> None:
-    _, server, passwords, _ = secured
+    config, server, passwords, _ = secured
     received: list[str] = []
-    reader, _ = connect(server.port, "collector", passwords["collector"], client_id="reader")
-    reader.on_message = lambda c, u, m: received.append(m.topic)
-    reader.subscribe("energy/v1/#", qos=1)
-    writer, _ = connect(server.port, "collector", passwords["collector"], client_id="writer")
-    writer.publish("energy/v1/forge-a/plant-1/main/readings", READING, qos=1).wait_for_publish(10)
-    gateway, _ = connect(server.port, FORGE_GW, passwords[FORGE_GW], client_id="gw")
+    collector, _ = connect(server.port, "collector", passwords["collector"],
+                           client_id=config.mqtt.client_id)  # fmt: skip
+    collector.on_message = lambda c, u, m: received.append(m.topic)
+    assert not any(r.is_failure for r in subscribe_result(collector, "energy/v1/#"))  # type: ignore[attr-defined]
+    gateway, _ = connect(server.port, FORGE_GW, passwords[FORGE_GW], client_id=FORGE_GW)
     gateway.publish("energy/v1/forge-a/plant-1/gas/readings", READING, qos=1).wait_for_publish(10)
     assert wait_until(lambda: received, 10)
+    # The collector's own publish is refused (Mosquitto may also drop its connection for it).
+    collector.publish("energy/v1/forge-a/plant-1/main/readings", READING, qos=1)
+    time.sleep(1.0)
     assert received == ["energy/v1/forge-a/plant-1/gas/readings"]
-    for client in (reader, writer, gateway):
+    for client in (collector, gateway):
         client.disconnect()
         client.loop_stop()
+
+
+def test_nobody_can_connect_with_anothers_client_id(secured: Secured, influx: InfluxClient) -> None:
+    """The session takeover: a gateway of supplier A connects with the collector's client id
+    (clean start). The broker refuses it, the collector keeps its session, and every reading
+    of supplier B arrives."""
+    config, server, passwords, _ = secured
+    with Collector(config, client=influx) as collector:
+        assert wait_until(lambda: collector.subscriber.connected, 10)
+        for user, client_id in ((FORGE_GW, config.mqtt.client_id), (FORGE_GW, CNC_GW),
+                                ("collector", FORGE_GW)):  # fmt: skip
+            client, reason = connect(server.port, user, passwords[user], client_id=client_id)
+            assert reason is not None and reason.is_failure, (user, client_id, reason)  # type: ignore[attr-defined]
+            client.loop_stop()
+        gateway, _ = connect(server.port, CNC_GW, passwords[CNC_GW], client_id=CNC_GW)
+        for i in range(100):
+            body = json.dumps({"ts": 1_788_220_800_000 + i * 60_000, "energy_kwh": 1.0 + i})
+            gateway.publish("energy/v1/cnc-d/plant-1/main/readings", body, qos=1)
+        gateway.publish("energy/v1/cnc-d/plant-1/main/readings", READING,
+                        qos=1).wait_for_publish(10)  # fmt: skip
+        assert wait_until(lambda: collector.stats.readings_accepted >= 101, 20)  # 100 + 1 again
+        assert collector.writer.flush(20)
+        gateway.disconnect()
+        gateway.loop_stop()
+        assert collector.subscriber.sessions_lost == 0 and collector.subscriber.connects == 1
+    stored = influx.query("SELECT count(energy_kwh) FROM reading WHERE supplier = 'cnc-d'")
+    assert stored[0].values[0][1] == 100  # the last repeats the first reading's timestamp
+
+
+def subscribe_result(client: paho.Client, topic: str) -> list[object]:
+    got: list[object] = []
+    done = threading.Event()
+
+    def on_subscribe(c, u, mid, reasons, props) -> None:  # type: ignore[no-untyped-def]
+        got.extend(reasons)
+        done.set()
+
+    client.on_subscribe = on_subscribe
+    client.subscribe(topic, qos=1)
+    done.wait(5)
+    return got
+
+
+def test_gateways_cannot_subscribe_not_even_to_the_collectors_shared_group(
+    tmp_path: Path, influx: InfluxClient
+) -> None:
+    """The shared-subscription hijack: with collectors in a shared group, a gateway that joins
+    it would receive half of every supplier's readings (and drop them). Its SUBSCRIBE is
+    refused; the collector gets 20 of 20."""
+    for config, server, passwords, _ in secure(tmp_path, influx, 'shared_group = "collectors"\n'):
+        with Collector(config, client=influx) as collector:
+            assert wait_until(lambda: collector.subscriber.connected, 10)
+            intruder, _ = connect(server.port, FORGE_GW, passwords[FORGE_GW], client_id=FORGE_GW)
+            for topic in ("$share/collectors/energy/v1/#", "energy/v1/#", "#",
+                          "energy/v1/forge-a/plant-1/main/readings"):  # fmt: skip
+                reasons = subscribe_result(intruder, topic)
+                assert reasons and all(r.is_failure for r in reasons), (topic, reasons)  # type: ignore[attr-defined]
+            gateway, _ = connect(server.port, CNC_GW, passwords[CNC_GW], client_id=CNC_GW)
+            for i in range(20):
+                body = json.dumps({"ts": 1_788_220_800_000 + i * 60_000, "energy_kwh": 1.0 + i})
+                gateway.publish("energy/v1/cnc-d/plant-1/main/readings", body, qos=1)
+            assert wait_until(lambda: collector.stats.readings_accepted >= 20, 20)
+            assert collector.writer.flush(20)
+            for client in (intruder, gateway):
+                client.disconnect()
+                client.loop_stop()
+        assert collector.stats.readings_accepted == 20
+
+
+def test_plaintext_listens_on_loopback_only_when_tls_is_configured(secured: Secured) -> None:
+    config, _, _, _ = secured
+    conf = (config.resolve(Path("..")) / "mosquitto" / "mosquitto.conf").read_text()
+    broker = config.services.broker
+    assert f"listener {broker.port} 127.0.0.1\n" in conf
+    assert f"listener {broker.tls_port} {broker.bind_address}\n" in conf
 
 
 def test_tls_works_with_the_test_ca_and_fails_without(
@@ -184,12 +274,12 @@ def test_tls_works_with_the_test_ca_and_fails_without(
 ) -> None:
     config, _, passwords, ca = secured
     tls_port = config.services.broker.tls_port
-    client, reason = connect(tls_port, FORGE_GW, passwords[FORGE_GW], client_id="tls-ok",
+    client, reason = connect(tls_port, FORGE_GW, passwords[FORGE_GW], client_id=FORGE_GW,
                              ca=ca / "ca.crt", tls=True)  # fmt: skip
     assert reason is not None and not reason.is_failure  # type: ignore[attr-defined]
     client.disconnect()
     client.loop_stop()
-    _, failure = connect(tls_port, FORGE_GW, passwords[FORGE_GW], client_id="tls-bad", tls=True)
+    _, failure = connect(tls_port, FORGE_GW, passwords[FORGE_GW], client_id=FORGE_GW, tls=True)
     assert isinstance(failure, ssl.SSLError) and "certificate verify failed" in str(failure)
 
 
