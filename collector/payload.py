@@ -74,6 +74,11 @@ class Limits:
     max_payload_bytes: int = 262_144
     max_batch_readings: int = 10_000
     max_future_ns: int = 86_400 * 10**9
+    max_past_ns: int = 5 * 366 * 86_400 * 10**9
+    """Readings older than this are refused (``stale_timestamp``): a gateway whose clock
+    reset to a default date, not a backfill."""
+    max_power_factor: float = 10.0
+    """``power_kw`` above this × the site's contract capacity is refused."""
 
 
 def readings_topic(supplier: str, site: str, meter: str) -> str:
@@ -134,6 +139,8 @@ def decode_json(payload: bytes, limits: Limits) -> Any:
         return json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise BadReading("invalid_json", f"payload is not JSON: {exc.msg}") from exc
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise BadReading("invalid_json", f"payload is not usable JSON: {str(exc)[:120]}") from exc
     except RecursionError as exc:
         raise BadReading("invalid_json", "payload is nested too deeply") from exc
 
@@ -197,9 +204,15 @@ def parse_reading(obj: Any, ref: MeterRef, now_ns: int, limits: Limits) -> Readi
             "future_timestamp",
             f"ts is further ahead of the collector's clock than {limits.max_future_ns // 10**9} s",
         )
+    if ts_ns < now_ns - limits.max_past_ns:
+        days = limits.max_past_ns // 86_400 // 10**9
+        raise BadReading("stale_timestamp",
+                         f"ts is older than the collector's horizon ({days} days)")  # fmt: skip
     seq = obj.get("seq")
-    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
-        raise BadReading("invalid_value", "seq must be a non-negative integer")
+    if seq is not None and (
+        isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 2**63
+    ):
+        raise BadReading("invalid_value", "seq must be an integer in [0, 2^63)")
     if ref.meter.events:
         _check_service_life(ref, ts_ns)
     allowed = ref.carrier.quantities
@@ -223,6 +236,14 @@ def parse_reading(obj: Any, ref: MeterRef, now_ns: int, limits: Limits) -> Readi
             raise BadReading("invalid_value", "power_factor must be within [-1, 1]")
         if name == register and rollover and number >= rollover:
             raise BadReading("invalid_value", f"{name} is at or above the meter's rollover value")
+        if (
+            name == "power_kw"
+            and ref.site.contract_capacity_kw
+            and (abs(number) > limits.max_power_factor * ref.site.contract_capacity_kw)
+        ):
+            limit = limits.max_power_factor
+            raise BadReading("invalid_value", f"power_kw is beyond {limit:g} × the site's "
+                             "contract capacity")  # fmt: skip
         values[name] = number
     if not values:
         raise BadReading("no_quantity", "reading carries no quantity")
@@ -262,13 +283,38 @@ def parse_readings(
     else:
         batch = [obj]
     readings: list[Reading] = []
-    rejected: list[BadReading] = []
-    for item in batch:
+    failed: list[tuple[int, BadReading]] = []
+    for i, item in enumerate(batch):
         try:
             readings.append(parse_reading(item, ref, now_ns, limits))
         except BadReading as exc:
-            rejected.append(exc)
-    return readings, rejected
+            failed.append((i, exc))
+    if len(batch) == 1 or not failed:
+        return readings, [exc for _, exc in failed]
+    return readings, [batch_rejection(failed, len(batch))]
+
+
+def batch_rejection(failed: list[tuple[int, BadReading]], size: int) -> BadReading:
+    """One rejection for a batch's bad readings: the commonest reason's code, and which
+    readings failed why (indices into the batch), so 10,000 bad readings are one row."""
+    by_code: dict[str, list[int]] = {}
+    for i, exc in failed:
+        by_code.setdefault(exc.code, []).append(i)
+    code = max(by_code, key=lambda c: len(by_code[c]))
+    parts = [f"{c}: {_indices(ix)}" for c, ix in sorted(by_code.items())]
+    first = failed[0][1].detail
+    return BadReading(code, f"{len(failed)} of {size} readings in the batch refused — "
+                      f"{'; '.join(parts)} (first: {first})"[:500])  # fmt: skip
+
+
+def _indices(ix: list[int]) -> str:
+    """``[0, 1, 2, 5]`` → ``"0-2,5"``."""
+    runs, start = [], ix[0]
+    for a, b in zip(ix, [*ix[1:], None], strict=True):
+        if b != a + 1:
+            runs.append(f"{start}-{a}" if a != start else str(a))
+            start = b if b is not None else start
+    return ",".join(runs)
 
 
 def parse_status(
@@ -288,6 +334,9 @@ def parse_status(
     if unknown:
         raise BadReading("unknown_field", f"status has unknown fields {sorted(unknown)[:5]}")
     ts_ns = parse_timestamp(obj["ts"]) if "ts" in obj else None
+    if ts_ns is not None and ts_ns > now_ns + limits.max_future_ns:
+        raise BadReading("future_timestamp", "status ts is further ahead of the collector's "
+                         f"clock than {limits.max_future_ns // 10**9} s")  # fmt: skip
     return GatewayStatus(topic.supplier, topic.site, topic.gateway, obj["state"], now_ns, ts_ns)
 
 

@@ -96,6 +96,8 @@ class Collector:
             max_payload_bytes=settings.max_payload_bytes,
             max_batch_readings=settings.max_batch_readings,
             max_future_ns=int(settings.max_future_s * 1e9),
+            max_past_ns=int(settings.max_past_days * 86_400 * 1e9),
+            max_power_factor=settings.max_power_factor,
         )
         self._clock = clock
         self._last_ns = 0

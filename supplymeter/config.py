@@ -160,6 +160,12 @@ class CollectorSettings(_Model):
     max_payload_bytes: int = Field(262_144, ge=64)
     max_batch_readings: int = Field(10_000, ge=1)
     max_future_s: float = Field(86_400.0, ge=0)
+    max_past_days: float = Field(1830.0, gt=0)
+    """Readings older than this are refused (``stale_timestamp``): a clock reset to a default
+    date, not data. Five years by default, so a long backfill still passes."""
+    max_power_factor: float = Field(10.0, gt=0)
+    """``power_kw`` beyond this × the site's contract capacity is refused (physically
+    impossible on that connection)."""
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(0, ge=0, le=65535)
     """0 turns the /metrics + /healthz server off."""

@@ -230,7 +230,7 @@ finite = st.floats(min_value=0, max_value=99_999.999, allow_nan=False, allow_inf
 @given(
     st.lists(
         st.tuples(
-            st.integers(min_value=946_684_800 * 10**9, max_value=NOW_NS), finite,
+            st.integers(min_value=NOW_NS - LIMITS.max_past_ns, max_value=NOW_NS), finite,
             st.none() | st.integers(min_value=0, max_value=2**53),
         ),
         min_size=1, max_size=20,
@@ -278,3 +278,48 @@ def test_any_topic_parses_or_is_invalid_topic(topic: str) -> None:
     else:
         assert topic.startswith("energy/v1/") and "+" not in topic and "#" not in topic
         assert isinstance(parsed, ReadingsTopic | StatusTopic)
+
+
+def test_clock_resets_impossible_power_and_huge_numbers_are_refused_with_a_reason(
+    elec: MeterRef,
+) -> None:
+    """A gateway whose clock reset to 2000-01-01, a power beyond the connection, a sequence
+    number InfluxDB cannot store, a 5,000-digit number: each refused with its code, never an
+    internal error."""
+
+    def code(body: dict | bytes) -> str:  # type: ignore[type-arg]
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        readings, rejected = [], []
+        try:
+            readings, rejected = parse_readings(payload, elec, NOW_NS, LIMITS)
+        except BadReading as exc:
+            return exc.code
+        assert not readings
+        return rejected[0].code
+
+    assert code({"ts": "2000-01-01T00:00:00Z", "energy_kwh": 1.0}) == "stale_timestamp"
+    capacity = elec.site.contract_capacity_kw
+    assert capacity is not None
+    ts = NOW_NS // 10**6
+    assert code({"ts": ts, "energy_kwh": 1.0, "power_kw": 11 * capacity}) == "invalid_value"
+    assert code({"ts": ts, "energy_kwh": 1.0, "seq": 2**63}) == "invalid_value"
+    assert code(b'{"ts": 1, "energy_kwh": 1' + b"0" * 5000 + b"}") == "invalid_json"
+
+
+def test_a_batch_of_bad_readings_is_one_rejection_naming_them(elec: MeterRef) -> None:
+    ts = NOW_NS // 10**6
+    batch = [{}] * 9_998 + [{"ts": ts, "energy_kwh": 1.0}, {"ts": "x", "energy_kwh": 1.0}]
+    readings, rejected = parse_readings(json.dumps({"readings": batch}).encode(), elec, NOW_NS,
+                                        LIMITS)  # fmt: skip
+    assert len(readings) == 1 and len(rejected) == 1
+    [one] = rejected
+    assert one.code == "missing_field"
+    assert "9999 of 10000 readings" in one.detail and "missing_field: 0-9997" in one.detail
+    assert "invalid_timestamp: 9999" in one.detail
+
+
+def test_a_gateway_status_from_the_future_is_refused(example_config: Config) -> None:
+    registry = example_config.registry
+    topic = StatusTopic("heat-c", "kaohsiung-1", "gw1")
+    body = json.dumps({"state": "online", "ts": "2099-01-01T00:00:00Z"}).encode()
+    assert code_of(parse_status, body, topic, registry, NOW_NS, LIMITS) == "future_timestamp"
