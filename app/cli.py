@@ -97,6 +97,25 @@ def check_inputs(config: Config) -> list[str]:
             problems += exc.problems
         except OSError as exc:
             problems.append(f"{config.path}: jobs: {name} file {path}: {exc.strerror}")
+    # The jobs write state and files here: find out now, not at the first alert.
+    for key, directory in (("alerts.state_dir", config.alerts.state_dir),
+                           ("jobs.export_dir", config.jobs.export_dir)):  # fmt: skip
+        where = config.resolve(directory)
+        try:
+            where.mkdir(parents=True, exist_ok=True)
+            probe = where / ".supplymeter-write-check"
+            probe.write_text("ok")
+            probe.unlink()
+            checked.append(f"{key} {where} writable")
+        except OSError as exc:
+            problems.append(f"{config.path}: {key}: must be a writable directory "
+                            f"({where}: {exc.strerror})")  # fmt: skip
+    if config.smtp.ca_file is not None and not config.resolve(config.smtp.ca_file).is_file():
+        problems.append(f"{config.path}: smtp.ca_file: file not found "
+                        f"({config.resolve(config.smtp.ca_file)})")  # fmt: skip
+    if config.mqtt.tls_ca_file is not None and not config.mqtt.tls_ca_file.is_file():
+        problems.append(f"{config.path}: mqtt.tls_ca_file: file not found "
+                        f"({config.mqtt.tls_ca_file})")  # fmt: skip
     if problems:
         raise ConfigError(problems)
     return checked
@@ -310,6 +329,11 @@ def cmd_export(config: Config, args: argparse.Namespace) -> int:
     from processing.scope3 import Month
 
     month = Month.parse(args.month)
+    _, end = month.bounds(ZoneInfo(config.jobs.timezone))
+    if month.bounds(ZoneInfo(config.jobs.timezone))[0] > time.time_ns():
+        raise ConfigError([f"--month {month}: has not begun yet; nothing to export"])
+    if end > time.time_ns():
+        log.warning("%s is not over yet: this export is partial and will be restated", month)
     out = args.out or config.resolve(config.jobs.export_dir)
     with open_store(config) as store, Progress("export", "sites") as bar:
         result = export_month(config, store, month, out, factors(config), progress=bar)

@@ -42,12 +42,42 @@ ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 
+CREDENTIALS_IN_URL = (
+    "must not hold credentials (user:password@); use username and "
+    "SUPPLYMETER_INFLUXDB_PASSWORD, or SUPPLYMETER_INFLUXDB_TOKEN"
+)
+
 DEFAULT_CONFIG = "supplymeter.toml"
 CONFIG_ENV = "SUPPLYMETER_CONFIG"
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scalar_types(cls, data: Any) -> Any:
+        """TOML has types: ``qos = true``, ``port = "11883"`` and ``create_database = "yes"``
+        are mistakes, not values to coerce. Numbers may not be booleans or text; booleans must
+        be booleans."""
+        if not isinstance(data, dict):
+            return data
+        problems = []
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            if field is None:
+                continue
+            kinds = {a for a in (field.annotation, *getattr(field.annotation, "__args__", ()))
+                     if a in (int, float, bool)}  # fmt: skip
+            if not kinds:
+                continue
+            if bool in kinds and not isinstance(value, bool):
+                problems.append(f"{name}: must be true or false (got {value!r})")
+            elif bool not in kinds and isinstance(value, bool | str):
+                problems.append(f"{name}: must be a number (got {value!r})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return data
 
 
 def _check_id(value: str) -> str:
@@ -65,9 +95,9 @@ def _check_tz(value: str) -> str:
 
 
 def _check_emails(value: list[str]) -> list[str]:
-    for address in value:
-        if not EMAIL_RE.match(address):
-            raise ValueError(f"{address!r} is not an email address")
+    bad = [address for address in value if not EMAIL_RE.match(address)]
+    if bad:
+        raise ValueError(f"not email addresses: {', '.join(repr(a) for a in bad)}")
     return value
 
 
@@ -148,6 +178,9 @@ class InfluxSettings(_Model):
     def _url(cls, value: str) -> str:
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("must be an http:// or https:// URL")
+        if "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            # Never echo the value: it holds a password.
+            raise ValueError(CREDENTIALS_IN_URL)
         return value.rstrip("/")
 
 
@@ -807,10 +840,16 @@ def _describe(file: str, exc: ValidationError) -> list[str]:
     problems = []
     for err in exc.errors():
         msg = str(err["msg"]).removeprefix("Value error, ")
+        loc = _format_loc(err["loc"])
         if err["type"] == "extra_forbidden":
             msg = "unknown key (misspelt? secrets come from SUPPLYMETER_* environment variables)"
-        got = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {err['input']!r})"
-        problems.append(f"{file}: {_format_loc(err['loc'])}: {msg}{got}")
+        if isinstance(err["input"], dict) and err["type"] == "value_error":
+            # A table-level check (field types): one line per field, already with its value.
+            problems += [f"{file}: {loc + '.' if loc else ''}{m}" for m in msg.split("; ")]
+            continue
+        hidden = err["type"] in ("missing", "extra_forbidden") or msg == CREDENTIALS_IN_URL
+        got = "" if hidden else f" (got {err['input']!r})"
+        problems.append(f"{file}: {loc}: {msg}{got}")
     return problems
 
 
@@ -874,7 +913,11 @@ def load_config(path: Path | str | None = None, environ: Mapping[str, str] | Non
     except ValidationError as exc:
         problems += _describe(str(path), exc)
     # Even with errors above, check the registry too: report every problem in one go.
-    registry_path = Path(services.registry if services else raw.get("registry", "suppliers.toml"))
+    raw_registry = services.registry if services else raw.get("registry", "suppliers.toml")
+    if not isinstance(raw_registry, str | Path):
+        raise ConfigError([*problems, f"{path}: registry: must be the path of the registry file "
+                           f"(got {raw_registry!r})"])  # fmt: skip
+    registry_path = Path(raw_registry)
     if not registry_path.is_absolute():
         registry_path = path.parent / registry_path
     suppliers: list[Supplier] = []

@@ -220,3 +220,26 @@ def test_the_readme_lists_every_command_and_every_listed_command_exists() -> Non
         shown = set(re.findall(r"[\w-]+", " ".join(line.split(f"supplymeter {name} ", 1)[1]
                                                     .split("#")[0] for line in lines)))  # fmt: skip
         assert set(choices) <= shown, (name, set(choices) - shown)
+
+
+def test_export_of_a_month_that_has_not_begun_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import SMALL_REGISTRY, write_config
+
+    path = write_config(tmp_path / "cfg", SMALL_REGISTRY)
+    assert main(["--config", str(path), "export", "--month", "2099-01"]) == 2
+    assert "has not begun yet" in capsys.readouterr().err
+    assert not (tmp_path / "cfg" / "out" / "exports" / "2099-01").exists()
+
+
+def test_check_finds_an_unwritable_state_dir_before_the_job_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import SMALL_REGISTRY, write_config
+
+    (tmp_path / "blocker").write_text("a file where a directory should be")
+    path = write_config(tmp_path / "cfg", SMALL_REGISTRY,
+                        f'[alerts]\nstate_dir = "{tmp_path / "blocker" / "alerts"}"\n')  # fmt: skip
+    assert main(["--config", str(path), "check"]) == 2
+    assert "alerts.state_dir: must be a writable directory" in capsys.readouterr().err

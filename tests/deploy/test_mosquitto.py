@@ -299,3 +299,13 @@ def test_simulated_gateways_log_in_as_themselves_and_everything_lands(
     assert sum(n or 0 for n in series[0].values[0][1:]) == sim.readings
     statuses = influx.query("SELECT last(state) FROM gateway_status GROUP BY supplier")
     assert {s.tags["supplier"] for s in statuses} == {"forge-a", "cnc-d"}
+
+
+def test_passwords_with_quotes_and_backslashes_survive_a_second_run(tmp_path: Path) -> None:
+    from deploy.mosquitto import ensure_passwords
+
+    secrets = tmp_path / "secrets.toml"
+    secrets.write_text('[passwords]\n"collector" = "a\\"b\\\\c-long-enough"\n')
+    kept = ensure_passwords(secrets, ["collector", FORGE_GW])
+    assert kept["collector"] == 'a"b\\c-long-enough'
+    assert load_passwords(secrets) == kept  # still valid TOML, same passwords

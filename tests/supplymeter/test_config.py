@@ -94,3 +94,34 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
     path = write_config(tmp_path, SMALL_REGISTRY)
     config = load_config(None, {"SUPPLYMETER_CONFIG": str(path)})
     assert config.path == path and len(config.registry.meters()) == 3
+
+
+def test_types_are_checked_not_coerced_and_every_problem_listed(tmp_path: Path) -> None:
+    services = ('[mqtt]\nqos = true\nport = "11883"\n[influxdb]\ncreate_database = "yes"\n'
+                "[smtp]\nadmins = ['ok@x.example', 'nope', 'also nope']\n")  # fmt: skip
+    found = "\n".join(problems(tmp_path, services=services))
+    assert "mqtt.qos: must be a number (got True)" in found
+    assert "mqtt.port: must be a number (got '11883')" in found
+    assert "influxdb.create_database: must be true or false (got 'yes')" in found
+    assert "'nope'" in found and "'also nope'" in found
+
+
+def test_credentials_in_the_influxdb_url_are_refused_and_never_echoed(tmp_path: Path) -> None:
+    found = "\n".join(problems(tmp_path, services=(
+        '[influxdb]\nurl = "http://admin:s3cret-pw@127.0.0.1:8086"\n')))  # fmt: skip
+    assert "influxdb.url: must not hold credentials" in found and "s3cret-pw" not in found
+
+
+def test_an_id_with_a_trailing_newline_is_refused(tmp_path: Path) -> None:
+    found = "\n".join(problems(tmp_path, SMALL_REGISTRY.replace('id = "forge-a"',
+                                                                'id = "forge-a\\n"')))  # fmt: skip
+    assert "suppliers[0].id: must match" in found
+
+
+def test_a_registry_that_is_not_a_path_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "supplymeter.toml").write_text("registry = 5\n[mqtt]\nqos = 7\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(tmp_path / "supplymeter.toml", {})
+    found = "\n".join(caught.value.problems)
+    assert "registry: must be the path of the registry file (got 5)" in found
+    assert "mqtt.qos: must be 0, 1 or 2" in found
