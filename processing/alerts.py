@@ -311,7 +311,13 @@ class Outbox:
         return sorted(self.dir.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
 
     def flush(self, config: Config) -> tuple[int, int]:
-        """Send what waits; returns (sent, still waiting). Never raises for SMTP trouble."""
+        """Send what waits; returns (sent, still waiting). Never raises for SMTP trouble.
+
+        A message the server refuses for good (5xx) is retried on the next ``MAX_TRIES - 1``
+        runs, then set aside in ``rejected/`` with its error — the others go on either way.
+        Recipients the server refused while accepting the message are logged (WARNING) and
+        recorded in ``refused.log``. A connection problem or a 4xx leaves everything queued.
+        """
         from email import policy
         from email.parser import BytesParser
 
@@ -326,17 +332,60 @@ class Outbox:
                     msg = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
                     mid = msg["Message-ID"]
                     if mid not in sent_ids:
-                        smtp.send_message(msg)
+                        try:
+                            refused = smtp.send_message(msg)
+                        except (smtplib.SMTPDataError, smtplib.SMTPRecipientsRefused,
+                                smtplib.SMTPSenderRefused) as exc:  # fmt: skip
+                            if not _permanent(exc):
+                                raise
+                            self._refused_message(path, mid, exc)
+                            continue
                         with self.sent_log.open("a") as fh:
                             fh.write(mid + "\n")
+                        if refused:
+                            self._refused_recipients(mid, refused)
                     path.unlink()
                     done += 1
         except (OSError, smtplib.SMTPException) as exc:
             s = config.smtp
-            left = len(waiting) - done
+            left = len(self.pending())
             log.warning("SMTP %s:%d unavailable (%s): %d email(s) wait in %s",
                         s.host, s.port, exc, left, self.dir)  # fmt: skip
-        return done, len(waiting) - done
+        return done, len(self.pending())
+
+    MAX_TRIES = 3
+    """Runs a message the server refuses for good is offered before it is set aside."""
+
+    def _refused_message(self, path: Path, mid: str, exc: smtplib.SMTPException) -> None:
+        tries_path = self.dir.parent / "tries.json"
+        tries = json.loads(tries_path.read_text()) if tries_path.exists() else {}
+        tries[mid] = tries.get(mid, 0) + 1
+        if tries[mid] >= self.MAX_TRIES:
+            aside = self.dir.parent / "rejected"
+            aside.mkdir(exist_ok=True)
+            os.replace(path, aside / path.name)
+            (aside / path.with_suffix(".error").name).write_text(f"{exc!r}\n")
+            tries.pop(mid)
+            log.warning("SMTP server refused %s %d times (%s): set aside in %s",
+                        mid, self.MAX_TRIES, exc, aside)  # fmt: skip
+        else:
+            log.warning("SMTP server refused %s (%s): try %d of %d", mid, exc, tries[mid],
+                        self.MAX_TRIES)  # fmt: skip
+        tries_path.write_text(json.dumps(tries))
+
+    def _refused_recipients(self, mid: str, refused: dict) -> None:  # type: ignore[type-arg]
+        who = {rcpt: [code, msg.decode("utf-8", "replace") if isinstance(msg, bytes) else msg]
+               for rcpt, (code, msg) in refused.items()}  # fmt: skip
+        log.warning("SMTP server refused recipients of %s: %s", mid, who)
+        with (self.dir.parent / "refused.log").open("a") as fh:
+            fh.write(json.dumps({"message_id": mid, "refused": who}) + "\n")
+
+
+def _permanent(exc: smtplib.SMTPException) -> bool:
+    """A 5xx answer: the same message will be refused again."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    return getattr(exc, "smtp_code", 0) >= 500
 
 
 def connect(config: Config) -> smtplib.SMTP:

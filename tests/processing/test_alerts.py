@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import json
 import ssl
 import subprocess
 import tempfile
@@ -499,3 +500,51 @@ def test_daily_digest_replaces_single_emails(
     assert msg["Subject"] == "Daily alert digest 2026-10-28: 1 event at spring-b"
     assert "Spike" in msg.get_body(("plain",)).get_content()
     assert not list(runner.outbox.pending())
+
+
+def test_a_refused_email_is_set_aside_and_never_blocks_the_others(
+    config: Config, tmp_path: Path
+) -> None:
+    """A server that refuses one message for good (554) and one recipient (550): the other
+    emails are sent at once; the refused one is retried, then set aside with its error; the
+    refused recipient is logged and recorded."""
+    received: list = []
+
+    class Picky:
+        async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+            if address.startswith("energy@spring-b"):
+                return "550 no such mailbox"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            if b"press" in envelope.content and b"Spike" in envelope.content:
+                return "554 message refused (content)"
+            received.append(envelope)
+            return "250 OK"
+
+    port = free_port()
+    cfg = mail_config(config, port, tmp_path)
+    outbox = Outbox(tmp_path / "alerts")
+    book = IncidentBook(tmp_path / "b.json")
+    [poison] = book.update([cond("press")], NOW, 24, 60, 3)
+    outbox.put(render(cfg, poison, None))
+    for n, meter in enumerate(("coiling", "furnace-2")):
+        [event] = IncidentBook(tmp_path / f"c{n}.json").update([cond(meter)], NOW, 24, 60, 3)
+        outbox.put(render(cfg, event, None))
+    controller = Controller(Picky(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        assert outbox.flush(cfg) == (2, 1)  # the poison waits, the others went
+        assert outbox.flush(cfg) == (0, 1)
+        assert outbox.flush(cfg) == (0, 0)  # third refusal: set aside
+    finally:
+        controller.stop()
+    assert len(received) == 2
+    assert all(r.rcpt_tos == ["programme@buyer.example"] for r in received)
+    aside = list((tmp_path / "alerts" / "rejected").glob("*.eml"))
+    assert len(aside) == 1
+    assert "554" in aside[0].with_suffix(".error").read_text()
+    refused = [json.loads(line) for line in
+               (tmp_path / "alerts" / "refused.log").read_text().splitlines()]  # fmt: skip
+    assert len(refused) == 2 and all("energy@spring-b.example" in r["refused"] for r in refused)
