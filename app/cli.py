@@ -230,11 +230,16 @@ def _fault_overrides(config: Config, pairs: list[str]) -> SimulatorSettings:
         if not sep or name not in FaultSettings.model_fields:
             known = ", ".join(FaultSettings.model_fields)
             raise ConfigError([f"--fault {pair}: expected NAME=VALUE with NAME one of {known}"])
-        values[name] = value.split(",") if "," in value else value
+        try:  # command-line text → numbers: the config checks types strictly
+            parts = [float(v) for v in value.split(",")]
+        except ValueError:
+            raise ConfigError([f"--fault {pair}: {name} takes a number or LOW,HIGH"]) from None
+        values[name] = parts if "," in value else parts[0]
     try:
         faults = FaultSettings.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError([f"--fault: {e['loc'][0]}: {e['msg']}" for e in exc.errors()]) from exc
+        raise ConfigError([f"--fault: {'.'.join(map(str, e['loc'])) or 'faults'}: {e['msg']}"
+                           for e in exc.errors()]) from exc  # fmt: skip
     return config.simulator.model_copy(update={"faults": faults})
 
 

@@ -31,6 +31,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from supplymeter.config import MqttSettings, Secrets
 from supplymeter.errors import SourceUnavailable
@@ -52,6 +53,8 @@ class AckToken:
     generation: int
     mid: int
     qos: int
+    retain: bool = False
+    """The broker delivered a retained message (sent again at every subscription)."""
 
 
 Handler = Callable[[bytes, bytes, AckToken], None]
@@ -149,7 +152,15 @@ class MqttSubscriber:
                         "collector were discarded by the broker (another client used this "
                         "client id, or the broker restarted without persistence)",
                         self._settings.client_id)  # fmt: skip
-        client.subscribe(subscription(self._settings), qos=self._settings.qos)
+        if self._settings.protocol == "5":
+            # Retained messages only when the subscription is new: a persistent session's
+            # re-subscription would otherwise get every retained status (and every retained
+            # bad message) again at each start.
+            only_new = SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
+            options = SubscribeOptions(qos=self._settings.qos, retainHandling=only_new)
+            client.subscribe(subscription(self._settings), options=options)
+        else:
+            client.subscribe(subscription(self._settings), qos=self._settings.qos)
 
     def _on_connect_fail(self, client: paho.Client, userdata: object) -> None:
         log.warning("MQTT %s:%d unreachable; retrying", self._settings.host, self._settings.port)
@@ -181,7 +192,7 @@ class MqttSubscriber:
         self._subscribed.set()
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        token = AckToken(self._generation, msg.mid, msg.qos)
+        token = AckToken(self._generation, msg.mid, msg.qos, bool(msg.retain))
         # The raw topic bytes: paho's .topic would raise on a non-UTF-8 topic.
         self._handler(msg._topic, msg.payload, token)
 

@@ -20,6 +20,7 @@ when this lasts longer than ``collector.unhealthy_after_s``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import threading
 import time
@@ -63,6 +64,8 @@ class CollectorStats:
     messages: int = 0
     reading_messages: int = 0
     readings_accepted: int = 0
+    retained_repeats: int = 0
+    """Rejections of retained messages seen again (not recorded twice)."""
     late_readings: int = 0
     """Accepted readings older than ``collector.late_after_s`` (marked for the rollup)."""
     statuses: int = 0
@@ -92,6 +95,7 @@ class Collector:
         self._registry = config.registry
         settings = config.collector
         self._late_ns = int(settings.late_after_s * 1e9)
+        self._retained_seen: set[bytes] = set()
         self._limits = Limits(
             max_payload_bytes=settings.max_payload_bytes,
             max_batch_readings=settings.max_batch_readings,
@@ -190,6 +194,11 @@ class Collector:
         marks = None
         try:
             target = self._route(topic_bytes, topic)
+            if isinstance(target, StatusTopic) and not payload:
+                # An empty retained payload clears a gateway's retained status: not input.
+                log.debug("retained status cleared on %.200s", topic)
+                self.writer.put([], token)
+                return
             if isinstance(target, StatusTopic):
                 status = parse_status(payload, target, self._registry, self._now_ns(), self._limits)
                 self.stats.statuses += 1
@@ -219,7 +228,26 @@ class Collector:
             lines.append(
                 self._reject(BadReading("internal_error", repr(exc)[:300]), topic, payload)
             )
+        if token is not None and token.retain and lines and not marks:
+            lines = self._once_per_retained(topic_bytes, payload, lines)
         self.writer.put(lines, token, marks=marks)
+
+    def _once_per_retained(self, topic_bytes: bytes, payload: bytes, lines: list[str]) -> list[str]:
+        """A retained message comes again at every (re)subscription: its rejection is recorded
+        the first time only (per collector process and message), not re-counted."""
+        rejects = [line for line in lines if line.startswith("rejected_message,")]
+        if not rejects:
+            return lines
+        key = hashlib.sha256(topic_bytes + b"\x00" + payload).digest()
+        if key not in self._retained_seen:
+            self._retained_seen.add(key)
+            return lines
+        for line in rejects:  # counted once already: undo this delivery's counts
+            code = line.split(",", 2)[1].removeprefix("reason=").split(" ", 1)[0]
+            self.stats.rejected[code] -= 1
+            self._summary_counts[code] -= 1
+            self.stats.retained_repeats += 1
+        return [line for line in lines if not line.startswith("rejected_message,")]
 
     def _late_marks(
         self, readings: list[Reading], late_before_ns: int

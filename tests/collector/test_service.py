@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import paho.mqtt.client as paho
@@ -119,3 +120,37 @@ def test_gateway_status_is_stored_including_retained_and_will(
     rows = influx.query("SELECT last(state) FROM gateway_status GROUP BY supplier, site, gateway")
     states = {s.tags["supplier"]: s.values[0][1] for s in rows}
     assert states == {"cnc-d": "online", "forge-a": "offline"}
+
+
+def test_a_retained_bad_message_is_recorded_once_not_at_every_start(
+    make_config: Callable[..., Config], broker: Mosquitto, influx: InfluxClient
+) -> None:
+    """A gateway left a bad retained status. MQTT 5: the collector's persistent subscription
+    asks for retained messages only when it is new, so a restart does not record it again;
+    delivered twice to one process, it is recorded once. An empty retained payload (clearing
+    it) is not bad input at all."""
+    config = make_config()
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="left-behind")
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    topic = "energy/v1/forge-a/plant-1/gateway/gw1/status"
+    pub.publish(topic, b'{"state": "sleeping"}', qos=1, retain=True).wait_for_publish(5)
+    for start in range(2):  # two collector starts on the same persistent session
+        with Collector(config, client=influx) as collector:
+            assert wait_until(lambda c=collector: c.subscriber.connected, TIMEOUT_S)
+            if start == 0:
+                assert wait_until(lambda c=collector: c.stats.messages >= 1, TIMEOUT_S)
+                # The same retained message delivered again to this process (a new
+                # subscription of its own): still one rejection.
+                collector.subscriber._client.subscribe("energy/v1/+/+/gateway/+/status", qos=1)
+                assert wait_until(lambda c=collector: c.stats.messages >= 2, TIMEOUT_S)
+                assert collector.stats.retained_repeats == 1
+            else:
+                time.sleep(1.0)
+                assert collector.stats.messages == 0  # not resent on the existing subscription
+            assert collector.writer.flush(10)
+    pub.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)  # clear it
+    pub.loop_stop()
+    pub.disconnect()
+    stored = influx.query("SELECT count(count) FROM rejected_message")
+    assert stored[0].values[0][1] == 1
