@@ -125,3 +125,11 @@ def test_docker_compose_config_validates(tmp_path: Path) -> None:
          "config", "--quiet"], capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_the_scheduler_keeps_its_state_on_volumes(compose: dict, config: Config) -> None:  # type: ignore[type-arg]
+    """Exports and alert state (open incidents, the outbox) survive a container restart."""
+    volumes = mounts(compose["services"]["scheduler"])
+    for directory in (config.jobs.export_dir, config.alerts.state_dir):
+        assert directory.is_absolute() and str(directory) in volumes, directory
+        assert volumes[str(directory)] in compose["volumes"]
