@@ -230,7 +230,7 @@ class Collector:
             )
         if token is not None and token.retain and lines and not marks:
             lines = self._once_per_retained(topic_bytes, payload, lines)
-        self.writer.put(lines, token, marks=marks)
+        self.writer.put(lines, token, marks=marks, source=topic)
 
     def _once_per_retained(self, topic_bytes: bytes, payload: bytes, lines: list[str]) -> list[str]:
         """A retained message comes again at every (re)subscription: its rejection is recorded
@@ -317,10 +317,11 @@ class Collector:
             else:
                 self.stats.acks_dropped += 1
 
-    def _refused(self, line: str, why: str) -> None:
-        """InfluxDB refused a line: record that as a rejection instead of losing it silently."""
+    def _refused(self, line: str, why: str, topic: str) -> None:
+        """InfluxDB refused a line: record that as a rejection, with the topic (and so the
+        supplier) it came from, instead of losing it silently."""
         error = BadReading("write_refused", why[:300])
-        self.writer.put([self._reject(error, "", line.encode())], block=False)
+        self.writer.put([self._reject(error, topic, line.encode())], block=False)
 
     # --- self-metrics -------------------------------------------------------------------
 

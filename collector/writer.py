@@ -35,6 +35,8 @@ class _Entry:
     enqueued: float
     marks: list[tuple[tuple[str, str, str], int]] | None = None
     """(meter key, hour start) of each late reading among the lines."""
+    source: str = ""
+    """Where the lines came from (the MQTT topic), for a refusal's record."""
 
 
 class BatchWriter:
@@ -56,7 +58,7 @@ class BatchWriter:
         queue_max_points: int = 200_000,
         retry_wait_s: float = 1.0,
         on_written: Callable[[list[object]], None] | None = None,
-        on_refused: Callable[[str, str], None] | None = None,
+        on_refused: Callable[[str, str, str], None] | None = None,
         mark_lines: Callable[[Counter[tuple[tuple[str, str, str], int]]], list[str]] | None = None,
     ) -> None:
         self._client = client
@@ -65,7 +67,7 @@ class BatchWriter:
         self._queue_max = max(queue_max_points, batch_size)
         self._retry_wait_s = retry_wait_s
         self._on_written = on_written or (lambda tokens: None)
-        self._on_refused = on_refused or (lambda line, why: None)
+        self._on_refused = on_refused or (lambda line, why, source: None)
         self._mark_lines = mark_lines
         self._entries: deque[_Entry] = deque()
         self._queued_lines = 0
@@ -108,7 +110,7 @@ class BatchWriter:
 
     def put(
         self, lines: list[str], token: object | None = None, *, block: bool = True,
-        marks: list[tuple[tuple[str, str, str], int]] | None = None,
+        marks: list[tuple[tuple[str, str, str], int]] | None = None, source: str = "",
     ) -> None:  # fmt: skip
         """Queue lines; blocks while ``queue_max_points`` lines wait (backpressure, never a
         drop) unless ``block`` is false (for records the writer itself produces).
@@ -120,7 +122,7 @@ class BatchWriter:
         with self._cond:
             while block and self._queued_lines >= self._queue_max and not self._closing:
                 self._cond.wait(1.0)
-            self._entries.append(_Entry(lines, token, time.monotonic(), marks))
+            self._entries.append(_Entry(lines, token, time.monotonic(), marks, source))
             self._queued_lines += len(lines)
             self.enqueued += len(lines)
             if self._queued_lines >= self._batch_size:
@@ -193,7 +195,8 @@ class BatchWriter:
                 time.sleep(self._retry_wait_s)
                 continue
             except RequestRejected as exc:
-                written, refused = self._isolate(lines, str(exc))
+                sources = [entry.source for entry in batch for _ in entry.lines]
+                written, refused = self._isolate(lines, str(exc), sources=sources)
                 if marks and self._mark_lines is not None:
                     self._isolate(self._mark_lines(marks), "late-arrival marks", count=False)
                 break
@@ -213,13 +216,15 @@ class BatchWriter:
             self._in_flight_since = None
             self._cond.notify_all()
 
-    def _isolate(self, lines: list[str], why: str, count: bool = True) -> tuple[int, int]:
+    def _isolate(
+        self, lines: list[str], why: str, count: bool = True, sources: list[str] | None = None
+    ) -> tuple[int, int]:
         """InfluxDB refused a batch: write line by line so one bad line costs only itself
         (``count``: report refusals to ``on_refused``)."""
         if len(lines) > 1:
             log.error("InfluxDB refused a batch of %d lines; isolating: %s", len(lines), why)
         written = refused = 0
-        for line in lines:
+        for n, line in enumerate(lines):
             while True:
                 try:
                     self._client.write_lines([line])
@@ -229,7 +234,7 @@ class BatchWriter:
                 except RequestRejected as exc:
                     log.error("InfluxDB refused a line: %s; line: %.200s", exc, line)
                     if count:
-                        self._on_refused(line, str(exc))
+                        self._on_refused(line, str(exc), sources[n] if sources else "")
                     refused += 1
                 else:
                     written += 1

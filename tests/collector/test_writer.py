@@ -25,12 +25,14 @@ def test_influxdb_outage_holds_lines_and_writes_them_when_it_returns(tmp_path: P
             server.stop()
 
 
-def test_a_refused_line_costs_only_itself(influx: InfluxClient) -> None:
-    refused: list[str] = []
+def test_a_refused_line_costs_only_itself_and_keeps_its_source(influx: InfluxClient) -> None:
+    refused: list[tuple[str, str]] = []
     with BatchWriter(
-        client=influx, batch_size=10, on_refused=lambda line, why: refused.append(line)
-    ) as w:
-        w.put(["m v=1 1", "m v=2 2", 'm v="text" 3', "m v=4 4"])  # type conflict on line 3
+        client=influx, batch_size=10,
+        on_refused=lambda line, why, source: refused.append((line, source)),
+    ) as w:  # fmt: skip
+        w.put(["m v=1 1", "m v=2 2"], source="energy/v1/a/p/m1/readings")
+        w.put(['m v="text" 3', "m v=4 4"], source="energy/v1/b/p/m2/readings")  # type conflict
         assert w.flush(timeout_s=20)
-    assert refused == ['m v="text" 3'] and w.written == 3
+    assert refused == [('m v="text" 3', "energy/v1/b/p/m2/readings")] and w.written == 3
     assert [r[1] for r in influx.query("SELECT v FROM m")[0].values] == [1.0, 2.0, 4.0]
