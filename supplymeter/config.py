@@ -49,6 +49,8 @@ CREDENTIALS_IN_URL = (
 
 DEFAULT_CONFIG = "supplymeter.toml"
 CONFIG_ENV = "SUPPLYMETER_CONFIG"
+INFLUXDB_USERNAME_ENV = "SUPPLYMETER_INFLUXDB_USERNAME"
+"""Overrides ``[influxdb] username``: services sharing one config file log in as themselves."""
 
 
 class _Model(BaseModel):
@@ -930,6 +932,10 @@ def load_config(path: Path | str | None = None, environ: Mapping[str, str] | Non
     problems += _duplicates(str(registry_path), suppliers)
     if problems or services is None:
         raise ConfigError(problems)
+    user = environ.get(INFLUXDB_USERNAME_ENV)
+    if user:  # one config file for several services, each with its own database user
+        influxdb = services.influxdb.model_copy(update={"username": user})
+        services = services.model_copy(update={"influxdb": influxdb})
     ca = services.mqtt.tls_ca_file
     if ca is not None and not ca.is_absolute():
         mqtt = services.mqtt.model_copy(update={"tls_ca_file": path.parent / ca})

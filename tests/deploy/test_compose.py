@@ -133,3 +133,27 @@ def test_the_scheduler_keeps_its_state_on_volumes(compose: dict, config: Config)
     for directory in (config.jobs.export_dir, config.alerts.state_dir):
         assert directory.is_absolute() and str(directory) in volumes, directory
         assert volumes[str(directory)] in compose["volumes"]
+
+
+def test_each_service_has_its_own_least_privilege_influxdb_user(compose: dict) -> None:  # type: ignore[type-arg]
+    """No service holds the admin token: the collector writes, the scheduler reads and
+    writes, Grafana reads — each with its own user, created at InfluxDB's first start."""
+    services = compose["services"]
+    script = (COMPOSE_DIR / "influxdb-init" / "10-service-users.sh").read_text()
+    rights = {"collector": ["--write-bucket"], "scheduler": ["--read-bucket", "--write-bucket"],
+              "grafana": ["--read-bucket"]}  # fmt: skip
+    for user, flags in rights.items():
+        [command] = [c for c in script.split("influx v1 auth create")[1:]
+                     if f"--username {user}" in c]  # fmt: skip
+        assert sorted(re.findall(r"--(?:read|write)-bucket", command)) == sorted(flags), user
+    for name in ("collector", "scheduler"):
+        env = services[name]["environment"]
+        assert env["SUPPLYMETER_INFLUXDB_USERNAME"] == name
+        assert "SUPPLYMETER_INFLUXDB_TOKEN" not in env
+    assert "/docker-entrypoint-initdb.d" in mounts(services["influxdb"])
+    datasource = yaml.safe_load(
+        (COMPOSE_DIR / "grafana/provisioning/datasources/supplymeter.yml").read_text()
+    )["datasources"][0]
+    assert datasource["user"] == "grafana" and "Token" not in str(datasource)
+    assert all("ADMIN_TOKEN" not in str(s.get("environment", {}))
+               for n, s in services.items() if n != "influxdb")  # fmt: skip

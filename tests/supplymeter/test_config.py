@@ -125,3 +125,12 @@ def test_a_registry_that_is_not_a_path_is_a_clear_error(tmp_path: Path) -> None:
     found = "\n".join(caught.value.problems)
     assert "registry: must be the path of the registry file (got 5)" in found
     assert "mqtt.qos: must be 0, 1 or 2" in found
+
+
+def test_services_sharing_a_config_log_in_to_influxdb_as_themselves(tmp_path: Path) -> None:
+    path = write_config(tmp_path, SMALL_REGISTRY, '[influxdb]\nusername = "admin"\n')
+    assert load_config(path, {}).influxdb.username == "admin"
+    env = {"SUPPLYMETER_INFLUXDB_USERNAME": "collector", "SUPPLYMETER_INFLUXDB_PASSWORD": "pw"}
+    config = load_config(path, env)
+    assert config.influxdb.username == "collector"
+    assert config.secrets.influxdb_password is not None
