@@ -197,7 +197,7 @@ def test_collector_may_read_but_not_publish(
 def test_nobody_can_connect_with_anothers_client_id(secured: Secured, influx: InfluxClient) -> None:
     """The session takeover: a gateway of supplier A connects with the collector's client id
     (clean start). The broker refuses it, the collector keeps its session, and every reading
-    of supplier B arrives."""
+    of every supplier arrives (the simulator's ledger)."""
     config, server, passwords, _ = secured
     with Collector(config, client=influx) as collector:
         assert wait_until(lambda: collector.subscriber.connected, 10)
@@ -206,19 +206,26 @@ def test_nobody_can_connect_with_anothers_client_id(secured: Secured, influx: In
             client, reason = connect(server.port, user, passwords[user], client_id=client_id)
             assert reason is not None and reason.is_failure, (user, client_id, reason)  # type: ignore[attr-defined]
             client.loop_stop()
-        gateway, _ = connect(server.port, CNC_GW, passwords[CNC_GW], client_id=CNC_GW)
-        for i in range(100):
-            body = json.dumps({"ts": 1_788_220_800_000 + i * 60_000, "energy_kwh": 1.0 + i})
-            gateway.publish("energy/v1/cnc-d/plant-1/main/readings", body, qos=1)
-        gateway.publish("energy/v1/cnc-d/plant-1/main/readings", READING,
-                        qos=1).wait_for_publish(10)  # fmt: skip
-        assert wait_until(lambda: collector.stats.readings_accepted >= 101, 20)  # 100 + 1 again
-        assert collector.writer.flush(20)
-        gateway.disconnect()
-        gateway.loop_stop()
+        everything_lands(config, collector, influx, passwords)
         assert collector.subscriber.sessions_lost == 0 and collector.subscriber.connects == 1
-    stored = influx.query("SELECT count(energy_kwh) FROM reading WHERE supplier = 'cnc-d'")
-    assert stored[0].values[0][1] == 100  # the last repeats the first reading's timestamp
+
+
+def everything_lands(
+    config: Config, collector: Collector, influx: InfluxClient, passwords: dict[str, str]
+) -> None:
+    """A day of every supplier's gateways, logged in as themselves, through the broker:
+    InfluxDB holds exactly what the simulator's ledger says they sent."""
+    start = datetime(2026, 3, 2, tzinfo=ZoneInfo("Asia/Taipei"))
+    gateways = {u: p for u, p in passwords.items() if u != "collector"}
+    sim = simulate(config, start=start, end=start + timedelta(days=1), seed=5,
+                   gateway_passwords=gateways)  # fmt: skip
+    assert wait_until(lambda: collector.stats.reading_messages >= sim.messages, 30)
+    assert collector.writer.flush(30)
+    series = influx.query("SELECT count(energy_kwh), count(volume_m3) FROM reading "
+                          "GROUP BY supplier")  # fmt: skip
+    stored = {s.tags["supplier"]: sum(n or 0 for n in s.values[0][1:]) for s in series}
+    assert sum(stored.values()) == sim.readings and set(stored) == {"forge-a", "cnc-d"}
+    assert collector.stats.rejected_total == 0
 
 
 def subscribe_result(client: paho.Client, topic: str) -> list[object]:
@@ -240,7 +247,7 @@ def test_gateways_cannot_subscribe_not_even_to_the_collectors_shared_group(
 ) -> None:
     """The shared-subscription hijack: with collectors in a shared group, a gateway that joins
     it would receive half of every supplier's readings (and drop them). Its SUBSCRIBE is
-    refused; the collector gets 20 of 20."""
+    refused; the collector gets every reading."""
     for config, server, passwords, _ in secure(tmp_path, influx, 'shared_group = "collectors"\n'):
         with Collector(config, client=influx) as collector:
             assert wait_until(lambda: collector.subscriber.connected, 10)
@@ -249,16 +256,9 @@ def test_gateways_cannot_subscribe_not_even_to_the_collectors_shared_group(
                           "energy/v1/forge-a/plant-1/main/readings"):  # fmt: skip
                 reasons = subscribe_result(intruder, topic)
                 assert reasons and all(r.is_failure for r in reasons), (topic, reasons)  # type: ignore[attr-defined]
-            gateway, _ = connect(server.port, CNC_GW, passwords[CNC_GW], client_id=CNC_GW)
-            for i in range(20):
-                body = json.dumps({"ts": 1_788_220_800_000 + i * 60_000, "energy_kwh": 1.0 + i})
-                gateway.publish("energy/v1/cnc-d/plant-1/main/readings", body, qos=1)
-            assert wait_until(lambda: collector.stats.readings_accepted >= 20, 20)
-            assert collector.writer.flush(20)
-            for client in (intruder, gateway):
-                client.disconnect()
-                client.loop_stop()
-        assert collector.stats.readings_accepted == 20
+            everything_lands(config, collector, influx, passwords)  # not half of it
+            intruder.disconnect()
+            intruder.loop_stop()
 
 
 def test_plaintext_listens_on_loopback_only_when_tls_is_configured(secured: Secured) -> None:
