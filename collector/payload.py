@@ -32,6 +32,15 @@ MAX_TS_NS = 4_102_444_800 * 10**9
 """2100-01-01T00:00:00Z."""
 
 NON_NEGATIVE = REGISTERS | {"voltage_v", "current_a"}
+
+ABSOLUTE_LIMITS: dict[str, float] = {
+    "power_kw": 1e6, "voltage_v": 1e6, "current_a": 1e6,
+    **dict.fromkeys(REGISTERS, 1e15),
+}  # fmt: skip
+"""Magnitudes no meter of a metal-working plant reports, whatever its site: 1 GW, 1 MV,
+1 MA; registers beyond 10^15 lose the precision of a float's 53-bit mantissa at 0.1 units.
+A value beyond them is refused as ``invalid_value`` (the contract capacity bounds power more
+tightly where it is known)."""
 """Registers only rise (or wrap); voltage and current magnitudes are never negative."""
 
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -232,6 +241,8 @@ def parse_reading(obj: Any, ref: MeterRef, now_ns: int, limits: Limits) -> Readi
         number = raw if type(raw) is float and math.isfinite(raw) else _number(name, raw)
         if number < 0 and name in NON_NEGATIVE:
             raise BadReading("invalid_value", f"{name} cannot be negative")
+        if abs(number) > ABSOLUTE_LIMITS.get(name, math.inf):
+            raise BadReading("invalid_value", f"{name} is beyond any meter's range")
         if name == "power_factor" and not -1 <= number <= 1:
             raise BadReading("invalid_value", "power_factor must be within [-1, 1]")
         if name == register and rollover and number >= rollover:

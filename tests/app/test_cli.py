@@ -243,3 +243,17 @@ def test_check_finds_an_unwritable_state_dir_before_the_job_does(
                         f'[alerts]\nstate_dir = "{tmp_path / "blocker" / "alerts"}"\n')  # fmt: skip
     assert main(["--config", str(path), "check"]) == 2
     assert "alerts.state_dir: must be a writable directory" in capsys.readouterr().err
+
+
+def test_commands_refuse_nonsense_and_say_what_they_did(
+    tmp_path: Path, influx: InfluxClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import SMALL_REGISTRY, write_config
+
+    services = f'[influxdb]\nurl = "{influx.url}"\ndatabase = "{influx.database}"\n'
+    path = str(write_config(tmp_path / "cfg", SMALL_REGISTRY, services))
+    assert main(["--config", path, "rollup", "--start", "2026-10-02", "--end", "2026-10-01"]) == 2
+    assert "--end must be after --start" in capsys.readouterr().err
+    # No Grafana token: the dashboards job says so at once (no retries, no traceback).
+    assert main(["--config", path, "run-job", "dashboards"]) == 0
+    assert "dashboards: no dashboards push configured" in capsys.readouterr().out

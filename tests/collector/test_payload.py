@@ -303,6 +303,7 @@ def test_clock_resets_impossible_power_and_huge_numbers_are_refused_with_a_reaso
     ts = NOW_NS // 10**6
     assert code({"ts": ts, "energy_kwh": 1.0, "power_kw": 11 * capacity}) == "invalid_value"
     assert code({"ts": ts, "energy_kwh": 1.0, "seq": 2**63}) == "invalid_value"
+    assert code({"ts": ts, "energy_kwh": 1.0, "voltage_v": 1e308}) == "invalid_value"
     assert code(b'{"ts": 1, "energy_kwh": 1' + b"0" * 5000 + b"}") == "invalid_json"
 
 
