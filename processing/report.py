@@ -33,8 +33,9 @@ METHODOLOGY = [
      "(measured exactly from the meter events recorded in the registry), glitch (a momentary "
      "implausible leap left out), and - estimated, never measured - reset and fall (the "
      "register fell without a recorded meter event; a data-quality issue asks for the event) "
-     "and implausible (faster than the meter's largest plausible load). Estimated steps take "
-     "the meter's mean measured rate over up to an hour on each side."),
+     "and implausible (faster than the meter's largest plausible load). Reset and implausible "
+     "steps take the meter's mean measured rate over up to an hour on each side; a fall keeps "
+     "the register's own path around the odd reading."),
     ("Measured and estimated", "Each hour's consumption is split into measured (from measured "
      "register steps no longer than two reading intervals) and estimated (apportioned across "
      "a longer gap in proportion to time, or estimated across a reset, fall or implausible "

@@ -14,8 +14,10 @@ rollup (``flags``) so an auditor sees every correction:
   odd reading is left out and the step around it measured from its neighbours.
 * ``fall`` — one reading fell and the next rose above the reading before it. That is either a
   momentary odd value or a meter exchange whose new meter passed the old register by its next
-  reading (45 → 3 → 50): the data cannot tell, so the step is *estimated* and a quality issue
-  asks for the meter event. With the event recorded it is measured exactly.
+  reading (45 → 3 → 50): the data cannot tell, so the step around the odd reading is
+  *estimated* — at the register's own path around it (45 → 50; exact for a momentary odd
+  value, the least an exchange can have used) — and a quality issue asks for the meter event.
+  With the event recorded it is measured exactly.
 * ``rollover`` — it fell, and wrapping at the rollover value gives a plausible step (with no
   plausible-power limit known: a fall of more than half the rollover value): the step is
   ``new + rollover - old``.
@@ -25,9 +27,9 @@ rollup (``flags``) so an auditor sees every correction:
 * ``exchange`` / ``ct_change`` — the step crosses a meter event of the registry: measured
   exactly from the event's stated registers and the multiplier of each side.
 
-Estimated steps (``fall``, ``reset``, ``implausible``) take the meter's mean rate over up to an
-hour of measured steps on each side of them (the mean of both sides where both exist), so a
-single flat step next to them does not turn the estimate into zero.
+Rate-estimated steps (``reset``, ``implausible``) take the meter's mean rate over up to an hour
+of measured steps on each side of them (the mean of both sides where both exist), so a single
+flat step next to them does not turn the estimate into zero.
 
 An hour's ``coverage`` is the fraction of it spanned by measured steps no longer than
 ``max_gap``; its ``estimated_consumption`` is the part of its consumption that came from the
@@ -46,6 +48,8 @@ from supplymeter.records import HourlyConsumption
 HOUR_NS = 3600 * 10**9
 UNMEASURED = frozenset({"reset", "implausible", "fall"})
 """Step labels whose increase was estimated rather than measured."""
+RATE_ESTIMATED = frozenset({"reset", "implausible"})
+"""Estimated from the neighbouring rate (a fall keeps the register's path around it)."""
 UNEXPLAINED_FALLS = frozenset({"reset", "fall"})
 """Labels that ask for a meter event (a quality issue is raised for each)."""
 RATE_SPAN_NS = HOUR_NS
@@ -181,7 +185,7 @@ def _segment_steps(
         label, increase = step_label(reg[i], reg[i + 1], seg.rollover, limit)
         if label == "normal" and i in bridged:
             label = bridged[i]
-            increase = 0.0 if label == "fall" else increase
+            # a fall keeps the bridged increase: the register's own path around the odd value
         steps.append((label, increase * seg.multiplier))
     return ts, steps
 
@@ -190,7 +194,7 @@ def _estimate(ts: list[int], steps: list[tuple[str, float]]) -> list[tuple[str, 
     """Fill each estimated step with the mean measured rate around it. [unit]"""
     out = list(steps)
     for i, (label, _) in enumerate(steps):
-        if label not in UNMEASURED:
+        if label not in RATE_ESTIMATED:
             continue
         rates = []
         for direction in (-1, 1):

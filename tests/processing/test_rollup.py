@@ -164,7 +164,7 @@ def quarter_hours(*registers: float) -> list[tuple[int, float]]:
 def test_a_fall_that_returns_is_estimated_never_measured() -> None:
     """100 → 110 → 0 → 130: a momentary zero, or an exchange whose new meter passed the old
     register by its next reading. The data cannot tell: the 30 min around the odd reading are
-    estimated at the neighbouring rate (10 kWh per 15 min) and asked about."""
+    estimated along the register's own path (110 → 130) and asked about."""
     s = series(meter(), quarter_hours(100.0, 110.0, 0.0, 130.0, 140.0))
     [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, 30 * MIN)
     assert hour.consumption == pytest.approx(40.0) and hour.flags == ("fall",)
@@ -253,6 +253,8 @@ def test_the_same_registers_without_the_event_are_estimated_and_asked_about() ->
     s = series(meter(), quarter_hours(40.0, 45.0, 3.0, 50.0, 60.0))
     [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, Q)
     assert hour.estimated and hour.flags == ("fall",)
+    # The least the exchange can have used (45 → 50), never shown as measured.
+    assert hour.consumption == pytest.approx(20.0) and hour.estimated_consumption == 5.0
     assert [label for _, label in measure(s).falls()] == ["fall"]
 
 
