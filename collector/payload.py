@@ -348,6 +348,8 @@ def parse_status(
     if ts_ns is not None and ts_ns > now_ns + limits.max_future_ns:
         raise BadReading("future_timestamp", "status ts is further ahead of the collector's "
                          f"clock than {limits.max_future_ns // 10**9} s")  # fmt: skip
+    if ts_ns is not None and ts_ns < now_ns - limits.max_past_ns:
+        raise BadReading("stale_timestamp", "status ts is older than the collector's horizon")
     return GatewayStatus(topic.supplier, topic.site, topic.gateway, obj["state"], now_ns, ts_ns)
 
 

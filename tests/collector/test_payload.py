@@ -324,3 +324,5 @@ def test_a_gateway_status_from_the_future_is_refused(example_config: Config) -> 
     topic = StatusTopic("heat-c", "kaohsiung-1", "gw1")
     body = json.dumps({"state": "online", "ts": "2099-01-01T00:00:00Z"}).encode()
     assert code_of(parse_status, body, topic, registry, NOW_NS, LIMITS) == "future_timestamp"
+    body = json.dumps({"state": "online", "ts": "2000-01-01T00:00:00Z"}).encode()
+    assert code_of(parse_status, body, topic, registry, NOW_NS, LIMITS) == "stale_timestamp"
