@@ -92,6 +92,9 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     start = datetime.fromtimestamp(start_ns / 1e9, tz)
     end = datetime.fromtimestamp(end_ns / 1e9, tz)
     out = args.out
+    # A rerun starts clean: its own stack below, and no versions left from an earlier run
+    # (the demo shows a first export, and `make docs` copies it).
+    shutil.rmtree(out / str(month), ignore_errors=True)
     # Its own stack on free ports by default: the demo runs beside any other local stack or
     # collector (another checkout, another user) and never shares their ports or client id.
     own = LocalStack.on_free_ports(out / "stack")
