@@ -38,6 +38,7 @@ from collector.payload import readings_topic
 from deploy.stack import LocalStack, free_port
 from supplymeter.config import load_config
 from supplymeter.influx import InfluxClient
+from supplymeter.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "100000"))
@@ -184,7 +185,7 @@ processes = {processes}
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "supplymeter.cli", "--config", str(self.config), "collect"],
+            [sys.executable, "-m", "app.cli", "--config", str(self.config), "collect"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 30
@@ -241,7 +242,7 @@ def drain(
     rss = collector.peak_rss_mb()
     collector.stop()
     client = InfluxClient(url=stack.influxdb.url, database=database)
-    stored = client.query("SELECT count(energy_kwh) FROM reading")[0].values[0][1]
+    stored = Store(client).count_readings(0, 2**62)
     return len(messages) / took, rss, stored
 
 
@@ -254,6 +255,7 @@ def latency(
     count = int(rate * seconds)
     messages = payloads(count, 1, 0)
     client = InfluxClient(url=stack.influxdb.url, database="bench_latency")
+    store = Store(client)
     seen: list[tuple[float, int]] = []
     import threading
 
@@ -261,8 +263,7 @@ def latency(
 
     def poll() -> None:
         while not stop.is_set():
-            series = client.query("SELECT count(energy_kwh) FROM reading")
-            seen.append((time.perf_counter(), series[0].values[0][1] if series else 0))
+            seen.append((time.perf_counter(), store.count_readings(0, 2**62)))
             time.sleep(0.1)  # the count query costs CPU the collector shares
 
     poller = threading.Thread(target=poll, daemon=True)

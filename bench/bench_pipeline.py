@@ -13,7 +13,6 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from collector.mqtt import wait_until
 from collector.service import Collector
 from deploy.stack import LocalStack, configure_for
 from processing.emissions import FactorLibrary
@@ -47,7 +46,9 @@ def main() -> None:
         with Collector(cfg, client=client) as collector:
             sim = simulate(cfg, start=start, end=end, seed=1)
             published = time.perf_counter()
-            wait_until(lambda: collector.stats.reading_messages >= sim.messages, 600)
+            deadline = time.monotonic() + 600
+            while collector.stats.reading_messages < sim.messages and time.monotonic() < deadline:
+                time.sleep(0.05)
             collector.writer.flush(600)
             stored = time.perf_counter()
         library = FactorLibrary.load()
