@@ -251,15 +251,16 @@ class Collector:
 
     def _late_marks(
         self, readings: list[Reading], late_before_ns: int
-    ) -> list[tuple[tuple[str, str, str], int]]:
+    ) -> list[tuple[tuple[tuple[str, str, str], int], int]]:
         """(meter, hour) of each late reading: the writer stores one ``reading_arrival`` per
         distinct pair and batch, durable together with the readings, and the rollup job
         recomputes exactly those hours, however old. On-time readings (the common case) cost
         nothing: the job's trailing window covers them."""
         key = (readings[0].supplier, readings[0].site, readings[0].meter)
-        late = [(key, r.ts_ns - r.ts_ns % HOUR_NS) for r in readings if r.ts_ns < late_before_ns]
-        self.stats.late_readings += len(late)
-        return late
+        hours = Counter(r.ts_ns // HOUR_NS for r in readings if r.ts_ns < late_before_ns)
+        self.stats.late_readings += sum(hours.values())
+        # One entry per hour (the writer merges them per batch); its count is the readings.
+        return [((key, h * HOUR_NS), n) for h, n in hours.items()]
 
     def _mark_lines(self, marks: Counter[tuple[tuple[str, str, str], int]]) -> list[str]:
         return [arrival_line(key, hour, n, self._now_ns()) for (key, hour), n in marks.items()]

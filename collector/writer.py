@@ -33,8 +33,8 @@ class _Entry:
     lines: list[str]
     token: object | None
     enqueued: float
-    marks: list[tuple[tuple[str, str, str], int]] | None = None
-    """(meter key, hour start) of each late reading among the lines."""
+    marks: list[tuple[tuple[tuple[str, str, str], int], int]] | None = None
+    """((meter key, hour start), late readings in it) of the late readings among the lines."""
     source: str = ""
     """Where the lines came from (the MQTT topic), for a refusal's record."""
 
@@ -110,7 +110,8 @@ class BatchWriter:
 
     def put(
         self, lines: list[str], token: object | None = None, *, block: bool = True,
-        marks: list[tuple[tuple[str, str, str], int]] | None = None, source: str = "",
+        marks: list[tuple[tuple[tuple[str, str, str], int], int]] | None = None,
+        source: str = "",
     ) -> None:  # fmt: skip
         """Queue lines; blocks while ``queue_max_points`` lines wait (backpressure, never a
         drop) unless ``block`` is false (for records the writer itself produces).
@@ -179,7 +180,8 @@ class BatchWriter:
         marks: Counter[tuple[tuple[str, str, str], int]] = Counter()
         for entry in batch:
             if entry.marks:
-                marks.update(entry.marks)
+                for pair, n in entry.marks:
+                    marks[pair] += n
         while True:
             started = time.monotonic()
             try:
