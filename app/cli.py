@@ -334,8 +334,8 @@ def cmd_export(config: Config, args: argparse.Namespace) -> int:
     from processing.scope3 import Month
 
     month = Month.parse(args.month)
-    _, end = month.bounds(ZoneInfo(config.jobs.timezone))
-    if month.bounds(ZoneInfo(config.jobs.timezone))[0] > time.time_ns():
+    begin, end = month.bounds(ZoneInfo(config.jobs.timezone))
+    if begin > time.time_ns():
         raise ConfigError([f"--month {month}: has not begun yet; nothing to export"])
     if end > time.time_ns():
         log.warning("%s is not over yet: this export is partial and will be restated", month)
