@@ -245,7 +245,8 @@ class Collector:
         for line in rejects:  # counted once already: undo this delivery's counts
             code = line.split(",", 2)[1].removeprefix("reason=").split(" ", 1)[0]
             self.stats.rejected[code] -= 1
-            self._summary_counts[code] -= 1
+            if self._summary_counts[code] > 0:  # the periodic summary may have reset it
+                self._summary_counts[code] -= 1
             self.stats.retained_repeats += 1
         return [line for line in lines if not line.startswith("rejected_message,")]
 
