@@ -320,9 +320,12 @@ def export_month(
     diff_rows: list[list[str]] = []
     if latest is not None:
         diff_rows = differences(latest["totals"], new_totals, config.jobs.restate_threshold_pct)
-        if latest.get("inputs_digest") != digest:
+        if "inputs_digest" not in latest:  # written before quality and inputs were recorded
+            why.append("export upgraded: measured/estimated energy, primary-data share and "
+                       "input fingerprints added")  # fmt: skip
+        elif latest["inputs_digest"] != digest:
             why.append("allocation or certificate inputs changed for the month")
-        if not diff_rows and latest.get("inputs_digest") == digest:
+        if not diff_rows and latest.get("inputs_digest") == digest:  # nothing moved
             directory = month_dir / f"v{latest['version']}"
             store.write(monthly_lines(config, month, latest["totals"], latest["version"]))
             return ExportResult(
