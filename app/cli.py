@@ -89,6 +89,11 @@ def check_inputs(config: Config) -> list[str]:
     if j.certificates_file:
         loaders.append(("certificates", lambda: load_certificates(config.resolve(
             j.certificates_file)), j.certificates_file))  # fmt: skip
+    if j.bills_file:
+        from processing.reconcile import load_bills
+
+        loaders.append(("bills", lambda: load_bills(config.resolve(j.bills_file)),
+                        j.bills_file))  # fmt: skip
     for name, load, path in loaders:
         try:
             load()

@@ -28,12 +28,21 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from processing.emissions import EmissionFactor, FactorLibrary
+from processing.reconcile import (
+    RECONCILIATION_COLUMNS,
+    Bill,
+    Reconciliation,
+    load_bills,
+    reconciliation_row,
+)
 from processing.scope3 import (
     AllocationShare,
     Certificates,
@@ -52,6 +61,7 @@ from processing.scope3 import (
 from processing.versions import differences, latest_manifest, publish
 from supplymeter.carriers import CARRIERS
 from supplymeter.config import Config
+from supplymeter.errors import ConfigError
 from supplymeter.records import ns_to_datetime
 from supplymeter.store import MonthlyTotals, Store, monthly_line, pathway_line
 
@@ -90,6 +100,7 @@ class Inputs:
 
     allocations: dict[tuple[str, Month], AllocationShare]
     certificates: dict[tuple[str, str, Month], Certificates]
+    bills: list[Bill] = field(default_factory=list)
 
     @classmethod
     def load(cls, config: Config) -> Inputs:
@@ -98,7 +109,14 @@ class Inputs:
             load_allocations(config.resolve(j.allocations_file)) if j.allocations_file else {},
             load_certificates(config.resolve(j.certificates_file))
             if j.certificates_file else {},
+            load_bills(config.resolve(j.bills_file)) if j.bills_file else [],
         )  # fmt: skip
+
+    def bills_of(self, month: Month) -> list[Bill]:
+        """The bills whose billing period ends (its last day) in ``month``."""
+        return [b for b in self.bills
+                if Month((b.period_end - timedelta(days=1)).year,
+                         (b.period_end - timedelta(days=1)).month) == month]  # fmt: skip
 
     def digest(self, month: Month) -> str:
         """A fingerprint of this month's allocation and certificate rows."""
@@ -107,6 +125,8 @@ class Inputs:
              for k, a in self.allocations.items() if k[1] == month]
             + [repr((k[0], k[1], c.kwh, c.ids, c.issuer))
                for k, c in self.certificates.items() if k[2] == month]
+            + [repr((b.supplier, b.site, b.carrier, b.account, b.period_start, b.period_end,
+                     b.billed, b.bill_id)) for b in self.bills_of(month)]
         )  # fmt: skip
         return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
@@ -159,7 +179,32 @@ def compute_month(
         sites += supplier_sites
     used = {fid for m in meters for fid in m.factor_ids}
     factors = [f for f in library.factors if f.id in used]
-    return MonthFigures(month, suppliers, sites, meters, factors)
+    reconciliations = [reconcile_bill(config, store, b) for b in inputs.bills_of(month)]
+    return MonthFigures(month, suppliers, sites, meters, factors, reconciliations)
+
+
+def reconcile_bill(config: Config, store: Store, bill: Bill) -> Reconciliation:
+    """A bill against the meters over its own billing period (see :mod:`processing.reconcile`):
+    the site's grid meter for electricity where it has one, else its consumption meters."""
+    found = config.registry.site(bill.supplier, bill.site)
+    if found is None:
+        raise ConfigError([f"{bill.source}: no site {bill.supplier}/{bill.site} in the registry"])
+    _, site = found
+    of_carrier = [m for m in site.meters if m.carrier == bill.carrier]
+    grid = [m for m in of_carrier if m.role == "grid"]
+    chosen = grid or [m for m in of_carrier if m.role == "consumption"]
+    if not chosen:
+        raise ConfigError([f"{bill.source}: {bill.supplier}/{bill.site} has no "
+                           f"{bill.carrier} meter to reconcile with"])  # fmt: skip
+    tz = ZoneInfo(site.timezone)
+    start, end = bill.bounds(tz)
+    totals = store.meter_totals(start, end, supplier=bill.supplier, site=bill.site)
+    found_totals = [totals.get((bill.supplier, bill.site, m.id)) for m in chosen]
+    metered = math.fsum(t.consumption for t in found_totals if t is not None)
+    hours = (end - start) // (3600 * 10**9)
+    missing = sum(hours - (t.hours if t is not None else 0) for t in found_totals)
+    return Reconciliation(bill, metered, tuple(m.id for m in chosen), missing,
+                          config.jobs.reconcile_threshold_pct)  # fmt: skip
 
 
 # --- rows -----------------------------------------------------------------------------------
@@ -257,13 +302,17 @@ def factor_row(f: EmissionFactor) -> list[str]:
 def tables(figures: MonthFigures) -> dict[str, tuple[tuple[str, ...], list[list[str]]]]:
     shares = {s.supplier.id: (s.allocation or registry_share(s.supplier)).share
               for s in figures.suppliers}  # fmt: skip
-    return {
+    out = {
         "suppliers": (SUPPLIER_COLUMNS, [supplier_row(s) for s in figures.suppliers]),
         "sites": (SITE_COLUMNS, [site_row(s) for s in figures.sites]),
         "meters": (METER_COLUMNS,
                    [meter_row(m, shares[m.ref.supplier.id]) for m in figures.meters]),
         "factors": (FACTOR_COLUMNS, [factor_row(f) for f in figures.factors]),
     }  # fmt: skip
+    if figures.reconciliations:
+        rows = [reconciliation_row(r) for r in figures.reconciliations]
+        out["reconciliation"] = (RECONCILIATION_COLUMNS, rows)
+    return out
 
 
 def _write_csv(path: Path, columns: tuple[str, ...], rows: list[list[str]]) -> None:
@@ -341,7 +390,7 @@ def export_month(
         from processing.report import write_chart, write_xlsx
 
         paths = _paths(staging, month)
-        for name, (columns, rows) in sheets.items():
+        for name, (columns, rows) in sheets.items():  # reconciliation too, when bills exist
             _write_csv(staging / f"scope3-{month}-{name}.csv", columns, rows)
         write_chart(paths[5], month, history, [s.id for s in config.registry.suppliers])
         write_xlsx(paths[4], figures, sheets, paths[5], version, diff_rows, why)
@@ -363,11 +412,15 @@ def export_month(
 
 
 def _paths(directory: Path, month: Month) -> list[Path]:
+    """The version's files: the four CSVs, XLSX, chart, manifest, then the reconciliation
+    CSV where bills were reconciled."""
+    reconciliation = directory / f"scope3-{month}-reconciliation.csv"
     return [
         *(directory / f"scope3-{month}-{name}.csv" for name in NAMES),
         directory / f"scope3-{month}.xlsx",
         directory / f"scope3-{month}-chart.png",
         directory / "manifest.json",
+        *([reconciliation] if reconciliation.exists() else []),
     ]
 
 

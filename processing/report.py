@@ -55,6 +55,11 @@ METHODOLOGY = [
      "dedicated (1). Inputs and source per supplier are in the Summary sheet."),
     ("Carriers without factor", "Named in the Summary sheet and counted as unknown, never as "
      "zero."),
+    ("Reconciliation", "Each utility bill whose billing period ends in the month is compared "
+     "with what the meters measured over that billing period (not the calendar month): the "
+     "site's grid meter for electricity where it has one, else its consumption meters. The "
+     "difference beyond the configured threshold (default 2%) is flagged 'CHECK'; hours of the "
+     "period without any data are counted beside it."),
 ]  # fmt: skip
 
 
@@ -114,8 +119,9 @@ def write_xlsx(
     wb = Workbook()
     wb.remove(wb.active)
     for title, name in (("Summary", "suppliers"), ("Sites", "sites"), ("Detail", "meters"),
-                        ("Factors", "factors")):  # fmt: skip
-        _sheet(wb, title, *tables[name])
+                        ("Factors", "factors"), ("Reconciliation", "reconciliation")):  # fmt: skip
+        if name in tables:  # reconciliation: only with [jobs] bills_file
+            _sheet(wb, title, *tables[name])
     ws = wb.create_sheet("Methodology")
     ws.column_dimensions["A"].width = 26
     ws.column_dimensions["B"].width = 110

@@ -21,6 +21,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from processing.emissions import EmissionFactor
+from processing.reconcile import Reconciliation
 from supplymeter.config import MeterRef, Supplier
 from supplymeter.errors import ConfigError, SupplymeterError
 from supplymeter.records import MeterTotals, datetime_to_ns
@@ -432,3 +433,5 @@ class MonthFigures:
     sites: list[SiteMonth]
     meters: list[MeterMonth]
     factors: list[EmissionFactor]
+    reconciliations: list[Reconciliation] = field(default_factory=list)
+    """The bills whose billing period ends in the month, against the meters."""

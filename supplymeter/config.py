@@ -311,6 +311,12 @@ class JobsSettings(_Model):
     """Emission factor CSV (columns of ``processing/data/emission_factors.csv``); unset: the
     file shipped with supplymeter. A new or corrected row restates exactly the hours it
     changes at the next rollup."""
+    bills_file: Path | None = None
+    """CSV of utility bills (supplier, site, carrier, account, period_start, period_end, billed,
+    unit, bill_id): each export reconciles the bills whose period ends in its month with what
+    the meters measured over the billing period."""
+    reconcile_threshold_pct: float = Field(2.0, ge=0)
+    """A bill whose metered quantity differs by more than this is flagged. [%]"""
     restate_threshold_pct: float = Field(0.1, ge=0)
     """Re-running an exported month writes a new version when a total moves by more than this."""
     job_retries: int = Field(3, ge=0, le=20)
