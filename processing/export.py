@@ -226,7 +226,8 @@ SUPPLIER_COLUMNS = (
     "month", "supplier", "supplier_name", "kind", *_carrier_columns(), "emissions_kgco2e",
     "scope1_kgco2e", "scope2_kgco2e", "other_kgco2e", "market_kgco2e", "allocation_method",
     "allocation_share", "allocation_numerator", "allocation_denominator", "allocation_unit",
-    "allocation_basis", "allocation_source", "allocated_kgco2e", "allocated_market_kgco2e",
+    "allocation_basis", "allocation_source", "allocated_kgco2e", "allocated_scope1_kgco2e",
+    "allocated_scope2_kgco2e", "allocated_market_kgco2e",
     "completeness_pct", "primary_data_share_pct", "estimated_pct", "provisional",
     "carriers_without_factor", "register_corrections",
 )  # fmt: skip
@@ -259,7 +260,9 @@ def supplier_row(s: SupplierMonth) -> list[str]:
         _fmt(s.emissions_kgco2e), _fmt(s.by_scope.get("1", 0.0)), _fmt(s.by_scope.get("2", 0.0)),
         _fmt(s.by_scope.get("3", 0.0)), _fmt(s.market_kgco2e),
         a.method, f"{a.share:.6g}", _fmt(a.numerator, 6), _fmt(a.denominator, 6), a.unit,
-        a.basis, a.source, _fmt(s.allocated_kgco2e), _fmt(s.allocated_market_kgco2e),
+        a.basis, a.source, _fmt(s.allocated_kgco2e),
+        _fmt(s.by_scope.get("1", 0.0) * a.share), _fmt(s.by_scope.get("2", 0.0) * a.share),
+        _fmt(s.allocated_market_kgco2e),
         _fmt(100 * s.completeness, 2), _fmt(100 * s.primary_data_share, 2),
         _fmt(100 * s.estimated_share, 2), str(s.provisional).lower(),
         ";".join(s.carriers_without_factor),
@@ -393,7 +396,8 @@ def export_month(
         for name, (columns, rows) in sheets.items():  # reconciliation too, when bills exist
             _write_csv(staging / f"scope3-{month}-{name}.csv", columns, rows)
         write_chart(paths[5], month, history, [s.id for s in config.registry.suppliers])
-        write_xlsx(paths[4], figures, sheets, paths[5], version, diff_rows, why)
+        write_xlsx(paths[4], figures, sheets, paths[5], version, diff_rows, why,
+                   base_year_policy(config))  # fmt: skip
 
     manifest = {
         "month": str(month),
@@ -409,6 +413,24 @@ def export_month(
         month, figures.suppliers, figures.sites, figures.meters, figures.factors, done.version,
         True, done.directory, _paths(done.directory, month), done.diff_path, tuple(why),
     )  # fmt: skip
+
+
+def base_year_policy(config: Config) -> list[tuple[str, str]]:
+    """The methodology rows of the base year and the recalculation policy (GHG Protocol Scope 3
+    Standard, chapter 9: a base year, a recalculation policy and a significance threshold)."""
+    j = config.jobs
+    base = (f"Base year {j.base_year}: later years are reported against it." if j.base_year
+            else "No base year declared ([jobs] base_year).")  # fmt: skip
+    text = (
+        f"{base} Recalculation policy: the base year and every reported year are "
+        "recalculated when a structural change (a supplier or site added or removed, an "
+        "outsourcing or insourcing), a change of calculation method or emission factor, or a "
+        "discovered error moves the base year's emissions by more than "
+        f"{j.recalculation_threshold_pct:g}%. Below that threshold, corrections restate only "
+        f"the affected months (new export versions beyond {j.restate_threshold_pct:g}%, each "
+        "with its reasons)."
+    )
+    return [("Base year and recalculation", text)]
 
 
 def _paths(directory: Path, month: Month) -> list[Path]:

@@ -7,6 +7,7 @@ the previous 12 months.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +25,16 @@ if TYPE_CHECKING:
 
 METHODOLOGY = [
     ("Standard", "GHG Protocol Corporate Value Chain (Scope 3) Standard, Category 1 (purchased "
-     "goods and services), supplier-specific method; ISO 14064-1:2018 Category 4."),
+     "goods and services), hybrid method: the suppliers' own scope 1 and scope 2 emissions, "
+     "measured by meters, allocated to the buyer's purchases (the 'supplier-specific' method "
+     "would need product-level cradle-to-gate data); ISO 14064-1:2018 Category 4."),
+    ("Boundary and exclusions", "Included: each supplier's metered scope 1 (fuels burnt on "
+     "site) and scope 2 (purchased electricity, steam) at its metered sites, shown separately "
+     "before allocation; purchased water as reported. Excluded from this figure (to be "
+     "covered with secondary data in the buyer's inventory): the suppliers' upstream "
+     "materials, transport and waste (their own scope 3); unmetered sources and sites. "
+     "Material the buyer supplies to a tolling supplier is already in the buyer's own "
+     "Category 1 and is not counted again here."),
     ("Activity data", "Measured by meters at the supplier's sites: cumulative registers, read "
      "at device time, turned into hourly consumption (CT multiplier applied). Calendar months "
      "in each site's timezone."),
@@ -73,11 +83,12 @@ def write_chart(
     bottom = [0.0] * len(months)
     labels = [str(m) for m in months]
     for supplier in suppliers:
-        values = [data[m].get(supplier, 0.0) for m in months]
+        # A month without data is left empty (no bar), not drawn as zero emissions.
+        values = [data[m].get(supplier, math.nan) for m in months]
         ax.bar(labels, values, bottom=bottom, label=supplier, width=0.7)
-        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        bottom = [b + (0.0 if math.isnan(v) else v) for b, v in zip(bottom, values, strict=True)]
     ax.set_ylabel("tCO2e (location-based)")
-    ax.set_title(f"Monthly emissions by supplier, 12 months to {month}", loc="left")
+    ax.set_title(f"Monthly emissions by supplier, {len(months)} months to {month}", loc="left")
     ax.tick_params(axis="x", rotation=45)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
@@ -115,6 +126,7 @@ def write_xlsx(
     version: int,
     diff_rows: list[list[str]],
     reasons: list[str] | None = None,
+    policy: list[tuple[str, str]] | None = None,
 ) -> Path:
     wb = Workbook()
     wb.remove(wb.active)
@@ -127,7 +139,7 @@ def write_xlsx(
     ws.column_dimensions["B"].width = 110
     ws.append([f"Scope 3 export {figures.month}, version {version}"])
     ws["A1"].font = Font(bold=True, size=13)
-    for topic, text in METHODOLOGY:
+    for topic, text in [*METHODOLOGY, *(policy or [])]:
         ws.append([topic, text])
     ws.append([])
     ws.append(["Supplier", "completeness, primary-data share, provisional, allocation"])

@@ -178,7 +178,8 @@ class AllocationShare:
 
 def registry_share(supplier: Supplier) -> AllocationShare:
     a = supplier.allocation
-    return AllocationShare(a.method, a.share, a.basis, "registry")
+    return AllocationShare(a.method, a.share, a.basis, "registry", a.numerator, a.denominator,
+                           a.unit)  # fmt: skip
 
 
 def _csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:

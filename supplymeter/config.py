@@ -319,6 +319,13 @@ class JobsSettings(_Model):
     """A bill whose metered quantity differs by more than this is flagged. [%]"""
     restate_threshold_pct: float = Field(0.1, ge=0)
     """Re-running an exported month writes a new version when a total moves by more than this."""
+    base_year: int | None = Field(None, ge=2000, le=2100)
+    """The scope-3 base year the buyer reports against (GHG Protocol Scope 3 Standard, ch. 9);
+    unset: none declared (the export says so)."""
+    recalculation_threshold_pct: float = Field(5.0, ge=0)
+    """Significance threshold of the base-year recalculation policy: structural changes,
+    methodology changes or errors that move the base year's emissions by more than this are
+    recalculated back to the base year. [%]"""
     job_retries: int = Field(3, ge=0, le=20)
     """Attempts after a failed scheduled job before it waits for its next run."""
     retry_delay_s: float = Field(60.0, ge=0)
@@ -602,6 +609,21 @@ class Allocation(_Model):
     share: float = Field(gt=0, le=1)
     basis: str = ""
     """What the share was computed from, for the auditor (e.g. units shipped / produced, 2025)."""
+    numerator: float | None = Field(None, ge=0)
+    denominator: float | None = Field(None, gt=0)
+    """The share's inputs, shown in the export (the share must equal their ratio)."""
+    unit: str = ""
+
+    @model_validator(mode="after")
+    def _ratio(self) -> Allocation:
+        if (self.numerator is None) != (self.denominator is None):
+            raise ValueError("give both numerator and denominator, or neither")
+        if self.numerator is not None and self.denominator is not None:
+            ratio = self.numerator / self.denominator
+            if abs(ratio - self.share) > 1e-4 * max(self.share, 1e-9):
+                raise ValueError(f"share {self.share:g} is not numerator / denominator "
+                                 f"({ratio:.6g})")  # fmt: skip
+        return self
 
 
 SupplierKind = Literal["forging", "springs", "heat_treatment", "machining", "other"]

@@ -110,3 +110,53 @@ def test_export_rows_report_energy_not_hours(example_config: Config) -> None:
     assert m.consumption == pytest.approx(60.0) and m.estimated == pytest.approx(20.0)
     assert m.measured + m.estimated == pytest.approx(m.consumption)
     assert round(100 * (1 - m.primary_data_share), 1) == 33.3 and m.completeness == 1.0
+
+
+def test_scopes_are_split_before_allocation_and_registry_shares_show_their_inputs(
+    example_config: Config,
+) -> None:
+    """heat-c: electricity (scope 2), gas (scope 1) and water (other), each allocated apart."""
+    from processing.export import SUPPLIER_COLUMNS, supplier_row
+    from supplymeter.config import Allocation
+
+    supplier = example_config.registry.supplier("heat-c")
+    assert supplier is not None
+    share = Allocation(method="physical", share=0.25, numerator=250, denominator=1000,
+                       unit="pieces", basis="pieces to the buyer / pieces produced")  # fmt: skip
+    supplier = supplier.model_copy(update={"allocation": share})
+    month = Month(2026, 10)
+    start, _ = month.bounds(TPE)
+    refs = [r for r in example_config.registry.meters() if r.supplier.id == "heat-c"]
+    meters = [month_of(r, month, hours_of(r, start, 744, 2.0), FactorLibrary.load()) for r in refs]
+    s = supplier_month(supplier, month, meters)
+    row = dict(zip(SUPPLIER_COLUMNS, supplier_row(s), strict=True))
+    assert float(row["scope2_kgco2e"]) == pytest.approx(1488 * 0.474)
+    assert float(row["scope1_kgco2e"]) == pytest.approx(1488 * 1.881, abs=1e-3)
+    assert float(row["allocated_scope1_kgco2e"]) == pytest.approx(0.25 * 1488 * 1.881, abs=1e-3)
+    assert float(row["allocated_scope2_kgco2e"]) == pytest.approx(0.25 * 1488 * 0.474, abs=1e-3)
+    assert (row["allocation_numerator"], row["allocation_denominator"],
+            row["allocation_unit"]) == ("250.000000", "1000.000000", "pieces")  # fmt: skip
+
+
+def test_a_registry_share_must_equal_its_inputs() -> None:
+    from pydantic import ValidationError
+
+    from supplymeter.config import Allocation
+
+    with pytest.raises(ValidationError, match="is not numerator / denominator"):
+        Allocation(method="physical", share=0.5, numerator=1, denominator=3)
+    with pytest.raises(ValidationError, match="both numerator and denominator"):
+        Allocation(method="physical", share=0.5, numerator=1)
+
+
+def test_the_methodology_states_the_base_year_and_the_recalculation_policy(
+    example_config: Config,
+) -> None:
+    from processing.export import base_year_policy
+    from tests.conftest import with_settings
+
+    [(topic, text)] = base_year_policy(example_config)
+    assert topic == "Base year and recalculation" and "No base year declared" in text
+    config = with_settings(example_config, "jobs", base_year=2025, recalculation_threshold_pct=5)
+    [(_, text)] = base_year_policy(config)
+    assert "Base year 2025" in text and "more than 5%" in text
