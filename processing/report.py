@@ -81,12 +81,14 @@ def write_chart(
     months = sorted(data)
     fig, ax = plt.subplots(figsize=(10, 4.2))
     bottom = [0.0] * len(months)
-    labels = [str(m) for m in months]
+    x = list(range(len(months)))
     for supplier in suppliers:
         # A month without data is left empty (no bar), not drawn as zero emissions.
         values = [data[m].get(supplier, math.nan) for m in months]
-        ax.bar(labels, values, bottom=bottom, label=supplier, width=0.7)
+        ax.bar(x, values, bottom=bottom, label=supplier, width=0.7)
         bottom = [b + (0.0 if math.isnan(v) else v) for b, v in zip(bottom, values, strict=True)]
+    ax.set_xticks(x, [str(m) for m in months])
+    ax.set_xlim(-0.6, len(months) - 0.4)  # every month keeps its place, with or without data
     ax.set_ylabel("tCO2e (location-based)")
     ax.set_title(f"Monthly emissions by supplier, {len(months)} months to {month}", loc="left")
     ax.tick_params(axis="x", rotation=45)
