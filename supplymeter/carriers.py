@@ -92,11 +92,6 @@ QUANTITIES: tuple[str, ...] = (
 """Protocol v1 quantity fields, in a stable order; the unit is in the name."""
 
 
-def carrier(name: str) -> Carrier:
-    """The carrier called ``name``; ``KeyError`` for an unknown one."""
-    return CARRIERS[name]
-
-
 def register_fields() -> tuple[str, ...]:
     """Distinct register fields of all carriers, in table order."""
     return tuple(dict.fromkeys(c.register_field for c in CARRIERS.values()))
