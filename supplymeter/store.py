@@ -489,6 +489,17 @@ class Store:
             if s.tags.get("supplier")
         }
 
+    def quality_issues(self, start_ns: int, end_ns: int) -> list[tuple[str, MeterKey, int, str]]:
+        """(code, meter, time, detail) of the data-quality issues raised in [start, end)."""
+        q = (f"SELECT detail FROM {quote_ident(QUALITY_ISSUE)} "
+             f"WHERE {_time_range(start_ns, end_ns)} "
+             "GROUP BY code, supplier, site, meter")  # fmt: skip
+        return [
+            (s.tags["code"], (s.tags["supplier"], s.tags["site"], s.tags["meter"]), int(row[0]),
+             str(row[1]))
+            for s in self.client.query(q) for row in s.values
+        ]  # fmt: skip
+
     # --- hourly rollups -------------------------------------------------------------------
 
     def hourly_consumption(
