@@ -18,11 +18,11 @@ An export lists the bills whose period ends in its month.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+from processing.scope3 import csv_rows
 from supplymeter.carriers import CARRIERS
 from supplymeter.errors import ConfigError
 from supplymeter.records import datetime_to_ns
@@ -57,14 +57,8 @@ class Bill:
 
 def load_bills(path: Path) -> list[Bill]:
     """Bills from a CSV with :data:`BILL_COLUMNS`; every problem reported at once."""
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = set(BILL_COLUMNS) - set(reader.fieldnames or ())
-        if missing:
-            raise ConfigError([f"{path}: missing columns {sorted(missing)}"])
-        rows = list(enumerate(reader, start=2))
     bills, problems = [], []
-    for line, row in rows:
+    for line, row in csv_rows(path, BILL_COLUMNS):
         where = f"{path}:{line}"
         try:
             carrier = CARRIERS.get(row["carrier"])

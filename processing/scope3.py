@@ -18,13 +18,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from processing.emissions import EmissionFactor
-from processing.reconcile import Reconciliation
 from supplymeter.config import MeterRef, Supplier
 from supplymeter.errors import ConfigError, SupplymeterError
 from supplymeter.records import MeterTotals, datetime_to_ns
+
+if TYPE_CHECKING:
+    from processing.reconcile import Reconciliation
 
 
 @dataclass(frozen=True, order=True)
@@ -182,7 +185,7 @@ def registry_share(supplier: Supplier) -> AllocationShare:
                            a.unit)  # fmt: skip
 
 
-def _csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
+def csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) of a CSV input file whose header must hold ``columns``."""
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -197,7 +200,7 @@ def load_allocations(path: Path) -> dict[tuple[str, Month], AllocationShare]:
     denominator, 1 for ``dedicated``. Every problem is reported at once (ConfigError)."""
     out: dict[tuple[str, Month], AllocationShare] = {}
     problems: list[str] = []
-    for line, row in _csv_rows(path, ALLOCATION_COLUMNS):
+    for line, row in csv_rows(path, ALLOCATION_COLUMNS):
         where = f"{path}:{line}"
         try:
             month = Month.parse(row["month"])
@@ -242,7 +245,7 @@ def load_certificates(path: Path) -> dict[tuple[str, str, Month], Certificates]:
     """Certificates per site and month from a CSV (columns :data:`CERTIFICATE_COLUMNS`)."""
     out: dict[tuple[str, str, Month], Certificates] = {}
     problems: list[str] = []
-    for line, row in _csv_rows(path, CERTIFICATE_COLUMNS):
+    for line, row in csv_rows(path, CERTIFICATE_COLUMNS):
         try:
             kwh = float(row["kwh"])
             if not kwh > 0:
