@@ -192,6 +192,20 @@ class Collector:
         topic = topic_bytes.decode("utf-8", "replace")
         lines: list[str] = []
         marks = None
+        # A retained message comes again at every (re)subscription: its rejection is recorded
+        # the first time only (per collector process and message), not re-counted.
+        retained = (hashlib.sha256(topic_bytes + b"\x00" + payload).digest()
+                    if token is not None and token.retain else None)  # fmt: skip
+        repeat = retained is not None and retained in self._retained_seen
+
+        def reject(exc: BadReading) -> list[str]:
+            if repeat:
+                self.stats.retained_repeats += 1
+                return []
+            if retained is not None:
+                self._retained_seen.add(retained)
+            return [self._reject(exc, topic, payload)]
+
         try:
             target = self._route(topic_bytes, topic)
             if isinstance(target, StatusTopic) and not payload:
@@ -220,35 +234,14 @@ class Collector:
                 if readings and min(r.ts_ns for r in readings) < now_ns - self._late_ns:
                     marks = self._late_marks(readings, now_ns - self._late_ns)
                 self.stats.readings_accepted += len(readings)
-                lines += [self._reject(exc, topic, payload) for exc in rejected]
+                for exc in rejected:
+                    lines += reject(exc)
         except BadReading as exc:
-            lines.append(self._reject(exc, topic, payload))
+            lines += reject(exc)
         except Exception as exc:  # a bug must not stop the stream; record it like bad input
             log.exception("internal error handling a message on %.200s", topic)
-            lines.append(
-                self._reject(BadReading("internal_error", repr(exc)[:300]), topic, payload)
-            )
-        if token is not None and token.retain and lines and not marks:
-            lines = self._once_per_retained(topic_bytes, payload, lines)
+            lines += reject(BadReading("internal_error", repr(exc)[:300]))
         self.writer.put(lines, token, marks=marks, source=topic)
-
-    def _once_per_retained(self, topic_bytes: bytes, payload: bytes, lines: list[str]) -> list[str]:
-        """A retained message comes again at every (re)subscription: its rejection is recorded
-        the first time only (per collector process and message), not re-counted."""
-        rejects = [line for line in lines if line.startswith("rejected_message,")]
-        if not rejects:
-            return lines
-        key = hashlib.sha256(topic_bytes + b"\x00" + payload).digest()
-        if key not in self._retained_seen:
-            self._retained_seen.add(key)
-            return lines
-        for line in rejects:  # counted once already: undo this delivery's counts
-            code = line.split(",", 2)[1].removeprefix("reason=").split(" ", 1)[0]
-            self.stats.rejected[code] -= 1
-            if self._summary_counts[code] > 0:  # the periodic summary may have reset it
-                self._summary_counts[code] -= 1
-            self.stats.retained_repeats += 1
-        return [line for line in lines if not line.startswith("rejected_message,")]
 
     def _late_marks(
         self, readings: list[Reading], late_before_ns: int
