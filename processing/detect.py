@@ -1,26 +1,42 @@
 """Alert detection: what is wrong right now, judged on the meters' own data.
 
-:class:`Detector` keeps each meter's recent readings (``baseline_weeks`` + 1 day) and, at any
-instant ``now``, finds:
+:class:`Detector` keeps each meter's consumption per ``window_min`` slot (15 min) for
+``baseline_weeks`` (float32, a ring per meter: 16 KB for six weeks) and only the last few hours
+of raw readings. At any instant ``now`` it finds:
 
 ``spike``
-    consumption over a window of ``window_min`` above a robust baseline: the same
-    local time of day (± one window) on days of the same type over the previous
-    ``baseline_weeks`` weeks — workdays (Monday to Friday) with workdays, Saturdays with
-    Saturdays, Sundays with Sundays, Taiwan public holidays with holidays. Median and MAD
-    (median absolute deviation), the MAD floored by the median relative spread of the windows
-    within ``POOL_HOURS`` on the same day type (a few weeks of one time of day under-estimate
-    a wandering load's spread — BENCHMARKS.md shows what that did to false alarms); a spike must
-    clear all three of ``spike_min_pct`` above the median, ``spike_min_abs_kwh`` (``_m3`` for
-    gas and water) and ``spike_mad`` robust standard deviations (1.4826 × MAD). Fewer than
-    ``min_history_weeks`` comparable days: the meter is reported as lacking history, never
-    judged.
+    a short excursion that came and went. Each completed slot is compared with the meter's
+    **comparable days**: of the previous ``baseline_weeks`` × 7 days, the ``neighbours`` (7)
+    whose load over the ``match_hours`` (4 h) before this time of day was closest to today's —
+    analogue forecasting (Lorenz, "Atmospheric predictability as revealed by naturally
+    occurring analogues", J. Atmos. Sci. 26, 1969) applied the way demand-response programmes
+    build customer baselines from similar days (Coughlin et al., *Estimating Demand Response
+    Load Impacts: Evaluation of Baseline Load Models for Non-Residential Buildings in
+    California*, LBNL-63728, 2008). Days are
+    chosen by load shape, so a plant producing on a Sunday is compared with producing days,
+    an idle holiday with idle days, a 450 kW day with 450 kW days, and a base-load shift that
+    lasts is matched by days at the new level once it has been seen. The slot is *unusual*
+    when it exceeds ``spike_min_pct`` above the **upper envelope**: the 80th percentile, over
+    those days, of the highest slot within ``shift_tolerance_min`` (± 1 h) of this time — so a
+    shift that started 30 minutes early, a skipped lunch dip or a shift that ran long stay
+    inside it — and by at least ``spike_min_abs_kwh`` (``_m3``) and 10% of the meter's median
+    slot. Unusual slots separated by less than ``quiet_min`` form one *episode*. An episode
+    that ends within ``spike_max_min`` and stood ``spike_return_pct`` above the level both
+    before and after it is reported once, with its excess energy, after it ended. Measured on
+    real 15-min loads with injected spikes: ``bench/bench_alerts_real.py``, BENCHMARKS.md.
+``regime``
+    an episode still unusual after ``spike_max_min``: an hours-long abnormal regime is one
+    incident, open while it lasts, with its excess energy so far.
+``level_shift``
+    the base load (10th percentile of a local day's slots, in kW) of the last three days
+    ``level_shift_pct`` away from the median of the two weeks before: one notice; then the new
+    level is the reference.
 
-    Windows end on a fixed grid (multiples of ``every_min``, epoch time) and each meter's
-    window is judged once, as soon as a reading at or after its end has arrived — whenever the
-    job happens to run, and also when the readings arrive late: a store-and-forward replay is
-    judged window by window when it lands (up to :data:`LOOKBACK_NS` back), so a spike during a
-    gateway outage is still reported, dated when it happened ("judged after the fact").
+    Severity is excess energy over the *usual* value (the median of the comparable days at
+    that time); every condition carries a plain sentence saying why and how unusual it is.
+    Slots are judged once, as soon as the readings around them have arrived — also when they
+    arrive late (up to :data:`LOOKBACK_NS` back); only then does the alert say "judged after
+    the fact".
 ``over_capacity``
     the site's demand over the window (its grid meter's import if it has one, else the sum of
     its electricity consumption meters; kWh per window → kW) above its contract capacity —
@@ -36,7 +52,7 @@ instant ``now``, finds:
 ``ingest_rejects``
     more than ``reject_per_hour`` rejected messages for a supplier in the last hour.
 
-Window consumption reuses the rollup's register handling (:mod:`processing.rollup`), so
+Slot consumption reuses the rollup's register handling (:mod:`processing.rollup`), so
 rollovers, glitches and meter swaps do not look like spikes.
 """
 
@@ -46,29 +62,40 @@ import bisect
 import math
 import statistics
 from array import array
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, tzinfo
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import date, datetime, tzinfo
+from functools import lru_cache
+
+import numpy as np
 
 from processing.rollup import RegisterSeries, cumulative_at, measure
 from supplymeter.calendar import public_holidays
 from supplymeter.config import AlertSettings, MeterRef, Registry
-from supplymeter.records import datetime_to_ns, ns_to_datetime
+from supplymeter.records import ns_to_datetime
 
 MIN_NS = 60 * 10**9
+HOUR_NS = 3600 * 10**9
 DAY_NS = 86_400 * 10**9
-LOOKBACK_NS = 6 * 3600 * 10**9
-"""Windows ending longer ago than this are no longer judged (the alert job re-reads this much
+LOOKBACK_NS = 6 * HOUR_NS
+"""Slots ending longer ago than this are no longer judged (the alert job re-reads this much
 of InfluxDB on every run to take late readings in)."""
-POOL_HOURS = 2
-"""The spread floor pools the windows up to this many hours either side."""
-MAD_TO_SIGMA = 1.4826
-"""MAD × 1.4826 estimates the standard deviation of normally distributed data."""
+RAW_KEEP_NS = LOOKBACK_NS + 2 * HOUR_NS
+"""Raw readings are kept this long (slots are computed from them; older history is slots)."""
+ENVELOPE_QUANTILE = 0.8
+"""The upper envelope is this quantile of the comparable days' highest slots near the time:
+with 7 days, between the 5th and 6th highest, so one odd day does not widen it."""
+LEVEL_FLOOR = 0.1
+"""An excursion must also exceed the envelope by this share of the meter's median slot."""
+BASE_QUANTILE = 0.1
+"""A day's base load: this quantile of its slots."""
+LEVEL_DAYS, LEVEL_REFERENCE_DAYS = 3, 14
+"""A level shift is the median base of the last 3 days against the 14 days before."""
 
 
 def day_type(local: datetime, country: str) -> str:
-    """``holiday`` (public holidays: their own type), ``Saturday``, ``Sunday`` or ``workday``
-    (Monday to Friday: plants run the same shifts on each, so four weeks give twenty
-    comparable days rather than four — see BENCHMARKS.md for what that does to precision)."""
+    """``holiday`` (public holidays), ``Saturday``, ``Sunday`` or ``workday`` — the calendar
+    words in alert sentences ("a usual Sunday")."""
     if local.date() in public_holidays(country, local.year):
         return "holiday"
     weekday = local.weekday()
@@ -79,10 +106,32 @@ def day_type(local: datetime, country: str) -> str:
     return "workday"
 
 
-def _hhmm(c: Condition, tz: tzinfo) -> str:
-    start = ns_to_datetime(c.window_start_ns).astimezone(tz)
-    end = ns_to_datetime(c.window_end_ns).astimezone(tz)
+def _hhmm(start_ns: int, end_ns: int, tz: tzinfo) -> str:
+    start = ns_to_datetime(start_ns).astimezone(tz)
+    end = ns_to_datetime(end_ns).astimezone(tz)
     return f"{start:%H:%M}–{end:%H:%M}"
+
+
+def duration_text(ns: int) -> str:
+    minutes = round(ns / MIN_NS)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, rest = divmod(minutes, 60)
+    return f"{hours} h {rest:02d} min" if rest else f"{hours} h"
+
+
+def how_often(days: int, of_days: int) -> str:
+    """Plain words for "reached on ``days`` of the last ``of_days`` days"."""
+    if days <= 0:
+        return f"not reached at this time of day on any of the last {of_days} days"
+    per_week = days / of_days * 7
+    if per_week >= 1:
+        often = f"about {per_week:.0f} times a week"
+    elif 7 / per_week <= 6:
+        often = f"about once every {7 / per_week:.0f} weeks"
+    else:
+        often = f"about once every {7 / per_week / 4.35:.0f} months"
+    return f"reached on {days} of the last {of_days} days at this time of day ({often})"
 
 
 @dataclass(frozen=True)
@@ -100,6 +149,15 @@ class Condition:
     window_start_ns: int
     window_end_ns: int
     detail: str
+    excess: float | None = None
+    """Energy (or volume) above the usual over the event [unit]; ``None`` where it does not
+    apply."""
+    reason: str = ""
+    """One plain sentence: why this is an alert and how unusual it is."""
+    over: bool = False
+    """Reported once, already over (a spike that came and went, a level-shift notice)."""
+    late: bool = False
+    """Judged only when its readings arrived late."""
 
     @property
     def key(self) -> str:
@@ -108,40 +166,88 @@ class Condition:
 
 @dataclass
 class Baseline:
-    median: float
-    """Median consumption of the comparable windows [kWh or m³]."""
-    mad: float
-    """Their median absolute deviation, floored by the pooled spread [kWh or m³]."""
-    days: int
+    """What a slot is compared with [kWh or m³ per slot]."""
 
-    def band(self, k: float = 3.0) -> tuple[float, float]:
-        spread = k * MAD_TO_SIGMA * self.mad
-        return max(0.0, self.median - spread), self.median + spread
+    median: float
+    """The usual value: median of the comparable days at this time."""
+    upper: float
+    """The upper envelope (see the module docstring)."""
+    days: int
+    """Comparable days used."""
+    threshold: float
+    """Above this the slot is unusual."""
+    reached: int = 0
+    """Days of the history on which this slot's value was reached near this time."""
+    history_days: int = 0
+
+    def band(self) -> tuple[float, float]:
+        return self.median, self.threshold
+
+
+@dataclass
+class Episode:
+    """Consecutive unusual slots (gaps shorter than ``quiet_min``) of one meter."""
+
+    start: int
+    """First unusual slot (slot number)."""
+    last: int
+    values: list[float] = field(default_factory=list)
+    usual: list[float] = field(default_factory=list)
+    peak_ratio: float = 0.0
+    reached: int = 0
+    history_days: int = 0
+    late: bool = False
+
+    @property
+    def excess(self) -> float:
+        return sum(v - u for v, u in zip(self.values, self.usual, strict=True))
 
 
 @dataclass
 class Track:
-    """One meter's recent readings, sorted by device time (arrays: 8 bytes a value)."""
+    """One meter: its raw readings of the last hours (arrays: 8 bytes a value) and its slot
+    history (a float32 ring)."""
 
     ref: MeterRef
+    slot_ns: int
+    capacity: int
+    """Slots kept in the ring."""
     ts: array = field(default_factory=lambda: array("q"))
     register: array = field(default_factory=lambda: array("d"))
     power: array = field(default_factory=lambda: array("d"))
-    """``power_kw`` of the readings from ``power_from`` on, NaN where none was sent — only the
-    recent ones are kept (the stuck check looks back ``stuck_after_min``)."""
+    """``power_kw`` of the readings from ``power_from`` on, NaN where none was sent."""
     power_from: int = 0
-    """Index in ``ts`` of ``power[0]``."""
-    judged_ns: int | None = None
-    """End of the last window judged for spikes (epoch ns)."""
-    spike: Condition | None = None
-    """The spike found in the last window judged, if it was one."""
-    steps: array = field(default_factory=lambda: array("d"))
-    """Consumption of each settled grid step from ``steps_base`` on, computed as baselines need
-    it: NaN not yet computed, −inf not measurable."""
-    steps_base: int = 0
+    slots: np.ndarray = field(init=False)
+    slot_hi: int = -(2**62)
+    """Highest slot number held."""
+    dirty_ns: int | None = None
+    """Earliest reading added since the slots were last computed from the raw readings."""
+    judged: int | None = None
+    """Last slot judged (slot number)."""
+    episode: Episode | None = None
+    bases: deque = field(default_factory=lambda: deque(maxlen=LEVEL_DAYS + LEVEL_REFERENCE_DAYS))
+    """(local date, base load kW) of the last complete days."""
+    base_day: date | None = None
+    level: tuple[int, float] = (-1, 0.0)
+    """(day number, median slot of the history) — refreshed daily."""
+
+    def __post_init__(self) -> None:
+        self.slots = np.full(self.capacity, np.nan, dtype=np.float32)
+
+    @property
+    def judged_ns(self) -> int | None:
+        """End of the last slot judged (epoch ns)."""
+        return None if self.judged is None else (self.judged + 1) * self.slot_ns
+
+    @judged_ns.setter
+    def judged_ns(self, end_ns: int | None) -> None:
+        self.judged = None if end_ns is None else end_ns // self.slot_ns - 1
+
+    # --- raw readings ---------------------------------------------------------------------
 
     def add(self, ts_ns: int, register: float, power: float | None) -> None:
         value = float("nan") if power is None else power
+        self.dirty_ns = ts_ns if self.dirty_ns is None else min(self.dirty_ns, ts_ns)
         if not self.ts or ts_ns > self.ts[-1]:
             self.ts.append(ts_ns)
             self.register.append(register)
@@ -164,7 +270,9 @@ class Track:
         """``power_kw`` of the readings from index ``i`` on (those kept), NaN left out."""
         return [p for p in self.power[max(0, i - self.power_from) :] if p == p]
 
-    def prune(self, before_ns: int, step_ns: int, power_before_ns: int) -> None:
+    def prune(self, before_ns: int, power_before_ns: int) -> None:
+        """Drop raw readings before ``before_ns`` (their slots are computed first)."""
+        self.refresh_slots()
         i = bisect.bisect_left(self.ts, before_ns)
         if i:
             del self.ts[:i], self.register[:i]
@@ -173,10 +281,6 @@ class Track:
         if k > self.power_from:
             del self.power[: k - self.power_from]
             self.power_from = k
-        n = min(before_ns // step_ns - self.steps_base, len(self.steps))
-        if n > 0:
-            del self.steps[:n]
-            self.steps_base += n
 
     def consumption(self, t0: int, t1: int) -> float | None:
         """Consumption in ``[t0, t1)`` [kWh or m³, multiplier applied]; ``None`` unless
@@ -195,6 +299,65 @@ class Track:
             return None
         return end - begin
 
+    # --- slots ------------------------------------------------------------------------------
+
+    def set_slot(self, g: int, value: float) -> None:
+        if g <= self.slot_hi - self.capacity:
+            return
+        if g > self.slot_hi:
+            gap = g - self.slot_hi
+            if gap >= self.capacity:
+                self.slots[:] = np.nan
+            else:
+                idx = np.arange(self.slot_hi + 1, g) % self.capacity
+                self.slots[idx] = np.nan
+            self.slot_hi = g
+        self.slots[g % self.capacity] = value
+
+    def get(self, g: np.ndarray) -> np.ndarray:
+        """Slot values for slot numbers ``g`` (NaN where unknown)."""
+        out = self.slots[g % self.capacity].astype(np.float64)
+        out[(g > self.slot_hi) | (g <= self.slot_hi - self.capacity)] = np.nan
+        return out
+
+    def slot(self, g: int) -> float:
+        if g > self.slot_hi or g <= self.slot_hi - self.capacity:
+            return math.nan
+        return float(self.slots[g % self.capacity])
+
+    def refresh_slots(self) -> None:
+        """Compute the slots the readings added since the last call touch."""
+        if self.dirty_ns is None or not self.ts:
+            self.dirty_ns = None
+            return
+        gap = 2 * self.ref.meter.interval_s * 10**9
+        first = max(self.dirty_ns - gap, self.ts[0]) // self.slot_ns - 1
+        for g in range(first, self.ts[-1] // self.slot_ns + 1):
+            value = self.consumption(g * self.slot_ns, (g + 1) * self.slot_ns)
+            if value is not None:
+                self.set_slot(g, value)
+        self.dirty_ns = None
+
+    def add_history(self, ts_ns: list[int], registers: list[float]) -> None:
+        """Slots from register samples (e.g. the first register of each slot, read from
+        InfluxDB for the weeks before the raw readings kept): consumption between samples,
+        interpolated to the slot boundaries as the rollup does."""
+        if len(ts_ns) < 2:
+            return
+        m = measure(RegisterSeries(self.ref, tuple(ts_ns), tuple(registers)))
+        gap = 2 * max(self.slot_ns, self.ref.meter.interval_s * 10**9)
+        g0, g1 = ts_ns[0] // self.slot_ns, ts_ns[-1] // self.slot_ns
+        for g in range(g0, g1):
+            t0, t1 = g * self.slot_ns, (g + 1) * self.slot_ns
+            i = bisect.bisect_right(ts_ns, t0) - 1
+            j = bisect.bisect_left(ts_ns, t1)
+            if i < 0 or j >= len(ts_ns) or t0 - ts_ns[i] > gap or ts_ns[j] - t1 > gap:
+                continue
+            begin = cumulative_at(m.ts_ns, m.cumulative, t0)
+            end = cumulative_at(m.ts_ns, m.cumulative, t1)
+            if begin is not None and end is not None:
+                self.set_slot(g, end - begin)
+
 
 def spike_floor(settings: AlertSettings, ref: MeterRef) -> float:
     """Smallest excess worth a spike alert per window [unit]: ``[alerts] spike_min_abs_kwh``
@@ -203,11 +366,18 @@ def spike_floor(settings: AlertSettings, ref: MeterRef) -> float:
     return overrides.get(ref.unit, ref.carrier.spike_min_abs)
 
 
+@lru_cache(maxsize=65536)
+def _offset_slots(tz: tzinfo, hour: int, slot_ns: int) -> int:
+    """The UTC offset of ``tz`` in the UTC hour ``hour`` (epoch hours), in slots."""
+    offset = ns_to_datetime(hour * HOUR_NS).astimezone(tz).utcoffset()
+    return round(offset.total_seconds() * 10**9 / slot_ns) if offset else 0
+
+
 @dataclass
 class Evaluation:
     conditions: list[Condition]
     lacking_history: list[str]
-    """Meters whose window could not be judged for want of history."""
+    """Meters whose latest slot could not be judged for want of history."""
 
 
 class Detector:
@@ -215,15 +385,23 @@ class Detector:
 
     def __init__(self, registry: Registry, settings: AlertSettings) -> None:
         self.registry, self.settings = registry, settings
-        self.tracks = {ref.key: Track(ref) for ref in registry.meters()}
+        self.slot_ns = settings.window_min * MIN_NS
+        self.per_day = DAY_NS // self.slot_ns
+        self.days = settings.baseline_weeks * 7
+        capacity = (self.days + 2) * self.per_day
+        self.tracks = {ref.key: Track(ref, self.slot_ns, capacity) for ref in registry.meters()}
         self.gateway_state: dict[tuple[str, str], tuple[str, int]] = {}
         """(supplier, site) → (``online``/``offline``, since when; epoch ns)."""
         self.rejects: dict[str, int] = {}
-        self._baselines: dict[tuple[tuple[str, str, str], int], Baseline | None] = {}
-        self._fits: dict[tuple[tuple[str, str, str], int], Baseline | None] = {}
-        self._settled_ns = 0
-        """Grid steps ending before this (``LOOKBACK_NS`` before the latest evaluation) take no
-        more readings and are cached."""
+        self._reports: dict[tuple[str, str, str], list[Condition]] = {}
+        """Conditions found since the last evaluation that are reported once (spikes that
+        came and went, level shifts)."""
+        s = settings
+        self._match = round(s.match_hours * 60 / s.window_min)
+        self._tolerance = round(s.shift_tolerance_min / s.window_min)
+        self._quiet = max(2, math.ceil(s.quiet_min / s.window_min))
+        self._max_slots = max(1, s.spike_max_min // s.window_min)
+        self._back = np.arange(1, self.days + 1)
 
     # --- input ------------------------------------------------------------------------------
 
@@ -234,148 +412,108 @@ class Detector:
         if track is not None and register is not None:
             track.add(ts_ns, register, power)
 
+    def add_history(self, key: tuple[str, str, str], ts_ns: list[int], registers: list[float]):
+        """Register samples older than the raw readings (see :meth:`Track.add_history`)."""
+        track = self.tracks.get(key)
+        if track is not None:
+            track.add_history(ts_ns, registers)
+
     def set_gateway(self, supplier: str, site: str, state: str, since_ns: int) -> None:
         self.gateway_state[(supplier, site)] = (state, since_ns)
 
     def prune(self, now_ns: int) -> None:
-        keep = now_ns - (self.settings.baseline_weeks * 7 + 1) * DAY_NS
         power_keep = now_ns - round(self.settings.stuck_after_min * MIN_NS) - DAY_NS
         for track in self.tracks.values():
-            track.prune(keep, self.settings.every_min * MIN_NS, power_keep)
-        # Baselines serve the last 24 h of email charts; fits the pooled spread two hours ahead.
-        recent = now_ns - DAY_NS
-        self._baselines = {k: v for k, v in self._baselines.items() if k[1] >= recent}
-        self._fits = {k: v for k, v in self._fits.items() if k[1] >= recent}
+            track.prune(now_ns - RAW_KEEP_NS, min(power_keep, now_ns - RAW_KEEP_NS))
+
+    # --- the comparison ---------------------------------------------------------------------
+
+    def _neighbour_slots(self, track: Track, g: int) -> np.ndarray:
+        """The slot number of the same local wall-clock time 1 … ``days`` days before slot
+        ``g`` (daylight-saving changes accounted for)."""
+        tz = track.ref.tz
+        hour = g * self.slot_ns // HOUR_NS
+        own = _offset_slots(tz, hour, self.slot_ns)
+        back = g - self._back * self.per_day
+        hours = back * self.slot_ns // HOUR_NS
+        return back + np.array([own - _offset_slots(tz, int(h), self.slot_ns) for h in hours])
+
+    def level(self, track: Track, g: int) -> float:
+        """Median slot of the meter's history (refreshed once a day) [unit per slot]."""
+        day = g // self.per_day
+        if track.level[0] != day:
+            values = track.slots[~np.isnan(track.slots)]
+            track.level = (day, float(np.median(values)) if len(values) else 0.0)
+        return track.level[1]
+
+    def baseline(self, track: Track, g: int) -> Baseline | None:
+        """The comparison for slot ``g`` (see the module docstring), or ``None`` with fewer
+        than ``min_history_weeks`` × 7 days to compare with."""
+        s = self.settings
+        h, tol = self._match, self._tolerance
+        base = self._neighbour_slots(track, g)
+        span = np.arange(-h, tol + 1)
+        values = track.get(base[:, None] + span[None, :])
+        match, near = values[:, :h], values[:, h - tol :]
+        today = track.get(np.arange(g - h, g))
+        known = ~np.isnan(today)
+        if known.sum() < h / 2:
+            return None
+        diffs = np.abs(match[:, known] - today[known])
+        counted = (~np.isnan(diffs)).sum(axis=1)
+        usable = (counted >= known.sum() * 0.75) & (~np.isnan(near).all(axis=1))
+        if usable.sum() < s.min_history_weeks * 7:
+            return None
+        scale = float(np.abs(today[known]).sum()) + 1e-9
+        distance = np.where(usable, np.nansum(diffs, axis=1) / np.maximum(counted, 1), np.inf)
+        chosen = np.argsort(distance, kind="stable")[: s.neighbours]
+        chosen = chosen[np.isfinite(distance[chosen])]
+        del scale
+        highs = np.nanmax(near[chosen], axis=1)
+        upper = float(np.quantile(highs, ENVELOPE_QUANTILE))
+        centre = values[chosen, h]
+        usual = float(np.nanmedian(centre)) if not np.isnan(centre).all() else upper
+        floor = max(spike_floor(s, track.ref), LEVEL_FLOOR * self.level(track, g))
+        threshold = max(upper * (1 + s.spike_min_pct / 100), upper + floor)
+        day_highs = np.nanmax(np.where(np.isnan(near), -np.inf, near), axis=1)
+        y = track.slot(g)
+        reached = int((day_highs[usable] >= y).sum()) if y == y else 0
+        return Baseline(usual, upper, len(chosen), threshold, reached, int(usable.sum()))
 
     # --- checks -------------------------------------------------------------------------------
 
-    def amount(self, track: Track, t0: int, t1: int) -> float | None:
-        """:meth:`Track.consumption` over ``[t0, t1)``, summed from cached grid steps where the
-        window is on the grid and settled (baselines read each past step many times)."""
-        step = self.settings.every_min * MIN_NS
-        if t0 % step or t1 % step or t1 > self._settled_ns:
-            return track.consumption(t0, t1)
-        total = 0.0
-        for g in range(t0 // step, t1 // step):
-            if not track.steps:
-                track.steps_base = g - (self.settings.baseline_weeks * 7 + 1) * DAY_NS // step
-            i = g - track.steps_base
-            if i < 0:
-                value = track.consumption(g * step, (g + 1) * step)
-            else:
-                if i >= len(track.steps):
-                    track.steps.extend([math.nan] * (i + 1 - len(track.steps)))
-                cached = track.steps[i]
-                if cached != cached:  # NaN: not computed yet
-                    value = track.consumption(g * step, (g + 1) * step)
-                    track.steps[i] = -math.inf if value is None else value
-                else:
-                    value = None if cached == -math.inf else cached
-            if value is None:
-                return None
-            total += value
-        return total
-
-    def baseline(self, track: Track, end_ns: int) -> Baseline | None:
-        """The robust baseline of the window ending at ``end_ns`` (cached per window): median
-        and MAD of the comparable windows — the same local time ± one window on days of the
-        same type."""
-        cache_key = (track.ref.key, end_ns)
-        if cache_key in self._baselines:
-            return self._baselines[cache_key]
-        t0 = end_ns - self.settings.window_min * MIN_NS
-        fit = self._fit(track, t0)
-        result = None
-        if fit is not None and fit.days >= self.settings.min_history_weeks:
-            median, mad, days = fit.median, fit.mad, fit.days
-            if median > 0:
-                # A few weeks of one time of day can under-estimate a meter's spread (a
-                # handful of Saturdays; a machine whose load wanders from hour to hour):
-                # floor it by the relative spread of the neighbouring hours on that day type.
-                mad = max(mad, median * self._pooled_spread(track, t0))
-            result = Baseline(median, mad, days)
-        self._baselines[cache_key] = result
-        return result
-
-    def _fit(self, track: Track, t0: int) -> Baseline | None:
-        """Median and MAD of the windows comparable with the one starting at ``t0`` (no
-        pooling), or ``None`` without any (cached: past days' data no longer changes)."""
-        if (track.ref.key, t0) in self._fits:
-            return self._fits[(track.ref.key, t0)]
-        fit = self._fits[(track.ref.key, t0)] = self._fit_now(track, t0)
-        return fit
-
-    def _fit_now(self, track: Track, t0: int) -> Baseline | None:
-        s = self.settings
-        window = s.window_min * MIN_NS
-        country = track.ref.supplier.country
-        local = ns_to_datetime(t0).astimezone(track.ref.tz)
-        span = timedelta(microseconds=(window - 1) // 1000)
-        # A window across midnight is compared with windows across the same kind of midnight.
-        kind = (day_type(local, country), day_type(local + span, country))
-        values: list[float] = []
-        days = set()
-        for back in range(1, s.baseline_weeks * 7 + 1):
-            day = local - timedelta(days=back)  # same wall-clock time
-            if (day_type(day, country), day_type(day + span, country)) != kind:
-                continue
-            start = datetime_to_ns(day)
-            for shift in (-window, 0, window):
-                value = self.amount(track, start + shift, start + shift + window)
-                if value is not None:
-                    values.append(value)
-                    days.add(back)
-        if not values:
-            return None
-        median = statistics.median(values)
-        return Baseline(median, statistics.median(abs(x - median) for x in values), len(days))
-
-    def _pooled_spread(self, track: Track, t0: int) -> float:
-        """Median relative spread (MAD / median) of the windows within ``POOL_HOURS`` of
-        ``t0``, each against its own comparable days — levels are not mixed, so a plant idle
-        on Sundays is not judged by the spread of its working days."""
-        window = self.settings.window_min * MIN_NS
-        reach = POOL_HOURS * 60 // self.settings.window_min
-        spreads = []
-        for k in range(-reach, reach + 1):
-            fit = self._fit(track, t0 + k * window) if k else None
-            if fit is not None and fit.median > 0:
-                spreads.append(fit.mad / fit.median)
-        return statistics.median(spreads) if spreads else 0.0
-
     def window_end(self, now_ns: int) -> int:
-        """The end of the latest window complete at ``now_ns`` (on the ``every_min`` grid)."""
-        step = self.settings.every_min * MIN_NS
-        return now_ns - now_ns % step
+        """The end of the latest slot complete at ``now_ns``."""
+        return now_ns - now_ns % self.slot_ns
 
     def evaluate(self, now_ns: int) -> Evaluation:
         s = self.settings
-        window = s.window_min * MIN_NS
+        window = self.slot_ns
         latest = self.window_end(now_ns)
-        self._settled_ns = max(self._settled_ns, now_ns - LOOKBACK_NS)
         out: list[Condition] = []
         lacking: list[str] = []
         site_demand: dict[tuple[str, str], float] = {}
         site_grid: dict[tuple[str, str], float] = {}
         for key, track in self.tracks.items():
             meter = track.ref.meter
+            track.refresh_slots()
             if meter.role == "consumption":
-                spike, lacks = self._judge(track, now_ns)
-                out += spike
+                found, lacks = self._judge(track, now_ns)
+                out += found
                 if lacks:
                     lacking.append("/".join(key))
-            value = track.consumption(latest - window, latest)
-            if value is None:
+            value = track.slot(latest // window - 1)
+            if value != value:
                 continue
             if meter.carrier == "electricity" and meter.role == "consumption":
                 site_demand[key[:2]] = site_demand.get(key[:2], 0.0) + value
             if meter.role == "grid":
                 site_grid[key[:2]] = site_grid.get(key[:2], 0.0) + value
         t0, t1 = latest - window, latest
-        hours = window / (3600 * 10**9)
+        hours = window / HOUR_NS
         for (supplier, site_id), kwh in {**site_demand, **site_grid}.items():
-            found = self.registry.site(supplier, site_id)
-            capacity = found[1].contract_capacity_kw if found else None
+            found_site = self.registry.site(supplier, site_id)
+            capacity = found_site[1].contract_capacity_kw if found_site else None
             kw = kwh / hours
             if capacity and kw > capacity:
                 source = "grid meter" if (supplier, site_id) in site_grid else "sum of circuits"
@@ -383,6 +521,8 @@ class Detector:
                     "over_capacity", supplier, site_id, "", value=kw, baseline=capacity,
                     unit="kW", window_start_ns=t0, window_end_ns=t1,
                     detail=f"{kw:,.0f} kW demand ({source}) over {capacity:,.0f} kW contract",
+                    reason="Taipower bills demand as 15-minute averages; this one was above "
+                           "the contract capacity.",
                 ))  # fmt: skip
         out += self._silence(now_ns)
         out += self._stuck(now_ns)
@@ -390,76 +530,163 @@ class Detector:
             if count > s.reject_per_hour:
                 out.append(Condition(
                     "ingest_rejects", supplier, "", "", value=count, baseline=s.reject_per_hour,
-                    unit="messages/h", window_start_ns=now_ns - 3600 * 10**9,
+                    unit="messages/h", window_start_ns=now_ns - HOUR_NS,
                     window_end_ns=now_ns, detail=f"{count} rejected messages in the last hour",
+                    reason=f"More than the threshold of {s.reject_per_hour} rejected messages "
+                           "an hour: a gateway is sending data the collector cannot store.",
                 ))  # fmt: skip
         return Evaluation(out, lacking)
 
     def _judge(self, track: Track, now_ns: int) -> tuple[list[Condition], bool]:
-        """Judge the meter's windows completed since the last run (see the module docstring).
-
-        Returns the spike conditions to report now and whether the latest window lacked
-        history. A spike in the latest window judged stays reported until a later window is
-        judged clean (or the meter has been silent for ``silent_after_min``); spikes found only
-        in earlier windows — readings that arrived late, or runs that were missed — are reported
-        once, as one condition spanning them."""
-        s = self.settings
-        step, window = s.every_min * MIN_NS, s.window_min * MIN_NS
-        latest = self.window_end(now_ns)
-        if track.judged_ns is None:  # the first run: judge from the latest window on
-            track.judged_ns = latest - step
-        first = max(track.judged_ns + step, latest - LOOKBACK_NS + step)
+        """Judge the meter's slots completed since the last run; returns the conditions to
+        report now (an ongoing regime, spikes that ended, a level shift) and whether the latest
+        slot lacked history."""
+        latest = self.window_end(now_ns) // self.slot_ns - 1
+        if track.judged is None:  # the first run: judge from the latest slot on
+            track.judged = latest - 1
+        first = max(track.judged + 1, (now_ns - LOOKBACK_NS) // self.slot_ns)
         found: list[Condition] = []
-        judged = lacks = False
+        lacks = False
         replaying = self._replaying(track.ref, now_ns)
-        for end in range(first, latest + 1, step):
-            value = track.consumption(end - window, end)
-            if value is None:
+        late_after = 2 * max(self.slot_ns, track.ref.meter.interval_s * 10**9)
+        late_after += self.settings.every_min * MIN_NS
+        for g in range(first, latest + 1):
+            y = track.slot(g)
+            end = (g + 1) * self.slot_ns
+            if y != y:
                 if replaying or not track.ts or track.ts[-1] < end:
                     break  # the readings may still come
-                track.judged_ns = end  # a gap in the data: it will not be judged
+                track.judged = g  # a gap in the data: it will not be judged
                 continue
-            track.judged_ns, judged = end, True
-            base = self.baseline(track, end)
+            track.judged = g
+            base = self.baseline(track, g)
             lacks = base is None
-            spike = None if base is None else self._spike(track, value, base, end)
-            if spike is not None:
-                found.append(spike)
-            track.spike = spike
-        if not judged:
-            fresh = bool(track.ts) and now_ns - track.ts[-1] <= s.silent_after_min * MIN_NS
-            if not fresh:
-                track.spike = None
-            return ([track.spike] if track.spike else []), False
-        if track.spike is not None:
-            return [replace(track.spike, window_start_ns=found[0].window_start_ns)], lacks
-        if not found:
-            return [], lacks
-        peak = max(found, key=lambda c: c.value - (c.baseline or 0.0))
-        late = replace(
-            peak, window_start_ns=found[0].window_start_ns,
-            window_end_ns=found[-1].window_end_ns, detail=f"{peak.detail}; judged after the fact, "
-            f"when its readings came in (peak {_hhmm(peak, track.ref.tz)})",
-        )  # fmt: skip
-        return [late], lacks
+            late = now_ns - end > late_after
+            found += self._episode(track, g, y, base, late)
+            found += self._level(track, g)
+        ep = track.episode
+        if ep is not None and ep.last - ep.start + 1 > self._max_slots:
+            found.append(self._regime(track, ep))
+        return found, lacks
 
-    def _spike(self, track: Track, value: float, base: Baseline, end_ns: int) -> Condition | None:
-        """A spike condition if ``value`` over the window ending at ``end_ns`` clears all
-        three thresholds."""
+    def _episode(self, track: Track, g: int, y: float, base: Baseline | None, late: bool):
+        """Update the meter's episode with slot ``g``; the spike to report if one ended."""
+        ep = track.episode
+        if base is not None and y > base.threshold:
+            if ep is None:
+                ep = track.episode = Episode(g, g)
+            ep.last = g
+            ep.values.append(y)
+            ep.usual.append(base.median)
+            ep.late = ep.late or late
+            ratio = y / base.upper if base.upper > 0 else math.inf
+            if ratio >= ep.peak_ratio:
+                ep.peak_ratio, ep.reached, ep.history_days = ratio, base.reached, base.history_days
+            return []
+        if ep is None or g - ep.last < self._quiet:
+            if ep is not None:  # a quiet slot inside an episode: counted at its usual value
+                pass
+            return []
+        track.episode = None
+        if ep.last - ep.start + 1 > self._max_slots:
+            return []  # a regime: reported while it lasted; it resolves now
+        return [c for c in (self._spike(track, ep),) if c is not None]
+
+    def _spike(self, track: Track, ep: Episode) -> Condition | None:
+        """The spike condition of an ended episode, if it came and went: its mean stood
+        ``spike_return_pct`` above the level of the slots just before and just after."""
         s, ref = self.settings, track.ref
-        excess = value - base.median
-        if (
-            value > base.median * (1 + s.spike_min_pct / 100)
-            and excess > spike_floor(s, ref)
-            and excess > s.spike_mad * MAD_TO_SIGMA * base.mad
-        ):
-            pct = 100 * excess / base.median if base.median > 0 else float("inf")
-            return Condition(
-                "spike", *ref.key, value=value, baseline=base.median, unit=ref.unit,
-                window_start_ns=end_ns - s.window_min * MIN_NS, window_end_ns=end_ns,
-                detail=f"+{pct:.0f}% over the median of {base.days} comparable days",
-            )  # fmt: skip
-        return None
+        before = track.get(np.arange(ep.start - 2, ep.start))
+        after = track.get(np.arange(ep.last + 1, ep.last + 3))
+        around = [float(np.nanmean(v)) for v in (before, after) if not np.isnan(v).all()]
+        mean = statistics.fmean(ep.values)
+        if around and mean <= (1 + s.spike_return_pct / 100) * max(around):
+            return None  # a step into another level, not an excursion that came and went
+        t0, t1 = ep.start * self.slot_ns, (ep.last + 1) * self.slot_ns
+        usual = sum(ep.usual)
+        excess = ep.excess
+        pct = 100 * excess / usual if usual > 0 else math.inf
+        when = _hhmm(t0, t1, ref.tz)
+        detail = (f"+{pct:.0f}% for {duration_text(t1 - t0)} ({when}): {excess:,.1f} {ref.unit} "
+                  f"above the usual {usual:,.1f} {ref.unit}")  # fmt: skip
+        if ep.late:
+            detail += "; judged after the fact, when its readings came in"
+        reason = (
+            f"Consumption rose to {ep.peak_ratio:.1f}× the highest of the {s.neighbours} most "
+            f"similar past days within {s.shift_tolerance_min} min of this time and then came "
+            f"back down; that level was {how_often(ep.reached, ep.history_days)}."
+        )
+        return Condition(
+            "spike", *ref.key, value=sum(ep.values), baseline=usual, unit=ref.unit,
+            window_start_ns=t0, window_end_ns=t1, detail=detail, excess=excess,
+            reason=reason, over=True, late=ep.late,
+        )  # fmt: skip
+
+    def _regime(self, track: Track, ep: Episode) -> Condition:
+        """An episode unusual for longer than ``spike_max_min``: one incident while it lasts."""
+        ref = track.ref
+        t0, t1 = ep.start * self.slot_ns, (ep.last + 1) * self.slot_ns
+        local = ns_to_datetime(t0).astimezone(ref.tz)
+        kind = day_type(local, ref.supplier.country)
+        usual = sum(ep.usual)
+        detail = (f"unusual load since {local:%a %H:%M} ({duration_text(t1 - t0)} so far): "
+                  f"{ep.excess:,.0f} {ref.unit} above the usual {usual:,.0f} {ref.unit}")
+        reason = (f"For {duration_text(t1 - t0)} consumption has stayed above the highest of "
+                  f"the {self.settings.neighbours} most similar past days (a usual {kind} "
+                  f"included); its peak was {how_often(ep.reached, ep.history_days)}.")
+        return Condition(
+            "regime", *ref.key, value=sum(ep.values), baseline=usual, unit=ref.unit,
+            window_start_ns=t0, window_end_ns=t1, detail=detail, excess=ep.excess,
+            reason=reason, late=ep.late,
+        )  # fmt: skip
+
+    def _level(self, track: Track, g: int) -> list[Condition]:
+        """At the first slot of a local day: the day before's base load, and a level-shift
+        notice when the last ``LEVEL_DAYS`` stand ``level_shift_pct`` off the reference."""
+        s, ref = self.settings, track.ref
+        local = ns_to_datetime(g * self.slot_ns).astimezone(ref.tz)
+        today = local.date()
+        if track.base_day == today:
+            return []
+        previous, track.base_day = track.base_day, today
+        if previous is None:
+            return []
+        day_start = g - round((local.hour * 60 + local.minute) * MIN_NS / self.slot_ns)
+        values = track.get(np.arange(day_start - self.per_day, day_start))
+        if np.isnan(values).mean() > 0.1:
+            track.bases.clear()  # a day with gaps breaks the run
+            return []
+        kw = float(np.nanquantile(values, BASE_QUANTILE)) / (self.slot_ns / HOUR_NS)
+        track.bases.append((previous, kw))
+        if len(track.bases) < LEVEL_DAYS + 7:
+            return []
+        bases = list(track.bases)
+        recent = [b for _, b in bases[-LEVEL_DAYS:]]
+        reference = statistics.median(b for _, b in bases[:-LEVEL_DAYS])
+        now = statistics.median(recent)
+        floor_kw = max(spike_floor(s, ref), LEVEL_FLOOR * self.level(track, g))
+        floor_kw /= self.slot_ns / HOUR_NS
+        change = now / reference - 1 if reference > 0 else math.inf
+        same_side = all((b > reference) == (now > reference) for b in recent)
+        if abs(change) * 100 < s.level_shift_pct or abs(now - reference) < floor_kw:
+            return []
+        if not same_side:
+            return []
+        since = bases[-LEVEL_DAYS][0]
+        track.bases = deque(bases[-LEVEL_DAYS:], maxlen=track.bases.maxlen)
+        direction = "up" if change > 0 else "down"
+        t0 = (g - LEVEL_DAYS * self.per_day) * self.slot_ns
+        return [Condition(
+            "level_shift", *ref.key, value=now, baseline=reference, unit="kW",
+            window_start_ns=t0, window_end_ns=g * self.slot_ns,
+            detail=f"base load {direction} {abs(change) * 100:.0f}% since {since:%d %b} "
+                   f"({reference:,.1f} → {now:,.1f} kW)",
+            excess=(now - reference) * 24, over=True,
+            reason=f"The lowest tenth of each day's load has stood {abs(change) * 100:.0f}% "
+                   f"{'above' if change > 0 else 'below'} the two weeks before for "
+                   f"{LEVEL_DAYS} days running; it is now the new normal the alerts compare "
+                   "with.",
+        )]  # fmt: skip
 
     def _replaying(self, ref: MeterRef, now_ns: int) -> bool:
         """Whether the meter's gateway is offline or came back less than ``silent_after_min``
@@ -488,6 +715,8 @@ class Detector:
                         unit="min", window_start_ns=last, window_end_ns=now_ns,
                         detail=f"no readings for {(now_ns - last) / MIN_NS:.0f} min"
                                + (" (gateway says offline)" if state == "offline" else ""),
+                        reason=f"No meter of this site has reported for longer than the "
+                               f"threshold of {s.silent_after_min:.0f} min.",
                     ))  # fmt: skip
                     continue
                 back_for = now_ns - since if state == "online" else 0
@@ -505,6 +734,9 @@ class Detector:
                             window_end_ns=now_ns,
                             detail=f"no readings for {(now_ns - last) / MIN_NS:.0f} min "
                                    "while the gateway delivers the others",
+                            reason=f"This meter has not reported for longer than the threshold "
+                                   f"of {limit / MIN_NS:.0f} min while its gateway delivers the "
+                                   "other meters.",
                         ))  # fmt: skip
         return out
 
@@ -529,15 +761,19 @@ class Detector:
                     detail=f"register flat at {registers[-1]:,.3f} for "
                            f"{(track.ts[-1] - track.ts[i]) / MIN_NS:.0f} min while "
                            f"{statistics.mean(powers):,.1f} kW is reported",
+                    reason=f"The register has not moved for over {s.stuck_after_min:.0f} min "
+                           f"although the meter reports more than {s.stuck_min_kw:g} kW.",
                 ))  # fmt: skip
         return out
 
     def history(self, key: tuple[str, str, str], now_ns: int, hours: int = 24):
-        """(window end, consumption, baseline) for each window of the last ``hours`` hours,
-        for the email chart."""
+        """(slot end, consumption, baseline) for each slot of the last ``hours`` hours, for the
+        email chart."""
         track = self.tracks[key]
-        window = self.settings.window_min * MIN_NS
+        latest = self.window_end(now_ns) // self.slot_ns
         out = []
-        for end in range(now_ns - hours * 3600 * 10**9 + window, now_ns + 1, window):
-            out.append((end, track.consumption(end - window, end), self.baseline(track, end)))
+        for g in range(latest - hours * HOUR_NS // self.slot_ns, latest):
+            value = track.slot(g)
+            out.append(((g + 1) * self.slot_ns, None if value != value else value,
+                        self.baseline(track, g)))  # fmt: skip
         return out

@@ -239,18 +239,45 @@ class AlertSettings(_Model):
     every_min: int = Field(5, ge=1, le=60)
     """How often the alert job runs."""
     window_min: int = Field(15, ge=5, le=60)
-    """Consumption is judged over windows of this length ending at each run. [min]"""
-    baseline_weeks: int = Field(4, ge=1, le=12)
+    """Consumption is judged in slots of this length (a divisor of 60). [min]"""
+    baseline_weeks: int = Field(6, ge=2, le=12)
+    """Weeks of slot history the comparable days are chosen from."""
     min_history_weeks: int = Field(2, ge=1, le=12)
-    """Fewer baseline weeks than this: the meter says 'not enough history' instead of guessing."""
+    """Fewer comparable days than this × 7: the meter says 'not enough history' instead of
+    guessing."""
+    match_hours: float = Field(4.0, gt=0, le=24)
+    """Comparable days are those whose load over this many hours before the time of day was
+    closest to today's. [h]"""
+    neighbours: int = Field(7, ge=3, le=30)
+    """How many comparable days."""
+    shift_tolerance_min: int = Field(60, ge=0, le=240)
+    """Shifts that start or end this much earlier or later than on comparable days stay inside
+    the upper envelope. [min]"""
     spike_min_pct: float = Field(30.0, gt=0)
-    """A spike is at least this much above the baseline median. [%]"""
+    """A slot is unusual this much above the upper envelope [%] ..."""
     spike_min_abs_kwh: float = Field(2.0, ge=0)
-    """... and at least this much in absolute terms per window, electricity. [kWh]"""
+    """... and at least this much above it per slot, electricity [kWh] ..."""
     spike_min_abs_m3: float = Field(0.1, ge=0)
-    """... the same for gas and water. [m³]"""
-    spike_mad: float = Field(5.0, gt=0)
-    """... and this many robust standard deviations (1.4826 × MAD) above the median."""
+    """... the same for gas and water [m³] (and 10% of the meter's median slot)."""
+    spike_return_pct: float = Field(40.0, ge=0)
+    """A spike came and went: its mean stood this much above the slots just before and just
+    after it. [%]"""
+    spike_max_min: int = Field(75, ge=15)
+    """Unusual for longer than this: a regime (one incident while it lasts), not a spike. [min]"""
+    quiet_min: int = Field(60, ge=10)
+    """Unusual slots less than this apart belong to one event; a spike is reported once this
+    long has passed without another. [min]"""
+    level_shift_pct: float = Field(25.0, gt=0)
+    """Base load this much off the two weeks before, three days running: a level-shift
+    notice. [%]"""
+    budget_per_site_day: int = Field(4, ge=1)
+    """Emails that open an incident, per site and local day; the rest wait for the daily
+    digest, so no configuration can flood a mailbox."""
+    tariff_ntd_per_kwh: float | None = Field(None, gt=0)
+    """Energy price for the NT$ estimate in spike emails (e.g. the supplier's average
+    Taipower rate from its bills). Unset: no NT$ figure. [NT$/kWh]"""
+    tariff_ntd_per_m3: float | None = Field(None, gt=0)
+    """The same for gas and water. [NT$/m³]"""
     silent_after_min: float = Field(30.0, gt=0)
     """A gateway or meter without readings for this long is silent. [min]"""
     stuck_after_min: float = Field(60.0, gt=0)
@@ -269,6 +296,13 @@ class AlertSettings(_Model):
     digest_hour: int = Field(8, ge=0, le=23)
     state_dir: Path = Path("out/alerts")
     """Incident state and the outbox of emails not yet accepted by the SMTP server."""
+
+    @field_validator("window_min")
+    @classmethod
+    def _divides_an_hour(cls, v: int) -> int:
+        if 60 % v:
+            raise ValueError("must divide 60 (slots sit on the hour grid)")
+        return v
 
 
 class GrafanaSettings(_Model):

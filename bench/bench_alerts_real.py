@@ -1,0 +1,387 @@
+"""Alert quality on real load series: false alarms on untouched data, precision and recall of
+labelled injected events.
+
+    bench/bench_alerts_real.py --series DIR [--json OUT] [--simulated N] [--seed S]
+
+``DIR`` holds CSV files in the format of ``data/real-loads`` (first column: the start of each
+15-minute interval with its UTC offset; second: the mean load in that interval, any unit) and a
+``series.toml`` with one table per file stem: ``mean_kw`` (scale to this mean power),
+``country`` (public holidays), ``kind`` (``industrial``, ``commercial``, …) and optionally
+``timezone`` (default: Europe/Berlin for DE, Asia/Taipei for TW, else the file's first offset)
+and ``start`` (an ISO date: the series is moved by whole weeks to start near it, weekdays kept).
+``--simulated N`` adds N meters of the simulator (one year, 15-min) scored the same way.
+
+Each series is run through the real :class:`~processing.detect.Detector` and
+:class:`~processing.alerts.IncidentBook` — as a meter with 15-minute cumulative readings, judged
+every 15 minutes, after ``baseline_weeks`` of history — four times:
+
+* **untouched**: every spike alert is a false alarm (``false_alarms_per_meter_week``); regime and
+  level-shift notices are counted beside it;
+* **spikes**: +50–300 % for 15–60 min at random times, ~2 per meter-week (the alerts issue's
+  protocol) — ``spike_precision``, ``spike_recall`` and ``recall_100pct_30min`` (spikes of at
+  least +100 % lasting at least 30 min); an alert matches a spike it overlaps (± one slot);
+* **regimes**: +50–150 % for 2–8 h, ~1 per meter-fortnight — scored on regime alerts;
+* **level shifts**: the load from a random time on × 1.25–1.6 or × 0.65–0.8, ~1 per 8 weeks —
+  scored on level-shift notices within 5 days of the change.
+
+Pooled figures: ``all`` and per ``kind``. Targets (alerts issue): real series ≤ 0.5 false
+alarms per meter-week (≤ 0.2 industrial), spike precision ≥ 0.8 and recall ≥ 0.8 for ≥ +100 %,
+≥ 30 min; the simulator ≥ 0.9 / 0.9. The printed table says which are met; BENCHMARKS.md
+records them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import random
+import sys
+import time
+import tomllib
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from processing.alerts import IncidentBook
+from processing.detect import MIN_NS, Detector
+from supplymeter.config import AlertSettings, Allocation, Meter, Registry, Site, Supplier
+from supplymeter.records import datetime_to_ns
+
+SLOT_NS = 15 * MIN_NS
+WEEK_NS = 7 * 86_400 * 10**9
+TIMEZONES = {"DE": "Europe/Berlin", "TW": "Asia/Taipei"}
+TARGETS = {
+    "industrial": {"false_alarms_per_meter_week": 0.2},
+    "all": {"false_alarms_per_meter_week": 0.5},
+}
+SPIKE_TARGET = 0.8
+SIMULATOR_TARGET = 0.9
+
+
+@dataclass
+class Series:
+    name: str
+    kind: str
+    country: str
+    timezone: str
+    ts_ns: list[int]
+    kw: list[float]
+
+
+@dataclass
+class Injected:
+    kind: str
+    start_ns: int
+    end_ns: int
+    pct: float
+
+
+@dataclass
+class Scores:
+    weeks: float = 0.0
+    false_spikes: int = 0
+    untouched_regimes: int = 0
+    untouched_levels: int = 0
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def read_series(directory: Path) -> list[Series]:
+    """Every CSV of ``directory`` with its ``series.toml`` entry, scaled to ``mean_kw``."""
+    meta = tomllib.loads((directory / "series.toml").read_text())
+    out = []
+    for path in sorted(directory.glob("*.csv")):
+        entry = meta.get(path.stem)
+        if entry is None:
+            sys.exit(f"{path.name}: no [{path.stem}] table in {directory / 'series.toml'}")
+        ts, raw = [], []
+        with path.open(newline="") as fh:
+            rows = csv.reader(fh)
+            next(rows)
+            for n, row in enumerate(rows, start=2):
+                try:
+                    stamp = datetime.fromisoformat(row[0].strip())
+                    value = float(row[1])
+                except (IndexError, ValueError) as exc:
+                    sys.exit(f"{path.name}:{n}: cannot read {row!r}: {exc}")
+                if stamp.tzinfo is None:
+                    sys.exit(f"{path.name}:{n}: the time needs its UTC offset")
+                if not ts:
+                    first_stamp = stamp
+                ts.append(datetime_to_ns(stamp))
+                raw.append(value)
+        if not ts:
+            sys.exit(f"{path.name}: no rows")
+        first_offset = first_stamp.utcoffset()
+        country = str(entry.get("country", "DE"))
+        zone = entry.get("timezone") or TIMEZONES.get(country)
+        if zone is None:
+            hours = int(first_offset.total_seconds() // 3600) if first_offset else 0
+            zone = f"Etc/GMT{-hours:+d}" if hours else "UTC"
+        if "start" in entry:
+            target = datetime_to_ns(datetime.combine(date.fromisoformat(str(entry["start"])),
+                                                     datetime.min.time()).astimezone())
+            weeks = round((target - ts[0]) / WEEK_NS)
+            ts = [t + weeks * WEEK_NS for t in ts]
+        mean = sum(raw) / len(raw)
+        scale = float(entry["mean_kw"]) / mean if mean else 0.0
+        out.append(Series(path.stem, str(entry.get("kind", "other")), country, zone, ts,
+                          [v * scale for v in raw]))  # fmt: skip
+    return out
+
+
+def inject(series: Series, kind: str, rng: random.Random, from_ns: int) -> tuple[list[float],
+                                                                             list[Injected]]:
+    """A copy of the load with labelled events of ``kind`` after ``from_ns``."""
+    kw = list(series.kw)
+    t_first, t_last = series.ts_ns[0], series.ts_ns[-1]
+    events: list[Injected] = []
+    span = t_last - from_ns
+    if kind == "spike":
+        n, minutes, pct = round(2.0 * span / WEEK_NS), (15, 60), (50.0, 300.0)
+    elif kind == "regime":
+        n, minutes, pct = round(0.5 * span / WEEK_NS), (120, 480), (50.0, 150.0)
+    else:
+        n, minutes, pct = max(1, round(span / (8 * WEEK_NS))), (0, 0), (25.0, 60.0)
+    for _ in range(n):
+        start = rng.randrange(from_ns, t_last - 8 * 3600 * 10**9)
+        if kind == "level_shift":
+            up = rng.random() < 0.6
+            p = rng.uniform(*pct) if up else -rng.uniform(20.0, 35.0)
+            events.append(Injected(kind, start, t_last + SLOT_NS, p))
+            continue
+        length = rng.uniform(*minutes) * MIN_NS
+        events.append(Injected(kind, start, round(start + length), rng.uniform(*pct)))
+    events.sort(key=lambda e: e.start_ns)
+    for i, t in enumerate(series.ts_ns):
+        t1 = t + SLOT_NS
+        factor = 1.0
+        for e in events:
+            if kind == "level_shift":
+                if e.start_ns <= t:
+                    factor *= 1 + e.pct / 100
+                continue
+            overlap = min(t1, e.end_ns) - max(t, e.start_ns)
+            if overlap > 0:
+                factor += e.pct / 100 * overlap / SLOT_NS
+        kw[i] *= factor
+    del t_first
+    return kw, events
+
+
+def run_detector(series: Series, kw: list[float], settings: AlertSettings,
+                 judge_from_ns: int) -> list[tuple[str, int, int]]:  # fmt: skip
+    """Feed the load as a 15-min register to the detector; the incidents it opens (type,
+    window start, window end)."""
+    supplier = Supplier(
+        id="s", kind="other", country=series.country,
+        allocation=Allocation(method="dedicated", share=1.0),
+        sites=[Site(id="site", timezone=series.timezone, meters=[
+            Meter(id="main", carrier="electricity", interval_s=900)])],
+    )  # fmt: skip
+    registry = Registry.build([supplier])
+    detector = Detector(registry, settings)
+    book = IncidentBook(Path("/nonexistent/incidents.json"))
+    key = ("s", "site", "main")
+    register = 1000.0
+    opened: list[tuple[str, int, int]] = []
+    for i, t in enumerate(series.ts_ns):
+        detector.add_reading(key, t, register, None)
+        register += kw[i] * 0.25
+        if t < judge_from_ns:
+            if i % 96 == 0:
+                detector.prune(t)
+            continue
+        now = t + 1
+        evaluation = detector.evaluate(now)
+        for event in book.update(evaluation.conditions, now, 0, settings.cooldown_min,
+                                 settings.group_min_meters):  # fmt: skip
+            if event.kind == "open":
+                opened += [(x.type, x.window_start_ns, x.window_end_ns) for x in event.incidents]
+        if i % 96 == 0:
+            detector.prune(now)
+    return opened
+
+
+def match(alerts: list[tuple[str, int, int]], events: list[Injected], kind: str,
+          alert_type: str) -> tuple[int, int, set[int]]:  # fmt: skip
+    """(alerts of the type that match an event, alerts of the type, indices of events hit)."""
+    mine = [a for a in alerts if a[0] == alert_type]
+    hit: set[int] = set()
+    good = 0
+    for _, a0, a1 in mine:
+        found = False
+        for k, e in enumerate(events):
+            if kind == "level_shift":
+                ok = e.start_ns - 86_400 * 10**9 <= a1 <= e.start_ns + 6 * 86_400 * 10**9
+            else:
+                ok = a0 < e.end_ns + SLOT_NS and e.start_ns - SLOT_NS < a1
+            if ok:
+                hit.add(k)
+                found = True
+        good += found
+    return good, len(mine), hit
+
+
+def score_series(series: Series, seed: int) -> dict:
+    """All four runs of one series; its figures."""
+    settings = AlertSettings(every_min=15)
+    began = time.perf_counter()
+    judge_from = series.ts_ns[0] + settings.baseline_weeks * WEEK_NS
+    weeks = (series.ts_ns[-1] - judge_from) / WEEK_NS
+    untouched = run_detector(series, series.kw, settings, judge_from)
+    out: dict = {
+        "kind": series.kind,
+        "meter_weeks": round(weeks, 2),
+        "false_alarms": sum(1 for a in untouched if a[0] == "spike"),
+        "regime_notices_untouched": sum(1 for a in untouched if a[0] == "regime"),
+        "level_notices_untouched": sum(1 for a in untouched if a[0] == "level_shift"),
+    }
+    for kind, alert_type in (("spike", "spike"), ("regime", "regime"),
+                             ("level_shift", "level_shift")):  # fmt: skip
+        rng = random.Random(f"{seed}:{series.name}:{kind}")
+        kw, events = inject(series, kind, rng, judge_from + 86_400 * 10**9)
+        alerts = run_detector(series, kw, settings, judge_from)
+        good, n_alerts, hit = match(alerts, events, kind, alert_type)
+        row = {"events": len(events), "detected": len(hit), "alerts": n_alerts,
+               "alerts_matching": good}  # fmt: skip
+        if kind == "spike":
+            big = [k for k, e in enumerate(events)
+                   if e.pct >= 100 and e.end_ns - e.start_ns >= 30 * MIN_NS]  # fmt: skip
+            row["events_100pct_30min"] = len(big)
+            row["detected_100pct_30min"] = sum(1 for k in big if k in hit)
+        out[kind] = row
+    out["seconds"] = round(time.perf_counter() - began, 1)
+    return out
+
+
+def ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def figures(rows: list[dict]) -> dict:
+    """Pooled figures of some series' rows."""
+    weeks = sum(r["meter_weeks"] for r in rows)
+
+    def total(kind: str, name: str) -> int:
+        return sum(r[kind][name] for r in rows)
+
+    return {
+        "series": len(rows),
+        "meter_weeks": round(weeks, 1),
+        "false_alarms_per_meter_week": ratio(sum(r["false_alarms"] for r in rows), weeks),
+        "regime_notices_per_meter_week_untouched": ratio(
+            sum(r["regime_notices_untouched"] for r in rows), weeks),
+        "level_notices_per_meter_week_untouched": ratio(
+            sum(r["level_notices_untouched"] for r in rows), weeks),
+        "spike_precision": ratio(total("spike", "alerts_matching"), total("spike", "alerts")),
+        "spike_recall": ratio(total("spike", "detected"), total("spike", "events")),
+        "recall_100pct_30min": ratio(total("spike", "detected_100pct_30min"),
+                                     total("spike", "events_100pct_30min")),
+        "regime_precision": ratio(total("regime", "alerts_matching"), total("regime", "alerts")),
+        "regime_recall": ratio(total("regime", "detected"), total("regime", "events")),
+        "level_shift_precision": ratio(total("level_shift", "alerts_matching"),
+                                       total("level_shift", "alerts")),
+        "level_shift_recall": ratio(total("level_shift", "detected"),
+                                    total("level_shift", "events")),
+    }  # fmt: skip
+
+
+def simulated(n: int, directory: Path, seed: int) -> None:
+    """Write ``n`` simulator meters as one year of 15-min loads in the real series' format."""
+    from simulators.realistic import year_of_load
+
+    meta = []
+    for k in range(n):
+        name, kind, mean_kw, rows = year_of_load(k, seed)
+        with (directory / f"{name}.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["datetime", "load [kW]"])
+            w.writerows(rows)
+        meta.append(f'[{name}]\nmean_kw = {mean_kw}\ncountry = "TW"\nkind = "{kind}"\n'
+                    'timezone = "Asia/Taipei"\n')  # fmt: skip
+    (directory / "series.toml").write_text("\n".join(meta))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--series", type=Path, help="directory of CSVs + series.toml")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--simulated", type=int, default=0, help="add N simulator meters")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    if not args.series and not args.simulated:
+        parser.error("give --series DIR and/or --simulated N")
+    series = read_series(args.series) if args.series else []
+    sim: list[Series] = []
+    if args.simulated:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            simulated(args.simulated, Path(tmp), args.seed)
+            sim = read_series(Path(tmp))
+        for s in sim:
+            s.kind = "simulator"
+    everything = series + sim
+    print(f"alert quality on {len(series)} real and {len(sim)} simulated series "
+          f"({sum(len(s.kw) for s in everything):,} slots); 4 runs each", file=sys.stderr)
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(score_series, s, args.seed) for s in everything]
+        rows = {}
+        for s, f in zip(everything, futures, strict=True):
+            rows[s.name] = f.result()
+            print(f"  {s.name}: done in {rows[s.name]['seconds']} s", file=sys.stderr)
+    result: dict = {"per_series": {}, "pooled": {}}
+    for name, row in rows.items():
+        result["per_series"][name] = {**figures([row]), "kind": row["kind"]}
+    real = [r for r in rows.values() if r["kind"] != "simulator"]
+    if real:
+        result["pooled"]["all"] = figures(real)
+        for kind in sorted({r["kind"] for r in real}):
+            result["pooled"][kind] = figures([r for r in real if r["kind"] == kind])
+    if sim:
+        result["pooled"]["simulator"] = figures([r for r in rows.values()
+                                                 if r["kind"] == "simulator"])  # fmt: skip
+    print_table(result)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1, sort_keys=True))
+
+
+def fmt(v: float | None) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+
+def print_table(result: dict) -> None:
+    cols = ("false_alarms_per_meter_week", "spike_precision", "spike_recall",
+            "recall_100pct_30min", "regime_notices_per_meter_week_untouched",
+            "regime_precision", "regime_recall", "level_notices_per_meter_week_untouched",
+            "level_shift_precision", "level_shift_recall")  # fmt: skip
+    short = ("FA/mw", "prec", "recall", "rec≥100%", "regimes/mw", "reg prec", "reg rec",
+             "levels/mw", "lvl prec", "lvl rec")  # fmt: skip
+    print(f"| series | kind | meter-weeks | {' | '.join(short)} |")
+    print("|---|---|---|" + "---|" * len(cols))
+    for group, rows in (("per_series", result["per_series"]), ("pooled", result["pooled"])):
+        for name, r in rows.items():
+            label = name if group == "per_series" else f"**pooled: {name}**"
+            kind = r.get("kind", "")
+            print(f"| {label} | {kind} | {r['meter_weeks']} | "
+                  + " | ".join(fmt(r[c]) for c in cols) + " |")  # fmt: skip
+    pooled = result["pooled"]
+    print()
+    for name, limit in (("industrial", 0.2), ("all", 0.5)):
+        if name in pooled:
+            v = pooled[name]["false_alarms_per_meter_week"]
+            print(f"{name}: false alarms {fmt(v)} per meter-week (ceiling {limit}): "
+                  f"{'met' if v is not None and v <= limit else 'NOT met'}")
+    for name, target in (("all", SPIKE_TARGET), ("simulator", SIMULATOR_TARGET)):
+        if name in pooled:
+            p, r = pooled[name]["spike_precision"], pooled[name]["recall_100pct_30min"]
+            ok = p is not None and r is not None and p >= target and r >= target
+            print(f"{name}: spike precision {fmt(p)}, recall (≥ +100 %, ≥ 30 min) {fmt(r)} "
+                  f"(target {target} / {target}): {'met' if ok else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
