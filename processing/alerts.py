@@ -48,6 +48,8 @@ TITLES = {
     "meter_silent": "Meter silent",
     "stuck": "Meter stuck",
     "ingest_rejects": "Ingest trouble",
+    "regime": "Unusual load",
+    "level_shift": "Base load changed",
 }
 
 
@@ -70,6 +72,11 @@ class Incident:
     window_end_ns: int
     misses: int = 0
     peak: float = 0.0
+    excess: float | None = None
+    """Energy or volume above the usual [unit of the meter]."""
+    reason: str = ""
+    over: bool = False
+    """Reported once, already over when found (a spike that came and went, a notice)."""
 
 
 @dataclass(frozen=True)
@@ -132,13 +139,18 @@ class IncidentBook:
                     site=c.site, subject=c.subject, opened_ns=now_ns, last_seen_ns=now_ns,
                     last_notified_ns=now_ns, value=c.value, baseline=c.baseline, unit=c.unit,
                     detail=c.detail, window_start_ns=c.window_start_ns,
-                    window_end_ns=c.window_end_ns, peak=c.value,
+                    window_end_ns=c.window_end_ns, peak=c.value, excess=c.excess,
+                    reason=c.reason, over=c.over,
                 )  # fmt: skip
-                self.open[key] = incident
                 opened.append(incident)
+                if c.over:  # told once; the same alert does not re-open within the cooldown
+                    self.cooldown_until[key] = now_ns + round(cooldown_min * MIN_NS)
+                else:
+                    self.open[key] = incident
                 continue
             incident.last_seen_ns, incident.misses = now_ns, 0
             incident.value, incident.detail = c.value, c.detail
+            incident.excess, incident.reason = c.excess, c.reason
             incident.window_end_ns = c.window_end_ns
             incident.peak = max(incident.peak, c.value)
             if reminder_h and now_ns - incident.last_notified_ns >= reminder_h * 3600 * 10**9:
@@ -176,7 +188,7 @@ def _local(ts_ns: int, tz: str) -> datetime:
 
 def subject(event: Event, tz: str) -> str:
     """What, where and how much, e.g. ``Spike +180% at spring-b / changhua-1 / furnace,
-    14:15–14:30``."""
+    14:15–14:45 (42 kWh above usual)``."""
     first = event.incidents[0]
     prefix = {"open": "", "reminder": "Still open: ", "resolved": "Resolved: "}[event.kind]
     t0, t1 = _local(first.window_start_ns, tz), _local(first.window_end_ns, tz)
@@ -188,10 +200,52 @@ def subject(event: Event, tz: str) -> str:
                 f"{first.site} ({meters}), {span}")  # fmt: skip
     if first.type == "spike" and first.baseline:
         pct = 100 * (first.value - first.baseline) / first.baseline
-        return f"{prefix}Spike +{pct:.0f}% at {where}, {span}"
+        excess = f" ({first.excess:,.0f} {first.unit} above usual)" if first.excess else ""
+        return f"{prefix}Spike +{pct:.0f}% at {where}, {span}{excess}"
+    if first.type == "regime":
+        so_far = "" if event.kind == "resolved" else " so far"
+        return (f"{prefix}Unusual load at {where} since {t0:%a %H:%M}: "
+                f"{first.excess or 0:,.0f} {first.unit} above usual{so_far}")  # fmt: skip
+    if first.type == "level_shift":
+        return f"{prefix}At {where}: {first.detail}"
     if first.type == "over_capacity":
         return f"{prefix}Demand {first.value:,.0f} kW over {first.baseline:,.0f} kW contract at {where}, {span}"  # noqa: E501
     return f"{prefix}{TITLES[first.type]} at {where}: {first.detail}"
+
+
+BASELINE_WORDS = {
+    "spike": "usual (median of the most similar past days)",
+    "regime": "usual (median of the most similar past days)",
+    "level_shift": "before (median of the two weeks before)",
+    "over_capacity": "contract capacity",
+    "gateway_silent": "threshold",
+    "meter_silent": "threshold",
+    "ingest_rejects": "threshold",
+}
+"""What an email calls the number a condition was compared with."""
+
+
+def severity(config: Config, incident: Incident) -> str | None:
+    """Excess energy in its unit, kgCO2e (the factor of the meter's carrier, country and
+    year) and NT$ (``[alerts] tariff_ntd_per_kwh`` / ``_m3``), e.g. ``42.0 kWh above usual ≈
+    19.9 kgCO2e ≈ NT$151``; ``None`` for conditions without an excess."""
+    if incident.excess is None or incident.type == "level_shift":
+        return None
+    from processing.emissions import FactorLibrary
+
+    found = config.registry.meter(incident.supplier, incident.site, incident.subject)
+    parts = [f"{incident.excess:,.1f} {incident.unit} above usual"]
+    if found is not None:
+        year = _local(incident.window_start_ns, found.site.timezone).year
+        factor = FactorLibrary.for_config(config).lookup(
+            found.carrier.factor_key, found.supplier.country, year)
+        if factor is not None:
+            parts.append(f"≈ {incident.excess * factor[0].value:,.1f} kgCO2e")
+    a = config.alerts
+    tariff = a.tariff_ntd_per_kwh if incident.unit == "kWh" else a.tariff_ntd_per_m3
+    if tariff:
+        parts.append(f"≈ NT${incident.excess * tariff:,.0f} at {tariff:g} NT$/{incident.unit}")
+    return " ".join(parts)
 
 
 def recipients(config: Config, event: Event) -> list[str]:
@@ -215,31 +269,43 @@ def render(config: Config, event: Event, chart_png: bytes | None) -> EmailMessag
     rows = []
     for i in event.incidents:
         base = "" if i.baseline is None else f"{i.baseline:,.3f} {i.unit}"
+        if i.type in ("gateway_silent", "meter_silent"):
+            base = f"{i.baseline:,.0f} min without readings"
         rows.append((" / ".join(x for x in (i.supplier, i.site, i.subject) if x), TITLES[i.type],
                      f"{i.value:,.3f} {i.unit}", base, i.detail,
                      f"{_local(i.window_start_ns, tz):%Y-%m-%d %H:%M}–"
-                     f"{_local(i.window_end_ns, tz):%H:%M}"))  # fmt: skip
+                     f"{_local(i.window_end_ns, tz):%H:%M}", i))  # fmt: skip
     headline = {"open": "New alert", "reminder": "Alert still open",
                 "resolved": "Alert resolved"}[event.kind]  # fmt: skip
     text = [f"{headline} ({tz} time)", ""]
-    for where, what, value, base, detail, when in rows:
+    for where, what, value, base, detail, when, incident in rows:
         text += [f"{what} at {where}", f"  window:   {when}", f"  measured: {value}"]
         if base:
-            text.append(f"  baseline: {base} (median of comparable days)")
-        text += [f"  {detail}", ""]
-    text.append("Sent by supplymeter. The chart of the last 24 h is in the HTML part.")
+            text.append(f"  {BASELINE_WORDS.get(incident.type, 'compared with')}: {base}")
+        how_much = severity(config, incident)
+        if how_much:
+            text.append(f"  severity: {how_much}")
+        text.append(f"  {detail}")
+        if incident.reason:
+            text.append(f"  Why: {incident.reason}")
+        text.append("")
+    rows = [r[:6] for r in rows]
     msg.set_content("\n".join(text))
     cid = make_msgid(domain=domain)
     cells = "".join(
         "<tr>" + "".join(f"<td>{v}</td>" for v in r) + "</tr>" for r in rows
     )  # fmt: skip
-    image = f'<p><img src="cid:{cid[1:-1]}" alt="last 24 h against the baseline"></p>'
+    image = f'<p><img src="cid:{cid[1:-1]}" alt="last 24 h against the usual"></p>'
+    notes = "".join(
+        f"<p>{' — '.join(x for x in (severity(config, i), i.reason) if x)}</p>"
+        for i in event.incidents if i.reason or severity(config, i)
+    )
     html = (
         f"<html><body><h2>{headline}</h2>"
         "<table border='1' cellpadding='4' style='border-collapse:collapse'>"
         "<tr><th>where</th><th>what</th><th>measured</th><th>baseline</th><th>detail</th>"
         f"<th>window ({tz})</th></tr>{cells}</table>"
-        f"{image if chart_png else ''}<p>Sent by supplymeter.</p></body></html>"
+        f"{notes}{image if chart_png else ''}<p>Sent by supplymeter.</p></body></html>"
     )
     msg.add_alternative(html, subtype="html")
     if chart_png:
@@ -260,13 +326,12 @@ def chart(history: list[tuple[int, float | None, object]], title: str, unit: str
     ys = [v for _, v, _ in history]
     lows = [b.band()[0] if b is not None else None for _, _, b in history]
     highs = [b.band()[1] if b is not None else None for _, _, b in history]
-    meds = [b.median if b is not None else None for _, _, b in history]
     fig, ax = plt.subplots(figsize=(7, 2.6))
     band = [(x, lo, hi) for x, lo, hi in zip(xs, lows, highs, strict=True) if lo is not None]
     if band:
         ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band],
-                        alpha=0.25, label="baseline (median ± 3σ)")  # fmt: skip
-        ax.plot([b[0] for b in band], [m for m in meds if m is not None], linewidth=0.8)
+                        alpha=0.25, label="usual … alert threshold")  # fmt: skip
+        ax.plot([b[0] for b in band], [b[1] for b in band], linewidth=0.8)
     ax.plot(xs, [float("nan") if y is None else y for y in ys], color="#d62728",
             linewidth=1.2, label="measured")  # fmt: skip
     ax.set_ylabel(f"{unit} per window")
@@ -279,6 +344,50 @@ def chart(history: list[tuple[int, float | None, object]], title: str, unit: str
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
     return buf.getvalue()
+
+
+# --- budget -------------------------------------------------------------------------------
+
+
+@dataclass
+class Budget:
+    """Incident emails per site and local day (``[alerts] budget_per_site_day``): an event that
+    would open one more goes to the daily digest, and so do the later events of its incident."""
+
+    path: Path
+    per_day: int
+    sent: dict[str, int] = field(default_factory=dict)
+    """``"YYYY-MM-DD supplier/site"`` → emails that opened an incident."""
+    deferred: set[str] = field(default_factory=set)
+    """Incidents whose opening went to the digest."""
+
+    @classmethod
+    def load(cls, path: Path, per_day: int) -> Budget:
+        if not path.exists():
+            return cls(path, per_day)
+        data = json.loads(path.read_text())
+        return cls(path, per_day, dict(data["sent"]), set(data["deferred"]))
+
+    def allows(self, event: Event, tz: str) -> bool:
+        first = event.incidents[0]
+        ids = {i.id for i in event.incidents}
+        if event.kind != "open":
+            return not ids & self.deferred
+        day = f"{_local(event.at_ns, tz):%Y-%m-%d} {first.supplier}/{first.site}"
+        if self.sent.get(day, 0) >= self.per_day:
+            self.deferred |= ids
+            return False
+        self.sent[day] = self.sent.get(day, 0) + 1
+        return True
+
+    def save(self) -> None:
+        days = sorted({k.split(" ")[0] for k in self.sent})[-3:]
+        self.sent = {k: v for k, v in self.sent.items() if k.split(" ")[0] in days}
+        self.deferred = set(sorted(self.deferred)[-10_000:])
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"sent": self.sent, "deferred": sorted(self.deferred)}))
+        os.replace(tmp, self.path)
 
 
 # --- outbox -------------------------------------------------------------------------------
@@ -412,7 +521,7 @@ def connect(config: Config) -> smtplib.SMTP:
 
 class AlertRunner:
     """The alert job: read what is new, evaluate, tell. Keep one per process (it holds the
-    meters' recent data; a restart reloads ``baseline_weeks`` of readings once)."""
+    meters' slot history; a restart reloads ``baseline_weeks`` of it once)."""
 
     REFRESH_NS = LOOKBACK_NS
     """Each run re-reads the detector's look-back (6 h): late and replayed readings are taken
@@ -426,6 +535,7 @@ class AlertRunner:
         state_dir = config.resolve(config.alerts.state_dir)
         self.book = IncidentBook.load(state_dir / "incidents.json")
         self.outbox = Outbox(state_dir)
+        self.budget = Budget.load(state_dir / "budget.json", config.alerts.budget_per_site_day)
         self.digest_path = state_dir / "digest.jsonl"
         self.judged_path = state_dir / "judged.json"
         """Each meter's last window judged: a restart carries on from there, so windows that
@@ -438,19 +548,30 @@ class AlertRunner:
         self.loaded = False
 
     def load(self, now_ns: int) -> None:
-        days = self.config.alerts.baseline_weeks * 7 + 1
-        start = now_ns - (days * 86_400 * 10**9 if not self.loaded else self.REFRESH_NS)
-        # In slices of at most the refresh span: the first load after a start reads weeks of
-        # every meter, which must not sit in memory as one query result.
-        slices = range(start, now_ns + 1, self.REFRESH_NS)
-        for n, t0 in enumerate(slices, 1):
+        """After a start: ``baseline_weeks`` of decimated history (one register per slot,
+        from InfluxDB's ``first()`` per slot) and the last hours of raw readings; later runs:
+        the raw readings of the detector's look-back (late and replayed ones included)."""
+        from processing.detect import RAW_KEEP_NS
+
+        d = self.detector
+        raw_from = now_ns - (RAW_KEEP_NS if not self.loaded else self.REFRESH_NS)
+        if not self.loaded:
+            days = self.config.alerts.baseline_weeks * 7 + 1
+            start = now_ns - days * 86_400 * 10**9
+            # A day at a time: weeks of every meter must not sit in memory as one result.
+            chunks = range(start, raw_from, 86_400 * 10**9)
+            for n, t0 in enumerate(chunks, 1):
+                t1 = min(t0 + 86_400 * 10**9 + d.slot_ns, raw_from)
+                for key, ts, registers in self.store.register_samples(t0, t1, d.slot_ns):
+                    d.add_history(key, ts, registers)
+                if n % 7 == 0 or n == len(chunks):
+                    log.info("alerts: loading %d days of slot history for the baselines: "
+                             "%d/%d days", days, n, len(chunks))  # fmt: skip
+        for t0 in range(raw_from, now_ns + 1, self.REFRESH_NS):
             t1 = min(t0 + self.REFRESH_NS, now_ns + 1)
-            if not self.loaded and (n % 20 == 0 or n == len(slices)):
-                log.info("alerts: loading %d days of readings for the baselines: %d/%d slices",
-                         days, n, len(slices))  # fmt: skip
             for key, ts, register, power in self.store.readings_window(t0, t1):
                 self.detector.add_reading(key, ts, register, power)
-            self.detector.prune(now_ns)  # power_kw is kept for the last day only
+        self.detector.prune(now_ns)
         for supplier, site, state, ts in self.store.gateway_states(now_ns):
             self.detector.set_gateway(supplier, site, state, ts)
         self.detector.rejects = self.store.reject_counts(now_ns - 3600 * 10**9, now_ns)
@@ -471,15 +592,15 @@ class AlertRunner:
         if events:
             self.store.write([line for e in events for line in alert_lines(e)])
         for event in events:
-            if a.digest:
+            if a.digest or not self.budget.allows(event, self.config.jobs.timezone):
                 row = {"kind": event.kind, "at_ns": event.at_ns,
                        "incidents": [asdict(i) for i in event.incidents]}  # fmt: skip
                 with self.digest_path.open("a") as fh:
                     fh.write(json.dumps(row) + "\n")
             else:
                 self.outbox.put(render(self.config, event, self._chart(event, now_ns)))
-        if a.digest:
-            self._maybe_digest(now_ns)
+        self.budget.save()
+        self._maybe_digest(now_ns)
         sent, waiting = self.outbox.flush(self.config)
         self.detector.prune(now_ns)
         lacking = len(evaluation.lacking_history)
@@ -500,7 +621,7 @@ class AlertRunner:
         """At ``digest_hour``, one email per supplier with the events since the last digest."""
         local = _local(now_ns, self.config.jobs.timezone)
         if local.hour != self.config.alerts.digest_hour or not self.digest_path.exists():
-            return
+            return  # (events over the day's budget wait here too, also without digest mode)
         rows = [json.loads(line) for line in self.digest_path.read_text().splitlines() if line]
         by_supplier: dict[str, list[Incident]] = {}
         for row in rows:

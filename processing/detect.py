@@ -62,7 +62,6 @@ import bisect
 import math
 import statistics
 from array import array
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from functools import lru_cache
@@ -125,12 +124,14 @@ def how_often(days: int, of_days: int) -> str:
     if days <= 0:
         return f"not reached at this time of day on any of the last {of_days} days"
     per_week = days / of_days * 7
-    if per_week >= 1:
+    if days == 1:
+        often = f"once in {of_days} days"
+    elif per_week >= 1:
         often = f"about {per_week:.0f} times a week"
-    elif 7 / per_week <= 6:
-        often = f"about once every {7 / per_week:.0f} weeks"
+    elif 1 / per_week <= 6:
+        often = f"about once every {1 / per_week:.0f} weeks"
     else:
-        often = f"about once every {7 / per_week / 4.35:.0f} months"
+        often = f"about once every {1 / per_week / 4.35:.0f} months"
     return f"reached on {days} of the last {of_days} days at this time of day ({often})"
 
 
@@ -225,11 +226,16 @@ class Track:
     judged: int | None = None
     """Last slot judged (slot number)."""
     episode: Episode | None = None
-    bases: deque = field(default_factory=lambda: deque(maxlen=LEVEL_DAYS + LEVEL_REFERENCE_DAYS))
-    """(local date, base load kW) of the last complete days."""
     base_day: date | None = None
+    """The local day whose base loads were last judged."""
+    level_reset: int = -(2**62)
+    """Slot from which days count as reference for level shifts (moved on at each notice)."""
     level: tuple[int, float] = (-1, 0.0)
     """(day number, median slot of the history) — refreshed daily."""
+    seen_ns: int | None = None
+    """When the detector last evaluated (a new reading older than this came late)."""
+    late_slots: set[int] = field(default_factory=set)
+    """Slots that received a new reading only after the detector had evaluated past them."""
 
     def __post_init__(self) -> None:
         self.slots = np.full(self.capacity, np.nan, dtype=np.float32)
@@ -248,6 +254,11 @@ class Track:
     def add(self, ts_ns: int, register: float, power: float | None) -> None:
         value = float("nan") if power is None else power
         self.dirty_ns = ts_ns if self.dirty_ns is None else min(self.dirty_ns, ts_ns)
+        if self.seen_ns is not None and ts_ns < self.seen_ns - self.slot_ns:
+            i = bisect.bisect_left(self.ts, ts_ns)
+            if i == len(self.ts) or self.ts[i] != ts_ns:
+                # New, and older than what the detector already judged: it arrived late.
+                self.late_slots.update((ts_ns // self.slot_ns - 1, ts_ns // self.slot_ns))
         if not self.ts or ts_ns > self.ts[-1]:
             self.ts.append(ts_ns)
             self.register.append(register)
@@ -273,6 +284,8 @@ class Track:
     def prune(self, before_ns: int, power_before_ns: int) -> None:
         """Drop raw readings before ``before_ns`` (their slots are computed first)."""
         self.refresh_slots()
+        oldest = before_ns // self.slot_ns - 1
+        self.late_slots = {g for g in self.late_slots if g >= oldest}
         i = bisect.bisect_left(self.ts, before_ns)
         if i:
             del self.ts[:i], self.register[:i]
@@ -548,8 +561,7 @@ class Detector:
         found: list[Condition] = []
         lacks = False
         replaying = self._replaying(track.ref, now_ns)
-        late_after = 2 * max(self.slot_ns, track.ref.meter.interval_s * 10**9)
-        late_after += self.settings.every_min * MIN_NS
+        track.seen_ns = now_ns
         for g in range(first, latest + 1):
             y = track.slot(g)
             end = (g + 1) * self.slot_ns
@@ -561,7 +573,7 @@ class Detector:
             track.judged = g
             base = self.baseline(track, g)
             lacks = base is None
-            late = now_ns - end > late_after
+            late = g in track.late_slots
             found += self._episode(track, g, y, base, late)
             found += self._level(track, g)
         ep = track.episode
@@ -641,44 +653,44 @@ class Detector:
         )  # fmt: skip
 
     def _level(self, track: Track, g: int) -> list[Condition]:
-        """At the first slot of a local day: the day before's base load, and a level-shift
-        notice when the last ``LEVEL_DAYS`` stand ``level_shift_pct`` off the reference."""
+        """At the first slot judged of a local day: the base load of each of the days before
+        (from the slot history), and a level-shift notice when the last ``LEVEL_DAYS`` stand
+        ``level_shift_pct`` off the ``LEVEL_REFERENCE_DAYS`` before them."""
         s, ref = self.settings, track.ref
         local = ns_to_datetime(g * self.slot_ns).astimezone(ref.tz)
         today = local.date()
         if track.base_day == today:
             return []
-        previous, track.base_day = track.base_day, today
-        if previous is None:
-            return []
+        track.base_day = today
         day_start = g - round((local.hour * 60 + local.minute) * MIN_NS / self.slot_ns)
-        values = track.get(np.arange(day_start - self.per_day, day_start))
-        if np.isnan(values).mean() > 0.1:
-            track.bases.clear()  # a day with gaps breaks the run
+        hours_per_slot = self.slot_ns / HOUR_NS
+        bases: list[float | None] = []
+        for back in range(LEVEL_DAYS + LEVEL_REFERENCE_DAYS, 0, -1):
+            first = day_start - back * self.per_day
+            values = track.get(np.arange(first, first + self.per_day))
+            usable = first >= track.level_reset and np.isnan(values).mean() <= 0.1
+            bases.append(float(np.nanquantile(values, BASE_QUANTILE)) / hours_per_slot
+                         if usable else None)  # fmt: skip
+        recent = bases[-LEVEL_DAYS:]
+        reference_days = [b for b in bases[:-LEVEL_DAYS] if b is not None]
+        if any(b is None for b in recent) or len(reference_days) < 7:
             return []
-        kw = float(np.nanquantile(values, BASE_QUANTILE)) / (self.slot_ns / HOUR_NS)
-        track.bases.append((previous, kw))
-        if len(track.bases) < LEVEL_DAYS + 7:
-            return []
-        bases = list(track.bases)
-        recent = [b for _, b in bases[-LEVEL_DAYS:]]
-        reference = statistics.median(b for _, b in bases[:-LEVEL_DAYS])
-        now = statistics.median(recent)
-        floor_kw = max(spike_floor(s, ref), LEVEL_FLOOR * self.level(track, g))
-        floor_kw /= self.slot_ns / HOUR_NS
+        reference = statistics.median(reference_days)
+        now = statistics.median(recent)  # type: ignore[type-var]
+        floor_kw = max(spike_floor(s, ref), LEVEL_FLOOR * self.level(track, g)) / hours_per_slot
         change = now / reference - 1 if reference > 0 else math.inf
-        same_side = all((b > reference) == (now > reference) for b in recent)
-        if abs(change) * 100 < s.level_shift_pct or abs(now - reference) < floor_kw:
-            return []
-        if not same_side:
-            return []
-        since = bases[-LEVEL_DAYS][0]
-        track.bases = deque(bases[-LEVEL_DAYS:], maxlen=track.bases.maxlen)
+        limit = s.level_shift_pct / 100 * reference
+        each = all(abs(b - reference) >= max(limit, floor_kw) and (b > reference) == (change > 0)
+                   for b in recent)  # type: ignore[operator]  # fmt: skip
+        if not each:
+            return []  # every one of the days, each beyond the threshold on the same side
+        since_slot = day_start - LEVEL_DAYS * self.per_day
+        track.level_reset = since_slot  # the new level is the reference from now on
+        since = ns_to_datetime(since_slot * self.slot_ns).astimezone(ref.tz)
         direction = "up" if change > 0 else "down"
-        t0 = (g - LEVEL_DAYS * self.per_day) * self.slot_ns
         return [Condition(
             "level_shift", *ref.key, value=now, baseline=reference, unit="kW",
-            window_start_ns=t0, window_end_ns=g * self.slot_ns,
+            window_start_ns=since_slot * self.slot_ns, window_end_ns=day_start * self.slot_ns,
             detail=f"base load {direction} {abs(change) * 100:.0f}% since {since:%d %b} "
                    f"({reference:,.1f} → {now:,.1f} kW)",
             excess=(now - reference) * 24, over=True,

@@ -450,6 +450,27 @@ class Store:
                 register = next((v for v in row[1:-1] if v is not None), None)
                 yield key, int(row[0]), register, row[-1]
 
+    def register_samples(
+        self, start_ns: int, end_ns: int, step_ns: int
+    ) -> Iterator[tuple[MeterKey, list[int], list[float]]]:
+        """Every meter's first register reading in each ``step_ns`` bucket of [start, end),
+        dated at the bucket's start (exact for meters read on the bucket grid; otherwise late by
+        less than one reading interval) — decimated history for the alert baselines, one
+        value per slot instead of every reading."""
+        fields = register_fields()
+        q = (f"SELECT {', '.join(f'first({quote_ident(f)})' for f in fields)} "
+             f"FROM {quote_ident(READING)} WHERE {_time_range(start_ns, end_ns)} "
+             f"GROUP BY time({step_ns // 10**9}s), supplier, site, meter fill(none)")  # fmt: skip
+        for s in self.client.query(q):
+            key = (s.tags["supplier"], s.tags["site"], s.tags["meter"])
+            ts, registers = [], []
+            for row in s.values:
+                register = next((v for v in row[1:] if v is not None), None)
+                if register is not None:
+                    ts.append(int(row[0]))
+                    registers.append(float(register))
+            yield key, ts, registers
+
     def count_readings(self, start_ns: int, end_ns: int) -> int:
         """Stored readings with a register in [start, end]."""
         fields = register_fields()
