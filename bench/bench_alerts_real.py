@@ -121,8 +121,11 @@ def read_series(directory: Path) -> list[Series]:
             hours = int(first_offset.total_seconds() // 3600) if first_offset else 0
             zone = f"Etc/GMT{-hours:+d}" if hours else "UTC"
         if "start" in entry:
-            target = datetime_to_ns(datetime.combine(date.fromisoformat(str(entry["start"])),
-                                                     datetime.min.time()).astimezone())
+            target = datetime_to_ns(
+                datetime.combine(
+                    date.fromisoformat(str(entry["start"])), datetime.min.time()
+                ).astimezone()
+            )
             weeks = round((target - ts[0]) / WEEK_NS)
             ts = [t + weeks * WEEK_NS for t in ts]
         mean = sum(raw) / len(raw)
@@ -132,8 +135,9 @@ def read_series(directory: Path) -> list[Series]:
     return out
 
 
-def inject(series: Series, kind: str, rng: random.Random, from_ns: int) -> tuple[list[float],
-                                                                             list[Injected]]:
+def inject(
+    series: Series, kind: str, rng: random.Random, from_ns: int
+) -> tuple[list[float], list[Injected]]:
     """A copy of the load with labelled events of ``kind`` after ``from_ns``."""
     kw = list(series.kw)
     t_first, t_last = series.ts_ns[0], series.ts_ns[-1]
@@ -325,8 +329,11 @@ def main() -> None:
         for s in sim:
             s.kind = "simulator"
     everything = series + sim
-    print(f"alert quality on {len(series)} real and {len(sim)} simulated series "
-          f"({sum(len(s.kw) for s in everything):,} slots); 4 runs each", file=sys.stderr)
+    print(
+        f"alert quality on {len(series)} real and {len(sim)} simulated series "
+        f"({sum(len(s.kw) for s in everything):,} slots); 4 runs each",
+        file=sys.stderr,
+    )
     with ProcessPoolExecutor(max_workers=2) as pool:
         futures = [pool.submit(score_series, s, args.seed) for s in everything]
         rows = {}
@@ -373,14 +380,18 @@ def print_table(result: dict) -> None:
     for name, limit in (("industrial", 0.2), ("all", 0.5)):
         if name in pooled:
             v = pooled[name]["false_alarms_per_meter_week"]
-            print(f"{name}: false alarms {fmt(v)} per meter-week (ceiling {limit}): "
-                  f"{'met' if v is not None and v <= limit else 'NOT met'}")
+            print(
+                f"{name}: false alarms {fmt(v)} per meter-week (ceiling {limit}): "
+                f"{'met' if v is not None and v <= limit else 'NOT met'}"
+            )
     for name, target in (("all", SPIKE_TARGET), ("simulator", SIMULATOR_TARGET)):
         if name in pooled:
             p, r = pooled[name]["spike_precision"], pooled[name]["recall_100pct_30min"]
             ok = p is not None and r is not None and p >= target and r >= target
-            print(f"{name}: spike precision {fmt(p)}, recall (≥ +100 %, ≥ 30 min) {fmt(r)} "
-                  f"(target {target} / {target}): {'met' if ok else 'NOT met'}")
+            print(
+                f"{name}: spike precision {fmt(p)}, recall (≥ +100 %, ≥ 30 min) {fmt(r)} "
+                f"(target {target} / {target}): {'met' if ok else 'NOT met'}"
+            )
 
 
 if __name__ == "__main__":

@@ -238,7 +238,8 @@ def severity(config: Config, incident: Incident) -> str | None:
     if found is not None:
         year = _local(incident.window_start_ns, found.site.timezone).year
         factor = FactorLibrary.for_config(config).lookup(
-            found.carrier.factor_key, found.supplier.country, year)
+            found.carrier.factor_key, found.supplier.country, year
+        )
         if factor is not None:
             parts.append(f"≈ {incident.excess * factor[0].value:,.1f} kgCO2e")
     a = config.alerts
@@ -298,7 +299,8 @@ def render(config: Config, event: Event, chart_png: bytes | None) -> EmailMessag
     image = f'<p><img src="cid:{cid[1:-1]}" alt="last 24 h against the usual"></p>'
     notes = "".join(
         f"<p>{' — '.join(x for x in (severity(config, i), i.reason) if x)}</p>"
-        for i in event.incidents if i.reason or severity(config, i)
+        for i in event.incidents
+        if i.reason or severity(config, i)
     )
     html = (
         f"<html><body><h2>{headline}</h2>"

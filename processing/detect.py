@@ -641,11 +641,15 @@ class Detector:
         local = ns_to_datetime(t0).astimezone(ref.tz)
         kind = day_type(local, ref.supplier.country)
         usual = sum(ep.usual)
-        detail = (f"unusual load since {local:%a %H:%M} ({duration_text(t1 - t0)} so far): "
-                  f"{ep.excess:,.0f} {ref.unit} above the usual {usual:,.0f} {ref.unit}")
-        reason = (f"For {duration_text(t1 - t0)} consumption has stayed above the highest of "
-                  f"the {self.settings.neighbours} most similar past days (a usual {kind} "
-                  f"included); its peak was {how_often(ep.reached, ep.history_days)}.")
+        detail = (
+            f"unusual load since {local:%a %H:%M} ({duration_text(t1 - t0)} so far): "
+            f"{ep.excess:,.0f} {ref.unit} above the usual {usual:,.0f} {ref.unit}"
+        )
+        reason = (
+            f"For {duration_text(t1 - t0)} consumption has stayed above the highest of "
+            f"the {self.settings.neighbours} most similar past days (a usual {kind} "
+            f"included); its peak was {how_often(ep.reached, ep.history_days)}."
+        )
         return Condition(
             "regime", *ref.key, value=sum(ep.values), baseline=usual, unit=ref.unit,
             window_start_ns=t0, window_end_ns=t1, detail=detail, excess=ep.excess,

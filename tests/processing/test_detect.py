@@ -131,7 +131,7 @@ def test_sunday_production_is_compared_with_producing_days_not_reported_as_spike
 def test_an_hours_long_excursion_is_one_regime_incident(config: Config) -> None:
     t0 = MONDAY + 9 * HOUR_NS
     kw = lambda ts: plant_kw(ts) * (2.0 if t0 <= ts < t0 + 4 * HOUR_NS else 1.0)  # noqa: E731
-    opened, d = run(config, kw, MONDAY + 16 * HOUR_NS)
+    opened, _ = run(config, kw, MONDAY + 16 * HOUR_NS)
     assert [i.type for i in opened] == ["regime"]
     assert opened[0].window_start_ns == t0
     assert "so far" in opened[0].detail and opened[0].excess > 0
