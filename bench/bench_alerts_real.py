@@ -1,7 +1,7 @@
 """Alert quality on real load series: false alarms on untouched data, precision and recall of
 labelled injected events.
 
-    bench/bench_alerts_real.py --series DIR [--json OUT] [--simulated N] [--seed S]
+    bench/bench_alerts_real.py --series DIR [--json OUT] [--simulated] [--seed S]
 
 ``DIR`` holds CSV files in the format of ``data/real-loads`` (first column: the start of each
 15-minute interval with its UTC offset; second: the mean load in that interval, any unit) and a
@@ -9,7 +9,8 @@ labelled injected events.
 ``country`` (public holidays), ``kind`` (``industrial``, ``commercial``, …) and optionally
 ``timezone`` (default: Europe/Berlin for DE, Asia/Taipei for TW, else the file's first offset)
 and ``start`` (an ISO date: the series is moved by whole weeks to start near it, weekdays kept).
-``--simulated N`` adds N meters of the simulator (one year, 15-min) scored the same way.
+``--simulated`` adds the simulator's five site meters (one year, 15-min, from
+``bench_realism.py``), scored the same way and pooled as ``simulator``.
 
 Each series is run through the real :class:`~processing.detect.Detector` and
 :class:`~processing.alerts.IncidentBook` — as a meter with 15-minute cumulative readings, judged
@@ -21,7 +22,7 @@ every 15 minutes, after ``baseline_weeks`` of history — four times:
   protocol) — ``spike_precision``, ``spike_recall`` and ``recall_100pct_30min`` (spikes of at
   least +100 % lasting at least 30 min); an alert matches a spike it overlaps (± one slot);
 * **regimes**: +50–150 % for 2–8 h, ~1 per meter-fortnight — scored on regime alerts;
-* **level shifts**: the load from a random time on × 1.25–1.6 or × 0.65–0.8, ~1 per 8 weeks —
+* **level shifts**: the load from a random time on × 1.3–1.6 or × 0.6–0.7, ~1 per 8 weeks —
   scored on level-shift notices within 5 days of the change.
 
 Pooled figures: ``all`` and per ``kind``. Targets (alerts issue): real series ≤ 0.5 false
@@ -148,12 +149,12 @@ def inject(
     elif kind == "regime":
         n, minutes, pct = round(0.5 * span / WEEK_NS), (120, 480), (50.0, 150.0)
     else:
-        n, minutes, pct = max(1, round(span / (8 * WEEK_NS))), (0, 0), (25.0, 60.0)
+        n, minutes, pct = max(1, round(span / (8 * WEEK_NS))), (0, 0), (30.0, 60.0)
     for _ in range(n):
         start = rng.randrange(from_ns, t_last - 8 * 3600 * 10**9)
         if kind == "level_shift":
             up = rng.random() < 0.6
-            p = rng.uniform(*pct) if up else -rng.uniform(20.0, 35.0)
+            p = rng.uniform(*pct) if up else -rng.uniform(30.0, 40.0)
             events.append(Injected(kind, start, t_last + SLOT_NS, p))
             continue
         length = rng.uniform(*minutes) * MIN_NS
@@ -293,27 +294,21 @@ def figures(rows: list[dict]) -> dict:
     }  # fmt: skip
 
 
-def simulated(n: int, directory: Path, seed: int) -> None:
-    """Write ``n`` simulator meters as one year of 15-min loads in the real series' format."""
-    from simulators.realistic import year_of_load
+def simulated(directory: Path, seed: int) -> None:
+    """Write the simulator's site meters (one year, 15-min; ``bench_realism.py``) as series."""
+    import subprocess
 
-    meta = []
-    for k in range(n):
-        name, kind, mean_kw, rows = year_of_load(k, seed)
-        with (directory / f"{name}.csv").open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["datetime", "load [kW]"])
-            w.writerows(rows)
-        meta.append(f'[{name}]\nmean_kw = {mean_kw}\ncountry = "TW"\nkind = "{kind}"\n'
-                    'timezone = "Asia/Taipei"\n')  # fmt: skip
-    (directory / "series.toml").write_text("\n".join(meta))
+    here = Path(__file__).resolve().parent
+    subprocess.run([sys.executable, str(here / "bench_realism.py"), "--seed", str(seed),
+                    "--write", str(directory)], check=True, stdout=subprocess.DEVNULL)  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--series", type=Path, help="directory of CSVs + series.toml")
     parser.add_argument("--json", type=Path, help="write the figures here")
-    parser.add_argument("--simulated", type=int, default=0, help="add N simulator meters")
+    parser.add_argument("--simulated", action="store_true",
+                        help="add the simulator's site meters (one year each)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     if not args.series and not args.simulated:
@@ -324,7 +319,7 @@ def main() -> None:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            simulated(args.simulated, Path(tmp), args.seed)
+            simulated(Path(tmp), args.seed)
             sim = read_series(Path(tmp))
         for s in sim:
             s.kind = "simulator"

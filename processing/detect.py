@@ -84,6 +84,9 @@ RAW_KEEP_NS = LOOKBACK_NS + 2 * HOUR_NS
 ENVELOPE_QUANTILE = 0.8
 """The upper envelope is this quantile of the comparable days' highest slots near the time:
 with 7 days, between the 5th and 6th highest, so one odd day does not widen it."""
+MIN_NEIGHBOURS, CLOSE_FACTOR = 3, 2.5
+"""Comparable days are at most ``neighbours``, at least 3, and no further from today than 2.5 ×
+the third closest (plus 2% of today's level)."""
 LEVEL_FLOOR = 0.1
 """An excursion must also exceed the envelope by this share of the meter's median slot."""
 BASE_QUANTILE = 0.1
@@ -327,6 +330,16 @@ class Track:
             self.slot_hi = g
         self.slots[g % self.capacity] = value
 
+    def set_slots(self, g: np.ndarray, values: np.ndarray) -> None:
+        """:meth:`set_slot` for many slots at once (``g`` ascending)."""
+        if not len(g):
+            return
+        top = int(g[-1])
+        if top > self.slot_hi:
+            self.set_slot(top, float(values[-1]))
+        keep = g > self.slot_hi - self.capacity
+        self.slots[g[keep] % self.capacity] = values[keep]
+
     def get(self, g: np.ndarray) -> np.ndarray:
         """Slot values for slot numbers ``g`` (NaN where unknown)."""
         out = self.slots[g % self.capacity].astype(np.float64)
@@ -358,18 +371,21 @@ class Track:
         if len(ts_ns) < 2:
             return
         m = measure(RegisterSeries(self.ref, tuple(ts_ns), tuple(registers)))
+        if len(m.ts_ns) < 2:
+            return
+        ts = np.array(m.ts_ns, dtype=np.int64)
+        cum = np.array(m.cumulative, dtype=np.float64)
         gap = 2 * max(self.slot_ns, self.ref.meter.interval_s * 10**9)
-        g0, g1 = ts_ns[0] // self.slot_ns, ts_ns[-1] // self.slot_ns
-        for g in range(g0, g1):
-            t0, t1 = g * self.slot_ns, (g + 1) * self.slot_ns
-            i = bisect.bisect_right(ts_ns, t0) - 1
-            j = bisect.bisect_left(ts_ns, t1)
-            if i < 0 or j >= len(ts_ns) or t0 - ts_ns[i] > gap or ts_ns[j] - t1 > gap:
-                continue
-            begin = cumulative_at(m.ts_ns, m.cumulative, t0)
-            end = cumulative_at(m.ts_ns, m.cumulative, t1)
-            if begin is not None and end is not None:
-                self.set_slot(g, end - begin)
+        g = np.arange(ts[0] // self.slot_ns, ts[-1] // self.slot_ns + 1, dtype=np.int64)
+        edges = np.append(g, g[-1] + 1) * self.slot_ns
+        before = np.searchsorted(ts, edges, side="right") - 1
+        after = np.searchsorted(ts, edges, side="left")
+        ok = (before >= 0) & (after < len(ts))
+        ok[ok] &= (edges[ok] - ts[before[ok]] <= gap) & (ts[after[ok]] - edges[ok] <= gap)
+        at = np.interp(edges.astype(np.float64), ts.astype(np.float64), cum)
+        values = at[1:] - at[:-1]
+        good = ok[:-1] & ok[1:]
+        self.set_slots(g[good], values[good])
 
 
 def spike_floor(settings: AlertSettings, ref: MeterRef) -> float:
@@ -481,7 +497,10 @@ class Detector:
         distance = np.where(usable, np.nansum(diffs, axis=1) / np.maximum(counted, 1), np.inf)
         chosen = np.argsort(distance, kind="stable")[: s.neighbours]
         chosen = chosen[np.isfinite(distance[chosen])]
-        del scale
+        # Only days about as close as the closest few: six idle Sundays are not topped up
+        # with a working day because seven were asked for.
+        close = distance[chosen[min(len(chosen), MIN_NEIGHBOURS) - 1]]
+        chosen = chosen[distance[chosen] <= CLOSE_FACTOR * close + 0.02 * scale / len(today)]
         highs = np.nanmax(near[chosen], axis=1)
         upper = float(np.quantile(highs, ENVELOPE_QUANTILE))
         centre = values[chosen, h]

@@ -3,9 +3,14 @@
 A site advances in ticks of the greatest common divisor of its meters' intervals. In each tick a
 consumption meter draws
 
-    (base + production × working share × equipment cycle + air conditioning) × (1 + noise)
+    (base × base shift + production × production share × equipment cycle + air conditioning)
+        × exp(site deviation + meter deviation)
 
-(``simulators/profiles.py`` has the shapes), times any injected spike or step change. A ``pv``
+(``simulators/profiles.py`` has the shapes), times any injected spike or step change. The
+production share follows the day's plan (level, shift start/end jitter, idle-day production,
+shutdowns); the deviations are Ornstein–Uhlenbeck processes that persist for hours, as real
+plants' deviations from their usual profile do; base loads shift now and then and stay;
+equipment cycles drift against the clock; air conditioning follows each day's temperature. A ``pv``
 meter generates clear-sky output times the day's weather; a ``grid`` meter at the site's
 connection imports what the site's electricity circuits draw beyond PV and exports the rest.
 
@@ -27,17 +32,21 @@ from simulators.faults import DAY_S, NS, Event, FaultLog, Window, window_event, 
 from simulators.ledger import HOUR_NS, Ledger
 from simulators.profiles import (
     CYCLES,
+    DAILY_ANOMALY_PERSISTENCE,
+    DAILY_ANOMALY_SIGMA_C,
     PRESS_IDLE_LEVEL,
     PRESS_STROKE_LEVEL,
     PRESS_STROKE_SHARE,
+    DayPlan,
     clear_sky,
-    cooling,
+    cooling_at,
     cycle_mean,
+    draw_day_plan,
+    production_share,
     schedule_of,
-    working_share,
 )
 from supplymeter.config import FaultSettings, MeterRef, Site, Supplier
-from supplymeter.records import Reading, ns_to_datetime
+from supplymeter.records import Reading, datetime_to_ns, ns_to_datetime
 
 MILLI = 1000
 """Register resolution: 0.001 register units (kWh or m³)."""
@@ -47,6 +56,18 @@ POWER_FACTOR = {"press": 0.82, "induction": 0.95, "furnace": 0.97, "compressor":
 
 MONTH_S = 30 * DAY_S
 WEEK_S = 7 * DAY_S
+SITE_TAU_S, SITE_SIGMA = 4 * 3600.0, 0.10
+"""The site-wide deviation from the usual profile: time constant [s] and log-scale spread
+(autocorrelation at 15 min ≈ 0.9, as in the real loads)."""
+METER_TAU_S = 3 * 3600.0
+"""Time constant of each meter's own deviation [s]; its spread is the meter's ``noise``."""
+BASE_SHIFT_PER_DAY = 1 / 60
+"""Probability per day that a meter's base load shifts (and stays): a new compressor, a
+furnace left on idle, lighting changed."""
+BASE_SHIFT_RANGE = (0.75, 1.35)
+PHASE_DRIFT = 0.5
+"""Equipment cycles drift by about this share of a period per day (√time), so they do not
+repeat at the same clock time every day."""
 
 
 @dataclass
@@ -66,13 +87,19 @@ class MeterModel:
     steps: list[Window] = field(default_factory=list)
     stuck: list[Window] = field(default_factory=list)
     replacements: list[int] = field(default_factory=list)
-    hour_factor: tuple[int, float] = (-1, 1.0)
+    deviation: float = 0.0
+    """This meter's own log-scale deviation (an Ornstein–Uhlenbeck process)."""
+    base_factor: float = 1.0
+    """Lasting base-load shift (1: none)."""
+    cnc: tuple[int, float] = (-1, 1.0)
+    """(until when, utilisation) of a CNC cell: changes at random times, not on the hour."""
 
     def __post_init__(self) -> None:
         sim = self.ref.meter.simulation
         self.register_milli = round(sim.initial_register * MILLI)
         # str seeds are hashed with SHA-512 by random.Random: stable across processes.
         self.rng = random.Random(f"{self.seed}:{'/'.join(self.ref.key)}")
+        self.behaviour = random.Random(f"{self.seed}:behaviour:{'/'.join(self.ref.key)}")
         rollover = self.ref.meter.rollover
         self.rollover_milli = round(rollover * MILLI) if rollover else None
         equipment = sim.equipment
@@ -149,6 +176,8 @@ class MeterModel:
         equipment = self.ref.meter.simulation.equipment
         if self.cycle is not None:
             period, segments = self.cycle
+            drift = PHASE_DRIFT * period * math.sqrt(dt_s / DAY_S)
+            self.phase_s += self.behaviour.gauss(0.0, drift)
             return cycle_mean(ts_ns / NS + self.phase_s, dt_s, period, segments)
         if equipment == "press":
             minutes = max(1, int(dt_s // 60))
@@ -156,10 +185,11 @@ class MeterModel:
             strokes = sum(1 for _ in range(minutes) if rnd() < PRESS_STROKE_SHARE)
             return (strokes * PRESS_STROKE_LEVEL + (minutes - strokes) * PRESS_IDLE_LEVEL) / minutes
         if equipment == "cnc":
-            hour = ts_ns // HOUR_NS
-            if self.hour_factor[0] != hour:
-                self.hour_factor = (hour, self.rng.uniform(0.6, 1.4))
-            return self.hour_factor[1]
+            until, level = self.cnc
+            if ts_ns >= until:  # a new job: utilisation partly carried over, for 20–120 min
+                level = 0.5 * level + 0.5 * self.rng.uniform(0.6, 1.4)
+                self.cnc = (ts_ns + round(self.behaviour.uniform(20, 120) * 60 * NS), level)
+            return self.cnc[1]
         return 1.0
 
 
@@ -169,9 +199,9 @@ class HourContext:
 
     local: datetime
     local_hour: float
-    work: float
     day_of_year: int
     month: int
+    plan: DayPlan
 
 
 class SiteModel:
@@ -196,6 +226,11 @@ class SiteModel:
         self._weather = random.Random(f"{seed}:weather:{supplier.id}/{site.id}")
         self._clearness: tuple[int, float] = (-1, 1.0)
         self._noise = random.Random(f"{seed}:noise:{supplier.id}/{site.id}")
+        self._days = random.Random(f"{seed}:days:{supplier.id}/{site.id}")
+        self._plan: DayPlan | None = None
+        self._plan_day = None
+        self._anomaly = 0.0
+        self._deviation = 0.0
 
     def plan_faults(self, faults: FaultSettings, start_ns: int, end_ns: int) -> None:
         for m in self.meters:
@@ -208,14 +243,39 @@ class SiteModel:
             ctx = HourContext(
                 local=local,
                 local_hour=local.hour + local.minute / 60.0,
-                work=working_share(self.schedule, local, self.supplier.country),
                 day_of_year=local.timetuple().tm_yday,
                 month=local.month,
+                plan=self.day_plan(local),
             )
             self._hour = (hour, ctx)
         ctx = self._hour[1]
         assert ctx is not None
         return ctx
+
+    def day_plan(self, local: datetime) -> DayPlan:
+        """The site's plan for the local day of ``local``, drawn once per day in order; each
+        new day also redraws the meters' base-load shifts (logged as ``base_shift``)."""
+        day = local.date()
+        if self._plan_day != day or self._plan is None:
+            self._anomaly = DAILY_ANOMALY_PERSISTENCE * self._anomaly + self._days.gauss(
+                0.0, DAILY_ANOMALY_SIGMA_C * math.sqrt(1 - DAILY_ANOMALY_PERSISTENCE**2))
+            self._plan = draw_day_plan(self._days, self.schedule, day, self.supplier.country,
+                                       self._plan, self._anomaly)  # fmt: skip
+            if self._plan_day is not None:
+                for m in self.meters:
+                    if m.ref.meter.role == "consumption" and (
+                            m.behaviour.random() < BASE_SHIFT_PER_DAY):  # fmt: skip
+                        old = m.base_factor
+                        m.base_factor = min(1.6, max(0.6, old * m.behaviour.uniform(
+                            *BASE_SHIFT_RANGE)))  # fmt: skip
+                        sup, site_id, mid = m.ref.key
+                        at = datetime_to_ns(local)
+                        self.log.add(at, Event(
+                            "base_shift", sup, site_id, start=format_ts(at), meter=mid,
+                            details={"from": round(old, 3), "to": round(m.base_factor, 3)},
+                        ))  # fmt: skip
+            self._plan_day = day
+        return self._plan
 
     def clearness(self, ctx: HourContext) -> float:
         """The day's weather: share of clear-sky sunshine reaching the panels."""
@@ -272,6 +332,11 @@ class SiteModel:
         t1_ns = ts_ns + self.step_s * NS
         ctx = self.context(ts_ns)
         mid_hour = ctx.local_hour + ((ts_ns % HOUR_NS) / NS + dt_s / 2) / 3600.0
+        minute = mid_hour * 60.0
+        phi = math.exp(-dt_s / SITE_TAU_S)
+        self._deviation = phi * self._deviation + SITE_SIGMA * math.sqrt(1 - phi * phi) * (
+            self._noise.gauss(0.0, 1.0))  # fmt: skip
+        site_deviation = self._deviation
         electric_kw = 0.0
         pv_kw = 0.0
         grid: MeterModel | None = None
@@ -285,19 +350,23 @@ class SiteModel:
                 load = max(0.0, sim.mean_load * sun * (1.0 + 0.08 * m.rng.gauss(0.0, 1.0)))
                 pv_kw += load
             else:
-                production = (1.0 - sim.base_fraction) * ctx.work
-                if production:
-                    production *= m.equipment_level(ts_ns, dt_s)
-                share = sim.base_fraction + production
+                share = sim.base_fraction * m.base_factor
+                work = production_share(self.schedule, minute, ctx.local.weekday(), ctx.plan)
+                if work:
+                    share += (1.0 - sim.base_fraction) * work * m.equipment_level(ts_ns, dt_s)
                 if sim.ac_fraction and meter.carrier == "electricity":
-                    share += sim.ac_fraction * cooling(mid_hour, ctx.month)
-                load = sim.mean_load * share * max(0.0, 1.0 + sim.noise * m.rng.gauss(0.0, 1.0))
+                    share += sim.ac_fraction * cooling_at(
+                        mid_hour, ctx.day_of_year, ctx.plan.temperature_anomaly_c)
+                phi = math.exp(-dt_s / METER_TAU_S)
+                m.deviation = phi * m.deviation + sim.noise * math.sqrt(1 - phi * phi) * (
+                    m.rng.gauss(0.0, 1.0))  # fmt: skip
+                load = sim.mean_load * share * math.exp(site_deviation + m.deviation)
                 if m.spikes or m.steps:
                     load *= m.multiplier_at(ts_ns, t1_ns, dt_s)
                 if meter.carrier == "electricity":
                     electric_kw += load
                 if sim.production_per_hour is not None:
-                    m.production += sim.production_per_hour * ctx.work * dt_s / 3600.0
+                    m.production += sim.production_per_hour * work * dt_s / 3600.0
             self._count(m, ts_ns, load * dt_s / 3600.0, 0.0)
         if grid is not None:
             net = (electric_kw - pv_kw) * dt_s / 3600.0

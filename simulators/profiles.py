@@ -55,9 +55,17 @@ def schedule_of(supplier: Supplier) -> Schedule:
     )
 
 
+NIGHT_SHARE = 0.15
+"""Share of the day's production a three-shift plant runs on the night shift (00:00–08:00):
+a reduced crew. Calibrated so that night/day ratios fall in the range of the real loads in
+``data/real-loads`` (0.19–0.58; ``bench/bench_realism.py``)."""
+
+
 def working_share(schedule: Schedule, local: datetime, country: str = "TW") -> float:
-    """Share of production running in the local hour starting at ``local``: 0 or 1, with a
-    lunch-break dip in single-shift plants and a shift-change dip at 16:00 in multi-shift ones."""
+    """Nominal share of production running in the local hour starting at ``local``: the
+    schedule alone (no day-to-day variation; :func:`production_share` adds it), with a
+    lunch-break dip in single-shift plants, a shift-change dip at 16:00 in multi-shift ones and
+    a reduced night shift in three-shift ones."""
     day = local.date()
     if not schedule.holidays and day in public_holidays(country, local.year):
         return 0.0
@@ -70,7 +78,7 @@ def working_share(schedule: Schedule, local: datetime, country: str = "TW") -> f
         if schedule.saturday == "half":
             return 1.0 if 8 <= hour < 16 else 0.0
     if schedule.shifts == 3:
-        return 1.0
+        return NIGHT_SHARE if hour < 8 else (0.85 if hour == 16 else 1.0)
     if schedule.shifts == 2:
         if hour < 8:
             return 0.0
@@ -166,3 +174,174 @@ def _integral(t: float, period: float, segments: Segments) -> float:
 def cycle_mean(t0_s: float, dt_s: float, period_s: float, segments: Segments) -> float:
     """Mean of the periodic profile over ``[t0, t0 + dt)`` (times in seconds)."""
     return (_integral(t0_s + dt_s, period_s, segments) - _integral(t0_s, period_s, segments)) / dt_s
+
+
+# --- day-to-day behaviour ------------------------------------------------------------------
+#
+# Real plants' days differ (``data/real-loads``, measured by ``bench/bench_realism.py``): days
+# fall into load levels that persist for days, shifts start and end 15–45 min off the clock,
+# some idle days see production, plants shut down around the Lunar New Year. A :class:`DayPlan`
+# holds one site's draws for one local day; the figures below are calibrated so that every
+# statistic of the simulated plants falls within the range of the real series.
+
+LEVELS = (1.0, 0.7, 1.2)
+"""Day load levels: normal, reduced (fewer lines running), busy."""
+LEVEL_STAY = 0.75
+"""Probability that a working day keeps the level of the working day before."""
+DAY_SIGMA = 0.08
+"""Lognormal spread of a day's production around its level."""
+START_SIGMA_MIN, END_SIGMA_MIN = 15.0, 25.0
+"""Spread of a shift's start and end around the schedule [min] (clipped at ± 45 / −45 … +180)."""
+LONG_SHIFT = 0.08
+"""Probability that the last shift runs 1–3 h long."""
+RAMP_MIN = 30.0
+"""Machines start and stop over this long at the beginning and end of production [min]."""
+LUNCH_SKIPPED = 0.15
+IDLE_DAY_PRODUCTION = 0.1
+"""Probability that a day the schedule keeps idle (Sunday, holiday, Saturday off) sees
+production: half a day (08:00–14:00 ± jitter) at 50–90% of the level."""
+SHUTDOWN_EXTRA_DAYS = 2
+"""Working days added on either side of the Lunar New Year holidays as a plant shutdown."""
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """One site's production plan for one local day."""
+
+    works: bool
+    """Whether production runs at all."""
+    level: float
+    """Production level of the day (times the meter's production share)."""
+    start_min: float
+    """Production start, minutes after the schedule's (08:00) start."""
+    end_min: float
+    """Production end, minutes after the schedule's end (17:00, 16:00 on half Saturdays,
+    24:00 for two shifts)."""
+    half_day: bool = False
+    """An idle-day production run (08:00–14:00)."""
+    lunch: bool = True
+    temperature_anomaly_c: float = 0.0
+    """The day's weather: air temperature off the climate normal [°C]."""
+
+
+def shutdown_days(country: str, year: int) -> frozenset:
+    """The Lunar New Year shutdown: the longest run of public holidays in January–February
+    (weekends joining it), widened by ``SHUTDOWN_EXTRA_DAYS`` working days on each side."""
+    from datetime import timedelta
+
+    holidays = public_holidays(country, year)
+    early = sorted(d for d in holidays if d.month <= 2)
+    if not early:
+        return frozenset()
+    runs: list[list] = []
+    for d in early:
+        if runs and (d - runs[-1][-1]).days <= 3:
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    run = max(runs, key=len)
+    if len(run) < 3:
+        return frozenset()
+    first, last = run[0], run[-1]
+    days = {first + timedelta(days=k) for k in range((last - first).days + 1)}
+    for step in (-1, 1):
+        edge, added = (first if step < 0 else last), 0
+        while added < SHUTDOWN_EXTRA_DAYS:
+            edge += timedelta(days=step)
+            days.add(edge)
+            if edge.weekday() < 5:
+                added += 1
+    return frozenset(days)
+
+
+def draw_day_plan(rng, schedule: Schedule, day, country: str, previous: DayPlan | None,
+                  anomaly: float) -> DayPlan:  # fmt: skip
+    """The plan of local ``day`` (a :class:`datetime.date`), drawn from ``rng``."""
+    holiday = day in public_holidays(country, day.year)
+    scheduled = not (
+        (holiday and not schedule.holidays)
+        or (day.weekday() == 6 and not schedule.sunday)
+        or (day.weekday() == 5 and schedule.saturday == "off")
+    )
+    if day in shutdown_days(country, day.year):
+        scheduled = False
+    start = max(-45.0, min(45.0, rng.gauss(0.0, START_SIGMA_MIN)))
+    end = max(-45.0, min(45.0, rng.gauss(0.0, END_SIGMA_MIN)))
+    if rng.random() < LONG_SHIFT:
+        end = rng.uniform(60.0, 180.0)
+    lunch = rng.random() >= LUNCH_SKIPPED
+    previous_level = previous.level if previous is not None and previous.works else 1.0
+    base_level = min(LEVELS, key=lambda v: abs(v - previous_level))
+    level = base_level if rng.random() < LEVEL_STAY else rng.choice(LEVELS)
+    level *= math.exp(rng.gauss(0.0, DAY_SIGMA))
+    if scheduled:
+        return DayPlan(True, level, start, end, lunch=lunch, temperature_anomaly_c=anomaly)
+    if rng.random() < IDLE_DAY_PRODUCTION and day not in shutdown_days(country, day.year):
+        return DayPlan(True, level * rng.uniform(0.5, 0.9), start, end, half_day=True,
+                       temperature_anomaly_c=anomaly)  # fmt: skip
+    return DayPlan(False, 0.0, 0.0, 0.0, temperature_anomaly_c=anomaly)
+
+
+def _ramp(minute: float, start: float, end: float) -> float:
+    """1 inside [start, end), ramping linearly over ``RAMP_MIN`` at both edges, 0 outside."""
+    up = (minute - start) / RAMP_MIN + 0.5
+    down = (end - minute) / RAMP_MIN + 0.5
+    return max(0.0, min(1.0, up, down))
+
+
+def production_share(schedule: Schedule, minute: float, weekday: int, plan: DayPlan) -> float:
+    """Share of production running at ``minute`` after local midnight on a day with ``plan``
+    (the schedule's shifts, moved by the plan's jitter, ramped at the edges)."""
+    if not plan.works:
+        return 0.0
+    start = 8 * 60 + plan.start_min
+    if plan.half_day:
+        return _ramp(minute, start, 14 * 60 + plan.end_min) * plan.level
+    if weekday == 5 and schedule.saturday == "half":
+        end = 16 * 60
+    elif schedule.shifts == 1:
+        end = 17 * 60
+    else:
+        end = 24 * 60
+    end += plan.end_min
+    share = _ramp(minute, start, end)
+    if schedule.shifts == 3 and not (weekday == 5 and schedule.saturday == "half"):
+        share = max(share, NIGHT_SHARE if minute < start else 0.0)
+        if minute >= end:  # the night shift after a (long) day
+            share = max(share, NIGHT_SHARE)
+    if schedule.shifts == 1 and plan.lunch and 12 * 60 <= minute < 13 * 60:
+        share *= 0.4
+    if schedule.shifts >= 2 and 16 * 60 <= minute < 17 * 60:
+        share *= 0.85
+    return share * plan.level
+
+
+DAILY_ANOMALY_SIGMA_C = 1.8
+"""Standard deviation of a day's temperature off the climate normal [°C] …"""
+DAILY_ANOMALY_PERSISTENCE = 0.7
+"""… and its day-to-day autocorrelation (weather spells last a few days)."""
+
+
+def normal_temperature(day_of_year: float) -> float:
+    """Climate-normal daily mean temperature [°C]: the monthly means of
+    :data:`MONTHLY_MEAN_C` placed mid-month and joined smoothly (no steps at month ends)."""
+    mids = [15.0 + 30.44 * k for k in range(12)]
+    x = day_of_year
+    for k in range(12):
+        a, b = mids[k], mids[(k + 1) % 12] + (365.25 if k == 11 else 0.0)
+        if x < mids[0]:
+            x += 365.25
+        if a <= x < b:
+            w = (1 - math.cos(math.pi * (x - a) / (b - a))) / 2
+            return MONTHLY_MEAN_C[k] * (1 - w) + MONTHLY_MEAN_C[(k + 1) % 12] * w
+    return MONTHLY_MEAN_C[0]
+
+
+def cooling_at(local_hour: float, day_of_year: float, anomaly_c: float = 0.0) -> float:
+    """Air-conditioning demand in [0, 1] on a day ``anomaly_c`` off the normal (1 at the
+    hottest hour of a normal year's hottest day)."""
+    temp = normal_temperature(day_of_year) + anomaly_c + DIURNAL_AMPLITUDE_C * math.cos(
+        (local_hour - 14.0) / 24.0 * 2 * math.pi
+    )
+    hottest = max(MONTHLY_MEAN_C) + DIURNAL_AMPLITUDE_C
+    return max(0.0, temp - COOLING_BASE_C) / (hottest - COOLING_BASE_C)
