@@ -39,6 +39,8 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+REAL_LOADS ?= ../shared/data/real-loads
+
 ## bench: benchmarks against real Mosquitto + InfluxDB; prints figures and their ceilings
 bench: setup
 	$(BIN)/python bench/bench_pipeline.py
@@ -47,6 +49,8 @@ bench: setup
 	$(BIN)/python bench/bench_accounting.py
 	$(BIN)/python bench/bench_alerts.py
 	$(BIN)/python bench/bench_alerts_scale.py
+	$(BIN)/python bench/bench_realism.py --series $(REAL_LOADS)
+	$(BIN)/python bench/bench_alerts_real.py --series $(REAL_LOADS) --simulated
 
 stack-up: setup
 	$(BIN)/supplymeter stack up

@@ -230,9 +230,9 @@ def match(alerts: list[tuple[str, int, int]], events: list[Injected], kind: str,
     return good, len(mine), hit
 
 
-def score_series(series: Series, seed: int) -> dict:
+def score_series(series: Series, seed: int, overrides: dict | None = None) -> dict:
     """All four runs of one series; its figures."""
-    settings = AlertSettings(every_min=15)
+    settings = AlertSettings(every_min=15, **(overrides or {}))
     began = time.perf_counter()
     judge_from = series.ts_ns[0] + settings.baseline_weeks * WEEK_NS
     weeks = (series.ts_ns[-1] - judge_from) / WEEK_NS
@@ -310,7 +310,13 @@ def main() -> None:
     parser.add_argument("--simulated", action="store_true",
                         help="add the simulator's site meters (one year each)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an [alerts] setting to try instead of its default")  # fmt: skip
     args = parser.parse_args()
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = float(value) if "." in value else int(value)
     if not args.series and not args.simulated:
         parser.error("give --series DIR and/or --simulated N")
     series = read_series(args.series) if args.series else []
@@ -330,7 +336,7 @@ def main() -> None:
         file=sys.stderr,
     )
     with ProcessPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(score_series, s, args.seed) for s in everything]
+        futures = [pool.submit(score_series, s, args.seed, overrides) for s in everything]
         rows = {}
         for s, f in zip(everything, futures, strict=True):
             rows[s.name] = f.result()
