@@ -45,7 +45,6 @@ from supplymeter.records import datetime_to_ns
 ROOT = Path(__file__).resolve().parents[1]
 TPE = ZoneInfo("Asia/Taipei")
 TARGET = 0.9
-FAR = 4_000_000_000 * 10**9
 
 
 def config_5min() -> Config:
@@ -102,7 +101,7 @@ def run_seed(seed: int) -> dict[str, int]:
                 continue
             meter = action.topic.split("/")[4]
             ref = refs[(supplier, site, meter)]
-            readings, _ = parse_readings(action.payload, ref, FAR, Limits())
+            readings, _ = parse_readings(action.payload, ref, now, Limits())
             for r in readings:
                 register = r.energy_kwh if r.energy_kwh is not None else r.volume_m3
                 detector.add_reading(ref.key, r.ts_ns, register, r.power_kw)

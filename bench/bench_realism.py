@@ -170,7 +170,8 @@ def main() -> None:
         for name, (index, kw, _) in sim.items():
             stem = name.split(":", 1)[1].replace("/", "-")
             pd.DataFrame({"datetime": [t.isoformat() for t in index], "load [kW]": kw}).to_csv(
-                args.write / f"{stem}.csv", index=False)
+                args.write / f"{stem}.csv", index=False
+            )
             toml.append(f'[{stem}]\nmean_kw = {kw.mean():.1f}\ncountry = "TW"\n'
                         'kind = "simulator"\ntimezone = "Asia/Taipei"\n')  # fmt: skip
         (args.write / "series.toml").write_text("\n".join(toml))

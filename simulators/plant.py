@@ -258,7 +258,8 @@ class SiteModel:
         day = local.date()
         if self._plan_day != day or self._plan is None:
             self._anomaly = DAILY_ANOMALY_PERSISTENCE * self._anomaly + self._days.gauss(
-                0.0, DAILY_ANOMALY_SIGMA_C * math.sqrt(1 - DAILY_ANOMALY_PERSISTENCE**2))
+                0.0, DAILY_ANOMALY_SIGMA_C * math.sqrt(1 - DAILY_ANOMALY_PERSISTENCE**2)
+            )
             self._plan = draw_day_plan(self._days, self.schedule, day, self.supplier.country,
                                        self._plan, self._anomaly)  # fmt: skip
             if self._plan_day is not None:
@@ -356,7 +357,8 @@ class SiteModel:
                     share += (1.0 - sim.base_fraction) * work * m.equipment_level(ts_ns, dt_s)
                 if sim.ac_fraction and meter.carrier == "electricity":
                     share += sim.ac_fraction * cooling_at(
-                        mid_hour, ctx.day_of_year, ctx.plan.temperature_anomaly_c)
+                        mid_hour, ctx.day_of_year, ctx.plan.temperature_anomaly_c
+                    )
                 phi = math.exp(-dt_s / METER_TAU_S)
                 m.deviation = phi * m.deviation + sim.noise * math.sqrt(1 - phi * phi) * (
                     m.rng.gauss(0.0, 1.0))  # fmt: skip

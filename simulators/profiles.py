@@ -340,8 +340,10 @@ def normal_temperature(day_of_year: float) -> float:
 def cooling_at(local_hour: float, day_of_year: float, anomaly_c: float = 0.0) -> float:
     """Air-conditioning demand in [0, 1] on a day ``anomaly_c`` off the normal (1 at the
     hottest hour of a normal year's hottest day)."""
-    temp = normal_temperature(day_of_year) + anomaly_c + DIURNAL_AMPLITUDE_C * math.cos(
-        (local_hour - 14.0) / 24.0 * 2 * math.pi
+    temp = (
+        normal_temperature(day_of_year)
+        + anomaly_c
+        + DIURNAL_AMPLITUDE_C * math.cos((local_hour - 14.0) / 24.0 * 2 * math.pi)
     )
     hottest = max(MONTHLY_MEAN_C) + DIURNAL_AMPLITUDE_C
     return max(0.0, temp - COOLING_BASE_C) / (hottest - COOLING_BASE_C)

@@ -18,7 +18,14 @@ from collector.payload import Limits, parse_readings
 from simulators.faults import FaultLog, read_faults
 from simulators.gateway import Link, Send
 from simulators.ledger import HOUR_NS, read_ledger
-from simulators.profiles import SCHEDULES, Schedule, clear_sky, cooling, working_share
+from simulators.profiles import (
+    NIGHT_SHARE,
+    SCHEDULES,
+    Schedule,
+    clear_sky,
+    cooling,
+    working_share,
+)
 from simulators.run import check_range, faults_path_for, generate, prepare, simulate
 from supplymeter.config import Config, FaultSettings, SimulatorSettings
 from supplymeter.errors import BadReading
@@ -106,7 +113,9 @@ def test_grid_meter_imports_load_minus_pv_self_consumption(example_config: Confi
     for hour in grid:
         net = grid[hour] - export[hour]
         assert abs(net - (load[hour] - pv[hour])) <= Decimal("0.0015") * ticks * 4
-    assert sum(export.values()) > 0, "a sunny Sunday exports"
+    for hour in grid:  # whenever the panels outproduce the circuits, the surplus is exported
+        if pv[hour] > load[hour] + Decimal("0.1"):
+            assert export[hour] > 0
     assert sum(pv.values()) > Decimal("0.1") * sum(load.values())
 
 
@@ -138,7 +147,7 @@ def test_shift_schedules_weekends_and_taiwan_holidays() -> None:
         return working_share(SCHEDULES[kind], datetime(*args, tzinfo=TPE))
 
     assert share("forging", 2026, 10, 13, 10) == 1 and share("forging", 2026, 10, 13, 3) == 0
-    assert share("springs", 2026, 10, 13, 3) == 1  # three shifts
+    assert share("springs", 2026, 10, 13, 3) == NIGHT_SHARE  # three shifts, a lighter night
     assert share("machining", 2026, 10, 11, 10) == 0  # Sunday
     assert share("forging", 2026, 10, 9, 10) == 0  # National Day (observed), a Friday
     assert share("heat_treatment", 2026, 10, 11, 10) == 1  # furnaces run on Sundays
@@ -179,8 +188,9 @@ def test_the_four_kinds_look_different(example_config: Config) -> None:
         return float(picked / rest)
 
     night = {s: ratio(s, lambda t: t.hour < 6) for s in ("forge-a", "spring-b", "heat-c", "cnc-d")}
-    # Three-shift and furnace plants run at night; two-shift ones drop to their base load.
-    assert night["spring-b"] > 2 * night["forge-a"] and night["heat-c"] > 2 * night["cnc-d"]
+    # Three-shift plants run a (lighter) night shift; two-shift ones drop to their base load.
+    three, two = ("spring-b", "heat-c"), ("forge-a", "cnc-d")
+    assert min(night[s] for s in three) > 1.25 * max(night[s] for s in two)
 
 
 def test_equipment_cycles_show_in_the_power_readings(example_config: Config) -> None:
@@ -199,8 +209,8 @@ def test_equipment_cycles_show_in_the_power_readings(example_config: Config) -> 
         mean = sum(powers) / len(powers)
         return math.sqrt(sum((p - mean) ** 2 for p in powers) / len(powers)) / mean
 
-    steady = cv(("spring-b", "changhua-1", "main"), 0, 24)  # three shifts, no cycle
-    furnace = cv(("spring-b", "changhua-1", "temper-furnace"), 0, 24)
+    steady = cv(("spring-b", "changhua-1", "main"), 9, 15)  # the day shift, no cycle
+    furnace = cv(("spring-b", "changhua-1", "temper-furnace"), 9, 15)
     press = cv(("forge-a", "taichung-1", "press-line"), 9, 15)
     induction = cv(("forge-a", "taichung-1", "induction-heaters"), 9, 15)
     assert furnace > 2 * steady  # heat-up at 2× vs unload at 0.45× of the production load
