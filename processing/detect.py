@@ -25,8 +25,9 @@ of raw readings. At any instant ``now`` it finds:
     before and after it is reported once, with its excess energy, after it ended. Measured on
     real 15-min loads with injected spikes: ``bench/bench_alerts_real.py``, BENCHMARKS.md.
 ``regime``
-    an episode still unusual after ``spike_max_min``: an hours-long abnormal regime is one
-    incident, open while it lasts, with its excess energy so far.
+    an episode unusual for ``regime_min_min`` (2 h): an hours-long abnormal regime is one
+    incident, open while it lasts, with its excess energy so far. (Episodes longer than a spike
+    and shorter than a regime are not reported.)
 ``level_shift``
     the base load (10th percentile of a local day's slots, in kW) of the last three days
     ``level_shift_pct`` away from the median of the two weeks before: one notice; then the new
@@ -430,6 +431,7 @@ class Detector:
         self._tolerance = round(s.shift_tolerance_min / s.window_min)
         self._quiet = max(2, math.ceil(s.quiet_min / s.window_min))
         self._max_slots = max(1, s.spike_max_min // s.window_min)
+        self._regime_slots = max(self._max_slots + 1, math.ceil(s.regime_min_min / s.window_min))
         self._back = np.arange(1, self.days + 1)
 
     # --- input ------------------------------------------------------------------------------
@@ -596,7 +598,7 @@ class Detector:
             found += self._episode(track, g, y, base, late)
             found += self._level(track, g)
         ep = track.episode
-        if ep is not None and ep.last - ep.start + 1 > self._max_slots:
+        if ep is not None and ep.last - ep.start + 1 >= self._regime_slots:
             found.append(self._regime(track, ep))
         return found, lacks
 

@@ -264,6 +264,8 @@ class AlertSettings(_Model):
     after it. [%]"""
     spike_max_min: int = Field(75, ge=15)
     """Unusual for longer than this: a regime (one incident while it lasts), not a spike. [min]"""
+    regime_min_min: int = Field(120, ge=30)
+    """Unusual for this long: reported as a regime while it lasts. [min]"""
     quiet_min: int = Field(60, ge=10)
     """Unusual slots less than this apart belong to one event; a spike is reported once this
     long has passed without another. [min]"""
