@@ -443,7 +443,9 @@ class Detector:
         if track is not None and register is not None:
             track.add(ts_ns, register, power)
 
-    def add_history(self, key: tuple[str, str, str], ts_ns: list[int], registers: list[float]):
+    def add_history(
+        self, key: tuple[str, str, str], ts_ns: list[int], registers: list[float]
+    ) -> None:
         """Register samples older than the raw readings (see :meth:`Track.add_history`)."""
         track = self.tracks.get(key)
         if track is not None:
@@ -602,7 +604,9 @@ class Detector:
             found.append(self._regime(track, ep))
         return found, lacks
 
-    def _episode(self, track: Track, g: int, y: float, base: Baseline | None, late: bool):
+    def _episode(
+        self, track: Track, g: int, y: float, base: Baseline | None, late: bool
+    ) -> list[Condition]:
         """Update the meter's episode with slot ``g``; the spike to report if one ended."""
         ep = track.episode
         if base is not None and y > base.threshold:
@@ -617,12 +621,10 @@ class Detector:
                 ep.peak_ratio, ep.reached, ep.history_days = ratio, base.reached, base.history_days
             return []
         if ep is None or g - ep.last < self._quiet:
-            if ep is not None:  # a quiet slot inside an episode: counted at its usual value
-                pass
-            return []
+            return []  # nothing going on, or a quiet slot inside an episode
         track.episode = None
         if ep.last - ep.start + 1 > self._max_slots:
-            return []  # a regime: reported while it lasted; it resolves now
+            return []  # too long for a spike (a regime was reported while it lasted)
         return [c for c in (self._spike(track, ep),) if c is not None]
 
     def _spike(self, track: Track, ep: Episode) -> Condition | None:
