@@ -8,7 +8,9 @@ labelled injected events.
 ``series.toml`` with one table per file stem: ``mean_kw`` (scale to this mean power),
 ``country`` (public holidays), ``kind`` (``industrial``, ``commercial``, …) and optionally
 ``timezone`` (default: Europe/Berlin for DE, Asia/Taipei for TW, else the file's first offset)
-and ``start`` (an ISO date: the series is moved by whole weeks to start near it, weekdays kept).
+and ``start`` (an ISO date) or ``year`` (the series is moved by whole weeks to start near it,
+weekdays kept). Any interval that divides an hour is read (the most common one is the grid);
+missing rows and empty or non-numeric values are gaps — no reading is sent for them.
 ``--simulated`` adds the simulator's five site meters (one year, 15-min, from
 ``bench_realism.py``), scored the same way and pooled as ``simulator``.
 
@@ -41,10 +43,13 @@ import random
 import sys
 import time
 import tomllib
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from itertools import pairwise
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from processing.alerts import IncidentBook
 from processing.detect import MIN_NS, Detector
@@ -70,6 +75,8 @@ class Series:
     timezone: str
     ts_ns: list[int]
     kw: list[float]
+    """Mean load per interval [kW]; NaN where the file has none."""
+    step_ns: int = 15 * MIN_NS
 
 
 @dataclass
@@ -90,49 +97,65 @@ class Scores:
 
 
 def read_series(directory: Path) -> list[Series]:
-    """Every CSV of ``directory`` with its ``series.toml`` entry, scaled to ``mean_kw``."""
+    """Every CSV of ``directory`` with its ``series.toml`` entry, scaled to ``mean_kw``, on a
+    regular grid (its most common interval; missing or empty rows are gaps, NaN)."""
     meta = tomllib.loads((directory / "series.toml").read_text())
     out = []
     for path in sorted(directory.glob("*.csv")):
         entry = meta.get(path.stem)
         if entry is None:
             sys.exit(f"{path.name}: no [{path.stem}] table in {directory / 'series.toml'}")
-        ts, raw = [], []
+        rows: dict[int, float] = {}
+        first_stamp = None
         with path.open(newline="") as fh:
-            rows = csv.reader(fh)
-            next(rows)
-            for n, row in enumerate(rows, start=2):
+            reader = csv.reader(fh)
+            next(reader, None)
+            for n, row in enumerate(reader, start=2):
+                if not row or not row[0].strip():
+                    continue
                 try:
                     stamp = datetime.fromisoformat(row[0].strip())
-                    value = float(row[1])
-                except (IndexError, ValueError) as exc:
-                    sys.exit(f"{path.name}:{n}: cannot read {row!r}: {exc}")
+                except ValueError as exc:
+                    sys.exit(f"{path.name}:{n}: cannot read the time {row[0]!r}: {exc}")
                 if stamp.tzinfo is None:
                     sys.exit(f"{path.name}:{n}: the time needs its UTC offset")
-                if not ts:
-                    first_stamp = stamp
-                ts.append(datetime_to_ns(stamp))
-                raw.append(value)
-        if not ts:
-            sys.exit(f"{path.name}: no rows")
-        first_offset = first_stamp.utcoffset()
+                first_stamp = first_stamp or stamp
+                try:
+                    value = float(row[1])
+                except (IndexError, ValueError):
+                    value = math.nan  # an empty or unreadable value: a gap
+                rows[datetime_to_ns(stamp)] = value if math.isfinite(value) else math.nan
+        if len(rows) < 2 or first_stamp is None:
+            sys.exit(f"{path.name}: fewer than two rows")
+        stamps = sorted(rows)
+        diffs = Counter(b - a for a, b in pairwise(stamps))
+        step = diffs.most_common(1)[0][0]
+        if step < MIN_NS or (3600 * 10**9) % step:
+            sys.exit(f"{path.name}: interval {step / 1e9:g} s must divide an hour")
+        grid = list(range(stamps[0], stamps[-1] + 1, step))
+        raw = [rows.get(t, math.nan) for t in grid]
+        negative = sum(1 for v in raw if v < 0)
+        if negative:
+            print(f"{path.name}: {negative} negative values read as 0", file=sys.stderr)
+        raw = [max(0.0, v) if v == v else v for v in raw]
+        known = [v for v in raw if v == v]
         country = str(entry.get("country", "DE"))
         zone = entry.get("timezone") or TIMEZONES.get(country)
         if zone is None:
-            hours = int(first_offset.total_seconds() // 3600) if first_offset else 0
+            offset = first_stamp.utcoffset()
+            hours = int(offset.total_seconds() // 3600) if offset else 0
             zone = f"Etc/GMT{-hours:+d}" if hours else "UTC"
-        if "start" in entry:
+        start = entry.get("start") or (f"{entry['year']}-01-01" if "year" in entry else None)
+        if start is not None:  # moved by whole weeks, so weekdays stay weekdays
             target = datetime_to_ns(
-                datetime.combine(
-                    date.fromisoformat(str(entry["start"])), datetime.min.time()
-                ).astimezone()
-            )
-            weeks = round((target - ts[0]) / WEEK_NS)
-            ts = [t + weeks * WEEK_NS for t in ts]
-        mean = sum(raw) / len(raw)
+                datetime.combine(date.fromisoformat(str(start)), datetime.min.time(),
+                                 ZoneInfo(zone)))  # fmt: skip
+            weeks = round((target - grid[0]) / WEEK_NS)
+            grid = [t + weeks * WEEK_NS for t in grid]
+        mean = sum(known) / len(known) if known else 0.0
         scale = float(entry["mean_kw"]) / mean if mean else 0.0
-        out.append(Series(path.stem, str(entry.get("kind", "other")), country, zone, ts,
-                          [v * scale for v in raw]))  # fmt: skip
+        out.append(Series(path.stem, str(entry.get("kind", "other")), country, zone, grid,
+                          [v * scale for v in raw], step))  # fmt: skip
     return out
 
 
@@ -161,7 +184,7 @@ def inject(
         events.append(Injected(kind, start, round(start + length), rng.uniform(*pct)))
     events.sort(key=lambda e: e.start_ns)
     for i, t in enumerate(series.ts_ns):
-        t1 = t + SLOT_NS
+        t1 = t + series.step_ns
         factor = 1.0
         for e in events:
             if kind == "level_shift":
@@ -170,7 +193,7 @@ def inject(
                 continue
             overlap = min(t1, e.end_ns) - max(t, e.start_ns)
             if overlap > 0:
-                factor += e.pct / 100 * overlap / SLOT_NS
+                factor += e.pct / 100 * overlap / series.step_ns
         kw[i] *= factor
     del t_first
     return kw, events
@@ -184,28 +207,36 @@ def run_detector(series: Series, kw: list[float], settings: AlertSettings,
         id="s", kind="other", country=series.country,
         allocation=Allocation(method="dedicated", share=1.0),
         sites=[Site(id="site", timezone=series.timezone, meters=[
-            Meter(id="main", carrier="electricity", interval_s=900)])],
+            Meter(id="main", carrier="electricity", interval_s=series.step_ns // 10**9)])],
     )  # fmt: skip
     registry = Registry.build([supplier])
     detector = Detector(registry, settings)
     book = IncidentBook(Path("/nonexistent/incidents.json"))
     key = ("s", "site", "main")
-    register = 1000.0
+    hours = series.step_ns / 3_600e9
+    register, last_kw = 1000.0, 0.0
     opened: list[tuple[str, int, int]] = []
+    per_day = 86_400 * 10**9 // series.step_ns
     for i, t in enumerate(series.ts_ns):
-        detector.add_reading(key, t, register, None)
-        register += kw[i] * 0.25
+        # A gap sends no reading; the register still counts (the last known load), as a meter
+        # would while its readings were lost.
+        if kw[i] == kw[i]:
+            last_kw = kw[i]
+            detector.add_reading(key, t, register, None)
+        register += last_kw * hours
         if t < judge_from_ns:
-            if i % 96 == 0:
+            if i % per_day == 0:
                 detector.prune(t)
             continue
+        if (t - judge_from_ns) % SLOT_NS:
+            continue  # judged every 15 min, whatever the series' interval
         now = t + 1
         evaluation = detector.evaluate(now)
         for event in book.update(evaluation.conditions, now, 0, settings.cooldown_min,
                                  settings.group_min_meters):  # fmt: skip
             if event.kind == "open":
                 opened += [(x.type, x.window_start_ns, x.window_end_ns) for x in event.incidents]
-        if i % 96 == 0:
+        if i % per_day == 0:
             detector.prune(now)
     return opened
 
