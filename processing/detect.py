@@ -19,8 +19,8 @@ of raw readings. At any instant ``now`` it finds:
     when it exceeds ``spike_min_pct`` above the **upper envelope**: the 80th percentile, over
     those days, of the highest slot within ``shift_tolerance_min`` (± 1 h) of this time — so a
     shift that started 30 minutes early, a skipped lunch dip or a shift that ran long stay
-    inside it — and by at least ``spike_min_abs_kwh`` (``_m3``) and 10% of the meter's median
-    slot. Unusual slots separated by less than ``quiet_min`` form one *episode*. An episode
+    inside it — and by at least ``spike_min_abs_kwh`` (``_m3``) and ``spike_min_level_pct`` of
+    the meter's median slot. Unusual slots separated by less than ``quiet_min`` form one *episode*. An episode
     that ends within ``spike_max_min`` and stood ``spike_return_pct`` above the level both
     before and after it is reported once, with its excess energy, after it ended. Measured on
     real 15-min loads with injected spikes: ``bench/bench_alerts_real.py``, BENCHMARKS.md.
@@ -89,7 +89,7 @@ MIN_NEIGHBOURS, CLOSE_FACTOR = 3, 2.5
 """Comparable days are at most ``neighbours``, at least 3, and no further from today than 2.5 ×
 the third closest (plus 2% of today's level)."""
 LEVEL_FLOOR = 0.1
-"""An excursion must also exceed the envelope by this share of the meter's median slot."""
+"""A level shift must also move the base by this share of the meter's median slot."""
 BASE_QUANTILE = 0.1
 """A day's base load: this quantile of its slots."""
 LEVEL_DAYS, LEVEL_REFERENCE_DAYS = 3, 14
@@ -509,7 +509,7 @@ class Detector:
         upper = float(np.quantile(highs, ENVELOPE_QUANTILE))
         centre = values[chosen, h]
         usual = float(np.nanmedian(centre)) if not np.isnan(centre).all() else upper
-        floor = max(spike_floor(s, track.ref), LEVEL_FLOOR * self.level(track, g))
+        floor = max(spike_floor(s, track.ref), s.spike_min_level_pct / 100 * self.level(track, g))
         threshold = max(upper * (1 + s.spike_min_pct / 100), upper + floor)
         day_highs = np.nanmax(np.where(np.isnan(near), -np.inf, near), axis=1)
         y = track.slot(g)

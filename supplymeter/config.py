@@ -258,7 +258,9 @@ class AlertSettings(_Model):
     spike_min_abs_kwh: float = Field(2.0, ge=0)
     """... and at least this much above it per slot, electricity [kWh] ..."""
     spike_min_abs_m3: float = Field(0.1, ge=0)
-    """... the same for gas and water [m³] (and 10% of the meter's median slot)."""
+    """... the same for gas and water [m³] ..."""
+    spike_min_level_pct: float = Field(10.0, ge=0)
+    """... and this share of the meter's median slot. [%]"""
     spike_return_pct: float = Field(40.0, ge=0)
     """A spike came and went: its mean stood this much above the slots just before and just
     after it. [%]"""
