@@ -20,10 +20,11 @@ of raw readings. At any instant ``now`` it finds:
     those days, of the highest slot within ``shift_tolerance_min`` (± 1 h) of this time — so a
     shift that started 30 minutes early, a skipped lunch dip or a shift that ran long stay
     inside it — and by at least ``spike_min_abs_kwh`` (``_m3``) and ``spike_min_level_pct`` of
-    the meter's median slot. Unusual slots separated by less than ``quiet_min`` form one *episode*. An episode
-    that ends within ``spike_max_min`` and stood ``spike_return_pct`` above the level both
-    before and after it is reported once, with its excess energy, after it ended. Measured on
-    real 15-min loads with injected spikes: ``bench/bench_alerts_real.py``, BENCHMARKS.md.
+    the meter's median slot. Unusual slots separated by less than ``quiet_min`` form one
+    *episode*. An episode that ends within ``spike_max_min`` and stood ``spike_return_pct``
+    above the level both before and after it is reported once, with its excess energy, after
+    it ended. Measured on real 15-min loads with injected spikes:
+    ``bench/bench_alerts_real.py``, BENCHMARKS.md.
 ``regime``
     an episode unusual for ``regime_min_min`` (2 h): an hours-long abnormal regime is one
     incident, open while it lasts, with its excess energy so far. (Episodes longer than a spike

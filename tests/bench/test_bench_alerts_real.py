@@ -25,14 +25,17 @@ spec.loader.exec_module(bench)
 CET = timezone(timedelta(hours=1))
 
 
-def write(directory: Path, values: list[str], step_min: int = 15, name: str = "plant") -> None:
+def write(
+    directory: Path, values: list[str], step_min: int = 15, name: str = "plant",
+    kind: str = "industrial",
+) -> None:  # fmt: skip
     start = datetime(2018, 1, 1, tzinfo=CET)
     lines = ["datetime,electrical load [W]"]
     lines += [f"{(start + timedelta(minutes=step_min * i)).isoformat(sep=' ')},{v}"
               for i, v in enumerate(values)]  # fmt: skip
     (directory / f"{name}.csv").write_text("\n".join(lines) + "\n")
     (directory / "series.toml").write_text(
-        f'[{name}]\nmean_kw = 300.0\ncountry = "DE"\nkind = "industrial"\n'
+        f'[{name}]\nmean_kw = 300.0\ncountry = "DE"\nkind = "{kind}"\n'
     )
 
 
@@ -83,3 +86,11 @@ def test_the_cli_writes_the_figures_the_issue_names(tmp_path: Path) -> None:
             assert name in scope
     assert figures["pooled"]["all"]["false_alarms_per_meter_week"] == 0
     assert figures["pooled"]["industrial"]["spike_recall"] > 0.5
+    # Without an industrial series the key is still there, its figures empty.
+    write(tmp_path, values, kind="commercial")
+    subprocess.run([sys.executable, str(SCRIPT), "--series", str(tmp_path), "--json", str(out)],
+                   check=True, capture_output=True, timeout=600)  # fmt: skip
+    figures = json.loads(out.read_text())
+    assert figures["pooled"]["industrial"]["series"] == 0
+    assert figures["pooled"]["industrial"]["spike_precision"] is None
+    assert figures["pooled"]["commercial"]["series"] == 1
