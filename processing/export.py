@@ -233,8 +233,9 @@ SUPPLIER_COLUMNS = (
 )  # fmt: skip
 SITE_COLUMNS = (
     "month", "supplier", "site", "electricity_kwh", "pv_generation_kwh", "grid_export_kwh",
-    "pv_self_consumption_kwh", "certificates_kwh", "certificate_ids", "certificate_issuer",
-    "unused_certificates_kwh", "market_kwh", "location_kgco2e", "market_kgco2e", "note",
+    "pv_self_consumption_kwh", "purchased_kwh", "certificates_kwh", "certificate_ids",
+    "certificate_issuer", "unused_certificates_kwh", "market_kwh", "metered_kgco2e",
+    "pv_self_consumption_kgco2e", "location_kgco2e", "market_kgco2e", "note",
 )  # fmt: skip
 METER_COLUMNS = (
     "month", "supplier", "site", "meter", "timezone", "carrier", "unit", "consumption",
@@ -274,9 +275,10 @@ def site_row(s: SiteMonth) -> list[str]:
     c = s.certificates
     return [
         str(s.month), s.supplier, s.site, _fmt(s.electricity_kwh), _fmt(s.pv_generation_kwh),
-        _fmt(s.grid_export_kwh), _fmt(s.pv_self_kwh), _fmt(s.certificates_kwh),
-        c.ids if c else "", c.issuer if c else "", _fmt(s.unused_certificates_kwh),
-        _fmt(s.market_kwh), _fmt(s.location_kgco2e), _fmt(s.market_kgco2e), s.note,
+        _fmt(s.grid_export_kwh), _fmt(s.pv_self_kwh), _fmt(s.purchased_kwh),
+        _fmt(s.certificates_kwh), c.ids if c else "", c.issuer if c else "",
+        _fmt(s.unused_certificates_kwh), _fmt(s.market_kwh), _fmt(s.metered_kgco2e),
+        _fmt(s.pv_self_kgco2e), _fmt(s.location_kgco2e), _fmt(s.market_kgco2e), s.note,
     ]  # fmt: skip
 
 

@@ -54,7 +54,11 @@ METHODOLOGY = [
      "total / (total + the month's hours without any data at the meter's mean hourly rate)."),
     ("Location-based", "Consumption × the emission factor of the hour's local year (Factors "
      "sheet). Where the year's factor is not published yet, the latest earlier one is used and "
-     "the figure is marked provisional; it is restated when the factor is published."),
+     "the figure is marked provisional; it is restated when the factor is published. "
+     "Electricity counts as purchased electricity: a site's PV self-consumption (PV generated "
+     "− exported) is not scope 2 (GHG Protocol Scope 2 Guidance, 2015, ch. 5 — electricity "
+     "generated and used on site is scope 1, zero for PV), so the supplier's location-based "
+     "total is the meters' sum less the Sites sheet's pv_self_consumption_kgco2e."),
     ("Market-based", "GHG Protocol Scope 2 Guidance (2015) dual reporting: electricity minus "
      "on-site PV self-consumption (PV generated − exported to the grid, from the PV and grid "
      "meters) minus renewable energy certificates retired for the site and month, at the grid "

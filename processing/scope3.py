@@ -275,7 +275,10 @@ class SiteMonth:
     electricity_kwh: float
     """Sum of the site's consumption meters. [kWh]"""
     location_kgco2e: float
-    """Electricity × the grid factor of each hour's year. [kgCO2e]"""
+    """Purchased electricity (consumption − PV self-consumption) × the grid factor of its
+    year: scope 2 is purchased electricity; what the site's own panels supplied is not (GHG
+    Protocol Scope 2 Guidance, 2015, ch. 5: on-site generation consumed on site is scope 1 —
+    zero for PV). [kgCO2e]"""
     pv_generation_kwh: float | None
     grid_export_kwh: float | None
     pv_self_kwh: float
@@ -285,15 +288,30 @@ class SiteMonth:
     """Electricity not covered by PV self-consumption or certificates. [kWh]"""
     market_kgco2e: float
     note: str = ""
+    metered_kgco2e: float | None = None
+    """All metered electricity × the grid factor — the sum of the meter rows; the difference
+    to ``location_kgco2e`` is the PV self-consumption. [kgCO2e]"""
 
     @property
     def certificates_kwh(self) -> float:
         return self.certificates.kwh if self.certificates else 0.0
 
     @property
+    def purchased_kwh(self) -> float:
+        """Electricity from the grid: consumption − PV self-consumption. [kWh]"""
+        return max(0.0, self.electricity_kwh - self.pv_self_kwh)
+
+    @property
+    def pv_self_kgco2e(self) -> float:
+        """The metered electricity's emissions that PV self-consumption takes out of scope 2
+        (location-based). [kgCO2e]"""
+        metered = self.location_kgco2e if self.metered_kgco2e is None else self.metered_kgco2e
+        return metered - self.location_kgco2e
+
+    @property
     def unused_certificates_kwh(self) -> float:
         """Certificates beyond the site's remaining consumption (not carried over). [kWh]"""
-        return max(0.0, self.certificates_kwh - (self.electricity_kwh - self.pv_self_kwh))
+        return max(0.0, self.certificates_kwh - self.purchased_kwh)
 
 
 def site_month(
@@ -301,12 +319,14 @@ def site_month(
     pv_generation_kwh: float | None, grid_export_kwh: float | None,
     certificates: Certificates | None,
 ) -> SiteMonth:  # fmt: skip
-    """Market-based electricity of a site: consumption − PV self-consumption − certificates,
-    at the grid factor (Taiwan publishes no residual mix; the grid average stands in for it,
-    as the methodology sheet says). Location-based stays as measured."""
+    """A site's scope 2 electricity. Location-based: purchased electricity (consumption − PV
+    self-consumption) at the grid factor. Market-based: consumption − PV self-consumption −
+    certificates, at the grid factor (Taiwan publishes no residual mix; the grid average
+    stands in for it, as the methodology sheet says). Exact per month: a month's hours share
+    one year's factor, so the metered emissions scale with the kWh."""
     electric = [m for m in meters if m.ref.meter.carrier == "electricity"]
     kwh = math.fsum(m.consumption for m in electric)
-    location = math.fsum(m.emissions_kgco2e or 0.0 for m in electric)
+    metered = math.fsum(m.emissions_kgco2e or 0.0 for m in electric)
     note = ""
     if pv_generation_kwh is None:
         pv_self = 0.0
@@ -315,12 +335,17 @@ def site_month(
         note = "PV without a grid meter: self-consumption not measurable, counted as 0"
     else:
         pv_self = max(0.0, pv_generation_kwh - grid_export_kwh)
+    if pv_self > kwh:
+        note = (f"PV self-consumption {pv_self:,.0f} kWh exceeds the metered consumption "
+                f"{kwh:,.0f} kWh: circuits without a consumption meter?")  # fmt: skip
     certs = certificates.kwh if certificates else 0.0
-    market_kwh = max(0.0, kwh - pv_self - certs)
-    market = location * market_kwh / kwh if kwh > 0 else 0.0
+    purchased = max(0.0, kwh - pv_self)
+    location = metered * purchased / kwh if kwh > 0 else 0.0
+    market_kwh = max(0.0, purchased - certs)
+    market = metered * market_kwh / kwh if kwh > 0 else 0.0
     return SiteMonth(
         supplier, site, month, kwh, location, pv_generation_kwh, grid_export_kwh, pv_self,
-        certificates, market_kwh, market, note,
+        certificates, market_kwh, market, note, metered,
     )  # fmt: skip
 
 
@@ -398,6 +423,11 @@ def supplier_month(
     emissions = math.fsum(m.emissions_kgco2e or 0.0 for m in meters)
     market = None
     if sites is not None:
+        # Scope 2 is purchased electricity: PV self-consumption leaves the location-based
+        # figure too (see SiteMonth.location_kgco2e).
+        pv_self = math.fsum(s.pv_self_kgco2e for s in sites)
+        emissions -= pv_self
+        by_scope["2"] = by_scope.get("2", 0.0) - pv_self
         electric = math.fsum(s.location_kgco2e for s in sites)
         market = emissions - electric + math.fsum(s.market_kgco2e for s in sites)
     flags: Counter[str] = Counter()

@@ -41,17 +41,32 @@ def electricity_month(config: Config, kwh_per_hour: float = 1000 / 744):
     return month_of(ref, OCT, hours_of(ref, start, 744, kwh_per_hour), FactorLibrary.load())
 
 
-def test_pv_self_consumption_and_certificates_lower_market_based(example_config: Config) -> None:
+def test_pv_self_consumption_leaves_scope_2_and_certificates_lower_market_based(
+    example_config: Config,
+) -> None:  # fmt: skip
+    """Scope 2 is purchased electricity (GHG Protocol Scope 2 Guidance, ch. 5): what the
+    site's own panels supplied leaves the location-based figure as well; certificates lower
+    the market-based one only."""
     m = electricity_month(example_config)
     certs = Certificates(100.0, "TW-REC-1..100", "T-REC", "x.csv:2")
     s = site_month("forge-a", "taichung-1", OCT, [m], pv_generation_kwh=300.0,
                    grid_export_kwh=50.0, certificates=certs)  # fmt: skip
     assert s.electricity_kwh == pytest.approx(1000.0)
-    assert s.location_kgco2e == pytest.approx(474.0)
     assert s.pv_self_kwh == pytest.approx(250.0)  # generated 300, fed back 50
+    assert s.purchased_kwh == pytest.approx(750.0)
+    assert s.metered_kgco2e == pytest.approx(474.0)  # the meter rows' sum
+    assert s.location_kgco2e == pytest.approx(750.0 * 0.474)
+    assert s.pv_self_kgco2e == pytest.approx(250.0 * 0.474)
     assert s.market_kwh == pytest.approx(650.0)  # 1000 − 250 − 100
     assert s.market_kgco2e == pytest.approx(650.0 * 0.474)
     assert s.unused_certificates_kwh == 0
+    supplier = example_config.registry.supplier("forge-a")
+    assert supplier is not None
+    month = supplier_month(supplier, OCT, [m], [s])
+    assert month.emissions_kgco2e == pytest.approx(750.0 * 0.474)  # location-based, scope 2
+    assert month.by_scope["2"] == pytest.approx(750.0 * 0.474)
+    assert month.market_kgco2e == pytest.approx(650.0 * 0.474)
+    assert month.allocated_kgco2e == pytest.approx(750.0 * 0.474 * supplier.allocation.share)
 
 
 def test_certificates_beyond_consumption_are_not_negative_emissions(
