@@ -659,7 +659,7 @@ class Detector:
         )  # fmt: skip
 
     def _regime(self, track: Track, ep: Episode) -> Condition:
-        """An episode unusual for longer than ``spike_max_min``: one incident while it lasts."""
+        """An episode unusual for ``regime_min_min`` or longer: one incident while it lasts."""
         ref = track.ref
         t0, t1 = ep.start * self.slot_ns, (ep.last + 1) * self.slot_ns
         local = ns_to_datetime(t0).astimezone(ref.tz)
@@ -669,10 +669,11 @@ class Detector:
             f"unusual load since {local:%a %H:%M} ({duration_text(t1 - t0)} so far): "
             f"{ep.excess:,.0f} {ref.unit} above the usual {usual:,.0f} {ref.unit}"
         )
+        day = "a public holiday" if kind == "holiday" else f"a {kind}"
         reason = (
-            f"For {duration_text(t1 - t0)} consumption has stayed above the highest of "
-            f"the {self.settings.neighbours} most similar past days (a usual {kind} "
-            f"included); its peak was {how_often(ep.reached, ep.history_days)}."
+            f"For {duration_text(t1 - t0)} on {day} consumption has stayed above the highest "
+            f"of the {self.settings.neighbours} most similar past days; its peak was "
+            f"{how_often(ep.reached, ep.history_days)}."
         )
         return Condition(
             "regime", *ref.key, value=sum(ep.values), baseline=usual, unit=ref.unit,
