@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from html import escape
 from pathlib import Path
 
 from processing.detect import LOOKBACK_NS, MIN_NS, Condition
@@ -298,7 +299,7 @@ def render(config: Config, event: Event, chart_png: bytes | None) -> EmailMessag
     )  # fmt: skip
     image = f'<p><img src="cid:{cid[1:-1]}" alt="last 24 h against the usual"></p>'
     notes = "".join(
-        f"<p>{' — '.join(x for x in (severity(config, i), i.reason) if x)}</p>"
+        f"<p>{escape(' — '.join(x for x in (severity(config, i), i.reason) if x))}</p>"
         for i in event.incidents
         if i.reason or severity(config, i)
     )
@@ -360,24 +361,25 @@ class Budget:
     per_day: int
     sent: dict[str, int] = field(default_factory=dict)
     """``"YYYY-MM-DD supplier/site"`` → emails that opened an incident."""
-    deferred: set[str] = field(default_factory=set)
-    """Incidents whose opening went to the digest."""
+    deferred: dict[str, None] = field(default_factory=dict)
+    """Incidents whose opening went to the digest (insertion-ordered: the oldest are dropped
+    first)."""
 
     @classmethod
     def load(cls, path: Path, per_day: int) -> Budget:
         if not path.exists():
             return cls(path, per_day)
         data = json.loads(path.read_text())
-        return cls(path, per_day, dict(data["sent"]), set(data["deferred"]))
+        return cls(path, per_day, dict(data["sent"]), dict.fromkeys(data["deferred"]))
 
     def allows(self, event: Event, tz: str) -> bool:
         first = event.incidents[0]
         ids = {i.id for i in event.incidents}
         if event.kind != "open":
-            return not ids & self.deferred
+            return not any(i in self.deferred for i in ids)
         day = f"{_local(event.at_ns, tz):%Y-%m-%d} {first.supplier}/{first.site}"
         if self.sent.get(day, 0) >= self.per_day:
-            self.deferred |= ids
+            self.deferred.update(dict.fromkeys(sorted(ids)))
             return False
         self.sent[day] = self.sent.get(day, 0) + 1
         return True
@@ -385,10 +387,10 @@ class Budget:
     def save(self) -> None:
         days = sorted({k.split(" ")[0] for k in self.sent})[-3:]
         self.sent = {k: v for k, v in self.sent.items() if k.split(" ")[0] in days}
-        self.deferred = set(sorted(self.deferred)[-10_000:])
+        self.deferred = dict.fromkeys(list(self.deferred)[-10_000:])
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"sent": self.sent, "deferred": sorted(self.deferred)}))
+        tmp.write_text(json.dumps({"sent": self.sent, "deferred": list(self.deferred)}))
         os.replace(tmp, self.path)
 
 
