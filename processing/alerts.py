@@ -95,6 +95,14 @@ class Event:
         return hashlib.sha256(f"{self.kind}:{ids}:{self.at_ns}".encode()).hexdigest()[:24]
 
 
+def write_json(path: Path, data: object, indent: int | None = None) -> None:
+    """Replace ``path`` with ``data`` as JSON, atomically (a crash leaves the old file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=indent, sort_keys=True))
+    os.replace(tmp, path)
+
+
 @dataclass
 class IncidentBook:
     """Open incidents and cooldowns, persisted as JSON."""
@@ -115,12 +123,9 @@ class IncidentBook:
         )
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
         data = {"open": {k: asdict(v) for k, v in self.open.items()},
                 "cooldown_until": self.cooldown_until}  # fmt: skip
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, self.path)
+        write_json(self.path, data, indent=1)
 
     def update(
         self, conditions: list[Condition], now_ns: int, reminder_h: float, cooldown_min: float,
@@ -388,10 +393,7 @@ class Budget:
         days = sorted({k.split(" ")[0] for k in self.sent})[-3:]
         self.sent = {k: v for k, v in self.sent.items() if k.split(" ")[0] in days}
         self.deferred = dict.fromkeys(list(self.deferred)[-10_000:])
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"sent": self.sent, "deferred": list(self.deferred)}))
-        os.replace(tmp, self.path)
+        write_json(self.path, {"sent": self.sent, "deferred": list(self.deferred)})
 
 
 # --- outbox -------------------------------------------------------------------------------
@@ -590,9 +592,7 @@ class AlertRunner:
         self.book.save()
         judged = {"/".join(k): t.judged_ns for k, t in self.detector.tracks.items()
                   if t.judged_ns is not None}  # fmt: skip
-        tmp = self.judged_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(judged, sort_keys=True))
-        os.replace(tmp, self.judged_path)
+        write_json(self.judged_path, judged)
         if events:
             self.store.write([line for e in events for line in alert_lines(e)])
         for event in events:
