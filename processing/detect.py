@@ -424,9 +424,6 @@ class Detector:
         self.gateway_state: dict[tuple[str, str], tuple[str, int]] = {}
         """(supplier, site) → (``online``/``offline``, since when; epoch ns)."""
         self.rejects: dict[str, int] = {}
-        self._reports: dict[tuple[str, str, str], list[Condition]] = {}
-        """Conditions found since the last evaluation that are reported once (spikes that
-        came and went, level shifts)."""
         s = settings
         self._match = round(s.match_hours * 60 / s.window_min)
         self._tolerance = round(s.shift_tolerance_min / s.window_min)
@@ -458,7 +455,7 @@ class Detector:
     def prune(self, now_ns: int) -> None:
         power_keep = now_ns - round(self.settings.stuck_after_min * MIN_NS) - DAY_NS
         for track in self.tracks.values():
-            track.prune(now_ns - RAW_KEEP_NS, min(power_keep, now_ns - RAW_KEEP_NS))
+            track.prune(now_ns - RAW_KEEP_NS, power_keep)
 
     # --- the comparison ---------------------------------------------------------------------
 
