@@ -153,8 +153,10 @@ def read_series(directory: Path) -> list[Series]:
             weeks = round((target - grid[0]) / WEEK_NS)
             grid = [t + weeks * WEEK_NS for t in grid]
         mean = sum(known) / len(known) if known else 0.0
+        if not mean > 1e-9:
+            sys.exit(f"{path.name}: no load to scale (mean {mean:g} over {len(known)} values)")
         if "mean_kw" in entry:
-            scale = float(entry["mean_kw"]) / mean if mean else 0.0
+            scale = float(entry["mean_kw"]) / mean
         else:  # no plant size given: the values are taken as watts
             print(f"{path.name}: no mean_kw in series.toml; values read as W", file=sys.stderr)
             scale = 1e-3
