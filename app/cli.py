@@ -88,7 +88,7 @@ def check_inputs(config: Config) -> list[str]:
             j.allocations_file)), j.allocations_file))  # fmt: skip
     if j.certificates_file:
         loaders.append(("certificates", lambda: load_certificates(config.resolve(
-            j.certificates_file)), j.certificates_file))  # fmt: skip
+            j.certificates_file), config.registry), j.certificates_file))  # fmt: skip
     if j.bills_file:
         from processing.reconcile import load_bills
 

@@ -107,7 +107,7 @@ class Inputs:
         j = config.jobs
         return cls(
             load_allocations(config.resolve(j.allocations_file)) if j.allocations_file else {},
-            load_certificates(config.resolve(j.certificates_file))
+            load_certificates(config.resolve(j.certificates_file), config.registry)
             if j.certificates_file else {},
             load_bills(config.resolve(j.bills_file)) if j.bills_file else [],
         )  # fmt: skip
@@ -234,7 +234,8 @@ SUPPLIER_COLUMNS = (
 SITE_COLUMNS = (
     "month", "supplier", "site", "electricity_kwh", "pv_generation_kwh", "grid_export_kwh",
     "pv_self_consumption_kwh", "purchased_kwh", "certificates_kwh", "certificate_ids",
-    "certificate_issuer", "unused_certificates_kwh", "market_kwh", "metered_kgco2e",
+    "certificate_issuer", "certificates_not_applied_kwh", "certificates_sold_kwh",
+    "unused_certificates_kwh", "market_kwh", "metered_kgco2e",
     "pv_self_consumption_kgco2e", "location_kgco2e", "market_kgco2e", "note",
 )  # fmt: skip
 METER_COLUMNS = (
@@ -277,6 +278,7 @@ def site_row(s: SiteMonth) -> list[str]:
         str(s.month), s.supplier, s.site, _fmt(s.electricity_kwh), _fmt(s.pv_generation_kwh),
         _fmt(s.grid_export_kwh), _fmt(s.pv_self_kwh), _fmt(s.purchased_kwh),
         _fmt(s.certificates_kwh), c.ids if c else "", c.issuer if c else "",
+        _fmt(c.rejected_kwh if c else None), _fmt(c.sold_kwh if c else None),
         _fmt(s.unused_certificates_kwh), _fmt(s.market_kwh), _fmt(s.metered_kgco2e),
         _fmt(s.pv_self_kgco2e), _fmt(s.location_kgco2e), _fmt(s.market_kgco2e), s.note,
     ]  # fmt: skip

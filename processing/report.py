@@ -63,7 +63,11 @@ METHODOLOGY = [
      "on-site PV self-consumption (PV generated − exported to the grid, from the PV and grid "
      "meters) minus renewable energy certificates retired for the site and month, at the grid "
      "factor: Taiwan publishes no residual mix, so the grid average stands in for it (this "
-     "overstates market-based emissions slightly). Other carriers as location-based."),
+     "overstates market-based emissions slightly). Other carriers as location-based. A "
+     "certificate is applied only with the Scope 2 Quality Criteria's attributes (generation "
+     "period in the consumption's year, technology, facility, retirement date, retired for "
+     "the supplier); the others are listed in the Sites sheet, not applied. Certificates sold "
+     "from a site's own PV take those kWh out of its self-consumption claim."),
     ("Allocation", "The buyer's share of each supplier's emissions: physical (units shipped "
      "to the buyer / units produced), economic (purchase value / supplier revenue) or "
      "dedicated (1). Inputs and source per supplier are in the Summary sheet."),

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from processing.emissions import EmissionFactor
-from supplymeter.config import MeterRef, Supplier
+from supplymeter.config import MeterRef, Registry, Supplier
 from supplymeter.errors import ConfigError, SupplymeterError
 from supplymeter.records import MeterTotals, datetime_to_ns
 
@@ -229,20 +229,62 @@ def load_allocations(path: Path) -> dict[tuple[str, Month], AllocationShare]:
 # --- market-based: PV self-consumption and certificates -------------------------------------
 
 CERTIFICATE_COLUMNS = ("supplier", "site", "month", "kwh", "certificate_ids", "issuer")
+CERTIFICATE_ATTRIBUTES = (
+    "generation_start", "generation_end", "technology", "facility", "retired_on", "beneficiary",
+)  # fmt: skip
+"""What a certificate must say to count (GHG Protocol Scope 2 Guidance, 2015, ch. 7.1, Scope 2
+Quality Criteria: the generation it stands for — vintage, technology, facility — and its
+retirement on behalf of the consumer). Optional columns in the file: a retired row without
+them is listed, not applied. A ``use`` column says ``retired`` (the default: claimed for this
+site's consumption) or ``sold`` (issued for this site's own PV and sold to someone else)."""
+T_REC_KWH = 1000.0
+"""One T-REC stands for 1,000 kWh (BSMI National Renewable Energy Certification Center,
+Taiwan)."""
 
 
 @dataclass(frozen=True)
 class Certificates:
-    """Renewable energy certificates (e.g. T-RECs) retired for one site's month."""
+    """Renewable energy certificates (e.g. T-RECs) for one site's month."""
 
     kwh: float
+    """Retired for the site and meeting the quality checks: applied. [kWh]"""
     ids: str
     issuer: str
     source: str
+    rejected_kwh: float = 0.0
+    """Retired but not applied (attributes missing, vintage outside the year, another
+    beneficiary). [kWh]"""
+    sold_kwh: float = 0.0
+    """Issued for the site's own PV generation and sold: those kWh's attributes went to the
+    buyer of the certificates, so the site cannot also claim them as self-consumed
+    renewable electricity (no double counting). [kWh]"""
+    issues: tuple[str, ...] = ()
 
 
-def load_certificates(path: Path) -> dict[tuple[str, str, Month], Certificates]:
-    """Certificates per site and month from a CSV (columns :data:`CERTIFICATE_COLUMNS`)."""
+def _certificate_issues(row: dict[str, str], month: Month, supplier: Supplier | None) -> list[str]:
+    """Why a retired row cannot count (empty: it counts)."""
+    missing = [c for c in CERTIFICATE_ATTRIBUTES if not (row.get(c) or "").strip()]
+    if missing:
+        return [f"missing {', '.join(missing)}"]
+    issues = []
+    start = date.fromisoformat(row["generation_start"].strip())
+    end = date.fromisoformat(row["generation_end"].strip())
+    if end < start:
+        raise ValueError("generation_end is before generation_start")
+    if not start.year <= month.year <= end.year:
+        issues.append(f"vintage {start}–{end} outside {month.year}")
+    date.fromisoformat(row["retired_on"].strip())
+    beneficiary = row["beneficiary"].strip()
+    if supplier is not None and beneficiary not in (supplier.id, supplier.name):
+        issues.append(f"retired for {beneficiary!r}, not {supplier.id}")
+    return issues
+
+
+def load_certificates(
+    path: Path, registry: Registry | None = None
+) -> dict[tuple[str, str, Month], Certificates]:
+    """Certificates per site and month from a CSV (columns :data:`CERTIFICATE_COLUMNS`, and
+    :data:`CERTIFICATE_ATTRIBUTES` to be applied). A T-REC row must be whole certificates."""
     out: dict[tuple[str, str, Month], Certificates] = {}
     problems: list[str] = []
     for line, row in csv_rows(path, CERTIFICATE_COLUMNS):
@@ -250,12 +292,26 @@ def load_certificates(path: Path) -> dict[tuple[str, str, Month], Certificates]:
             kwh = float(row["kwh"])
             if not kwh > 0:
                 raise ValueError("kwh must be > 0")
-            key = (row["supplier"], row["site"], Month.parse(row["month"]))
-            prev = out.get(key)
-            ids = ";".join(x for x in (prev.ids if prev else "", row["certificate_ids"]) if x)
+            issuer = row["issuer"]
+            if ("T-REC" in issuer or "Renewable Energy Certification Center" in issuer) and (
+                    kwh % T_REC_KWH):  # fmt: skip
+                raise ValueError(f"{kwh:g} kWh is not whole T-RECs of {T_REC_KWH:g} kWh")
+            month = Month.parse(row["month"])
+            key = (row["supplier"], row["site"], month)
+            use = (row.get("use") or "retired").strip()
+            if use not in ("retired", "sold"):
+                raise ValueError("use must be retired or sold")
+            supplier = registry.supplier(row["supplier"]) if registry else None
+            issues = [] if use == "sold" else _certificate_issues(row, month, supplier)
+            prev = out.get(key) or Certificates(0.0, "", issuer, "")
+            applied = kwh if use == "retired" and not issues else 0.0
+            ids = ";".join(x for x in (prev.ids, row["certificate_ids"]) if x)
             out[key] = Certificates(
-                kwh + (prev.kwh if prev else 0.0), ids, row["issuer"],
-                f"{path}:{line}" if prev is None else f"{prev.source},{line}",
+                prev.kwh + applied, ids, issuer,
+                f"{path}:{line}" if not prev.source else f"{prev.source},{line}",
+                rejected_kwh=prev.rejected_kwh + (kwh if use == "retired" and issues else 0.0),
+                sold_kwh=prev.sold_kwh + (kwh if use == "sold" else 0.0),
+                issues=prev.issues + tuple(f"line {line}: {i}" for i in issues),
             )  # fmt: skip
         except (ValueError, KeyError) as exc:
             problems.append(f"{path}:{line}: {exc}")
@@ -311,7 +367,8 @@ class SiteMonth:
     @property
     def unused_certificates_kwh(self) -> float:
         """Certificates beyond the site's remaining consumption (not carried over). [kWh]"""
-        return max(0.0, self.certificates_kwh - self.purchased_kwh)
+        sold = min(self.certificates.sold_kwh, self.pv_self_kwh) if self.certificates else 0.0
+        return max(0.0, self.certificates_kwh - self.purchased_kwh - sold)
 
 
 def site_month(
@@ -341,7 +398,13 @@ def site_month(
     certs = certificates.kwh if certificates else 0.0
     purchased = max(0.0, kwh - pv_self)
     location = metered * purchased / kwh if kwh > 0 else 0.0
-    market_kwh = max(0.0, purchased - certs)
+    # Certificates sold from the site's own PV carry its renewable attribute away: those kWh
+    # count at the grid factor in the market-based figure (never claimed twice).
+    sold = min(certificates.sold_kwh, pv_self) if certificates else 0.0
+    if certificates and certificates.issues:
+        note = "; ".join(x for x in (note, "certificates not applied: "
+                                     + "; ".join(certificates.issues)) if x)  # fmt: skip
+    market_kwh = max(0.0, purchased + sold - certs)
     market = metered * market_kwh / kwh if kwh > 0 else 0.0
     return SiteMonth(
         supplier, site, month, kwh, location, pv_generation_kwh, grid_export_kwh, pv_self,

@@ -127,17 +127,70 @@ def test_bad_allocation_rows_are_all_reported(tmp_path: Path) -> None:
     assert all(str(path) in p for p in exc.value.problems)
 
 
-def test_certificates_file_adds_up_per_site_month(tmp_path: Path) -> None:
+ATTRS = ["generation_start", "generation_end", "technology", "facility", "retired_on",
+         "beneficiary", "use"]  # fmt: skip
+
+
+def test_certificates_file_adds_up_per_site_month(
+    tmp_path: Path, example_config: Config
+) -> None:  # fmt: skip
+    good = ["2026-07-01", "2026-09-30", "solar PV", "Plant X", "2026-11-05", "cnc-d", "retired"]
     path = write_csv(tmp_path / "certs.csv", [
-        ["supplier", "site", "month", "kwh", "certificate_ids", "issuer"],
-        ["cnc-d", "tainan-1", "2026-10", 1000, "A1..A1", "T-REC"],
-        ["cnc-d", "tainan-1", "2026-10", 500, "B1..B1", "T-REC"],
+        ["supplier", "site", "month", "kwh", "certificate_ids", "issuer", *ATTRS],
+        ["cnc-d", "tainan-1", "2026-10", 1000, "A1..A1", "T-REC", *good],
+        ["cnc-d", "tainan-1", "2026-10", 2000, "B1..B2", "T-REC", *good],
     ])  # fmt: skip
-    certs = load_certificates(path)[("cnc-d", "tainan-1", OCT)]
-    assert certs.kwh == 1500 and certs.ids == "A1..A1;B1..B1"
+    certs = load_certificates(path, example_config.registry)[("cnc-d", "tainan-1", OCT)]
+    assert certs.kwh == 3000 and certs.ids == "A1..A1;B1..B2" and not certs.issues
     bad = write_csv(tmp_path / "bad.csv", [["supplier", "site", "month", "kwh"]])
     with pytest.raises(ConfigError, match="missing columns"):
         load_certificates(bad)
+    half = write_csv(tmp_path / "half.csv", [
+        ["supplier", "site", "month", "kwh", "certificate_ids", "issuer"],
+        ["cnc-d", "tainan-1", "2026-10", 1500, "A1", "BSMI National Renewable Energy "
+         "Certification Center (T-REC)"],
+    ])  # fmt: skip
+    with pytest.raises(ConfigError, match="not whole T-RECs"):
+        load_certificates(half)
+
+
+def test_certificates_that_fail_the_quality_criteria_are_listed_not_applied(
+    tmp_path: Path, example_config: Config
+) -> None:  # fmt: skip
+    """Scope 2 Quality Criteria: a certificate counts with its generation period in the
+    consumption's year, its facility and technology, and retired for this supplier."""
+    path = write_csv(tmp_path / "certs.csv", [
+        ["supplier", "site", "month", "kwh", "certificate_ids", "issuer", *ATTRS],
+        ["cnc-d", "tainan-1", "2026-10", 1000, "OK", "T-REC",
+         "2026-07-01", "2026-09-30", "solar PV", "Plant X", "2026-11-05", "cnc-d", ""],
+        ["cnc-d", "tainan-1", "2026-10", 2000, "OLD", "T-REC",
+         "2024-01-01", "2024-12-31", "wind", "Farm Y", "2026-11-05", "cnc-d", "retired"],
+        ["cnc-d", "tainan-1", "2026-10", 3000, "OTHER", "T-REC",
+         "2026-01-01", "2026-03-31", "solar PV", "Plant X", "2026-11-05", "someone-else", ""],
+        ["cnc-d", "tainan-1", "2026-10", 4000, "BARE", "T-REC", "", "", "", "", "", "", ""],
+    ])  # fmt: skip
+    certs = load_certificates(path, example_config.registry)[("cnc-d", "tainan-1", OCT)]
+    assert certs.kwh == 1000 and certs.rejected_kwh == 9000
+    assert any("vintage 2024-01-01–2024-12-31 outside 2026" in i for i in certs.issues)
+    assert any("retired for 'someone-else'" in i for i in certs.issues)
+    assert any("missing generation_start" in i for i in certs.issues)
+    m = electricity_month(example_config)
+    s = site_month("cnc-d", "tainan-1", OCT, [m], None, None, certs)
+    assert s.market_kwh == pytest.approx(1000.0 - 1000.0)  # only the valid 1,000 kWh
+    assert "certificates not applied" in s.note
+
+
+def test_pv_certificates_sold_cannot_also_be_claimed_as_self_consumed(
+    example_config: Config,
+) -> None:  # fmt: skip
+    """The site used 250 kWh of its own PV but sold T-RECs for 200 kWh of that generation:
+    market-based, those 200 kWh count at the grid factor; location-based is physical."""
+    m = electricity_month(example_config)
+    sold = Certificates(0.0, "TW-REC-9", "T-REC", "x", sold_kwh=200.0)
+    s = site_month("forge-a", "taichung-1", OCT, [m], 300.0, 50.0, sold)
+    assert s.location_kgco2e == pytest.approx(750.0 * 0.474)
+    assert s.market_kwh == pytest.approx(950.0)  # 1000 − 250 + 200
+    assert s.market_kgco2e == pytest.approx(950.0 * 0.474)
 
 
 # --- restatement (real InfluxDB) --------------------------------------------------------------
@@ -206,8 +259,10 @@ def test_example_month_has_market_based_and_monthly_shares(
     """The shipped allocations.csv and certificates.csv are valid and cover October 2026."""
     shares = load_allocations(example_config.resolve(example_config.jobs.allocations_file))
     assert shares[("forge-a", OCT)].method == "physical"
-    certs = load_certificates(example_config.resolve(example_config.jobs.certificates_file))
+    certs = load_certificates(example_config.resolve(example_config.jobs.certificates_file),
+                              example_config.registry)  # fmt: skip
     assert certs[("cnc-d", "tainan-1", OCT)].kwh == 20000
+    assert not certs[("cnc-d", "tainan-1", OCT)].issues
 
 
 def test_a_change_of_quality_alone_makes_a_new_version(
