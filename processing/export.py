@@ -332,6 +332,17 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[list[str]]) -> N
 # --- versions -------------------------------------------------------------------------------
 
 
+METHOD = 2
+"""The calculation method a version was written with (in its manifest); a version written
+with an earlier one is restated, naming each change (:data:`METHOD_CHANGES`)."""
+METHOD_CHANGES = {
+    2: "scope 2 counts purchased electricity — a site's PV self-consumption leaves the "
+       "location-based figure too (GHG Protocol Scope 2 Guidance, ch. 5); certificates count "
+       "only with the Scope 2 Quality Criteria's attributes, and own-PV certificates sold are "
+       "not claimed again",
+}  # fmt: skip
+
+
 def totals(figures: MonthFigures) -> dict[str, dict[str, float | bool | None]]:
     """What a restatement is judged on, per supplier: totals, quality and flags."""
     out: dict[str, dict[str, float | bool | None]] = {}
@@ -381,7 +392,9 @@ def export_month(
                        "input fingerprints added")  # fmt: skip
         elif latest["inputs_digest"] != digest:
             why.append("allocation or certificate inputs changed for the month")
-        if not diff_rows and latest.get("inputs_digest") == digest:  # nothing moved
+        method = latest.get("method", 1)
+        why += [f"methodology changed: {METHOD_CHANGES[m]}" for m in range(method + 1, METHOD + 1)]
+        if not diff_rows and latest.get("inputs_digest") == digest and method == METHOD:
             directory = month_dir / f"v{latest['version']}"
             store.write(monthly_lines(config, month, latest["totals"], latest["version"]))
             return ExportResult(
@@ -410,6 +423,7 @@ def export_month(
         "allocations_file": str(config.jobs.allocations_file or ""),
         "certificates_file": str(config.jobs.certificates_file or ""),
         "inputs_digest": digest,
+        "method": METHOD,
     }
     done = publish(month_dir, manifest, build, diff_rows, why)
     store.write(monthly_lines(config, month, new_totals, done.version))

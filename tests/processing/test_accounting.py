@@ -288,3 +288,30 @@ def test_a_change_of_quality_alone_makes_a_new_version(
     before = {r["meter"]: r for r in csv.DictReader(first.paths[2].open())}
     main = before["main"]
     assert float(main["estimated"]) == pytest.approx(0.4 * float(main["consumption"]), rel=1e-6)
+
+
+def test_a_version_written_with_an_earlier_method_is_restated_naming_the_change(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
+) -> None:
+    """Same data, same inputs, but v1 was written before scope 2 became purchased electricity:
+    the next export writes v2 and says why; the one after writes nothing."""
+    import json
+
+    from processing.export import METHOD
+
+    config = make_config()
+    out = tmp_path / "exports"
+    library = FactorLibrary.load()
+    write_month(config, influx, 10.0, estimated=0.0)
+    first = export_month(config, Store(influx), OCT, out, library)
+    manifest_path = first.directory / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["method"] == METHOD
+    del manifest["method"]  # as written by the method before
+    manifest_path.write_text(json.dumps(manifest))
+    second = export_month(config, Store(influx), OCT, out, library)
+    assert second.written and second.version == 2
+    assert any(r.startswith("methodology changed: scope 2 counts purchased electricity")
+               for r in second.reasons)  # fmt: skip
+    third = export_month(config, Store(influx), OCT, out, library)
+    assert not third.written and third.version == 2
