@@ -31,7 +31,7 @@ import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -62,7 +62,7 @@ from processing.versions import differences, latest_manifest, publish
 from supplymeter.carriers import CARRIERS
 from supplymeter.config import Config
 from supplymeter.errors import ConfigError
-from supplymeter.records import ns_to_datetime
+from supplymeter.records import datetime_to_ns, ns_to_datetime
 from supplymeter.store import MonthlyTotals, Store, monthly_line, pathway_line
 
 NAMES = ("suppliers", "sites", "meters", "factors")
@@ -229,7 +229,8 @@ SUPPLIER_COLUMNS = (
     "allocation_basis", "allocation_source", "allocated_kgco2e", "allocated_scope1_kgco2e",
     "allocated_scope2_kgco2e", "allocated_market_kgco2e",
     "completeness_pct", "primary_data_share_pct", "estimated_pct", "provisional",
-    "carriers_without_factor", "register_corrections",
+    "carriers_without_factor", "register_corrections", "instrument_uncertainty_pct",
+    "instrument_class_coverage_pct",
 )  # fmt: skip
 SITE_COLUMNS = (
     "month", "supplier", "site", "electricity_kwh", "pv_generation_kwh", "grid_export_kwh",
@@ -244,6 +245,8 @@ METER_COLUMNS = (
     "missing_hours_estimate", "hours_expected", "hours_measured", "hours_estimated",
     "hours_missing", "rollovers", "resets", "falls", "glitches", "implausible", "exchanges",
     "factor_ids", "provisional", "emissions_kgco2e", "allocation_share", "allocated_kgco2e",
+    "serial", "accuracy_class", "ct_ratio", "ct_class", "calibrated_on", "calibration_due",
+    "calibration_overdue", "instrument_uncertainty_pct",
 )  # fmt: skip
 FACTOR_COLUMNS = (
     "id", "carrier", "region", "year", "period", "value", "unit", "basis", "publisher", "title",
@@ -269,6 +272,7 @@ def supplier_row(s: SupplierMonth) -> list[str]:
         _fmt(100 * s.estimated_share, 2), str(s.provisional).lower(),
         ";".join(s.carriers_without_factor),
         ";".join(f"{k}={v}" for k, v in sorted(s.flags.items())),
+        _fmt(s.instrument_uncertainty_pct, 3), _fmt(100 * s.instrument_coverage, 2),
     ]  # fmt: skip
 
 
@@ -286,6 +290,13 @@ def site_row(s: SiteMonth) -> list[str]:
 
 def meter_row(m: MeterMonth, share: float) -> list[str]:
     ref = m.ref
+    i = ref.meter.instrument
+    _, month_end = m.month.bounds(ref.tz)
+    overdue = (
+        i.calibration_due is not None
+        and datetime_to_ns(datetime.combine(i.calibration_due, datetime.min.time(), ref.tz))
+        < month_end
+    )
     allocated = None if m.emissions_kgco2e is None else m.emissions_kgco2e * share
     f = m.flags
     return [
@@ -297,7 +308,9 @@ def meter_row(m: MeterMonth, share: float) -> list[str]:
         str(f.get("reset", 0)), str(f.get("fall", 0)), str(f.get("glitch", 0)),
         str(f.get("implausible", 0)), str(f.get("exchange", 0) + f.get("ct_change", 0)),
         ";".join(m.factor_ids), str(m.provisional).lower(), _fmt(m.emissions_kgco2e),
-        f"{share:.6g}", _fmt(allocated),
+        f"{share:.6g}", _fmt(allocated), i.serial, i.accuracy_class or "", i.ct_ratio,
+        i.ct_class or "", str(i.calibrated_on or ""), str(i.calibration_due or ""),
+        str(overdue).lower() if i.calibration_due else "", _fmt(i.uncertainty_pct, 3),
     ]  # fmt: skip
 
 

@@ -68,6 +68,13 @@ METHODOLOGY = [
      "period in the consumption's year, technology, facility, retirement date, retired for "
      "the supplier); the others are listed in the Sites sheet, not applied. Certificates sold "
      "from a site's own PV take those kWh out of its self-consumption claim."),
+    ("Instrument uncertainty", "Each meter's accuracy class limit (IEC 62053-21/-22 for "
+     "electricity meters, IEC 61869-2 for current transformers, OIML R 137 for gas meters) "
+     "combined in quadrature with its CT's, weighted by the meter's emissions and combined "
+     "across meters as independent (GUM, JCGM 100:2008). Instruments only — estimated energy "
+     "and emission factors add their own uncertainty; class limits are bounds, so the figure "
+     "is conservative. The Meters sheet lists serials, classes and calibration dates and flags "
+     "overdue calibrations."),
     ("Allocation", "The buyer's share of each supplier's emissions: physical (units shipped "
      "to the buyer / units produced), economic (purchase value / supplier revenue) or "
      "dedicated (1). Inputs and source per supplier are in the Summary sheet."),

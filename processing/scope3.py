@@ -444,6 +444,12 @@ class SupplierMonth:
     by_scope: dict[str, float] = field(default_factory=dict)
     """Location-based emissions by the supplier's own scope of each carrier (carrier table):
     ``"1"`` fuels burnt on site, ``"2"`` purchased electricity/steam, ``"3"`` other. [kgCO2e]"""
+    instrument_uncertainty_pct: float | None = None
+    """± % of the emissions from the meters' accuracy classes (meter and CT limits, each meter
+    independent: combined in quadrature, weighted by its emissions) — the instruments only,
+    not estimation or factors; ``None`` when no meter has a class."""
+    instrument_coverage: float = 0.0
+    """Share of the emissions measured by meters with a known accuracy class, 0–1."""
 
     @property
     def estimated_share(self) -> float:
@@ -500,6 +506,7 @@ def supplier_month(
     if not any(w for _, w in weights):  # no factor anywhere: weigh by consumption
         weights = [(m, m.consumption) for m in meters]
     any_data = any(m.hours_measured + m.hours_estimated for m in meters)
+    uncertainty, coverage = instrument_uncertainty(meters)
     return SupplierMonth(
         supplier=supplier,
         month=month,
@@ -518,7 +525,24 @@ def supplier_month(
         allocation=allocation,
         flags=flags,
         by_scope=by_scope,
+        instrument_uncertainty_pct=uncertainty,
+        instrument_coverage=coverage,
     )
+
+
+def instrument_uncertainty(meters: list[MeterMonth]) -> tuple[float | None, float]:
+    """(± % of the meters' emissions from their accuracy classes, share of the emissions
+    whose meters have a class). Each meter's limit (:attr:`MeterInstrument.uncertainty_pct`)
+    scaled by its emissions; meters independent, so combined in quadrature (GUM, JCGM
+    100:2008, uncorrelated inputs). Class limits are bounds, so this is conservative."""
+    total = math.fsum(m.emissions_kgco2e or 0.0 for m in meters)
+    known = [(m.ref.meter.instrument.uncertainty_pct, m.emissions_kgco2e or 0.0) for m in meters
+             if m.ref.meter.instrument.uncertainty_pct is not None]  # fmt: skip
+    covered = math.fsum(e for _, e in known)
+    if not known or covered <= 0:
+        return None, 0.0
+    spread = math.sqrt(math.fsum((u * e) ** 2 for u, e in known)) / covered
+    return spread, covered / total if total > 0 else 0.0
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -552,6 +552,43 @@ def _datetime_ns(ts: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
+ACCURACY_CLASSES = {"0.1": 0.1, "0.2": 0.2, "0.2S": 0.2, "0.5": 0.5, "0.5S": 0.5, "1": 1.0,
+                    "1.0": 1.0, "1.5": 1.5, "2": 2.0, "2.0": 2.0, "3": 3.0}  # fmt: skip
+"""Accuracy class → its error limit at rated conditions [± %]: IEC 62053-21/-22 for
+electricity meters, IEC 61869-2 for current transformers, OIML R 137 / EN 1359 for gas
+meters (classes 1.0 and 1.5). The limit, not a measured error: an upper bound."""
+
+
+class MeterInstrument(_Model):
+    """What an auditor asks of a meter: which instrument, how accurate, calibrated when."""
+
+    serial: str = ""
+    accuracy_class: str | None = None
+    """The meter's accuracy class (a key of :data:`ACCURACY_CLASSES`)."""
+    ct_ratio: str = ""
+    """Current transformer ratio as on its plate, e.g. ``2000/5`` (the register multiplier
+    is ``multiplier``)."""
+    ct_class: str | None = None
+    calibrated_on: date | None = None
+    calibration_due: date | None = None
+
+    @field_validator("accuracy_class", "ct_class")
+    @classmethod
+    def _known_class(cls, value: str | None) -> str | None:
+        if value is not None and value not in ACCURACY_CLASSES:
+            raise ValueError(f"must be one of {', '.join(ACCURACY_CLASSES)}")
+        return value
+
+    @property
+    def uncertainty_pct(self) -> float | None:
+        """The meter's and its CT's class limits combined in quadrature [± %]; ``None``
+        without an accuracy class."""
+        if self.accuracy_class is None:
+            return None
+        ct = ACCURACY_CLASSES[self.ct_class] if self.ct_class else 0.0
+        return (ACCURACY_CLASSES[self.accuracy_class] ** 2 + ct**2) ** 0.5
+
+
 class Meter(_Model):
     id: str
     carrier: str
@@ -574,6 +611,8 @@ class Meter(_Model):
     """Largest plausible load [kW, or m³/h for gas and water]: a register step implying more
     is rejected as an implausible jump. Unset: 3 × the site's contract capacity for electricity
     meters of sites that have one, otherwise no limit."""
+    instrument: MeterInstrument = MeterInstrument()
+    """Serial, accuracy classes and calibration (the export's meter register)."""
     simulation: MeterSimulation = MeterSimulation()
 
     _id = field_validator("id")(_check_id)

@@ -315,3 +315,32 @@ def test_a_version_written_with_an_earlier_method_is_restated_naming_the_change(
                for r in second.reasons)  # fmt: skip
     third = export_month(config, Store(influx), OCT, out, library)
     assert not third.written and third.version == 2
+
+
+def test_meter_register_and_instrument_uncertainty(example_config: Config) -> None:
+    """forge-a main: a class 0.5S meter on a class 0.5S CT (± 0.71 %); the press line has no
+    class. The supplier's instrument uncertainty covers the metered share it knows, and an
+    overdue calibration is flagged in the meter row."""
+    from processing.export import METER_COLUMNS, meter_row
+    from processing.scope3 import instrument_uncertainty
+
+    start, _ = OCT.bounds(TPE)
+    library = FactorLibrary.load()
+    main = example_config.registry.meter("forge-a", "taichung-1", "main")
+    press = example_config.registry.meter("forge-a", "taichung-1", "press-line")
+    assert main is not None and press is not None
+    a = month_of(main, OCT, hours_of(main, start, 744, 3.0), library)  # 2,232 kWh
+    b = month_of(press, OCT, hours_of(press, start, 744, 1.0), library)  # 744 kWh
+    spread, coverage = instrument_uncertainty([a, b])
+    assert spread == pytest.approx(0.5 * 2**0.5)
+    assert coverage == pytest.approx(0.75)
+    assert instrument_uncertainty([b]) == (None, 0.0)
+    row = dict(zip(METER_COLUMNS, meter_row(a, 0.44), strict=True))
+    assert row["accuracy_class"] == "0.5S" and row["ct_ratio"] == "2000/5"
+    assert row["calibration_due"] == "2027-05-10" and row["calibration_overdue"] == "false"
+    cnc = example_config.registry.meter("cnc-d", "tainan-1", "main")
+    assert cnc is not None
+    c = month_of(cnc, OCT, hours_of(cnc, start, 744, 1.0), library)
+    assert (
+        dict(zip(METER_COLUMNS, meter_row(c, 0.65), strict=True))["calibration_overdue"] == "true"
+    )
