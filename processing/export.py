@@ -230,7 +230,11 @@ SUPPLIER_COLUMNS = (
     "allocated_scope2_kgco2e", "allocated_market_kgco2e",
     "completeness_pct", "primary_data_share_pct", "estimated_pct", "provisional",
     "carriers_without_factor", "register_corrections", "instrument_uncertainty_pct",
-    "instrument_class_coverage_pct",
+    "instrument_class_coverage_pct", "excluded_estimate_kgco2e", "excluded_pct",
+)  # fmt: skip
+BOUNDARY_COLUMNS = (
+    "month", "supplier", "site", "source", "scope", "status", "estimate_kgco2e_month",
+    "basis",
 )  # fmt: skip
 SITE_COLUMNS = (
     "month", "supplier", "site", "electricity_kwh", "pv_generation_kwh", "grid_export_kwh",
@@ -273,6 +277,17 @@ def supplier_row(s: SupplierMonth) -> list[str]:
         ";".join(s.carriers_without_factor),
         ";".join(f"{k}={v}" for k, v in sorted(s.flags.items())),
         _fmt(s.instrument_uncertainty_pct, 3), _fmt(100 * s.instrument_coverage, 2),
+        _fmt(s.excluded_kgco2e), _fmt(s.excluded_pct, 3),
+    ]  # fmt: skip
+
+
+def boundary_rows(s: SupplierMonth) -> list[list[str]]:
+    """Every source the supplier's sites list, metered or excluded (with its estimate)."""
+    return [
+        [str(s.month), s.supplier.id, site.id, b.source, b.scope, b.status,
+         _fmt(None if b.estimate_kgco2e_per_year is None else b.estimate_kgco2e_per_year / 12),
+         b.basis]
+        for site in s.supplier.sites for b in site.boundary
     ]  # fmt: skip
 
 
@@ -332,6 +347,9 @@ def tables(figures: MonthFigures) -> dict[str, tuple[tuple[str, ...], list[list[
     if figures.reconciliations:
         rows = [reconciliation_row(r) for r in figures.reconciliations]
         out["reconciliation"] = (RECONCILIATION_COLUMNS, rows)
+    boundary = [row for s in figures.suppliers for row in boundary_rows(s)]
+    if boundary:
+        out["boundary"] = (BOUNDARY_COLUMNS, boundary)
     return out
 
 

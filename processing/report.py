@@ -68,6 +68,11 @@ METHODOLOGY = [
      "period in the consumption's year, technology, facility, retirement date, retired for "
      "the supplier); the others are listed in the Sites sheet, not applied. Certificates sold "
      "from a site's own PV take those kWh out of its self-consumption claim."),
+    ("Boundary", "Each site lists its emission sources (Boundary sheet): metered ones are in "
+     "the figures; excluded ones (refrigerant leaks, forklifts and generators, process "
+     "atmospheres, unmetered buildings) carry a yearly estimate and its basis, a twelfth of "
+     "which is the month's excluded estimate in the Summary sheet beside its share of metered "
+     "+ excluded emissions (ISO 14064-1 §5.2.3: exclusions listed and justified)."),
     ("Instrument uncertainty", "Each meter's accuracy class limit (IEC 62053-21/-22 for "
      "electricity meters, IEC 61869-2 for current transformers, OIML R 137 for gas meters) "
      "combined in quadrature with its CT's, weighted by the meter's emissions and combined "
@@ -148,8 +153,9 @@ def write_xlsx(
     wb = Workbook()
     wb.remove(wb.active)
     for title, name in (("Summary", "suppliers"), ("Sites", "sites"), ("Detail", "meters"),
-                        ("Factors", "factors"), ("Reconciliation", "reconciliation")):  # fmt: skip
-        if name in tables:  # reconciliation: only with [jobs] bills_file
+                        ("Factors", "factors"), ("Reconciliation", "reconciliation"),
+                        ("Boundary", "boundary")):  # fmt: skip
+        if name in tables:  # reconciliation: only with bills; boundary: when sites list one
             _sheet(wb, title, *tables[name])
     ws = wb.create_sheet("Methodology")
     ws.column_dimensions["A"].width = 26

@@ -450,6 +450,15 @@ class SupplierMonth:
     not estimation or factors; ``None`` when no meter has a class."""
     instrument_coverage: float = 0.0
     """Share of the emissions measured by meters with a known accuracy class, 0–1."""
+    excluded_kgco2e: float = 0.0
+    """Estimated emissions of the sources the sites' boundaries exclude, for the month
+    (a twelfth of the yearly estimates). [kgCO2e]"""
+
+    @property
+    def excluded_pct(self) -> float:
+        """Excluded estimate as a share of metered + excluded emissions. [%]"""
+        whole = self.emissions_kgco2e + self.excluded_kgco2e
+        return 100 * self.excluded_kgco2e / whole if whole > 0 else 0.0
 
     @property
     def estimated_share(self) -> float:
@@ -527,7 +536,15 @@ def supplier_month(
         by_scope=by_scope,
         instrument_uncertainty_pct=uncertainty,
         instrument_coverage=coverage,
+        excluded_kgco2e=excluded_per_month(supplier),
     )
+
+
+def excluded_per_month(supplier: Supplier) -> float:
+    """A twelfth of the yearly estimates of the sources the supplier's sites exclude. [kgCO2e]"""
+    excluded = [b.estimate_kgco2e_per_year or 0.0 for site in supplier.sites
+                for b in site.boundary if b.status == "excluded"]  # fmt: skip
+    return math.fsum(excluded) / 12
 
 
 def instrument_uncertainty(meters: list[MeterMonth]) -> tuple[float | None, float]:

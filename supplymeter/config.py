@@ -666,6 +666,29 @@ class Meter(_Model):
         return [e.time_ns for e in self.events if e.type == kind]
 
 
+class BoundarySource(_Model):
+    """One emission source of a site and whether the export covers it (ISO 14064-1 §5.2.3:
+    exclusions are listed and justified; GHG Protocol Scope 3 Standard ch. 7)."""
+
+    source: str = Field(min_length=1)
+    """What it is: "refrigerant leaks (R-410A chillers)", "diesel forklifts", "endothermic
+    atmosphere (propane)", ...."""
+    scope: Literal["1", "2", "3"]
+    """The supplier's own scope of the source."""
+    status: Literal["metered", "excluded"]
+    """``metered``: in the figures through a meter; ``excluded``: not in them."""
+    estimate_kgco2e_per_year: float | None = Field(None, ge=0)
+    """For an excluded source: its estimated emissions (required). [kgCO2e/year]"""
+    basis: str = ""
+    """How the estimate was made (refill records × GWP, fuel purchases × factor, …)."""
+
+    @model_validator(mode="after")
+    def _excluded_has_estimate(self) -> BoundarySource:
+        if self.status == "excluded" and self.estimate_kgco2e_per_year is None:
+            raise ValueError("an excluded source needs estimate_kgco2e_per_year (0 if none)")
+        return self
+
+
 class Site(_Model):
     id: str
     name: str = ""
@@ -673,6 +696,8 @@ class Site(_Model):
     gateway: str = "gw1"
     contract_capacity_kw: float | None = Field(None, gt=0)
     meters: list[Meter] = Field(min_length=1)
+    boundary: list[BoundarySource] = Field(default_factory=list)
+    """The site's emission sources in and out of the figures (the export's Boundary sheet)."""
 
     _id = field_validator("id", "gateway")(_check_id)
 

@@ -344,3 +344,30 @@ def test_meter_register_and_instrument_uncertainty(example_config: Config) -> No
     assert (
         dict(zip(METER_COLUMNS, meter_row(c, 0.65), strict=True))["calibration_overdue"] == "true"
     )
+
+
+def test_the_boundary_lists_sources_and_estimates_what_is_excluded(
+    example_config: Config,
+) -> None:  # fmt: skip
+    """heat-c lists its metered and excluded sources; the month's excluded estimate is a
+    twelfth of the yearly ones, shown beside its share of metered + excluded emissions."""
+    from pydantic import ValidationError
+
+    from processing.export import BOUNDARY_COLUMNS, boundary_rows
+    from supplymeter.config import BoundarySource
+
+    supplier = example_config.registry.supplier("heat-c")
+    assert supplier is not None
+    ref = example_config.registry.meter("heat-c", "kaohsiung-1", "main")
+    assert ref is not None
+    start, _ = OCT.bounds(TPE)
+    m = month_of(ref, OCT, hours_of(ref, start, 744, 10.0), FactorLibrary.load())
+    month = supplier_month(supplier, OCT, [m])
+    assert month.excluded_kgco2e == pytest.approx((4810 + 10700) / 12)
+    whole = month.emissions_kgco2e + month.excluded_kgco2e
+    assert month.excluded_pct == pytest.approx(100 * month.excluded_kgco2e / whole)
+    rows = [dict(zip(BOUNDARY_COLUMNS, r, strict=True)) for r in boundary_rows(month)]
+    assert [r["status"] for r in rows].count("excluded") == 3
+    assert {r["scope"] for r in rows} == {"1", "2"}
+    with pytest.raises(ValidationError, match="needs estimate_kgco2e_per_year"):
+        BoundarySource(source="generator", scope="1", status="excluded")
