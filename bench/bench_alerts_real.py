@@ -170,7 +170,7 @@ def inject(
 ) -> tuple[list[float], list[Injected]]:
     """A copy of the load with labelled events of ``kind`` after ``from_ns``."""
     kw = list(series.kw)
-    t_first, t_last = series.ts_ns[0], series.ts_ns[-1]
+    t_last = series.ts_ns[-1]
     events: list[Injected] = []
     span = t_last - from_ns
     if kind == "spike":
@@ -201,7 +201,6 @@ def inject(
             if overlap > 0:
                 factor += e.pct / 100 * overlap / series.step_ns
         kw[i] *= factor
-    del t_first
     return kw, events
 
 

@@ -367,8 +367,14 @@ class SiteMonth:
     @property
     def unused_certificates_kwh(self) -> float:
         """Certificates beyond the site's remaining consumption (not carried over). [kWh]"""
-        sold = min(self.certificates.sold_kwh, self.pv_self_kwh) if self.certificates else 0.0
+        sold = pv_sold_kwh(self.certificates, self.pv_self_kwh)
         return max(0.0, self.certificates_kwh - self.purchased_kwh - sold)
+
+
+def pv_sold_kwh(certificates: Certificates | None, pv_self_kwh: float) -> float:
+    """The part of the site's PV self-consumption whose certificates were sold: it counts at
+    the grid factor market-based, never as the site's own renewable electricity. [kWh]"""
+    return min(certificates.sold_kwh, pv_self_kwh) if certificates else 0.0
 
 
 def site_month(
@@ -400,7 +406,7 @@ def site_month(
     location = metered * purchased / kwh if kwh > 0 else 0.0
     # Certificates sold from the site's own PV carry its renewable attribute away: those kWh
     # count at the grid factor in the market-based figure (never claimed twice).
-    sold = min(certificates.sold_kwh, pv_self) if certificates else 0.0
+    sold = pv_sold_kwh(certificates, pv_self)
     if certificates and certificates.issues:
         note = "; ".join(x for x in (note, "certificates not applied: "
                                      + "; ".join(certificates.issues)) if x)  # fmt: skip

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from supplymeter.calendar import public_holidays
 from supplymeter.config import Supplier
@@ -224,6 +225,7 @@ class DayPlan:
     """The day's weather: air temperature off the climate normal [°C]."""
 
 
+@lru_cache(maxsize=64)
 def shutdown_days(country: str, year: int) -> frozenset:
     """The Lunar New Year shutdown: the longest run of public holidays in January–February
     (weekends joining it), widened by ``SHUTDOWN_EXTRA_DAYS`` working days on each side."""
