@@ -244,7 +244,7 @@ def severity(config: Config, incident: Incident) -> str | None:
     if found is not None:
         year = _local(incident.window_start_ns, found.site.timezone).year
         factor = FactorLibrary.for_config(config).lookup(
-            found.carrier.factor_key, found.supplier.country, year
+            found.carrier.factor_key, found.supplier.country, year, found.factor_use
         )
         if factor is not None:
             parts.append(f"≈ {incident.excess * factor[0].value:,.1f} kgCO2e")

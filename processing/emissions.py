@@ -5,13 +5,23 @@ has its value, unit, region, year, basis, publisher, title, URL and notes, and e
 record carries the id of the factor it used, so every number traces to a publication.
 
 A reading uses the factor of its own year — the calendar year of the hour in the site's local
-time. Where that year's factor is not published yet, the latest earlier one is used and the
-result is marked ``provisional`` (to be restated once the year's factor appears).
+time — and of its meter's **use** (:attr:`MeterRef.factor_use`): since 2025 Taiwan's
+electricity factor is announced by use (industry inventories, average, residential), and
+natural gas by gas type (NG1, NG2). For a year, the row of the meter's use is taken, else the
+row without a use, else the ``average`` row. Where the year has none yet, the latest earlier
+one (same order) is used and the result is marked ``provisional`` (to be restated once the
+year's factor appears).
+
+A row may carry per-gas factors (kg CO2, CH4, N2O per unit) and the GWP set that turned them
+into CO2e; its uncertainty (± %, 95 %), its technological and geographical data quality
+ratings (1 best – 5, PACT v3 §DataQualityIndicators) and how it was verified.
 """
 
 from __future__ import annotations
 
 import csv
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -43,14 +53,57 @@ class EmissionFactor:
     period: str = "annual"
     """``annual``: published for one year (a later year without its own factor is provisional);
     ``standing``: applies from ``year`` until a newer row replaces it (fuel properties)."""
+    use: str = ""
+    """The published variant (``industry``, ``average``, ``residential``; a gas type ``NG1``,
+    ``NG2``); "" applies to every use."""
+    co2_kg: float | None = None
+    ch4_kg: float | None = None
+    n2o_kg: float | None = None
+    """Per-gas factors, kg of the gas per unit; ``None`` when published as CO2e only."""
+    gwp: str = ""
+    """The GWP set of the CO2e value (MOENV adopted IPCC AR5: CH4 28, N2O 265)."""
+    uncertainty_pct: float | None = None
+    """± % (95 % interval) of the value; ``None``: not published."""
+    dqr_technological: int | None = None
+    dqr_geographical: int | None = None
+    """Data quality ratings of the factor for its intended use, 1 (best) – 5 (PACT v3)."""
+    verification: str = ""
+    """How the value was checked against its publication (or that it was not)."""
+
+    def per_gas(self, quantity: float) -> dict[str, float] | None:
+        """kg of CO2, CH4 and N2O for ``quantity`` units, when the row gives them."""
+        if self.co2_kg is None or self.ch4_kg is None or self.n2o_kg is None:
+            return None
+        return {"co2": quantity * self.co2_kg, "ch4": quantity * self.ch4_kg,
+                "n2o": quantity * self.n2o_kg}  # fmt: skip
+
+
+GWP_AR5 = {"co2": 1.0, "ch4": 28.0, "n2o": 265.0}
+"""GWP100 of IPCC AR5 (WG1, ch. 8, Table 8.7, without climate-carbon feedbacks), the set
+Taiwan's MOENV adopted for GHG inventories; per-gas rows must add up to their CO2e with it."""
+FALLBACK_USE = "average"
+"""The variant taken for a meter whose use a year does not publish (nor a row for every use)."""
+
+
+def _optional_float(text: str | None) -> float | None:
+    return float(text) if text not in (None, "") else None
+
+
+def _rating(text: str | None) -> int | None:
+    if text in (None, ""):
+        return None
+    value = int(text)
+    if not 1 <= value <= 5:
+        raise ValueError(f"a data quality rating is 1-5 (got {value})")
+    return value
 
 
 class FactorLibrary:
-    """Emission factors by (carrier, region, year)."""
+    """Emission factors by (carrier, region, year, use)."""
 
     def __init__(self, factors: list[EmissionFactor]) -> None:
         self.factors = factors
-        self._by_key = {(f.carrier, f.region, f.year): f for f in factors}
+        self._by_key = {(f.carrier, f.region, f.year, f.use): f for f in factors}
 
     @classmethod
     def load(cls, path: Path | None = None) -> FactorLibrary:
@@ -63,7 +116,7 @@ class FactorLibrary:
         factors: list[EmissionFactor] = []
         problems: list[str] = []
         seen_ids: set[str] = set()
-        seen_keys: set[tuple[str, str, int]] = set()
+        seen_keys: set[tuple[str, str, int, str]] = set()
         for line, row in enumerate(csv.DictReader(text.splitlines()), start=2):
             try:
                 factor = EmissionFactor(
@@ -72,10 +125,25 @@ class FactorLibrary:
                     year=int(row["year"]),
                     value=float(row["value"]),
                     period=row.get("period") or "annual",
-                )
+                    use=(row.get("use") or "").strip(),
+                    **{k: _optional_float(row.get(k)) for k in
+                       ("co2_kg", "ch4_kg", "n2o_kg", "uncertainty_pct")},
+                    gwp=row.get("gwp") or "",
+                    dqr_technological=_rating(row.get("dqr_technological")),
+                    dqr_geographical=_rating(row.get("dqr_geographical")),
+                    verification=row.get("verification") or "",
+                )  # fmt: skip
             except (KeyError, TypeError, ValueError) as exc:
                 problems.append(f"{name}:{line}: cannot read row: {exc}")
                 continue
+            gases = factor.per_gas(1.0)
+            if gases is not None:
+                co2e = math.fsum(GWP_AR5[g] * v for g, v in gases.items())
+                if abs(co2e - factor.value) > 1e-3 * factor.value:
+                    problems.append(f"{name}:{line}: per-gas factors give {co2e:.6g} kgCO2e "
+                                    f"with AR5 GWPs, not {factor.value:g}")  # fmt: skip
+            if factor.uncertainty_pct is not None and not factor.uncertainty_pct >= 0:
+                problems.append(f"{name}:{line}: uncertainty_pct must be >= 0")
             units = {c.unit for c in CARRIERS.values() if c.factor_key == factor.carrier}
             expected_unit = f"kgCO2e/{units.pop() if len(units) == 1 else '?'}"
             if factor.unit != expected_unit:
@@ -86,7 +154,7 @@ class FactorLibrary:
                 problems.append(f"{name}:{line}: period must be annual or standing")
             if not factor.value > 0:
                 problems.append(f"{name}:{line}: value must be > 0 (got {factor.value})")
-            key = (factor.carrier, factor.region, factor.year)
+            key = (factor.carrier, factor.region, factor.year, factor.use)
             if factor.id in seen_ids or key in seen_keys:
                 problems.append(f"{name}:{line}: duplicate factor {factor.id!r} or {key}")
             seen_ids.add(factor.id)
@@ -96,18 +164,25 @@ class FactorLibrary:
             raise ConfigError(problems)
         return cls(factors)
 
-    def resolutions(self, years: range) -> dict[str, tuple[str, float, bool]]:
-        """What every (carrier, region, year) resolves to, as ``{"carrier/region/year":
-        (factor id, value, provisional)}``: the job compares it between runs, and a changed
-        entry (a new or corrected row) restates exactly the hours of that year."""
+    def resolutions(
+        self, years: range, uses: Iterable[tuple[str, str]] = ()
+    ) -> dict[str, tuple[str, float, bool]]:
+        """What every (carrier, region, year, use) resolves to, as
+        ``{"carrier/region/year/use": (factor id, value, provisional)}`` — for the uses in the
+        file, "" and the (carrier, use) pairs in ``uses`` (the registry's): the job compares it
+        between runs, and a changed entry (a new or corrected row) restates exactly the hours
+        of that year and use."""
         out = {}
         keys = {(f.carrier, f.region) for f in self.factors}
         for carrier, region in sorted(keys):
-            for year in years:
-                found = self.lookup(carrier, region, year)
-                if found is not None:
-                    f, provisional = found
-                    out[f"{carrier}/{region}/{year}"] = (f.id, f.value, provisional)
+            named = {f.use for f in self.factors if f.carrier == carrier} | {""}
+            named |= {u for c, u in uses if c == carrier}
+            for use in sorted(named):
+                for year in years:
+                    found = self.lookup(carrier, region, year, use)
+                    if found is not None:
+                        f, provisional = found
+                        out[f"{carrier}/{region}/{year}/{use}"] = (f.id, f.value, provisional)
         return out
 
     @classmethod
@@ -120,18 +195,30 @@ class FactorLibrary:
         """Whether any factor exists for the carrier and region (else: "no factor yet")."""
         return any(f.carrier == carrier and f.region == region for f in self.factors)
 
-    def lookup(self, carrier: str, region: str, year: int) -> tuple[EmissionFactor, bool] | None:
-        """The factor for ``year``, or the latest earlier one flagged provisional (True)."""
-        exact = self._by_key.get((carrier, region, year))
+    def _of_year(self, carrier: str, region: str, year: int, use: str) -> EmissionFactor | None:
+        """The year's row for ``use``: its own, else the one for every use, else average."""
+        for u in dict.fromkeys((use, "", FALLBACK_USE)):
+            found = self._by_key.get((carrier, region, year, u))
+            if found is not None:
+                return found
+        return None
+
+    def lookup(
+        self, carrier: str, region: str, year: int, use: str = ""
+    ) -> tuple[EmissionFactor, bool] | None:
+        """The factor for ``year`` and ``use``, or the latest earlier year's flagged
+        provisional (True) unless that row is a standing one."""
+        exact = self._of_year(carrier, region, year, use)
         if exact:
             return exact, False
-        earlier = [
-            f for f in self.factors if f.carrier == carrier and f.region == region and f.year < year
-        ]
-        if not earlier:
-            return None
-        latest = max(earlier, key=lambda f: f.year)
-        return latest, latest.period == "annual"
+        years = sorted({f.year for f in self.factors
+                        if f.carrier == carrier and f.region == region and f.year < year},
+                       reverse=True)  # fmt: skip
+        for earlier in years:
+            found = self._of_year(carrier, region, earlier, use)
+            if found is not None:
+                return found, found.period == "annual"
+        return None
 
 
 def local_year(hour: HourlyConsumption, ref: MeterRef) -> int:
@@ -177,7 +264,8 @@ def emissions_for(
 ) -> HourlyEmissions | None:
     """Emissions of a meter-hour with the factor of its local year; ``None`` when no factor
     exists for the carrier and region at all (reported as such, never as zero)."""
-    found = library.lookup(ref.carrier.factor_key, ref.supplier.country, local_year(hour, ref))
+    found = library.lookup(ref.carrier.factor_key, ref.supplier.country, local_year(hour, ref),
+                           ref.factor_use)  # fmt: skip
     if found is None:
         return None
     return to_emissions(hour, *found)

@@ -253,8 +253,9 @@ METER_COLUMNS = (
     "calibration_overdue", "instrument_uncertainty_pct",
 )  # fmt: skip
 FACTOR_COLUMNS = (
-    "id", "carrier", "region", "year", "period", "value", "unit", "basis", "publisher", "title",
-    "url", "retrieved", "note",
+    "id", "carrier", "region", "year", "period", "use", "value", "unit", "basis", "co2_kg",
+    "ch4_kg", "n2o_kg", "gwp", "uncertainty_pct", "dqr_technological", "dqr_geographical",
+    "verification", "publisher", "title", "url", "retrieved", "note",
 )  # fmt: skip
 
 
@@ -330,8 +331,13 @@ def meter_row(m: MeterMonth, share: float) -> list[str]:
 
 
 def factor_row(f: EmissionFactor) -> list[str]:
-    return [f.id, f.carrier, f.region, str(f.year), f.period, f"{f.value:g}", f.unit, f.basis,
-            f.publisher, f.title, f.url, f.retrieved, f.note]  # fmt: skip
+    def g(v: float | int | None) -> str:
+        return "" if v is None else f"{v:g}"
+
+    return [f.id, f.carrier, f.region, str(f.year), f.period, f.use, f"{f.value:g}", f.unit,
+            f.basis, g(f.co2_kg), g(f.ch4_kg), g(f.n2o_kg), f.gwp, g(f.uncertainty_pct),
+            g(f.dqr_technological), g(f.dqr_geographical), f.verification, f.publisher,
+            f.title, f.url, f.retrieved, f.note]  # fmt: skip
 
 
 def tables(figures: MonthFigures) -> dict[str, tuple[tuple[str, ...], list[list[str]]]]:

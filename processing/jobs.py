@@ -281,19 +281,20 @@ def _recompute_range(
 def restate_emissions(
     config: Config, store: Store, library: FactorLibrary, changed: Iterable[str]
 ) -> RollupReport:
-    """Recompute the stored emissions of every hour whose (carrier, region, local year) now
-    resolves to another factor (``changed`` keys ``"carrier/region/year"``), from the stored
-    consumption — the registers are not re-read."""
+    """Recompute the stored emissions of every hour whose (carrier, region, local year, use)
+    now resolves to another factor (``changed`` keys ``"carrier/region/year/use"``), from the
+    stored consumption — the registers are not re-read."""
     report = RollupReport()
-    keys = {tuple(k.split("/")) for k in changed}
+    # "carrier/region/year" (no use) restates the year for every use.
+    keys = {(*k.split("/"), None)[:4] for k in changed}
     for supplier in config.registry.suppliers:
         for site in supplier.sites:
             refs = [r for m in site.meters
                     if (r := config.registry.meter(supplier.id, site.id, m.id)) is not None
                     and m.role == "consumption"]  # fmt: skip
-            for carrier, region, year in sorted(keys):
+            for carrier, region, year, use in sorted(keys, key=str):
                 mine = [r for r in refs if r.carrier.factor_key == carrier
-                        and supplier.country == region]  # fmt: skip
+                        and supplier.country == region and use in (None, r.factor_use)]  # fmt: skip
                 if not mine:
                     continue
                 tz = mine[0].tz
@@ -489,8 +490,12 @@ class Jobs:
 
     def _factors(self, now: int) -> list[str]:
         year = ns_to_datetime(now).year
-        current = {k: list(v) for k, v in self.library.resolutions(range(2000, year + 2)).items()}
-        previous = self.state.factor_resolutions
+        uses = {(r.carrier.factor_key, r.factor_use) for r in self.config.registry.meters()}
+        resolved = self.library.resolutions(range(2000, year + 2), uses)
+        current = {k: list(v) for k, v in resolved.items()}
+        # State written before factors had a use keyed "carrier/region/year": the use was "".
+        previous = {(k if k.count("/") == 3 else f"{k}/"): v
+                    for k, v in self.state.factor_resolutions.items()}  # fmt: skip
         self.state.factor_resolutions = current
         if not previous:
             return []

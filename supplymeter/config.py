@@ -666,6 +666,21 @@ class Meter(_Model):
         return [e.time_ns for e in self.events if e.type == kind]
 
 
+DEFAULT_FACTOR_USE = {"electricity": "industry"}
+"""A supplier's factor variants unless its registry entry says otherwise: the electricity
+factor for industrial GHG inventories (Energy Administration, MOEA, from the 2025 factor on)."""
+
+
+def _check_factor_use(value: dict[str, str]) -> dict[str, str]:
+    keys = {c.factor_key for c in CARRIERS.values()}
+    for carrier, use in value.items():
+        if carrier not in keys:
+            raise ValueError(f"factor_use: unknown carrier {carrier!r} (one of {sorted(keys)})")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", use):
+            raise ValueError(f"factor_use: {carrier} = {use!r} is not a use name")
+    return value
+
+
 class BoundarySource(_Model):
     """One emission source of a site and whether the export covers it (ISO 14064-1 §5.2.3:
     exclusions are listed and justified; GHG Protocol Scope 3 Standard ch. 7)."""
@@ -698,8 +713,12 @@ class Site(_Model):
     meters: list[Meter] = Field(min_length=1)
     boundary: list[BoundarySource] = Field(default_factory=list)
     """The site's emission sources in and out of the figures (the export's Boundary sheet)."""
+    factor_use: dict[str, str] = Field(default_factory=dict)
+    """Per carrier, which published variant of its emission factor applies at this site,
+    over the supplier's (e.g. ``{natural_gas = "NG2"}``: the gas type on the gas bill)."""
 
     _id = field_validator("id", "gateway")(_check_id)
+    _use = field_validator("factor_use")(_check_factor_use)
 
     _tz = field_validator("timezone")(_check_tz)
 
@@ -753,8 +772,14 @@ class Supplier(_Model):
     alert_recipients: list[str] = Field(default_factory=list)
     sites: list[Site] = Field(min_length=1)
     simulation: SupplierSimulation = SupplierSimulation()
+    factor_use: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_FACTOR_USE))
+    """Per carrier, which published variant of its emission factor applies (the factor file's
+    ``use`` column): Taiwan's electricity factor is published by use since 2025, and a
+    supplier's GHG inventory takes the industry one. A carrier not named here takes the rows
+    without a use."""
 
     _id = field_validator("id")(_check_id)
+    _use = field_validator("factor_use")(_check_factor_use)
     _emails = field_validator("alert_recipients")(_check_emails)
 
 
@@ -802,6 +827,13 @@ class MeterRef:
     @property
     def register_field(self) -> str:
         return self.carrier.register_field
+
+    @property
+    def factor_use(self) -> str:
+        """The variant of the carrier's emission factor this meter takes: the site's, else the
+        supplier's, else "" (rows without a use)."""
+        key = self.carrier.factor_key
+        return self.site.factor_use.get(key) or self.supplier.factor_use.get(key, "")
 
     @property
     def unit(self) -> str:

@@ -35,7 +35,7 @@ OCT = Month(2026, 10)
 
 
 def electricity_month(config: Config, kwh_per_hour: float = 1000 / 744):
-    """forge-a/press-line: 1,000 kWh in October 2026 (factor 0.474, provisional)."""
+    """forge-a/press-line: 1,000 kWh in October 2026 (factor 0.466, provisional)."""
     ref = config.registry.meter("forge-a", "taichung-1", "press-line")
     start, _ = OCT.bounds(TPE)
     return month_of(ref, OCT, hours_of(ref, start, 744, kwh_per_hour), FactorLibrary.load())
@@ -54,19 +54,19 @@ def test_pv_self_consumption_leaves_scope_2_and_certificates_lower_market_based(
     assert s.electricity_kwh == pytest.approx(1000.0)
     assert s.pv_self_kwh == pytest.approx(250.0)  # generated 300, fed back 50
     assert s.purchased_kwh == pytest.approx(750.0)
-    assert s.metered_kgco2e == pytest.approx(474.0)  # the meter rows' sum
-    assert s.location_kgco2e == pytest.approx(750.0 * 0.474)
-    assert s.pv_self_kgco2e == pytest.approx(250.0 * 0.474)
+    assert s.metered_kgco2e == pytest.approx(466.0)  # the meter rows' sum
+    assert s.location_kgco2e == pytest.approx(750.0 * 0.466)
+    assert s.pv_self_kgco2e == pytest.approx(250.0 * 0.466)
     assert s.market_kwh == pytest.approx(650.0)  # 1000 − 250 − 100
-    assert s.market_kgco2e == pytest.approx(650.0 * 0.474)
+    assert s.market_kgco2e == pytest.approx(650.0 * 0.466)
     assert s.unused_certificates_kwh == 0
     supplier = example_config.registry.supplier("forge-a")
     assert supplier is not None
     month = supplier_month(supplier, OCT, [m], [s])
-    assert month.emissions_kgco2e == pytest.approx(750.0 * 0.474)  # location-based, scope 2
-    assert month.by_scope["2"] == pytest.approx(750.0 * 0.474)
-    assert month.market_kgco2e == pytest.approx(650.0 * 0.474)
-    assert month.allocated_kgco2e == pytest.approx(750.0 * 0.474 * supplier.allocation.share)
+    assert month.emissions_kgco2e == pytest.approx(750.0 * 0.466)  # location-based, scope 2
+    assert month.by_scope["2"] == pytest.approx(750.0 * 0.466)
+    assert month.market_kgco2e == pytest.approx(650.0 * 0.466)
+    assert month.allocated_kgco2e == pytest.approx(750.0 * 0.466 * supplier.allocation.share)
 
 
 def test_certificates_beyond_consumption_are_not_negative_emissions(
@@ -109,7 +109,7 @@ def test_monthly_allocation_shares_by_method(example_config: Config, tmp_path: P
     assert shares[("heat-c", OCT)].share == 1 and shares[("heat-c", OCT)].method == "dedicated"
     m = electricity_month(example_config)
     s = supplier_month(example_config.registry.supplier("forge-a"), OCT, [m], [], physical)
-    assert s.allocated_kgco2e == pytest.approx(474.0 * 11020 / 25100)
+    assert s.allocated_kgco2e == pytest.approx(466.0 * 11020 / 25100)
     assert s.allocation is physical
 
 
@@ -188,9 +188,9 @@ def test_pv_certificates_sold_cannot_also_be_claimed_as_self_consumed(
     m = electricity_month(example_config)
     sold = Certificates(0.0, "TW-REC-9", "T-REC", "x", sold_kwh=200.0)
     s = site_month("forge-a", "taichung-1", OCT, [m], 300.0, 50.0, sold)
-    assert s.location_kgco2e == pytest.approx(750.0 * 0.474)
+    assert s.location_kgco2e == pytest.approx(750.0 * 0.466)
     assert s.market_kwh == pytest.approx(950.0)  # 1000 − 250 + 200
-    assert s.market_kgco2e == pytest.approx(950.0 * 0.474)
+    assert s.market_kgco2e == pytest.approx(950.0 * 0.466)
 
 
 # --- restatement (real InfluxDB) --------------------------------------------------------------

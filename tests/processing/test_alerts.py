@@ -202,7 +202,9 @@ def test_email_has_what_where_how_much_both_parts_and_the_inline_chart(
     excess = spike.excess
     assert f"{excess:,.1f} kWh above usual" in severity
     assert f"≈ NT${excess * 3.5:,.0f} at 3.5 NT$/kWh" in severity
-    assert f"≈ {excess * 0.474:,.1f} kgCO2e" in severity  # MOENV's 2024 grid factor (2026)
+    assert (
+        f"≈ {excess * 0.466:,.1f} kgCO2e" in severity
+    )  # the 2025 industry factor, provisional in 2026
     assert "Why: Consumption rose to" in plain and "came back down" in plain
     assert "came back down" in html
     images = [p for p in msg.walk() if p.get_content_type() == "image/png"]

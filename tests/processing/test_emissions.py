@@ -23,14 +23,63 @@ def hour_at(local: datetime, kwh: float = 100.0, carrier: str = "electricity") -
                              datetime_to_ns(local), kwh, 1.0, 4)  # fmt: skip
 
 
-def test_shipped_factors_are_taiwan_grid_by_year_and_cite_a_source() -> None:
+def test_shipped_factors_are_taiwan_grid_by_year_and_use_and_cite_a_source() -> None:
     library = FactorLibrary.load()
-    grid = {f.year: f.value for f in library.factors if f.carrier == "electricity"}
+    grid = {f.year: f.value for f in library.factors if f.carrier == "electricity" and not f.use}
     assert grid == ISSUE_FACTORS
+    by_use = {f.use: f.value for f in library.factors if f.carrier == "electricity" and f.use}
+    assert by_use == {"industry": 0.466, "average": 0.467, "residential": 0.471}  # 2025
     for f in library.factors:
         assert f.unit == f"kgCO2e/{CARRIERS[f.carrier].unit}"  # the carrier table's unit
         assert f.region == "TW" and f.basis == "location"
         assert f.publisher and f.title and f.url.startswith("https://")
+        assert f.verification and f.gwp.startswith("IPCC AR5")  # the set MOENV adopted
+        assert "issue" not in f.note  # a publication, never a ticket
+        assert f.dqr_technological and f.dqr_geographical
+
+
+def test_factor_use_picks_the_variant_and_falls_back_in_a_stated_order(
+    example_config: Config,
+) -> None:  # fmt: skip
+    """Suppliers take the industry factor by default; a year without the use takes the row for
+    every use, then the average; a later year without its factor is provisional."""
+    library = FactorLibrary.load()
+
+    def pick(year: int, use: str, carrier: str = "electricity") -> tuple[str, float, bool]:
+        found = library.lookup(carrier, "TW", year, use)
+        assert found is not None
+        return found[0].id, found[0].value, found[1]
+
+    assert pick(2025, "industry") == ("tw-grid-2025-industry", 0.466, False)
+    assert pick(2025, "residential") == ("tw-grid-2025-residential", 0.471, False)
+    assert pick(2026, "industry") == ("tw-grid-2025-industry", 0.466, True)
+    assert pick(2025, "") == ("tw-grid-2025-average", 0.467, False)
+    assert pick(2024, "industry") == ("tw-grid-2024", 0.474, False)  # one value for every use
+    ref = example_config.registry.meter("forge-a", "taichung-1", "main")
+    assert ref is not None and ref.factor_use == "industry"  # the suppliers' default
+    gas = example_config.registry.meter("heat-c", "kaohsiung-1", "carburizing-gas")
+    assert gas is not None and gas.factor_use == "NG2"  # the site's, from its gas bill
+    record = emissions_for(hour_at(datetime(2025, 3, 1, tzinfo=TPE), carrier="natural_gas"),
+                           gas, library)  # fmt: skip
+    assert record and record.factor_id == "tw-ng-ng2-2025" and not record.provisional
+
+
+def test_natural_gas_by_gas_type_from_annual_heating_values() -> None:
+    """NG2's 8,728 kcal/m³ (2025) against the standing 8,000: the gas factor was ~9% low."""
+    library = FactorLibrary.load()
+    per_tj = {"co2": 56_100, "ch4": 1, "n2o": 0.1}  # IPCC 2006 Vol. 2 Table 2.3
+    for use, kcal in (("NG1", 8_067), ("NG2", 8_728)):
+        factor, provisional = library.lookup("natural_gas", "TW", 2025, use) or (None, None)
+        assert factor is not None and not provisional and factor.use == use
+        tj = kcal * 4.1868e-9
+        assert factor.per_gas(1000.0) == pytest.approx(
+            {g: 1000 * v * tj for g, v in per_tj.items()}, rel=1e-4
+        )
+        assert factor.value == pytest.approx((56_100 + 28 + 26.5) * tj, abs=1e-4)
+        assert factor.uncertainty_pct == 4
+    ng2, _ = library.lookup("natural_gas", "TW", 2025, "NG2") or (None, None)
+    old, _ = library.lookup("natural_gas", "TW", 2024, "NG2") or (None, None)
+    assert ng2 and old and ng2.value / old.value - 1 == pytest.approx(0.091, abs=0.001)
 
 
 def test_steam_factor_is_derived_as_its_note_says() -> None:
@@ -77,7 +126,7 @@ def test_unpublished_year_uses_latest_factor_marked_provisional(example_config: 
     ref = example_config.registry.meter("heat-c", "kaohsiung-1", "main")
     assert ref is not None
     record = emissions_for(hour_at(datetime(2026, 10, 1, tzinfo=TPE)), ref, FactorLibrary.load())
-    assert record and record.factor_id == "tw-grid-2024" and record.provisional
+    assert record and record.factor_id == "tw-grid-2025-industry" and record.provisional
 
 
 def test_no_factor_is_none_not_zero(example_config: Config) -> None:
@@ -111,3 +160,21 @@ def test_bad_factor_file_lists_every_problem(tmp_path: Path) -> None:
     text = "\n".join(caught.value.problems)
     assert ":2: unit must be kgCO2e/kWh" in text and ":3: value must be > 0" in text
     assert ":3: duplicate factor" in text and ":4: cannot read row" in text
+
+
+def test_per_gas_factors_must_add_up_to_the_co2e_value(tmp_path: Path) -> None:
+    path = tmp_path / "factors.csv"
+    header = ("id,carrier,region,year,use,value,unit,basis,co2_kg,ch4_kg,n2o_kg,"
+              "dqr_technological,publisher,title,url,retrieved,note\n")  # fmt: skip
+    path.write_text(
+        header
+        + "a,natural_gas,TW,2025,NG2,2.052,kgCO2e/m3,location,2.050028,3.6542e-05,3.6542e-06,"
+          "2,p,t,u,,\n"
+        + "b,natural_gas,TW,2025,NG1,2.5,kgCO2e/m3,location,2.050028,3.6542e-05,3.6542e-06,"
+          "7,p,t,u,,\n"
+    )  # fmt: skip
+    with pytest.raises(ConfigError) as caught:
+        FactorLibrary.load(path)
+    text = "\n".join(caught.value.problems)
+    assert ":2:" not in text  # consistent with AR5 GWPs
+    assert ":3: cannot read row: a data quality rating is 1-5" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import itertools
 import json
 import random
@@ -30,7 +31,7 @@ from supplymeter.config import Config, load_config
 from supplymeter.influx import InfluxClient
 from supplymeter.records import HourlyConsumption, Reading, datetime_to_ns
 from supplymeter.store import Store, arrival_line, consumption_line, reading_line
-from tests.conftest import pointed_at, with_settings
+from tests.conftest import SMALL_REGISTRY, pointed_at, with_settings
 from tests.helpers import wait_until
 
 TPE = ZoneInfo("Asia/Taipei")
@@ -228,12 +229,15 @@ def test_a_factor_published_for_a_provisional_year_restates_hours_months_and_tot
     assert jobs.run("rollup") and jobs.run("export", month=month)
     v1 = latest_manifest(tmp_path / "exports" / "2026-10")
     assert v1 and v1["totals"]["cnc-d"]["provisional"] is True
-    with factors.open("a") as fh:
-        fh.write(
-            'tw-grid-2026,electricity,TW,2026,annual,0.466,kgCO2e/kWh,location,"Energy '
-            'Administration, MOEA",Electricity emission factor 2026,https://www.moeaea.gov.tw/,'
-            '2026-11-24,"test row"\n'
-        )
+    with factors.open(newline="", encoding="utf-8") as fh:
+        header = next(csv.reader(fh))
+    row = {"id": "tw-grid-2026", "carrier": "electricity", "region": "TW", "year": "2026",
+           "period": "annual", "use": "industry", "value": "0.470", "unit": "kgCO2e/kWh",
+           "basis": "location", "publisher": "Energy Administration, MOEA",
+           "title": "Electricity emission factor 2026", "url": "https://www.moeaea.gov.tw/",
+           "retrieved": "2026-11-24", "note": "test row"}  # fmt: skip
+    with factors.open("a", newline="", encoding="utf-8") as fh:
+        csv.DictWriter(fh, header).writerow(row)
     now[0] += HOUR_NS
     assert jobs.run("rollup")
     assert "tw-grid-2026" in jobs.last_summary
@@ -246,10 +250,60 @@ def test_a_factor_published_for_a_provisional_year_restates_hours_months_and_tot
     september = store.hourly_emissions(start - 24 * HOUR_NS, start, supplier="cnc-d")
     assert {e.factor_id for e in september} == {"tw-grid-2026"}  # the whole year, not the month
     summed = sum(e.emissions_kgco2e for e in stored)
-    assert summed == pytest.approx(744 * 10.0 * 0.466, abs=1e-3)
+    assert summed == pytest.approx(744 * 10.0 * 0.470, abs=1e-3)
     [monthly] = [t for t in store.monthly_totals(start, end) if t.supplier == "cnc-d"]
     assert monthly.location_kgco2e == pytest.approx(summed, abs=1e-3) and monthly.version == 2
     assert v2["totals"]["cnc-d"]["location_kgco2e"] == pytest.approx(summed, abs=1e-3)
+
+
+def test_the_2025_factors_by_use_restate_a_provisional_2025_month(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
+) -> None:
+    """A factor file from before the 2025 announcement: March 2025 is exported provisional at
+    the 2024 factor (0.474). The 2025 rows by use arrive: the month is restated with the
+    industry factor (0.466) for electricity and NG2's heating value for heat-c's gas (its gas
+    bill's type), hand-computed."""
+
+    shipped = Path(jobs_module.__file__).parent / "data" / "emission_factors.csv"
+    text = shipped.read_text("utf-8").splitlines(keepends=True)
+    factors = tmp_path / "factors.csv"
+    factors.write_text("".join(line for line in text if ",2025," not in line), "utf-8")
+    registry = SMALL_REGISTRY.replace(
+        'id = "plant-1"\n', 'id = "plant-1"\n  factor_use = { natural_gas = "NG2" }\n', 1
+    )
+    config = with_settings(make_config(registry), "jobs", export_day=1, export_hour=0,
+                           export_dir=tmp_path / "exports", factors_file=factors)  # fmt: skip
+    store = Store(influx)
+    month = Month(2025, 3)
+    start, end = month.bounds(TPE)
+    store.write([consumption_line(HourlyConsumption(
+        *ref.key, ref.meter.carrier, ref.unit, hour, 10.0, 1.0, 4))
+        for ref in config.registry.meters() if ref.supplier.id == "forge-a"
+        for hour in range(start, end, HOUR_NS)])  # fmt: skip
+    now = [at(2026, 11, 5, 12)]
+    jobs = Jobs(config, store, FactorLibrary.for_config(config), clock=lambda: now[0],
+                reload_factors=True)  # fmt: skip
+    restate_emissions(config, store, jobs.library, ["electricity/TW/2025", "natural_gas/TW/2025"])
+    assert jobs.run("rollup") and jobs.run("export", month=month)
+    v1 = latest_manifest(tmp_path / "exports" / "2025-03")
+    hours = 744
+    assert v1 and v1["totals"]["forge-a"]["provisional"] is True
+    assert v1["totals"]["forge-a"]["location_kgco2e"] == pytest.approx(
+        hours * 10.0 * (0.474 + 1.881), abs=1e-3
+    )  # 2024 grid; standing 8,000 kcal/m³ gas
+    factors.write_text("".join(text), "utf-8")  # the 2025 announcement arrives
+    now[0] += HOUR_NS
+    assert jobs.run("rollup")
+    assert "tw-grid-2025-industry" in jobs.last_summary and "tw-ng-ng2-2025" in jobs.last_summary
+    assert jobs.run("export", month=month)
+    v2 = latest_manifest(tmp_path / "exports" / "2025-03")
+    assert v2 and v2["version"] == 2 and v2["totals"]["forge-a"]["provisional"] is False
+    assert v2["totals"]["forge-a"]["location_kgco2e"] == pytest.approx(
+        hours * 10.0 * (0.466 + 2.052), abs=1e-3
+    )
+    assert any("tw-grid-2025-industry" in why for why in v2["reasons"])
+    stored = store.hourly_emissions(start, end, supplier="forge-a")
+    assert {e.factor_id for e in stored} >= {"tw-grid-2025-industry", "tw-ng-ng2-2025"}
 
 
 def readings_of(start: int, n: int, step_s: int) -> list[tuple[int, float]]:

@@ -71,7 +71,9 @@ def test_supplier_month_names_carriers_without_factor(example_config: Config) ->
     s = supplier_month(supplier, month, meters)
     assert s.consumption == pytest.approx({"electricity": 1440.0, "natural_gas": 1440.0,
                                            "water": 1440.0})  # fmt: skip
-    assert s.emissions_kgco2e == pytest.approx(1440.0 * (0.474 + 1.881))  # no water factor
+    assert s.emissions_kgco2e == pytest.approx(
+        1440.0 * (0.466 + 2.052)
+    )  # no water factor; NG2 gas (heat-c)
     assert s.allocated_kgco2e == pytest.approx(s.emissions_kgco2e)  # dedicated: share 1
     assert s.carriers_without_factor == ("water",) and s.provisional
     # 24 hours without data at the meters' mean rate: completeness on energy 1440 / 1488
@@ -130,10 +132,10 @@ def test_scopes_are_split_before_allocation_and_registry_shares_show_their_input
     meters = [month_of(r, month, hours_of(r, start, 744, 2.0), FactorLibrary.load()) for r in refs]
     s = supplier_month(supplier, month, meters)
     row = dict(zip(SUPPLIER_COLUMNS, supplier_row(s), strict=True))
-    assert float(row["scope2_kgco2e"]) == pytest.approx(1488 * 0.474)
-    assert float(row["scope1_kgco2e"]) == pytest.approx(1488 * 1.881, abs=1e-3)
-    assert float(row["allocated_scope1_kgco2e"]) == pytest.approx(0.25 * 1488 * 1.881, abs=1e-3)
-    assert float(row["allocated_scope2_kgco2e"]) == pytest.approx(0.25 * 1488 * 0.474, abs=1e-3)
+    assert float(row["scope2_kgco2e"]) == pytest.approx(1488 * 0.466)
+    assert float(row["scope1_kgco2e"]) == pytest.approx(1488 * 2.052, abs=1e-3)
+    assert float(row["allocated_scope1_kgco2e"]) == pytest.approx(0.25 * 1488 * 2.052, abs=1e-3)
+    assert float(row["allocated_scope2_kgco2e"]) == pytest.approx(0.25 * 1488 * 0.466, abs=1e-3)
     assert (row["allocation_numerator"], row["allocation_denominator"],
             row["allocation_unit"]) == ("250.000000", "1000.000000", "pieces")  # fmt: skip
 
