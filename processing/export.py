@@ -14,7 +14,14 @@ them current) and writes a version (:mod:`processing.versions`)::
                             scope3-YYYY-MM-meters.csv      per meter: measured and estimated
                                                           energy, hours, register corrections,
                                                           the factor ids used
-                            scope3-YYYY-MM-factors.csv     every factor used, with its source
+                            scope3-YYYY-MM-factors.csv     every factor used, with its source,
+                                                          use, per-gas values, uncertainty,
+                                                          ratings and verification
+                            scope3-YYYY-MM-quality.csv     per supplier: uncertainty and its
+                                                          components, data quality ratings,
+                                                          what an auditor checks first
+                            scope3-YYYY-MM-reconciliation.csv  (with bills) metered vs billed
+                            scope3-YYYY-MM-boundary.csv    (when sites list sources) in and out
                             scope3-YYYY-MM.xlsx            all of the above + methodology + chart
                             scope3-YYYY-MM-chart.png       tCO2e by supplier, 13 months
                             manifest.json                  totals, quality, inputs, reasons
@@ -27,6 +34,7 @@ its number), so the dashboards and the signed files never disagree.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import math
 from collections.abc import Callable
@@ -46,11 +54,14 @@ from processing.reconcile import (
 from processing.scope3 import (
     AllocationShare,
     Certificates,
+    DataQuality,
     MeterMonth,
     Month,
     MonthFigures,
+    QualityAssumptions,
     SiteMonth,
     SupplierMonth,
+    data_quality,
     load_allocations,
     load_certificates,
     meter_month,
@@ -58,7 +69,7 @@ from processing.scope3 import (
     site_month,
     supplier_month,
 )
-from processing.versions import differences, latest_manifest, publish
+from processing.versions import differences, latest_manifest, publish, version_rows
 from supplymeter.carriers import CARRIERS
 from supplymeter.config import Config
 from supplymeter.errors import ConfigError
@@ -66,6 +77,8 @@ from supplymeter.records import datetime_to_ns, ns_to_datetime
 from supplymeter.store import MonthlyTotals, Store, monthly_line, pathway_line
 
 NAMES = ("suppliers", "sites", "meters", "factors")
+OPTIONAL_NAMES = ("quality", "reconciliation", "boundary")
+"""Tables written when there is something to show (quality: versions from method 3 on)."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +151,10 @@ def compute_month(
     """Every supplier's month from the stored hourly rollups and emissions
     (``progress(done, total, note)`` after each site)."""
     inputs = inputs or Inputs.load(config)
+    by_id = {f.id: f for f in library.factors}
+    j = config.jobs
+    assumptions = QualityAssumptions(j.estimate_uncertainty_pct, j.unknown_meter_uncertainty_pct,
+                                     j.unknown_factor_uncertainty_pct)  # fmt: skip
     total = sum(len(s.sites) for s in config.registry.suppliers)
     done = 0
     meters: list[MeterMonth] = []
@@ -174,7 +191,9 @@ def compute_month(
             supplier_sites.append(sm)
             supplier_meters += site_meters
         share = inputs.allocations.get((supplier.id, month)) or registry_share(supplier)
-        suppliers.append(supplier_month(supplier, month, supplier_meters, supplier_sites, share))
+        sm = supplier_month(supplier, month, supplier_meters, supplier_sites, share)
+        quality = data_quality(supplier_meters, by_id, assumptions)
+        suppliers.append(dataclasses.replace(sm, quality=quality))
         meters += supplier_meters
         sites += supplier_sites
     used = {fid for m in meters for fid in m.factor_ids}
@@ -231,6 +250,15 @@ SUPPLIER_COLUMNS = (
     "completeness_pct", "primary_data_share_pct", "estimated_pct", "provisional",
     "carriers_without_factor", "register_corrections", "instrument_uncertainty_pct",
     "instrument_class_coverage_pct", "excluded_estimate_kgco2e", "excluded_pct",
+    "uncertainty_pct", "dqr_technological", "dqr_temporal", "dqr_geographical", "co2_kg",
+    "ch4_kg", "n2o_kg", "per_gas_coverage_pct",
+)  # fmt: skip
+QUALITY_COLUMNS = (
+    "month", "supplier", "emissions_kgco2e", "primary_data_share_pct", "completeness_pct",
+    "estimated_pct", "uncertainty_pct", "instrument_pct", "estimation_pct", "factor_pct",
+    "assumed", "instrument_class_coverage_pct", "calibration_overdue_meters",
+    "dqr_technological", "dqr_temporal", "dqr_geographical", "dqr_coverage_pct",
+    "factors_not_verified", "provisional", "bills_flagged", "excluded_pct",
 )  # fmt: skip
 BOUNDARY_COLUMNS = (
     "month", "supplier", "site", "source", "scope", "status", "estimate_kgco2e_month",
@@ -278,8 +306,52 @@ def supplier_row(s: SupplierMonth) -> list[str]:
         ";".join(s.carriers_without_factor),
         ";".join(f"{k}={v}" for k, v in sorted(s.flags.items())),
         _fmt(s.instrument_uncertainty_pct, 3), _fmt(100 * s.instrument_coverage, 2),
-        _fmt(s.excluded_kgco2e), _fmt(s.excluded_pct, 3),
+        _fmt(s.excluded_kgco2e), _fmt(s.excluded_pct, 3), *_quality_cells(s.quality),
     ]  # fmt: skip
+
+
+def _quality_cells(q: DataQuality | None) -> list[str]:
+    """uncertainty, the three ratings, kg CO2/CH4/N2O and their coverage (Summary columns)."""
+    if q is None:
+        return [""] * 8
+    g = q.gases_kg or {}
+    return [_fmt(q.uncertainty_pct, 2), _fmt(q.technological, 1), _fmt(q.temporal, 1),
+            _fmt(q.geographical, 1), _fmt(g.get("co2")), _fmt(g.get("ch4"), 6),
+            _fmt(g.get("n2o"), 6), _fmt(100 * q.gases_share, 2)]  # fmt: skip
+
+
+def quality_rows(figures: MonthFigures) -> list[list[str]]:
+    """Per supplier: data quality and uncertainty, and what an auditor checks first (overdue
+    calibrations, unverified or provisional factors, bills off the meters)."""
+    factors = {f.id: f for f in figures.factors}
+    rows = []
+    for s in figures.suppliers:
+        q = s.quality
+        mine = [m for m in figures.meters if m.ref.supplier.id == s.supplier.id]
+        overdue = sum(1 for m in mine if _overdue(m))
+        unverified = sorted(
+            {
+                fid
+                for m in mine
+                for fid in m.factor_ids
+                if fid in factors and factors[fid].verification.startswith("NOT VERIFIED")
+            }
+        )
+        flagged = sum(1 for r in figures.reconciliations
+                      if r.bill.supplier == s.supplier.id and r.flagged)  # fmt: skip
+        rows.append([
+            str(s.month), s.supplier.id, _fmt(s.emissions_kgco2e),
+            _fmt(100 * s.primary_data_share, 2), _fmt(100 * s.completeness, 2),
+            _fmt(100 * s.estimated_share, 2),
+            *([_fmt(q.uncertainty_pct, 2), _fmt(q.instrument_pct, 2), _fmt(q.estimation_pct, 2),
+               _fmt(q.factor_pct, 2), "; ".join(q.assumed)] if q else [""] * 5),
+            _fmt(100 * s.instrument_coverage, 2), str(overdue),
+            *([_fmt(q.technological, 1), _fmt(q.temporal, 1), _fmt(q.geographical, 1),
+               "100.00"] if q else [""] * 4),
+            ";".join(unverified), str(s.provisional).lower(), str(flagged),
+            _fmt(s.excluded_pct, 3),
+        ])  # fmt: skip
+    return rows
 
 
 def boundary_rows(s: SupplierMonth) -> list[list[str]]:
@@ -304,15 +376,18 @@ def site_row(s: SiteMonth) -> list[str]:
     ]  # fmt: skip
 
 
+def _overdue(m: MeterMonth) -> bool:
+    """Whether the meter's calibration fell due before the month ended."""
+    due = m.ref.meter.instrument.calibration_due
+    _, month_end = m.month.bounds(m.ref.tz)
+    return due is not None and datetime_to_ns(
+        datetime.combine(due, datetime.min.time(), m.ref.tz)) < month_end  # fmt: skip
+
+
 def meter_row(m: MeterMonth, share: float) -> list[str]:
     ref = m.ref
     i = ref.meter.instrument
-    _, month_end = m.month.bounds(ref.tz)
-    overdue = (
-        i.calibration_due is not None
-        and datetime_to_ns(datetime.combine(i.calibration_due, datetime.min.time(), ref.tz))
-        < month_end
-    )
+    overdue = _overdue(m)
     allocated = None if m.emissions_kgco2e is None else m.emissions_kgco2e * share
     f = m.flags
     return [
@@ -350,6 +425,7 @@ def tables(figures: MonthFigures) -> dict[str, tuple[tuple[str, ...], list[list[
                    [meter_row(m, shares[m.ref.supplier.id]) for m in figures.meters]),
         "factors": (FACTOR_COLUMNS, [factor_row(f) for f in figures.factors]),
     }  # fmt: skip
+    out["quality"] = (QUALITY_COLUMNS, quality_rows(figures))
     if figures.reconciliations:
         rows = [reconciliation_row(r) for r in figures.reconciliations]
         out["reconciliation"] = (RECONCILIATION_COLUMNS, rows)
@@ -369,7 +445,7 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[list[str]]) -> N
 # --- versions -------------------------------------------------------------------------------
 
 
-METHOD = 2
+METHOD = 3
 """The calculation method a version was written with (in its manifest); a version written
 with an earlier one is restated, naming each change (:data:`METHOD_CHANGES`)."""
 METHOD_CHANGES = {
@@ -377,6 +453,9 @@ METHOD_CHANGES = {
        "location-based figure too (GHG Protocol Scope 2 Guidance, ch. 5); certificates count "
        "only with the Scope 2 Quality Criteria's attributes, and own-PV certificates sold are "
        "not claimed again",
+    3: "emission factors are chosen by use (the industry electricity factor for suppliers; "
+       "natural gas by the gas type of the site's bill), with per-gas results, uncertainty and "
+       "data quality ratings",
 }  # fmt: skip
 
 
@@ -451,7 +530,8 @@ def export_month(
             _write_csv(staging / f"scope3-{month}-{name}.csv", columns, rows)
         write_chart(paths[5], month, history, [s.id for s in config.registry.suppliers])
         write_xlsx(paths[4], figures, sheets, paths[5], version, diff_rows, why,
-                   base_year_policy(config))  # fmt: skip
+                   base_year_policy(config),
+                   version_rows(month_dir, diff_rows, why))  # fmt: skip
 
     manifest = {
         "month": str(month),
@@ -489,15 +569,15 @@ def base_year_policy(config: Config) -> list[tuple[str, str]]:
 
 
 def _paths(directory: Path, month: Month) -> list[Path]:
-    """The version's files: the four CSVs, XLSX, chart, manifest, then the reconciliation
-    CSV where bills were reconciled."""
-    reconciliation = directory / f"scope3-{month}-reconciliation.csv"
+    """The version's files: the four CSVs, XLSX, chart, manifest, then the quality,
+    reconciliation (where bills were reconciled) and boundary CSVs that were written."""
+    extra = [directory / f"scope3-{month}-{name}.csv" for name in OPTIONAL_NAMES]
     return [
         *(directory / f"scope3-{month}-{name}.csv" for name in NAMES),
         directory / f"scope3-{month}.xlsx",
         directory / f"scope3-{month}-chart.png",
         directory / "manifest.json",
-        *([reconciliation] if reconciliation.exists() else []),
+        *(p for p in extra if p.exists()),
     ]
 
 

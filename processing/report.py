@@ -1,8 +1,10 @@
 """The export's workbook (openpyxl) and chart (matplotlib).
 
-The XLSX holds the same tables as the CSVs (Summary, Sites, Detail, Factors), a Methodology
-sheet that states how every number was made, and the chart of monthly tCO2e by supplier with
-the previous 12 months.
+The XLSX an auditor receives holds the same tables as the CSVs — Summary (scope 1, scope 2
+location/market, allocated, data quality), Sites, Reconciliation, Boundary, Data quality &
+uncertainty, Factors (with retrieval dates), Detail — then Methodology (how every number was
+made, method names per GHG Protocol), Restatements (every version of the month and why) and
+the chart of monthly tCO2e by supplier with the previous 12 months.
 """
 
 from __future__ import annotations
@@ -52,6 +54,15 @@ METHODOLOGY = [
      "step); measured + estimated = total, per meter, site and supplier. Primary-data share = "
      "measured / total (per supplier weighted by emissions). Completeness (on energy) = "
      "total / (total + the month's hours without any data at the meter's mean hourly rate)."),
+    ("Emission factors", "Each row of the Factors sheet cites its announcement, the date it "
+     "was retrieved and how it was verified; rows marked NOT VERIFIED must be checked against "
+     "their publication before signing (the Data quality sheet lists them per supplier). "
+     "CO2e uses IPCC AR5 GWP100 (CH4 28, N2O 265), the set Taiwan's MOENV adopted; per-gas "
+     "kg CO2, CH4 and N2O are given where the factor gives them (fuels), not for electricity "
+     "(published as CO2e). A factor is chosen by the hour's local year and the meter's use: "
+     "since 2025 Taiwan's electricity factor is announced by use, and suppliers' inventories "
+     "take the industry factor; natural gas takes the annual heating value of the gas type on "
+     "the site's bill (NG1, NG2), else the standing 8,000 kcal/m3."),
     ("Location-based", "Consumption × the emission factor of the hour's local year (Factors "
      "sheet). Where the year's factor is not published yet, the latest earlier one is used and "
      "the figure is marked provisional; it is restated when the factor is published. "
@@ -80,6 +91,21 @@ METHODOLOGY = [
      "and emission factors add their own uncertainty; class limits are bounds, so the figure "
      "is conservative. The Meters sheet lists serials, classes and calibration dates and flags "
      "overdue calibrations."),
+    ("Uncertainty", "± % at 95% of each supplier's metered emissions, by error propagation "
+     "(IPCC 2006 Guidelines Vol. 1 ch. 3, Approach 1; GHG Protocol 'Quantitative Inventory "
+     "Uncertainty', 2011): per meter, activity uncertainty² = class limit² + (estimated share × "
+     "the estimate's ±)²; meters independent (added in quadrature); a factor's uncertainty is "
+     "shared by every meter using it (correlated, added linearly within the factor). Where the "
+     "registry gives no class or a factor no uncertainty, the configured assumption is used "
+     "and named in the Data quality sheet (column 'assumed'). Completeness is not in it: "
+     "missing hours are a bias, shown as completeness."),
+    ("Data quality ratings", "PACT v3 (DataQualityIndicators, 1 best – 5), weighted by "
+     "emissions over the meters (coverage 100%): technological and geographical as rated per "
+     "factor in the Factors sheet (the grid factor of the site's own grid 1; IPCC default "
+     "carbon content with a national heating value 2; derived stand-ins 3); temporal from the "
+     "years between the activity and the factor's data: same year 1, one year 2 (a "
+     "provisional factor), 2–3 years 3, 4–6 years 4, older 5. Activity data are primary "
+     "(meters); their share is the primary-data share."),
     ("Allocation", "The buyer's share of each supplier's emissions: physical (units shipped "
      "to the buyer / units produced), economic (purchase value / supplier revenue) or "
      "dedicated (1). Inputs and source per supplier are in the Summary sheet."),
@@ -91,6 +117,16 @@ METHODOLOGY = [
      "difference beyond the configured threshold (default 2%) is flagged 'CHECK'; hours of the "
      "period without any data are counted beside it."),
 ]  # fmt: skip
+
+
+SHEETS = (
+    ("Summary", "suppliers"), ("Sites", "sites"), ("Reconciliation", "reconciliation"),
+    ("Boundary", "boundary"), ("Data quality & uncertainty", "quality"), ("Factors", "factors"),
+    ("Detail", "meters"),
+)  # fmt: skip
+"""Workbook sheets in the order an auditor reads them, and the table each shows."""
+RESTATEMENT_COLUMNS = ("version", "written_utc", "restates", "supplier", "metric", "previous",
+                       "new", "change", "change_pct", "why")  # fmt: skip
 
 
 def write_chart(
@@ -149,12 +185,11 @@ def write_xlsx(
     diff_rows: list[list[str]],
     reasons: list[str] | None = None,
     policy: list[tuple[str, str]] | None = None,
+    restatements: list[list[str]] | None = None,
 ) -> Path:
     wb = Workbook()
     wb.remove(wb.active)
-    for title, name in (("Summary", "suppliers"), ("Sites", "sites"), ("Detail", "meters"),
-                        ("Factors", "factors"), ("Reconciliation", "reconciliation"),
-                        ("Boundary", "boundary")):  # fmt: skip
+    for title, name in SHEETS:
         if name in tables:  # reconciliation: only with bills; boundary: when sites list one
             _sheet(wb, title, *tables[name])
     ws = wb.create_sheet("Methodology")
@@ -186,6 +221,7 @@ def write_xlsx(
     for row in ws.iter_rows(min_row=2):
         for cell in row:
             cell.alignment = Alignment(wrap_text=True, vertical="top")
+    _sheet(wb, "Restatements", RESTATEMENT_COLUMNS, restatements or [])
     chart_ws = wb.create_sheet("Chart")
     chart_ws.add_image(Image(str(chart)), "A1")
     # Deterministic document properties: the same figures give the same workbook metadata.

@@ -4,9 +4,10 @@ Months are calendar months in each site's local timezone (Asia/Taipei for the ex
 suppliers), not UTC: a Taiwan plant's October starts at 2026-09-30T16:00Z. Pure functions;
 :mod:`processing.export` does the I/O.
 
-Allocation (GHG Protocol Scope 3 Standard, Category 1, supplier-specific method): the buyer's
-share of a supplier's emissions is ``emissions × share``, with the share's method (physical,
-economic, dedicated) and basis taken from the registry and shown in the export.
+Allocation (GHG Protocol Scope 3 Standard, Category 1, hybrid method: the supplier's own scope
+1 and 2 allocated to the buyer): the buyer's share of a supplier's emissions is ``emissions ×
+share``, with the share's method (physical, economic, dedicated) and basis taken from the
+registry or the monthly allocation file and shown in the export.
 """
 
 from __future__ import annotations
@@ -459,6 +460,9 @@ class SupplierMonth:
     excluded_kgco2e: float = 0.0
     """Estimated emissions of the sources the sites' boundaries exclude, for the month
     (a twelfth of the yearly estimates). [kgCO2e]"""
+    quality: DataQuality | None = None
+    """Uncertainty, data quality ratings and per-gas results (:func:`data_quality`); set by
+    the export, which knows the factors."""
 
     @property
     def excluded_pct(self) -> float:
@@ -544,6 +548,126 @@ def supplier_month(
         instrument_coverage=coverage,
         excluded_kgco2e=excluded_per_month(supplier),
     )
+
+
+# --- data quality ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QualityAssumptions:
+    """What the uncertainty assumes where the registry or the factor file says nothing
+    (``[jobs]`` settings of the same names). [± %, 95 %]"""
+
+    estimate_pct: float = 25.0
+    unknown_meter_pct: float = 2.0
+    unknown_factor_pct: float = 5.0
+
+
+@dataclass(frozen=True)
+class DataQuality:
+    """A supplier-month's uncertainty (± %, 95 %, of its metered emissions), its PACT v3 data
+    quality ratings (1 best – 5, emission-weighted over meters) and per-gas results."""
+
+    uncertainty_pct: float
+    instrument_pct: float
+    estimation_pct: float
+    factor_pct: float
+    """The three components; ``uncertainty_pct² = instrument² + estimation² + factor²``."""
+    assumed: tuple[str, ...]
+    """What took an assumed value, e.g. ``"meter class for 3 meters (±2%)"``."""
+    technological: float
+    temporal: float
+    geographical: float
+    gases_kg: dict[str, float] | None
+    """kg CO2, CH4 and N2O of the emissions whose factors give them; ``None`` if none does."""
+    gases_share: float
+    """Share of the metered emissions covered by ``gases_kg``, 0–1."""
+
+
+def temporal_rating(activity_year: int, factor_year: int) -> int:
+    """PACT-style temporal rating of a factor for an activity year: the same year 1, a year
+    apart 2 (a provisional factor), 2–3 years 3, 4–6 years 4, older 5."""
+    gap = abs(activity_year - factor_year)
+    return 1 if gap == 0 else 2 if gap == 1 else 3 if gap <= 3 else 4 if gap <= 6 else 5
+
+
+def data_quality(
+    meters: list[MeterMonth], factors: dict[str, EmissionFactor],
+    assumptions: QualityAssumptions = QualityAssumptions(),
+) -> DataQuality | None:  # fmt: skip
+    """Uncertainty by error propagation (IPCC 2006 Guidelines Vol. 1 ch. 3, Approach 1;
+    GHG Protocol, *Quantitative Inventory Uncertainty*, 2011): per meter, emissions E = A × F
+    with activity A's relative uncertainty u_A² = u_class² + (estimated share × u_estimate)²;
+    meters are independent, so their activity terms add in quadrature, (u_A·E)²; a factor is
+    shared by every meter that uses it (fully correlated), so its term is (u_F · ΣE of those
+    meters)². Relative to the metered emissions ΣE. Class limits and assumed values are
+    bounds, so the result is conservative. ``None`` without emissions."""
+    rows = [(m, m.emissions_kgco2e) for m in meters if m.emissions_kgco2e]
+    total = math.fsum(e for _, e in rows)
+    if not rows or total <= 0:
+        return None
+    a = assumptions
+    instrument: list[float] = []
+    estimation: list[float] = []
+    by_factor: dict[str, float] = {}
+    unknown_class = 0
+    unknown_factors: set[str] = set()
+    ratings: list[tuple[float, float, float, float]] = []
+    gases: dict[str, float] = {}
+    gases_e = 0.0
+    for m, e in rows:
+        u_class = m.ref.meter.instrument.uncertainty_pct
+        if u_class is None:
+            u_class = a.unknown_meter_pct
+            unknown_class += 1
+        share = m.estimated / m.consumption if m.consumption > 0 else 0.0
+        instrument.append(u_class * e)
+        estimation.append(share * a.estimate_pct * e)
+        used = [factors[f] for f in m.factor_ids if f in factors]
+        for f in used:
+            by_factor[f.id] = by_factor.get(f.id, 0.0) + e / len(used)
+        if used:
+            ratings.append((
+                max(f.dqr_technological or 3 for f in used),
+                max(temporal_rating(m.month.year, f.year) for f in used),
+                max(f.dqr_geographical or 3 for f in used), e,
+            ))  # fmt: skip
+        if len(used) == 1 and (g := used[0].per_gas(m.consumption)) is not None:
+            for k, v in g.items():
+                gases[k] = gases.get(k, 0.0) + v
+            gases_e += e
+    factor_terms = []
+    for fid, e in by_factor.items():
+        u = factors[fid].uncertainty_pct
+        if u is None:
+            u = a.unknown_factor_pct
+            unknown_factors.add(fid)
+        factor_terms.append(u * e)
+
+    def rss(terms: list[float]) -> float:
+        return math.sqrt(math.fsum(t * t for t in terms)) / total
+
+    inst, est, fac = rss(instrument), rss(estimation), rss(factor_terms)
+    assumed = []
+    if unknown_class:
+        assumed.append(f"meter class for {unknown_class} meter(s) without one "
+                       f"(±{a.unknown_meter_pct:g}%)")  # fmt: skip
+    if unknown_factors:
+        assumed.append(f"factor uncertainty of {', '.join(sorted(unknown_factors))} "
+                       f"(±{a.unknown_factor_pct:g}%, none published)")  # fmt: skip
+    if any(estimation):
+        assumed.append(f"estimated energy ±{a.estimate_pct:g}%")
+    weight = math.fsum(r[3] for r in ratings)
+
+    def mean(i: int) -> float:
+        return math.fsum(r[i] * r[3] for r in ratings) / weight if weight else 3.0
+
+    return DataQuality(
+        uncertainty_pct=math.sqrt(inst**2 + est**2 + fac**2), instrument_pct=inst,
+        estimation_pct=est, factor_pct=fac, assumed=tuple(assumed),
+        technological=mean(0), temporal=mean(1), geographical=mean(2),
+        gases_kg=gases or None, gases_share=gases_e / total,
+    )  # fmt: skip
 
 
 def excluded_per_month(supplier: Supplier) -> float:

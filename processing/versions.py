@@ -145,3 +145,29 @@ def publish(
     target = directory / f"v{version}"
     staging.rename(target)
     return Published(version, target, target / diff_name if diff_name else None)
+
+
+def version_rows(
+    directory: Path, diff_rows: list[list[str]], reasons: list[str]
+) -> list[list[str]]:
+    """Every version of the dataset so far and the one being written, for the reader of the
+    new one: ``version, written_utc, restates, supplier, metric, previous, new, change,
+    change_pct, why`` — each earlier version's diff and reasons as written beside it, then the
+    new version's (written "now")."""
+    rows: list[list[str]] = []
+    found = versions(directory)
+    for v in found:
+        manifest = json.loads((directory / f"v{v}" / "manifest.json").read_text())
+        head = [str(v), manifest.get("written_utc", ""), str(manifest.get("restates") or "")]
+        diff = directory / f"v{v}" / f"diff-v{manifest.get('restates')}.csv"
+        if not diff.exists():
+            rows.append([*head, "*", "first version", "", "", "", "", ""])
+            continue
+        with diff.open(newline="", encoding="utf-8") as fh:
+            rows += [[*head, *row] for row in list(csv.reader(fh))[1:]]
+    head = [str((found[-1] + 1) if found else 1), "this version", str(found[-1] if found else "")]
+    if not found:
+        return [[*head, "*", "first version", "", "", "", "", ""]]
+    rows += [[*head, *row] for row in diff_rows]
+    rows += [[*head, "*", "reason", "", "", "", "", why] for why in reasons]
+    return rows

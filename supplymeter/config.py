@@ -364,6 +364,15 @@ class JobsSettings(_Model):
     """Significance threshold of the base-year recalculation policy: structural changes,
     methodology changes or errors that move the base year's emissions by more than this are
     recalculated back to the base year. [%]"""
+    estimate_uncertainty_pct: float = Field(25.0, ge=0, le=100)
+    """± % (95 %) assumed for estimated energy (spread across a gap, a reset or an implausible
+    step): the register still measures a gap's total, so this is conservative. [%]"""
+    unknown_meter_uncertainty_pct: float = Field(2.0, ge=0, le=100)
+    """± % assumed for a meter without an accuracy class in the registry: the class 2 limit
+    of IEC 62053-21, the least accurate class in common use for energy sub-meters. [%]"""
+    unknown_factor_uncertainty_pct: float = Field(5.0, ge=0, le=100)
+    """± % assumed for an emission factor published without an uncertainty (Taiwan's grid
+    factor): an assumption the export names, to be replaced by a published figure. [%]"""
     job_retries: int = Field(3, ge=0, le=20)
     """Attempts after a failed scheduled job before it waits for its next run."""
     retry_delay_s: float = Field(60.0, ge=0)

@@ -251,6 +251,23 @@ def test_restatement_writes_a_new_version_with_a_diff_and_keeps_the_old(
     assert suppliers["cnc-d"]["provisional"] == "false"
     rows = list(csv.DictReader(third.diff_path.open()))
     assert any(r["metric"] == "provisional" for r in rows)
+    # The workbook an auditor receives: its sheets in reading order, every version and why.
+    from openpyxl import load_workbook
+
+    wb = load_workbook(third.paths[4])
+    assert wb.sheetnames == ["Summary", "Sites", "Data quality & uncertainty", "Factors",
+                             "Detail", "Methodology", "Restatements", "Chart"]  # fmt: skip
+    history = [[c.value for c in r] for r in wb["Restatements"].iter_rows(min_row=2)]
+    assert [r[0] for r in history if r[4] == "first version"] == [1]
+    assert {r[0] for r in history} == {1, 2, 3}
+    assert any(r[0] == 2 and r[4] == "location_kgco2e" and r[8] == 5 for r in history)
+    assert any(r[0] == 3 and r[1] == "this version" and r[4] == "provisional" for r in history)
+    path = third.directory / f"scope3-{OCT}-quality.csv"
+    quality = {r["supplier"]: r for r in csv.DictReader(path.open())}
+    assert float(quality["cnc-d"]["uncertainty_pct"]) > 0
+    assert quality["cnc-d"]["dqr_temporal"] == "1.0"  # the 2026 factor for 2026
+    topics = [r[0].value for r in wb["Methodology"].iter_rows(min_row=2) if r[0].value]
+    assert {"Emission factors", "Uncertainty", "Data quality ratings"} <= set(topics)
 
 
 def test_example_month_has_market_based_and_monthly_shares(

@@ -93,7 +93,12 @@ def test_bills_are_reconciled_on_their_own_billing_period(
     write_hours(influx, config, "gas", 1.0, "2026-09-01", "2026-11-01", skip_day="2026-10-10")
     result = export_month(config, Store(influx), Month(2026, 10), tmp_path / "out",
                           FactorLibrary.load())  # fmt: skip
-    rows = {r["bill_id"]: r for r in csv.DictReader(result.paths[7].open())}
+    rows = {
+        r["bill_id"]: r
+        for r in csv.DictReader(
+            next(p for p in result.paths if p.name.endswith("-reconciliation.csv")).open()
+        )
+    }
     assert set(rows) == {"B-1", "G-1"}  # B-0 ends in September: September's export
     b1, g1 = rows["B-1"], rows["G-1"]
     assert (b1["metered"], b1["billed"], b1["difference"]) == ("7200.000", "7000.000", "200.000")
@@ -109,7 +114,12 @@ def test_bills_are_reconciled_on_their_own_billing_period(
     again = export_month(config, Store(influx), Month(2026, 10), tmp_path / "out",
                          FactorLibrary.load())  # fmt: skip
     assert again.written and again.version == 2
-    row = {r["bill_id"]: r for r in csv.DictReader(again.paths[7].open())}["B-1"]
+    row = {
+        r["bill_id"]: r
+        for r in csv.DictReader(
+            next(p for p in again.paths if p.name.endswith("-reconciliation.csv")).open()
+        )
+    }["B-1"]
     assert row["difference_pct"] == "0.28" and row["flag"] == "ok"
 
 
