@@ -472,6 +472,7 @@ def totals(figures: MonthFigures) -> dict[str, dict[str, float | bool | None]]:
             "completeness_pct": 100 * s.completeness,
             "primary_data_share_pct": 100 * s.primary_data_share,
             "provisional": s.provisional,
+            "excluded_kgco2e": s.excluded_kgco2e,
         }
         for carrier in sorted(s.consumption):
             unit = CARRIERS[carrier].unit.lower()
