@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from app.common import DEFAULT_TZ, factors, open_store, print_summary, progress, say
+from app.demo_bills import billing_periods, with_bills, write_bills
 from supplymeter.config import Config
 from supplymeter.errors import SupplymeterError
 
@@ -89,8 +90,12 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     month = Month.parse(args.month) if args.month else previous_month(time.time_ns(), DEFAULT_TZ)
     tz = ZoneInfo(DEFAULT_TZ)
     start_ns, end_ns = month.bounds(tz)
-    start = datetime.fromtimestamp(start_ns / 1e9, tz)
     end = datetime.fromtimestamp(end_ns / 1e9, tz)
+    # Billing periods do not follow calendar months: the simulation starts at the billing
+    # period that ends in the month (a Taipower period 18th – 17th), so its bills reconcile.
+    periods = billing_periods(month)
+    sim_start = datetime.combine(min(a for a, _ in periods.values()), datetime.min.time(), tz)
+    sim_start_ns = int(sim_start.timestamp()) * 10**9
     out = args.out
     # A rerun starts clean: its own stack below, and no versions left from an earlier run
     # (the demo shows a first export, and `make docs` copies it).
@@ -112,29 +117,34 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
         with open_store(cfg) as store:
             with Collector(cfg, client=store.client) as collector:
                 say(
-                    f"2/5 simulate {month} ({start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} "
-                    f"{DEFAULT_TZ}) for {len(cfg.registry.meters())} meters, seed {args.seed}"
+                    f"2/5 simulate {month} and its billing periods ({sim_start:%Y-%m-%d %H:%M} "
+                    f"→ {end:%Y-%m-%d %H:%M} {DEFAULT_TZ}) for {len(cfg.registry.meters())} "
+                    f"meters, seed {args.seed}"
                 )
                 # A rerun starts clean: this month's readings, rollups and statuses go.
-                store.delete_range(start_ns, end_ns)
+                store.delete_range(sim_start_ns, end_ns)
                 sim = simulate(
                     cfg,
-                    start=start,
+                    start=sim_start,
                     end=end,
                     seed=args.seed,
                     ledger_path=out / "ledger.csv",
                     progress=progress("simulate"),
                 )
                 say(f"3/5 collect: waiting for {sim.readings:,} readings to be stored")
-                _wait_collected(collector, store, (start_ns, end_ns), sim.readings, 300)
+                _wait_collected(collector, store, (sim_start_ns, end_ns), sim.readings, 300)
                 rejected = collector.stats.rejected_total
             say("4/5 process: hourly consumption and emissions")
-            report = run_rollup(cfg, store, start_ns, end_ns, library)
+            report = run_rollup(cfg, store, sim_start_ns, end_ns, library)
             say(
                 f"  {report.hours:,} meter-hours; register corrections: "
                 f"{dict(report.flags) or 'none'}"
             )
             say("5/5 export, dashboards")
+            bills = out / "bills.csv"
+            count = write_bills(cfg, sim.ledger, periods, bills, seed=args.seed)
+            say(f"  {count} simulated utility bills (ids SIM-…) to reconcile: {bills}")
+            cfg = with_bills(cfg, bills.resolve())
             result = export_month(cfg, store, month, out, library)
             from dashboards.render import render_all
 

@@ -48,6 +48,7 @@ from processing.reconcile import (
     RECONCILIATION_COLUMNS,
     Bill,
     Reconciliation,
+    billed_meters,
     load_bills,
     reconciliation_row,
 )
@@ -209,9 +210,7 @@ def reconcile_bill(config: Config, store: Store, bill: Bill) -> Reconciliation:
     if found is None:
         raise ConfigError([f"{bill.source}: no site {bill.supplier}/{bill.site} in the registry"])
     _, site = found
-    of_carrier = [m for m in site.meters if m.carrier == bill.carrier]
-    grid = [m for m in of_carrier if m.role == "grid"]
-    chosen = grid or [m for m in of_carrier if m.role == "consumption"]
+    chosen = billed_meters(site, bill.carrier)
     if not chosen:
         raise ConfigError([f"{bill.source}: {bill.supplier}/{bill.site} has no "
                            f"{bill.carrier} meter to reconcile with"])  # fmt: skip

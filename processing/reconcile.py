@@ -24,6 +24,7 @@ from pathlib import Path
 
 from processing.scope3 import csv_rows
 from supplymeter.carriers import CARRIERS
+from supplymeter.config import Meter, Site
 from supplymeter.errors import ConfigError
 from supplymeter.records import datetime_to_ns
 
@@ -109,6 +110,14 @@ class Reconciliation:
         """Beyond the threshold (or anything metered against a zero bill)."""
         pct = self.difference_pct
         return abs(pct) > self.threshold_pct if pct is not None else self.metered > 0
+
+
+def billed_meters(site: Site, carrier: str) -> list[Meter]:
+    """What a bill of ``carrier`` is compared with: the site's grid meter (what the utility's
+    own meter sees) where it has one for the carrier, else its consumption meters."""
+    of_carrier = [m for m in site.meters if m.carrier == carrier]
+    return [m for m in of_carrier if m.role == "grid"] or [
+        m for m in of_carrier if m.role == "consumption"]  # fmt: skip
 
 
 RECONCILIATION_COLUMNS = (

@@ -89,6 +89,18 @@ def test_demo_runs_end_to_end_and_matches_its_ledger(
     assert [r["supplier"] for r in rows] == ["forge-a", "cnc-d"]
     assert all(float(r["electricity_kwh"]) > 0 and float(r["emissions_kgco2e"]) > 0 for r in rows)
     assert (out / "ledger.csv").exists()
+    # Simulated bills over billing periods that straddle the month (18 Dec – 17 Jan; gas 22 –
+    # 21) reconcile with the meters within the utility-meter spread (0.3%): none flagged.
+    with (out / "2024-01" / "v1" / "scope3-2024-01-reconciliation.csv").open() as fh:
+        bills = list(csv.DictReader(fh))
+    assert {(b["carrier"], b["period_start"], b["period_end_exclusive"]) for b in bills} == {
+        ("electricity", "2023-12-18", "2024-01-18"),
+        ("natural_gas", "2023-12-22", "2024-01-22"),
+    }
+    assert all(b["bill_id"].startswith("SIM-") and b["flag"] == "ok" for b in bills)
+    assert all(
+        b["hours_without_data"] == "0" and abs(float(b["difference_pct"])) < 2 for b in bills
+    )
     ports = [int(line.split("=")[1]) for line in path.read_text().splitlines() if "_port" in line]
     assert not any(port_open(p) for p in ports)  # the demo stopped the stack it started
 
