@@ -305,12 +305,9 @@ class Collector:
 
     def _acknowledge(self, tokens: list[object]) -> None:
         """Called by the writer once a batch is durable: ack its messages, in order."""
-        for token in tokens:
-            assert isinstance(token, AckToken)
-            if self.subscriber.ack(token):
-                self.stats.acks_sent += 1
-            else:
-                self.stats.acks_dropped += 1
+        sent, dropped = self.subscriber.ack_many(tokens)  # type: ignore[arg-type]
+        self.stats.acks_sent += sent
+        self.stats.acks_dropped += dropped
 
     def _refused(self, line: str, why: str, topic: str) -> None:
         """InfluxDB refused a line: record that as a rejection, with the topic (and so the

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 
 import paho.mqtt.client as paho
@@ -52,3 +53,53 @@ def test_a_session_taken_over_is_an_incident_not_silence(
         assert any("session lost" in p for p in snap.health_problems)
     assert "MQTT session LOST on reconnect" in caplog.text
     assert "supplymeter_collector_mqtt_sessions_lost" in prometheus_text(snap)
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_batched_acks_settle_exactly_their_messages_and_stale_ones_are_redelivered(
+    make_config: Callable[..., Config], protocol: str
+) -> None:
+    """One write of PUBACKs for a durable batch: the broker takes every one of them (none
+    comes back on the next session); acks for a connection that has ended are not sent, and
+    those messages come back."""
+    import dataclasses
+
+    from collector.mqtt import AckToken, MqttSubscriber
+
+    base = make_config()
+    mqtt = base.mqtt.model_copy(update={"protocol": protocol, "client_id": f"acks-{protocol}"})
+    config = dataclasses.replace(
+        base, services=base.services.model_copy(update={"mqtt": mqtt}))  # fmt: skip
+    received: list[tuple[bytes, AckToken]] = []
+
+    def handler(topic: bytes, payload: bytes, token: AckToken | None = None) -> None:
+        assert token is not None
+        received.append((payload, token))
+
+    first = MqttSubscriber(settings=config.mqtt, secrets=config.secrets, handler=handler)
+    first.start()
+    publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{protocol}")
+    publisher.connect("127.0.0.1", config.mqtt.port)
+    publisher.loop_start()
+    for i in range(40):
+        publisher.publish(
+            "energy/v1/forge-a/plant-1/main/readings", b"%d" % i, qos=1
+        ).wait_for_publish()
+    publisher.loop_stop()
+    publisher.disconnect()
+    assert wait_until(lambda: len(received) == 40, 10)
+    tokens = [t for _, t in received]
+    assert first.ack_many(tokens[:25]) == (25, 0)
+    time.sleep(0.5)  # let the network thread write them
+    first.stop()  # the connection ends: its generation is over
+    assert first.ack_many(tokens[25:]) == (0, 15)
+    received.clear()
+    second = MqttSubscriber(settings=config.mqtt, secrets=config.secrets, handler=handler)
+    second.start()
+    try:
+        assert wait_until(lambda: len(received) >= 15, 10)
+        time.sleep(1.0)  # nothing else arrives
+        assert sorted(int(p) for p, _ in received) == list(range(25, 40))
+    finally:
+        second.ack_many([t for _, t in received])
+        second.stop()
