@@ -326,3 +326,44 @@ def test_a_gateway_status_from_the_future_is_refused(example_config: Config) -> 
     assert code_of(parse_status, body, topic, registry, NOW_NS, LIMITS) == "future_timestamp"
     body = json.dumps({"state": "online", "ts": "2000-01-01T00:00:00Z"}).encode()
     assert code_of(parse_status, body, topic, registry, NOW_NS, LIMITS) == "stale_timestamp"
+
+
+def _outcome(payload: bytes, ref: MeterRef) -> object:
+    try:
+        readings, rejected = parse_readings(payload, ref, NOW_NS, LIMITS)
+    except BadReading as exc:
+        return exc.code
+    return readings, [r.code for r in rejected]
+
+
+@settings(max_examples=400)
+@given(
+    payload=st.binary(max_size=200)
+    | json_values.map(lambda v: json.dumps(v).encode())
+    | st.dictionaries(reading_keys, json_values, max_size=5).map(
+        lambda v: json.dumps(v, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    | st.fixed_dictionaries({"ts": st.integers(0, 2**70) | st.floats(),
+                             "seq": st.integers(-1, 2**70),
+                             "energy_kwh": st.integers(-(2**70), 2**70) | st.floats()}
+                            ).map(lambda v: json.dumps(v).encode())
+    | st.sampled_from([b'{"ts": 1788220800000, "energy_kwh": NaN}', b'{"a": 1, "a": 2}',
+                       b"\xef\xbb\xbf{}", b'"\\ud800"', b"[1,]", b'{"ts": "\x01"}', b"[" * 2000,
+                       b'{"ts": 1788220800000, "energy_kwh": 1' + b"0" * 5000 + b"}"])
+)  # fmt: skip
+def test_the_fast_json_decoder_decides_exactly_as_the_standard_library(
+    elec: MeterRef, payload: bytes
+) -> None:
+    """orjson on the hot path: for any payload, the same readings or the same reason code as
+    the standard library's decoder (which still names the reason when orjson refuses)."""
+    from unittest import mock
+
+    import orjson
+
+    fast = _outcome(payload, elec)
+
+    def refuse(_: bytes) -> object:
+        raise orjson.JSONDecodeError("forced", "", 0)
+
+    with mock.patch.object(orjson, "loads", refuse):
+        careful = _outcome(payload, elec)
+    assert fast == careful
