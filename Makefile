@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup os-packages venv demo docs test lint bench stack-up stack-down clean
+.PHONY: setup os-packages venv demo docs test lint bench bench-peers stack-up stack-down clean
 
 ## setup: OS packages (mosquitto, influxdb) when missing, then a virtualenv with the project
 setup: os-packages venv
@@ -45,12 +45,20 @@ REAL_LOADS ?= ../shared/data/real-loads
 bench: setup
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_collector.py
+	$(BIN)/python bench/bench_side_by_side.py
 	$(BIN)/python bench/bench_simulator.py
 	$(BIN)/python bench/bench_accounting.py
 	$(BIN)/python bench/bench_alerts.py
 	$(BIN)/python bench/bench_alerts_scale.py
 	$(BIN)/python bench/bench_realism.py --series $(REAL_LOADS)
 	$(BIN)/python bench/bench_alerts_real.py --series $(REAL_LOADS) --simulated
+
+## bench-peers: what a user might pick instead of the collector, for bench_side_by_side.py:
+## Node-RED 4 with node-red-contrib-influxdb, from npm into bench/.peers (needs node, npm)
+bench-peers:
+	command -v npm >/dev/null || (apt-get install -y nodejs npm)
+	mkdir -p bench/.peers
+	cd bench/.peers && npm install --no-audit --no-fund node-red@4.1.15 node-red-contrib-influxdb@0.7.0
 
 stack-up: setup
 	$(BIN)/supplymeter stack up
