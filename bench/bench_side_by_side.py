@@ -55,6 +55,7 @@ OUTAGE_S = 20.0
 
 class Contender(Protocol):
     def start(self) -> None: ...
+    def away(self) -> None: ...
     def stop(self) -> None: ...
     def kill(self) -> None: ...
     def peak_rss_mb(self) -> float: ...
@@ -71,6 +72,9 @@ class Collector:
 
     def stop(self) -> None:
         self.p.stop()
+
+    def away(self) -> None:
+        self.p.stop()  # acknowledged = stored: a graceful stop leaves the session's queue
 
     def kill(self) -> None:
         assert self.p.proc
@@ -113,13 +117,16 @@ def settle(stack: LocalStack, db: str, target: int, timeout_s: float = 120.0) ->
 
 
 def ready(stack: LocalStack, db: str, contender: Contender) -> None:
-    """Start ``contender`` and prove its subscription and its writes with one probe."""
+    """Start ``contender`` and prove its subscription and its writes with a probe reading."""
     contender.start()
     topic, _ = payloads(1, 1, 0)[0]  # an hour before the load's first reading: its own point
     probe = json.dumps({"ts": BASE_MS - 3_600_000, "energy_kwh": 1.0}).encode()
-    publish(stack.mosquitto.port, [(topic, probe)])
-    if not wait_count(stack, db, 1, 60):
-        raise RuntimeError("contender stored nothing within 60 s")
+    # Until its subscription exists a probe reaches nobody: send it again (the same point).
+    for _ in range(30):
+        publish(stack.mosquitto.port, [(topic, probe)])
+        if wait_count(stack, db, 1, 2):
+            return
+    raise RuntimeError("contender stored nothing within 60 s")
 
 
 def drain(make: Factory) -> tuple[float, float, float, int]:
@@ -128,25 +135,27 @@ def drain(make: Factory) -> tuple[float, float, float, int]:
         db = "side"
         InfluxClient(url=stack.influxdb.url, database=db).ensure_database()
         contender = make(Path(t), stack, db)
-        ready(stack, db, contender)
-        contender.stop()
-        publish(stack.mosquitto.port, payloads(MESSAGES, 1, 0))
-        target = MESSAGES + 1
-        began = time.perf_counter()
-        contender.start()
-        first_t, first_n = None, 0
-        while True:
-            n = count(stack, db)
-            now = time.perf_counter()
-            if first_t is None and n > 1:
-                first_t, first_n = now, n
-            if n >= target:
-                break
-            if now - began > 600:
-                raise RuntimeError(f"drain stuck at {n:,}/{target:,}")
-            time.sleep(0.05)
-        rss = contender.peak_rss_mb()
-        contender.stop()
+        try:
+            ready(stack, db, contender)
+            contender.away()
+            publish(stack.mosquitto.port, payloads(MESSAGES, 1, 0))
+            target = MESSAGES + 1
+            began = time.perf_counter()
+            contender.start()
+            first_t, first_n = None, 0
+            while True:
+                n = count(stack, db)
+                now = time.perf_counter()
+                if first_t is None and n > 1:
+                    first_t, first_n = now, n
+                if n >= target:
+                    break
+                if now - began > 300:
+                    raise RuntimeError(f"drain stuck at {n:,}/{target:,}")
+                time.sleep(0.05)
+            rss = contender.peak_rss_mb()
+        finally:
+            contender.stop()
         after = (target - first_n) / (now - first_t) if first_t and now > first_t else 0.0
         return MESSAGES / (now - began), after, rss, n - 1
 
@@ -201,31 +210,33 @@ def fault(make: Factory, kind: str) -> int:
         db = "fault"
         InfluxClient(url=stack.influxdb.url, database=db).ensure_database()
         contender = make(Path(t), stack, db)
-        ready(stack, db, contender)
-        messages = payloads(FAULT_READINGS, 1, 0)
-        publisher = threading.Thread(
-            target=publish, args=(stack.mosquitto.port, messages, FAULT_RATE), daemon=True
-        )
-        publisher.start()
-        time.sleep(3)
-        influx_pid = stack.influxdb.pid()
-        assert influx_pid is not None
-        if kind == "influx paused":
-            os.kill(influx_pid, signal.SIGSTOP)
-            time.sleep(OUTAGE_S)
-            os.kill(influx_pid, signal.SIGCONT)
-        elif kind == "influx killed":
-            os.kill(influx_pid, signal.SIGKILL)
-            time.sleep(OUTAGE_S)
-            stack.influxdb.stop()
-            stack.influxdb.start(detach=False)
-        else:  # bridge killed
-            contender.kill()
-            time.sleep(1)
-            contender.start()
-        publisher.join()
-        stored = settle(stack, db, FAULT_READINGS + 1) - 1
-        contender.stop()
+        try:
+            ready(stack, db, contender)
+            messages = payloads(FAULT_READINGS, 1, 0)
+            publisher = threading.Thread(
+                target=publish, args=(stack.mosquitto.port, messages, FAULT_RATE), daemon=True
+            )
+            publisher.start()
+            time.sleep(3)
+            influx_pid = stack.influxdb.pid()
+            assert influx_pid is not None
+            if kind == "influx paused":
+                os.kill(influx_pid, signal.SIGSTOP)
+                time.sleep(OUTAGE_S)
+                os.kill(influx_pid, signal.SIGCONT)
+            elif kind == "influx killed":
+                os.kill(influx_pid, signal.SIGKILL)
+                time.sleep(OUTAGE_S)
+                stack.influxdb.stop()
+                stack.influxdb.start(detach=False)
+            else:  # bridge killed
+                contender.kill()
+                time.sleep(1)
+                contender.start()
+            publisher.join()
+            stored = settle(stack, db, FAULT_READINGS + 1) - 1
+        finally:
+            contender.stop()
         return stored
 
 

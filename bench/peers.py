@@ -99,6 +99,11 @@ class NodeRed:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(30)
 
+    def away(self) -> None:
+        """Gone while a backlog queues: SIGKILL, because a graceful stop makes the ``mqtt in``
+        node unsubscribe, and the broker then queues nothing for the session."""
+        self.kill()
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
