@@ -39,6 +39,7 @@ from supplymeter.errors import SourceUnavailable
 
 log = logging.getLogger(__name__)
 
+SUCCESS = MQTTErrorCode.MQTT_ERR_SUCCESS
 _PUBACK = struct.Struct("!BBH")
 """PUBACK fixed header, remaining length 2, packet id (MQTT 3.1.1 §3.4; 5.0 §3.4)."""
 
@@ -213,13 +214,16 @@ class MqttSubscriber:
         """
         with self._lock:
             current = [t for t in tokens if t.generation == self._generation]
+            failed = 0
             qos1 = [t.mid for t in current if t.qos == 1]
             if qos1:
                 packet = b"".join(_PUBACK.pack(paho.PUBACK, 2, mid) for mid in qos1)
-                rc = self._client._packet_queue(paho.PUBACK, packet, 0, 0)
-                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                    return len(current) - len(qos1), len(tokens) - len(current) + len(qos1)
-        return len(current), len(tokens) - len(current)
+                if self._client._packet_queue(paho.PUBACK, packet, 0, 0) != SUCCESS:
+                    failed += len(qos1)
+            for t in current:  # QoS 2 (rare: a subscription at qos = 2): paho's own PUBCOMP
+                if t.qos == 2 and self._client.ack(t.mid, 2) != SUCCESS:
+                    failed += 1
+        return len(current) - failed, len(tokens) - len(current) + failed
 
     # --- lifetime -----------------------------------------------------------------------
 

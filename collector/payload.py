@@ -145,7 +145,8 @@ def decode_json(payload: bytes, limits: Limits) -> Any:
     try:
         # The fast path: orjson parses strict RFC 8259 JSON (UTF-8 validated, no NaN or
         # Infinity, no lone surrogates, no BOM) into the same values as the standard library
-        # (integers beyond 64 bits become floats; every check below treats both alike).
+        # (integers beyond 64 bits become floats, which the reading checks refuse alike: a
+        # property test holds the two decoders to the same outcomes).
         return orjson.loads(payload)
     except orjson.JSONDecodeError:
         pass  # the careful path below names the exact reason

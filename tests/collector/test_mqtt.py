@@ -55,9 +55,9 @@ def test_a_session_taken_over_is_an_incident_not_silence(
     assert "supplymeter_collector_mqtt_sessions_lost" in prometheus_text(snap)
 
 
-@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+@pytest.mark.parametrize(("protocol", "qos"), [("5", 1), ("3.1.1", 1)])
 def test_batched_acks_settle_exactly_their_messages_and_stale_ones_are_redelivered(
-    make_config: Callable[..., Config], protocol: str
+    make_config: Callable[..., Config], protocol: str, qos: int
 ) -> None:
     """One write of PUBACKs for a durable batch: the broker takes every one of them (none
     comes back on the next session); acks for a connection that has ended are not sent, and
@@ -67,7 +67,9 @@ def test_batched_acks_settle_exactly_their_messages_and_stale_ones_are_redeliver
     from collector.mqtt import AckToken, MqttSubscriber
 
     base = make_config()
-    mqtt = base.mqtt.model_copy(update={"protocol": protocol, "client_id": f"acks-{protocol}"})
+    mqtt = base.mqtt.model_copy(
+        update={"protocol": protocol, "client_id": f"acks-{protocol}-{qos}", "qos": qos}
+    )
     config = dataclasses.replace(
         base, services=base.services.model_copy(update={"mqtt": mqtt}))  # fmt: skip
     received: list[tuple[bytes, AckToken]] = []
@@ -78,12 +80,12 @@ def test_batched_acks_settle_exactly_their_messages_and_stale_ones_are_redeliver
 
     first = MqttSubscriber(settings=config.mqtt, secrets=config.secrets, handler=handler)
     first.start()
-    publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{protocol}")
+    publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"pub-{protocol}-{qos}")
     publisher.connect("127.0.0.1", config.mqtt.port)
     publisher.loop_start()
     for i in range(40):
         publisher.publish(
-            "energy/v1/forge-a/plant-1/main/readings", b"%d" % i, qos=1
+            "energy/v1/forge-a/plant-1/main/readings", b"%d" % i, qos=qos
         ).wait_for_publish()
     publisher.loop_stop()
     publisher.disconnect()
