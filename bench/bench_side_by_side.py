@@ -21,6 +21,7 @@ the Node-RED flow; every reading stored under both faults; peak RSS < 150 MB per
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -29,17 +30,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_collector import BASE_MS, CollectorProcess, payloads, publish
+from bench_collector import BASE_MS, CollectorProcess, bare_subscriber, payloads, publish
 from peers import NodeRed, installed
 
 from deploy.stack import LocalStack
@@ -129,115 +127,77 @@ def ready(stack: LocalStack, db: str, contender: Contender) -> None:
     raise RuntimeError("contender stored nothing within 60 s")
 
 
-def drain(make: Factory) -> tuple[float, float, float, int]:
-    """(readings/s incl. start-up, after the first stored point, peak RSS MB, stored)."""
+@contextlib.contextmanager
+def arena(make: Factory, db: str) -> Iterator[tuple[LocalStack, Contender]]:
+    """A fresh Mosquitto + InfluxDB and a contender proven ready on them; stopped after."""
     with tempfile.TemporaryDirectory() as t, LocalStack.on_free_ports(Path(t)) as stack:
-        db = "side"
         InfluxClient(url=stack.influxdb.url, database=db).ensure_database()
         contender = make(Path(t), stack, db)
         try:
             ready(stack, db, contender)
-            contender.away()
-            publish(stack.mosquitto.port, payloads(MESSAGES, 1, 0))
-            target = MESSAGES + 1
-            began = time.perf_counter()
-            contender.start()
-            first_t, first_n = None, 0
-            while True:
-                n = count(stack, db)
-                now = time.perf_counter()
-                if first_t is None and n > 1:
-                    first_t, first_n = now, n
-                if n >= target:
-                    break
-                if now - began > 300:
-                    raise RuntimeError(f"drain stuck at {n:,}/{target:,}")
-                time.sleep(0.05)
-            rss = contender.peak_rss_mb()
+            yield stack, contender
         finally:
             contender.stop()
-        after = (target - first_n) / (now - first_t) if first_t and now > first_t else 0.0
-        return MESSAGES / (now - began), after, rss, n - 1
+
+
+def drain(make: Factory) -> tuple[float, float, float, int]:
+    """(readings/s incl. start-up, after the first stored point, peak RSS MB, stored)."""
+    db = "side"
+    with arena(make, db) as (stack, contender):
+        contender.away()
+        publish(stack.mosquitto.port, payloads(MESSAGES, 1, 0))
+        target = MESSAGES + 1
+        began = time.perf_counter()
+        contender.start()
+        first_t, first_n = None, 0
+        while True:
+            n = count(stack, db)
+            now = time.perf_counter()
+            if first_t is None and n > 1:
+                first_t, first_n = now, n
+            if n >= target:
+                break
+            if now - began > 300:
+                raise RuntimeError(f"drain stuck at {n:,}/{target:,}")
+            time.sleep(0.05)
+        rss = contender.peak_rss_mb()
+    after = (target - first_n) / (now - first_t) if first_t and now > first_t else 0.0
+    return MESSAGES / (now - began), after, rss, n - 1
 
 
 def bare(protocol: int) -> float:
-    """A subscriber that only counts, draining a queued backlog; rate at its last message."""
+    """The bare subscriber (``bench_collector.bare_subscriber``) on a fresh broker."""
     with tempfile.TemporaryDirectory() as t, LocalStack.on_free_ports(Path(t)) as stack:
-        port = stack.mosquitto.port
-        done = threading.Event()
-        state = {"n": 0, "last": 0.0}
-
-        def on_message(*_: object) -> None:
-            state["n"] += 1
-            if state["n"] == MESSAGES:
-                state["last"] = time.perf_counter()
-                done.set()
-
-        def client() -> paho.Client:
-            kw = {"clean_session": False} if protocol == paho.MQTTv311 else {}
-            c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bare", protocol=protocol,
-                            **kw)  # fmt: skip
-            c.on_message = on_message
-            props = None
-            if protocol == paho.MQTTv5:
-                props = Properties(PacketTypes.CONNECT)
-                props.SessionExpiryInterval = 3600
-                c.connect("127.0.0.1", port, clean_start=False, properties=props)
-            else:
-                c.connect("127.0.0.1", port)
-            return c
-
-        c = client()
-        c.subscribe("energy/v1/#", qos=1)
-        c.loop_start()
-        time.sleep(0.5)
-        c.disconnect()
-        c.loop_stop()
-        publish(port, payloads(MESSAGES, 1, 0))
-        state["n"] = 0
-        began = time.perf_counter()
-        c = client()
-        c.loop_start()
-        done.wait(300)
-        c.disconnect()
-        c.loop_stop()
-        return MESSAGES / (state["last"] - began)
+        return bare_subscriber(stack.mosquitto.port, protocol, MESSAGES, 0)
 
 
 def fault(make: Factory, kind: str) -> int:
     """Readings stored of FAULT_READINGS published live while ``kind`` happens 3 s in."""
-    with tempfile.TemporaryDirectory() as t, LocalStack.on_free_ports(Path(t)) as stack:
-        db = "fault"
-        InfluxClient(url=stack.influxdb.url, database=db).ensure_database()
-        contender = make(Path(t), stack, db)
-        try:
-            ready(stack, db, contender)
-            messages = payloads(FAULT_READINGS, 1, 0)
-            publisher = threading.Thread(
-                target=publish, args=(stack.mosquitto.port, messages, FAULT_RATE), daemon=True
-            )
-            publisher.start()
-            time.sleep(3)
-            influx_pid = stack.influxdb.pid()
-            assert influx_pid is not None
-            if kind == "influx paused":
-                os.kill(influx_pid, signal.SIGSTOP)
-                time.sleep(OUTAGE_S)
-                os.kill(influx_pid, signal.SIGCONT)
-            elif kind == "influx killed":
-                os.kill(influx_pid, signal.SIGKILL)
-                time.sleep(OUTAGE_S)
-                stack.influxdb.stop()
-                stack.influxdb.start(detach=False)
-            else:  # bridge killed
-                contender.kill()
-                time.sleep(1)
-                contender.start()
-            publisher.join()
-            stored = settle(stack, db, FAULT_READINGS + 1) - 1
-        finally:
-            contender.stop()
-        return stored
+    db = "fault"
+    with arena(make, db) as (stack, contender):
+        messages = payloads(FAULT_READINGS, 1, 0)
+        publisher = threading.Thread(
+            target=publish, args=(stack.mosquitto.port, messages, FAULT_RATE), daemon=True
+        )
+        publisher.start()
+        time.sleep(3)
+        influx_pid = stack.influxdb.pid()
+        assert influx_pid is not None
+        if kind == "influx paused":
+            os.kill(influx_pid, signal.SIGSTOP)
+            time.sleep(OUTAGE_S)
+            os.kill(influx_pid, signal.SIGCONT)
+        elif kind == "influx killed":
+            os.kill(influx_pid, signal.SIGKILL)
+            time.sleep(OUTAGE_S)
+            stack.influxdb.stop()
+            stack.influxdb.start(detach=False)
+        else:  # bridge killed
+            contender.kill()
+            time.sleep(1)
+            contender.start()
+        publisher.join()
+        return settle(stack, db, FAULT_READINGS + 1) - 1
 
 
 def main() -> None:
