@@ -62,8 +62,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from influxdb_client import Point, WritePrecision
-
 from supplymeter.carriers import CARRIERS, register_fields
 from supplymeter.influx import InfluxClient, Series, quote_ident, quote_literal
 from supplymeter.records import (
@@ -78,6 +76,7 @@ from supplymeter.records import (
 
 if TYPE_CHECKING:
     import pandas as pd
+    from influxdb_client import Point
 
     from supplymeter.config import Config
 
@@ -94,6 +93,8 @@ SCOPE3_MONTHLY = "scope3_monthly"
 SCOPE3_PATHWAY = "scope3_pathway"
 
 HOUR_NS = 3600 * 10**9
+NS = "ns"
+"""Line-protocol timestamp precision of every point written here (``WritePrecision.NS``)."""
 WRITE_CHUNK = 5000
 METERS_PER_QUERY = 200
 """Meters named in one query at most (the query text grows with them)."""
@@ -157,9 +158,17 @@ def printable(text: str, limit: int) -> str:
     return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text[:limit])
 
 
+def _point(measurement: str) -> Point:
+    """influxdb-client's ``Point``, imported on first use: it costs ~0.2 s of the collector's
+    start-up, and a collector draining a backlog may never need it (BENCHMARKS.md)."""
+    from influxdb_client import Point
+
+    return Point(measurement)
+
+
 def rejection_line(rejection: Rejection) -> str:
     """A rejected message as one line of line protocol, at receipt time (ns)."""
-    point = Point(REJECTED).tag("reason", rejection.code)
+    point = _point(REJECTED).tag("reason", rejection.code)
     if rejection.supplier:
         point.tag("supplier", rejection.supplier)
     return (
@@ -168,7 +177,7 @@ def rejection_line(rejection: Rejection) -> str:
         .field("detail", printable(rejection.detail, 512))
         .field("excerpt", printable(rejection.excerpt, 120))
         .field("payload_bytes", int(rejection.payload_bytes))
-        .time(rejection.received_ns, WritePrecision.NS)
+        .time(rejection.received_ns, NS)
         .to_line_protocol()
     )
 
@@ -178,13 +187,13 @@ def status_line(
 ) -> str:
     """A gateway status change as one line of line protocol, at receipt time (ns)."""
     point = (
-        Point(GATEWAY_STATUS)
+        _point(GATEWAY_STATUS)
         .tag("supplier", supplier)
         .tag("site", site)
         .tag("gateway", gateway)
         .field("state", state)
         .field("online", state == "online")
-        .time(received_ns, WritePrecision.NS)
+        .time(received_ns, NS)
     )
     if device_ts_ns is not None:
         point.field("device_ts_ns", int(device_ts_ns))
@@ -193,10 +202,10 @@ def status_line(
 
 def stats_line(collector: str, fields: dict[str, float | int | bool], ts_ns: int) -> str:
     """A collector's counters and gauges as one ``collector_stats`` point."""
-    point = Point(COLLECTOR_STATS).tag("collector", collector)
+    point = _point(COLLECTOR_STATS).tag("collector", collector)
     for name, value in fields.items():
         point.field(name, value)
-    return point.time(ts_ns, WritePrecision.NS).to_line_protocol()
+    return point.time(ts_ns, NS).to_line_protocol()
 
 
 def _field(value: float | int | bool | str) -> str | None:
@@ -263,9 +272,9 @@ def quality_issue_line(code: str, key: MeterKey, at_ns: int, detail: str, is_ope
     """A data problem that needs a person, e.g. a register fall without a meter event."""
     supplier, site, meter = key
     return (
-        Point(QUALITY_ISSUE).tag("code", code).tag("supplier", supplier).tag("site", site)
+        _point(QUALITY_ISSUE).tag("code", code).tag("supplier", supplier).tag("site", site)
         .tag("meter", meter).field("detail", printable(detail, 512)).field("open", is_open)
-        .time(at_ns, WritePrecision.NS).to_line_protocol()
+        .time(at_ns, NS).to_line_protocol()
     )  # fmt: skip
 
 
@@ -288,7 +297,7 @@ class MonthlyTotals:
 
 def monthly_line(t: MonthlyTotals) -> str:
     point = (
-        Point(SCOPE3_MONTHLY).tag("supplier", t.supplier)
+        _point(SCOPE3_MONTHLY).tag("supplier", t.supplier)
         .field("location_kgco2e", float(t.location_kgco2e))
         .field("allocated_kgco2e", float(t.allocated_kgco2e))
         .field("share", float(t.share))
@@ -296,7 +305,7 @@ def monthly_line(t: MonthlyTotals) -> str:
         .field("primary_data_share", float(t.primary_data_share))
         .field("provisional", t.provisional)
         .field("version", int(t.version))
-        .time(t.month_start_ns, WritePrecision.NS)
+        .time(t.month_start_ns, NS)
     )  # fmt: skip
     if t.market_kgco2e is not None:
         point = point.field("market_kgco2e", float(t.market_kgco2e))
@@ -306,9 +315,9 @@ def monthly_line(t: MonthlyTotals) -> str:
 
 def pathway_line(month_start_ns: int, tco2e: float) -> str:
     return (
-        Point(SCOPE3_PATHWAY)
+        _point(SCOPE3_PATHWAY)
         .field("tco2e", float(tco2e))
-        .time(month_start_ns, WritePrecision.NS)
+        .time(month_start_ns, NS)
         .to_line_protocol()
     )
 
@@ -319,13 +328,13 @@ def alert_line(
 ) -> str:  # fmt: skip
     """One incident event, for Grafana annotations."""
     point = (
-        Point(ALERT)
+        _point(ALERT)
         .tag("type", type_).tag("supplier", supplier).tag("site", site or "-")
         .tag("subject", subject or "-").tag("event", event)
         .field("incident", incident).field("title", title)
         .field("detail", detail).field("value", float(value))
         .field("open", event != "resolved")
-        .time(at_ns, WritePrecision.NS)
+        .time(at_ns, NS)
     )  # fmt: skip
     if baseline is not None:
         point = point.field("baseline", float(baseline))
