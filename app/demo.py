@@ -16,6 +16,7 @@ from app.common import DEFAULT_TZ, factors, open_store, print_summary, progress,
 from app.demo_bills import billing_periods, with_bills, write_bills
 from supplymeter.config import Config
 from supplymeter.errors import SupplymeterError
+from supplymeter.records import datetime_to_ns
 
 if TYPE_CHECKING:
     from collector.service import Collector
@@ -95,7 +96,7 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     # period that ends in the month (a Taipower period 18th – 17th), so its bills reconcile.
     periods = billing_periods(month)
     sim_start = datetime.combine(min(a for a, _ in periods.values()), datetime.min.time(), tz)
-    sim_start_ns = int(sim_start.timestamp()) * 10**9
+    sim_start_ns = datetime_to_ns(sim_start)
     out = args.out
     # A rerun starts clean: its own stack below, and no versions left from an earlier run
     # (the demo shows a first export, and `make docs` copies it).

@@ -201,6 +201,21 @@ def test_a_gateway_back_after_ten_days_is_absorbed_by_the_scheduled_jobs_alone(
     assert jobs.run("export") and latest_manifest(tmp_path / "exports" / str(month))["version"] == 2
 
 
+def provisional_export(
+    config: Config, store: Store, month: Month, exports: Path
+) -> tuple[Jobs, list[int], dict | None]:  # type: ignore[type-arg]
+    """Jobs on a clock in November 2026 (reloading the factor file each run) that store the
+    emissions of ``month``'s year with the factors as they stand and export the month: (the
+    jobs, their settable clock, the export's first manifest)."""
+    now = [at(2026, 11, 5, 12)]
+    jobs = Jobs(config, store, FactorLibrary.for_config(config), clock=lambda: now[0],
+                reload_factors=True)  # fmt: skip
+    restate_emissions(config, store, jobs.library,
+                      [f"electricity/TW/{month.year}", f"natural_gas/TW/{month.year}"])  # fmt: skip
+    assert jobs.run("rollup") and jobs.run("export", month=month)
+    return jobs, now, latest_manifest(exports / str(month))
+
+
 def test_a_factor_published_for_a_provisional_year_restates_hours_months_and_totals(
     make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
 ) -> None:
@@ -222,12 +237,7 @@ def test_a_factor_published_for_a_provisional_year_restates_hours_months_and_tot
             lines.append(consumption_line(HourlyConsumption(
                 *ref.key, ref.meter.carrier, ref.unit, hour, 10.0, 1.0, 4)))  # fmt: skip
     store.write(lines)
-    now = [at(2026, 11, 5, 12)]
-    jobs = Jobs(config, store, FactorLibrary.for_config(config), clock=lambda: now[0],
-                reload_factors=True)  # fmt: skip
-    restate_emissions(config, store, jobs.library, ["electricity/TW/2026", "natural_gas/TW/2026"])
-    assert jobs.run("rollup") and jobs.run("export", month=month)
-    v1 = latest_manifest(tmp_path / "exports" / "2026-10")
+    jobs, now, v1 = provisional_export(config, store, month, tmp_path / "exports")
     assert v1 and v1["totals"]["cnc-d"]["provisional"] is True
     with factors.open(newline="", encoding="utf-8") as fh:
         header = next(csv.reader(fh))
@@ -280,12 +290,7 @@ def test_the_2025_factors_by_use_restate_a_provisional_2025_month(
         *ref.key, ref.meter.carrier, ref.unit, hour, 10.0, 1.0, 4))
         for ref in config.registry.meters() if ref.supplier.id == "forge-a"
         for hour in range(start, end, HOUR_NS)])  # fmt: skip
-    now = [at(2026, 11, 5, 12)]
-    jobs = Jobs(config, store, FactorLibrary.for_config(config), clock=lambda: now[0],
-                reload_factors=True)  # fmt: skip
-    restate_emissions(config, store, jobs.library, ["electricity/TW/2025", "natural_gas/TW/2025"])
-    assert jobs.run("rollup") and jobs.run("export", month=month)
-    v1 = latest_manifest(tmp_path / "exports" / "2025-03")
+    jobs, now, v1 = provisional_export(config, store, month, tmp_path / "exports")
     hours = 744
     assert v1 and v1["totals"]["forge-a"]["provisional"] is True
     assert v1["totals"]["forge-a"]["location_kgco2e"] == pytest.approx(
