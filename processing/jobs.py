@@ -33,9 +33,15 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from processing.emissions import FactorLibrary, emissions_for
-from processing.rollup import HOUR_NS, RegisterSeries, hourly_consumption, measure
+from processing.rollup import (
+    HOUR_NS,
+    RegisterSeries,
+    counter_ref,
+    hourly_consumption,
+    measure,
+)
 from processing.scope3 import Month
-from supplymeter.carriers import CARRIERS
+from supplymeter.carriers import CARRIERS, COUNTERS
 from supplymeter.config import Config, Meter, MeterRef
 from supplymeter.records import ns_to_datetime
 from supplymeter.store import (
@@ -43,6 +49,7 @@ from supplymeter.store import (
     consumption_line,
     emissions_line,
     export_line,
+    production_line,
     quality_issue_line,
 )
 
@@ -76,6 +83,8 @@ class RollupReport:
     touched: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     """(month, supplier) → meter paths whose hours were recomputed."""
     emissions_hours: int = 0
+    production_hours: int = 0
+    """Product-hours of counted pieces written."""
 
     def add(self, other: RollupReport) -> None:
         self.meters += other.meters
@@ -85,6 +94,7 @@ class RollupReport:
         self.meters_without_data += other.meters_without_data
         self.falls += other.falls
         self.emissions_hours += other.emissions_hours
+        self.production_hours += other.production_hours
         for key, meters in other.touched.items():
             self.touched.setdefault(key, set()).update(meters)
 
@@ -124,6 +134,13 @@ def rollup_meter(
         exported = RegisterSeries.from_points(ref, registers.get("energy_export_kwh", []))
         lines += [export_line(h) for h in hourly_consumption(exported, start_ns, end_ns,
                                                              max_gap_ns)]  # fmt: skip
+    product = ref.site.product_counted_by(meter.id)
+    if product is not None:
+        counter = counter_ref(ref, product.counter_rollover)
+        counted = RegisterSeries.from_points(counter, registers.get("production_units", []))
+        for h in hourly_consumption(counted, start_ns, end_ns, max_gap_ns):
+            lines.append(production_line(h, product.id))
+            report.production_hours += 1
     for hour in hours:
         lines.append(consumption_line(hour))
         report.hours += 1
@@ -168,7 +185,7 @@ def run_rollup(
         supplier, site, meters, partial = chunks[k]
         ids = [m.id for m in meters] if partial else None
         return store.registers(supplier.id, start_ns - look, end_ns + look, ids, site=site.id,
-                               fields=_register_fields(meters))  # fmt: skip
+                               fields=_register_fields(meters, bool(site.products)))  # fmt: skip
 
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
         pending = reader.submit(fetch, 0) if chunks else None
@@ -193,11 +210,14 @@ def run_rollup(
     return report
 
 
-def _register_fields(meters: Iterable[Meter]) -> list[str]:
-    """The registers the rollup reads for these meters (a grid meter's export too)."""
+def _register_fields(meters: Iterable[Meter], counting: bool = False) -> list[str]:
+    """The registers the rollup reads for these meters (a grid meter's export too; the
+    production counters when one of them counts a product)."""
     fields = {CARRIERS[m.carrier].register_field for m in meters}
     if any(m.role == "grid" for m in meters):
         fields.add("energy_export_kwh")
+    if counting:
+        fields.update(COUNTERS)
     return sorted(fields)
 
 

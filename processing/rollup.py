@@ -90,6 +90,17 @@ class Measured:
                 if lab in UNEXPLAINED_FALLS]  # fmt: skip
 
 
+def counter_ref(ref: MeterRef, rollover: float | None) -> MeterRef:
+    """The meter as the carrier of a production counter (its ``production_units`` pulse
+    input): pieces count one each (no CT multiplier), wrap at the counter's own ``rollover``,
+    have no plausible-rate limit, and the energy register's exchanges do not apply (a counter
+    reset is labelled and estimated like any register fall)."""
+    meter = ref.meter.model_copy(update={"multiplier": 1.0, "rollover": rollover,
+                                         "events": [], "max_power": None})  # fmt: skip
+    site = ref.site.model_copy(update={"contract_capacity_kw": None})
+    return MeterRef(ref.supplier, site, meter)
+
+
 def max_power(ref: MeterRef) -> float | None:
     """Largest plausible load of a meter [kW or unit/h]: the registry's ``max_power``, else for
     an electricity meter 3 × its site's contract capacity (a circuit cannot draw much more than

@@ -380,6 +380,68 @@ class JobsSettings(_Model):
     _tz = field_validator("timezone")(_check_tz)
 
 
+SECRET_HASH_RE = re.compile(r"^pbkdf2_sha256\$\d{4,8}\$[A-Za-z0-9_-]{16,}\$[A-Za-z0-9_-]{43}\Z")
+"""``pbkdf2_sha256$<iterations>$<salt>$<hash>`` (url-safe base64, unpadded), as
+``supplymeter pact hash-secret`` prints it."""
+
+
+class PactClient(_Model):
+    """A data recipient of the PACT API (e.g. the buyer's procurement system, a car maker):
+    its OAuth2 client credentials and which footprints it may see."""
+
+    id: str = Field(min_length=1, max_length=128)
+    secret_hash: str
+    """PBKDF2-SHA256 of the client secret (``supplymeter pact hash-secret``): the secret
+    itself is never stored."""
+    suppliers: list[str] = Field(min_length=1)
+    """Supplier ids whose footprints it may see; ``["*"]`` for all."""
+    products: list[str] = Field(default_factory=list)
+    """Product ids it may see (empty: every product of its suppliers)."""
+
+    @field_validator("secret_hash")
+    @classmethod
+    def _hash(cls, value: str) -> str:
+        if not SECRET_HASH_RE.match(value):
+            raise ValueError("must be a pbkdf2_sha256 hash from `supplymeter pact hash-secret`")
+        return value
+
+    def may_see(self, supplier: str, product: str) -> bool:
+        return ("*" in self.suppliers or supplier in self.suppliers) and (
+            not self.products or product in self.products)
+
+
+class PactSettings(_Model):
+    """Product footprints and the PACT v3 host API (``supplymeter pact``)."""
+
+    footprints_file: Path = Path("out/pact/footprints.jsonl")
+    """Append-only log of published footprints and their deprecations."""
+    events_file: Path = Path("out/pact/events.jsonl")
+    """Events received on ``/3/events`` (requests from data recipients, notifications)."""
+    host: str = "127.0.0.1"
+    port: int = Field(8443, ge=0, le=65535)
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    """PACT requires HTTPS: without both, ``pact serve`` only binds to a loopback address
+    (behind a TLS-terminating proxy)."""
+    token_lifetime_s: int = Field(3600, ge=60, le=86400)
+    clients: list[PactClient] = Field(default_factory=list)
+    not_found_code: Literal["NotFound", "NoSuchFootprint"] = "NotFound"
+    """Error code of a 404: the OpenAPI schema of PACT v3.0.3 names it ``NotFound``; the spec's
+    error table and the PACT conformance test service expect ``NoSuchFootprint``."""
+    page_size: int = Field(100, ge=1, le=1000)
+    """ListFootprints page size when the request sets no ``limit``."""
+    cbam_dir: Path = Path("out/cbam")
+
+    @model_validator(mode="after")
+    def _unique_clients(self) -> PactSettings:
+        ids = [c.id for c in self.clients]
+        if len(set(ids)) != len(ids):
+            raise ValueError("pact.clients: client ids must be unique")
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("give both tls_certfile and tls_keyfile, or neither")
+        return self
+
+
 class StackSettings(_Model):
     """The local Mosquitto + InfluxDB pair that ``supplymeter stack up`` runs."""
 
@@ -460,6 +522,7 @@ class ServicesFile(_Model):
     jobs: JobsSettings = JobsSettings()
     stack: StackSettings = StackSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    pact: PactSettings = PactSettings()
 
     @model_validator(mode="after")
     def _late_within_trailing(self) -> ServicesFile:
@@ -713,6 +776,134 @@ class BoundarySource(_Model):
         return self
 
 
+URN_RE = re.compile(r"^[uU][rR][nN]:[A-Za-z0-9][A-Za-z0-9-]{0,31}:\S+\Z")
+"""A Uniform Resource Name (RFC 8141), as PACT v3 requires for company and product ids."""
+
+CN_RE = re.compile(r"^\d{4}(\d{2}){0,3}\Z")
+"""A Combined Nomenclature / HS code: 4, 6, 8 or 10 digits, no dots."""
+
+
+def _check_urns(value: list[str]) -> list[str]:
+    for urn in value:
+        if not URN_RE.match(urn):
+            raise ValueError(f"{urn!r} is not a URN (urn:<namespace>:<id>, RFC 8141)")
+    if len(set(value)) != len(value):
+        raise ValueError("ids must be unique")
+    return value
+
+
+class ProductionLine(_Model):
+    """A production line of a site: the consumption meters that serve only it, and the rule
+    that splits their energy among the products it makes (shown in every footprint)."""
+
+    id: str
+    meters: list[str] = Field(min_length=1)
+    """Ids of the site's consumption meters (sub-meters) serving the line."""
+    rule: Literal["units", "mass", "machine_hours"] = "mass"
+    """How the line's energy is shared among its products over a period: by pieces, by mass
+    produced (pieces × piece mass), or by machine hours (pieces × ``cycle_s``). A line with
+    one product takes all of it (the rule does not matter)."""
+    basis: str = ""
+    """Why the rule fits the line (e.g. "press energy scales with forged mass")."""
+
+    _id = field_validator("id")(_check_id)
+
+
+class MaterialInput(_Model):
+    """An upstream input the supplier declares per piece of a product (e.g. the aluminium
+    billet the buyer supplies, or wire rod): its mass and its cradle-to-gate footprint, with
+    the source. Input data, not measured here."""
+
+    material: str = Field(min_length=1)
+    kg_per_unit: float = Field(gt=0)
+    """Input mass per piece, scrap and yield losses included. [kg]"""
+    kgco2e_per_kg: float = Field(ge=0)
+    """The input's cradle-to-gate footprint. [kgCO2e/kg]"""
+    source: str = Field(min_length=1)
+    """Where the footprint comes from: the material supplier's PCF (its id), an EPD, a
+    database with version."""
+    primary: bool = False
+    """Supplier-specific (the material supplier's own PCF): counts as primary data in the
+    PACT primary data share (PACT Methodology v3 §4.2.2); database values do not."""
+    dqr: tuple[float, float, float] = (3.0, 3.0, 3.0)
+    """Technological, geographical and temporal data quality ratings of the value (1 best
+    … 3 fair … 5 worst; PACT Methodology v3 §4.2.3)."""
+    cn_code: str = ""
+    """The input's CN code when it is a CBAM precursor (e.g. 7601 unwrought aluminium, 7213
+    wire rod): its embedded emissions then enter the good's CBAM specific emissions."""
+    cbam_direct_t_per_t: float | None = Field(None, ge=0)
+    """The precursor's actual specific direct embedded emissions from its producer's CBAM
+    communication [tCO2e/t]; unset: the CBAM default value for its CN code is used."""
+
+    @field_validator("cn_code")
+    @classmethod
+    def _cn(cls, value: str) -> str:
+        if value and not CN_RE.match(value):
+            raise ValueError(f"{value!r} is not a CN code (4–10 digits)")
+        return value
+
+    @field_validator("dqr")
+    @classmethod
+    def _ratings(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(not 1 <= r <= 5 for r in value):
+            raise ValueError("ratings are between 1 and 5")
+        return value
+
+
+class Product(_Model):
+    """A product a supplier site makes: what it is, how it is counted, which line makes it."""
+
+    id: str
+    part_number: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    description: str = ""
+    cn_code: str = ""
+    """Combined Nomenclature code (CBAM goods: 7318 screws and bolts, 732611 forged steel,
+    761610 aluminium fasteners, …)."""
+    mass_kg: float = Field(gt=0)
+    """Mass of one piece. [kg]"""
+    declared_unit: Literal["piece", "kilogram"] = "piece"
+    """The footprint's declared unit: one piece, or one kilogram of the product."""
+    line: str
+    """The production line making it."""
+    counter: str
+    """Id of the site's meter whose ``production_units`` counter (a pulse input) counts the
+    product's pieces. A meter counts at most one product."""
+    counter_rollover: float | None = Field(None, gt=0)
+    """Counter value at which it wraps to 0 (unset: never)."""
+    cycle_s: float | None = Field(None, gt=0)
+    """Machine time per piece on its line [s]; needed when the line's rule is
+    ``machine_hours``."""
+    overhead_share: float | None = Field(None, ge=0, le=1)
+    """The product's stated share of site overhead (consumption meters on no line); needed
+    when the site's ``overhead`` is ``share``."""
+    product_ids: list[str] = Field(default_factory=list)
+    """More URNs for the product (GTIN, the buyer's part number, …) besides the supplier's."""
+    inputs: list[MaterialInput] = Field(default_factory=list)
+
+    _id = field_validator("id", "line", "counter")(_check_id)
+    _urns = field_validator("product_ids")(_check_urns)
+
+    @field_validator("cn_code")
+    @classmethod
+    def _cn(cls, value: str) -> str:
+        if value and not CN_RE.match(value):
+            raise ValueError(f"{value!r} is not a CN code (4–10 digits)")
+        return value
+
+
+class ProcessEmission(_Model):
+    """A declared direct emission that no energy meter sees (CBAM "process emissions": e.g.
+    carbonates in a flux, an endothermic atmosphere), per year."""
+
+    source: str = Field(min_length=1)
+    tco2e_per_year: float = Field(ge=0)
+    basis: str = Field(min_length=1)
+    """How it was determined (mass balance, purchase records × factor, …)."""
+    line: str = ""
+    """The production line it belongs to (empty: the site's overhead)."""
+
+
 class Site(_Model):
     id: str
     name: str = ""
@@ -725,11 +916,75 @@ class Site(_Model):
     factor_use: dict[str, str] = Field(default_factory=dict)
     """Per carrier, which published variant of its emission factor applies at this site,
     over the supplier's (e.g. ``{natural_gas = "NG2"}``: the gas type on the gas bill)."""
+    lines: list[ProductionLine] = Field(default_factory=list)
+    products: list[Product] = Field(default_factory=list)
+    overhead: Literal["mass", "units", "share"] = "mass"
+    """How site overhead (consumption meters on no line: lighting, compressed air, offices)
+    reaches the products: by mass produced, by pieces, or by each product's stated
+    ``overhead_share`` (the rest stays with output that has no footprint here)."""
+    overhead_basis: str = ""
+    """Why the overhead rule or shares fit the site."""
+    process_emissions: list[ProcessEmission] = Field(default_factory=list)
+    """Declared non-combustion direct emissions (CBAM: process emissions), per year."""
 
     _id = field_validator("id", "gateway")(_check_id)
     _use = field_validator("factor_use")(_check_factor_use)
 
     _tz = field_validator("timezone")(_check_tz)
+
+    @model_validator(mode="after")
+    def _products(self) -> Site:
+        meters = {m.id: m for m in self.meters}
+        problems: list[str] = []
+        lines: dict[str, ProductionLine] = {}
+        on_line: dict[str, str] = {}
+        for line in self.lines:
+            if line.id in lines:
+                problems.append(f"line {line.id!r} appears more than once")
+            lines[line.id] = line
+            for m in line.meters:
+                if m not in meters:
+                    problems.append(f"line {line.id!r}: no meter {m!r} at this site")
+                elif meters[m].role != "consumption":
+                    problems.append(f"line {line.id!r}: meter {m!r} is not a consumption meter")
+                elif m in on_line:
+                    problems.append(f"meter {m!r} is on lines {on_line[m]!r} and {line.id!r}")
+                on_line[m] = line.id
+        ids: set[str] = set()
+        counters: dict[str, str] = {}
+        for p in self.products:
+            if p.id in ids:
+                problems.append(f"product {p.id!r} appears more than once")
+            ids.add(p.id)
+            line = lines.get(p.line)
+            if line is None:
+                problems.append(f"product {p.id!r}: no line {p.line!r} at this site")
+            elif line.rule == "machine_hours" and p.cycle_s is None:
+                problems.append(f"product {p.id!r}: line {line.id!r} shares by machine hours: "
+                                "give cycle_s")  # fmt: skip
+            if p.counter not in meters:
+                problems.append(f"product {p.id!r}: no meter {p.counter!r} for its counter")
+            elif p.counter in counters:
+                problems.append(f"meter {p.counter!r} counts products {counters[p.counter]!r} "
+                                f"and {p.id!r}: one counter per product")  # fmt: skip
+            counters[p.counter] = p.id
+            if self.overhead == "share" and p.overhead_share is None:
+                problems.append(f"product {p.id!r}: overhead is 'share': give overhead_share")
+        if self.overhead == "share":
+            total = sum(p.overhead_share or 0.0 for p in self.products)
+            if total > 1 + 1e-9:
+                problems.append(f"overhead shares add up to {total:g} (more than 1)")
+        unused = [line.id for line in self.lines if not any(p.line == line.id
+                                                            for p in self.products)]  # fmt: skip
+        if unused:
+            problems.append(f"lines without products: {', '.join(unused)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def product_counted_by(self, meter: str) -> Product | None:
+        """The product whose pieces ``meter``'s ``production_units`` counter counts."""
+        return next((p for p in self.products if p.counter == meter), None)
 
 
 class Allocation(_Model):
@@ -787,9 +1042,32 @@ class Supplier(_Model):
     supplier's GHG inventory takes the industry one. A carrier not named here takes the rows
     without a use."""
 
+    domain: str = ""
+    """The supplier's internet domain: it names the supplier's part numbers in product
+    footprints (``urn:pact:<domain>:supplier-id:<part number>``, PACT v3 §Product
+    Identifier URNs). Needed once a site has products."""
+    company_ids: list[str] = Field(default_factory=list)
+    """URNs identifying the supplier as the footprints' data owner (PACT ``companyIds``), e.g.
+    its Taiwan unified business number as ``urn:pact:<domain>:company-id:<number>``."""
+
     _id = field_validator("id")(_check_id)
     _use = field_validator("factor_use")(_check_factor_use)
     _emails = field_validator("alert_recipients")(_check_emails)
+    _urns = field_validator("company_ids")(_check_urns)
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        if value and not re.fullmatch(r"(?=.{1,253}\Z)([a-z0-9-]{1,63}\.)+[a-z]{2,63}", value):
+            raise ValueError(f"{value!r} is not a domain name (lower case, e.g. forge-a.com.tw)")
+        return value
+
+    @model_validator(mode="after")
+    def _owner_ids(self) -> Supplier:
+        if any(site.products for site in self.sites) and not (self.domain and self.company_ids):
+            raise ValueError("a supplier with products needs domain and company_ids (the "
+                             "footprints' product and company URNs)")  # fmt: skip
+        return self
 
 
 class RegistryFile(_Model):
@@ -993,6 +1271,10 @@ class Config:
     @property
     def simulator(self) -> SimulatorSettings:
         return self.services.simulator
+
+    @property
+    def pact(self) -> PactSettings:
+        return self.services.pact
 
     def resolve(self, path: Path) -> Path:
         """A path from the config file, relative to the file's directory."""

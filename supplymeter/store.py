@@ -62,7 +62,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from supplymeter.carriers import CARRIERS, register_fields
+from supplymeter.carriers import CARRIERS, COUNTERS, register_fields
 from supplymeter.influx import InfluxClient, Series, quote_ident, quote_literal
 from supplymeter.records import (
     QUANTITIES,
@@ -91,6 +91,7 @@ COLLECTOR_STATS = "collector_stats"
 ALERT = "alert"
 SCOPE3_MONTHLY = "scope3_monthly"
 SCOPE3_PATHWAY = "scope3_pathway"
+HOURLY_PRODUCTION = "hourly_production"
 
 HOUR_NS = 3600 * 10**9
 NS = "ns"
@@ -257,6 +258,28 @@ def export_line(hour: HourlyConsumption) -> str:
                             {"energy_export_kwh": float(hour.consumption)})  # fmt: skip
 
 
+def production_line(hour: HourlyConsumption, product: str) -> str:
+    """Pieces of ``product`` counted in an hour by its counter meter's ``production_units``
+    (``hour.consumption``: pieces, interpolated at the hour's boundaries)."""
+    fields = {"units": float(hour.consumption), "estimated_units":
+              float(hour.estimated_consumption), "coverage": float(hour.coverage),
+              "flags": ",".join(hour.flags), "readings": int(hour.readings)}  # fmt: skip
+    parts = [f"{name}={text}" for name in sorted(fields)
+             if (text := _field(fields[name])) is not None]  # fmt: skip
+    return (f"{HOURLY_PRODUCTION},meter={hour.meter},product={product},site={hour.site},"
+            f"supplier={hour.supplier} {','.join(parts)} {hour.hour_start_ns}")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ProductTotals:
+    """A product's counted pieces over a period (from ``hourly_production``)."""
+
+    units: float = 0.0
+    estimated_units: float = 0.0
+    """The part of ``units`` spread across counter gaps or resets. [pieces]"""
+    hours: int = 0
+
+
 def emissions_line(record: HourlyEmissions) -> str:
     """Emissions of a meter-hour with the factor used (id and value as fields)."""
     return _meter_hour_line(HOURLY_EMISSIONS, record.supplier, record.site, record.meter,
@@ -410,7 +433,7 @@ class Store:
 
         ``meters`` (ids) and ``site`` narrow the selection, ``fields`` the registers read (all by
         default); long meter lists are asked for in chunks of :data:`METERS_PER_QUERY`."""
-        fields = tuple(fields or (*register_fields(), "energy_export_kwh"))
+        fields = tuple(fields or (*register_fields(), "energy_export_kwh", *COUNTERS))
         ids = sorted(set(meters or ()))
         chunks = [ids[i : i + METERS_PER_QUERY] for i in range(0, len(ids), METERS_PER_QUERY)]
         out: dict[tuple[str, str], dict[str, list[tuple[int, float]]]] = {}
@@ -645,6 +668,30 @@ class Store:
                 exported_kwh=float(f.get("energy_export_kwh") or 0.0),
             )  # fmt: skip
         return out
+
+    def product_totals(
+        self, start_ns: int, end_ns: int, *, supplier: str, site: str | None = None
+    ) -> dict[tuple[str, str], ProductTotals]:
+        """Each product's counted pieces in [start, end), per (site, product)."""
+        q = (f'SELECT sum("units"), sum("estimated_units"), count("units") '
+             f"FROM {quote_ident(HOURLY_PRODUCTION)} WHERE {_time_range(start_ns, end_ns)}"
+             f"{_tags(supplier=supplier, site=site)} GROUP BY site, product")  # fmt: skip
+        return {
+            (s.tags["site"], s.tags["product"]): ProductTotals(
+                float(s.values[0][1] or 0.0), float(s.values[0][2] or 0.0),
+                int(s.values[0][3] or 0))
+            for s in self.client.query(q)
+        }  # fmt: skip
+
+    def hourly_production(
+        self, start_ns: int, end_ns: int, *, supplier: str, site: str | None = None
+    ) -> dict[tuple[str, str], list[tuple[int, float]]]:
+        """(hour start ns, pieces) of each product in [start, end), per (site, product)."""
+        q = (f'SELECT "units" FROM {quote_ident(HOURLY_PRODUCTION)} '
+             f"WHERE {_time_range(start_ns, end_ns)}{_tags(supplier=supplier, site=site)} "
+             "GROUP BY site, product")  # fmt: skip
+        return {(s.tags["site"], s.tags["product"]): [(int(r[0]), float(r[1])) for r in s.values]
+                for s in self.client.query(q)}  # fmt: skip
 
     def emissions_by_supplier(self, start_ns: int, end_ns: int) -> dict[str, float]:
         """Stored hourly emissions summed per supplier over [start, end). [kgCO2e]"""
