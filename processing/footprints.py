@@ -149,7 +149,7 @@ def footprint_content(
     ref_end = datetime.fromtimestamp(end / 1e9, tz=UTC)
     valid_end = ref_end.replace(year=ref_end.year + 3)
     hours = (end - start) / (3600 * 10**9)
-    site_kg = pp.gate_kgco2e + pp.unattributed_kgco2e
+    site_kg = pp.site_kgco2e
     excluded = [b for b in site.boundary if b.status == "excluded"]
     per_year = math.fsum(b.estimate_kgco2e_per_year or 0.0 for b in excluded)
     excluded_kg = per_year * hours / HOURS_PER_YEAR

@@ -124,8 +124,10 @@ class ProductPeriod:
     estimated_kgco2e: float = 0.0
     """Emissions of estimated energy (gaps, resets) inside direct + indirect. [kgCO2e]"""
     unattributed_kgco2e: float = 0.0
-    """Site emissions that reached no product of this site: (kept per product only for the
-    report; the same figure for every product of the site)."""
+    """The site's emissions that reached none of its products (the same figure for every
+    product of the site). [kgCO2e]"""
+    site_kgco2e: float = 0.0
+    """All of the site's scope 1 + 2 emissions over the period. [kgCO2e]"""
     dqr_weighted: list[tuple[float, float, float, float]] = field(default_factory=list)
     """(technological, temporal, geographical, kgCO2e) of each attributed meter-month."""
     factor_ids: set[str] = field(default_factory=set)
@@ -217,6 +219,7 @@ def add_month(
     counted = {pid: u for pid, (u, _) in units.items()}
     by_meter = {m.ref.meter.id: m for m in meters}
     unattributed = 0.0
+    site_kg = 0.0
     for share in meter_shares(site, counted):
         m = by_meter.get(share.meter)
         if m is None or not m.emissions_kgco2e:
@@ -224,6 +227,7 @@ def add_month(
         carrier = CARRIERS[m.ref.meter.carrier]
         scale = purchased_share if carrier.name == "electricity" else 1.0
         kg = m.emissions_kgco2e * scale
+        site_kg += kg
         estimated_kg = kg * (m.estimated / m.consumption) if m.consumption > 0 else 0.0
         used = [factors[f] for f in m.factor_ids if f in factors]
         year = int(month[:4])
@@ -248,6 +252,7 @@ def add_month(
             pp.shares.append((month, share, part))
     for pe in site.process_emissions:
         kg = pe.tco2e_per_year * 1000 * hours / HOURS_PER_YEAR
+        site_kg += kg
         made = [p for p in site.products if (p.line == pe.line if pe.line else True)]
         rule = next((line.rule for line in site.lines if line.id == pe.line), site.overhead)
         if len(made) == 1:
@@ -263,3 +268,4 @@ def add_month(
             periods[pid].dqr_weighted.append((3.0, 1.0, 2.0, kg * fraction))
     for p in site.products:
         periods[p.id].unattributed_kgco2e += unattributed
+        periods[p.id].site_kgco2e += site_kg
