@@ -59,7 +59,7 @@ allocation = { method = "dedicated", share = 1.0 }
     id = "main"
     carrier = "electricity"
     interval_s = 3600
-"""
+"""  # noqa: E501
 
 
 def _config(tmp_path: Path, influx: InfluxClient, registry: str = REGISTRY) -> Config:
