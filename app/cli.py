@@ -351,6 +351,76 @@ def cmd_export(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pact(config: Config, args: argparse.Namespace) -> int:
+    if args.action == "hash-secret":
+        import getpass
+
+        from app.pact import hash_secret
+
+        secret = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else (
+            getpass.getpass("client secret: "))  # fmt: skip
+        if len(secret) < 16:
+            raise ConfigError(["a client secret needs at least 16 characters (use a random one, "
+                               "e.g. `openssl rand -base64 24`)"])  # fmt: skip
+        print(hash_secret(secret))
+        return 0
+    if args.action == "publish":
+        from processing.footprints import publish_period
+        from processing.scope3 import Month
+
+        if not args.month:
+            raise ConfigError(["pact publish: give --month YYYY-MM (and --to for a longer "
+                               "reference period)"])  # fmt: skip
+        first = Month.parse(args.month)
+        last = Month.parse(args.to) if args.to else first
+        with open_store(config) as store, Progress("footprints", "months") as bar:
+            published, skipped = publish_period(config, store, factors(config), first, last,
+                                                progress=bar)  # fmt: skip
+        for pf in published.created:
+            say(f"published {pf['id']}  {pf['productNameCompany']}: "
+                f"{pf['pcf']['pcfExcludingBiogenicUptake']} kgCO2e per "
+                f"{pf['pcf']['declaredUnitOfMeasurement']}"
+                + (f" (restates {pf['precedingPfIds'][0]})" if "precedingPfIds" in pf else ""))
+        say(f"{len(published.created)} new, {len(published.deprecated)} deprecated, "
+            f"{published.unchanged} unchanged → {config.resolve(config.pact.footprints_file)}")
+        for reason in skipped:
+            log.warning("skipped: %s", reason)
+        return 0
+    if args.action == "serve":
+        return _serve_pact(config, args)
+    raise AssertionError(args.action)
+
+
+def _serve_pact(config: Config, args: argparse.Namespace) -> int:
+    import ipaddress
+
+    import uvicorn
+
+    from app.pact import Tokens, create_app, token_key
+    from processing.footprints import FootprintLog
+
+    s = config.pact
+    host, port = args.host or s.host, s.port if args.port is None else args.port
+    tls = s.tls_certfile is not None and s.tls_keyfile is not None
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not tls and not loopback:
+        raise ConfigError([f"pact: PACT requires HTTPS: serving on {host} needs tls_certfile and "
+                           "tls_keyfile (or a loopback address behind a TLS proxy)"])  # fmt: skip
+    if not s.clients:
+        log.warning("pact: no [[pact.clients]]: every request will be refused")
+    app = create_app(s, FootprintLog(config.resolve(s.footprints_file)),
+                     config.resolve(s.events_file), Tokens(token_key(), s.token_lifetime_s))
+    say(f"PACT v3 host on {'https' if tls else 'http'}://{host}:{port} "
+        f"({len(s.clients)} clients)")
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True,
+                ssl_certfile=str(config.resolve(s.tls_certfile)) if tls else None,
+                ssl_keyfile=str(config.resolve(s.tls_keyfile)) if tls else None)  # type: ignore[arg-type]
+    return 0
+
+
 def cmd_deploy(config: Config, args: argparse.Namespace) -> int:
     from deploy.mosquitto import write_mosquitto
 
@@ -557,6 +627,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where Mosquitto will read passwd and acl, if not --out "
                    "(e.g. /mosquitto/config in the compose stack)")  # fmt: skip
     p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("pact", help="product footprints: publish them, serve the PACT v3 API")
+    p.add_argument("action", choices=("publish", "serve", "hash-secret"),
+                   help="publish: compute and publish footprints for --month [--to]; serve: "
+                   "the PACT v3 host API; hash-secret: a client secret (stdin) → secret_hash")
+    p.add_argument("--month", help="first month of the reference period, YYYY-MM (publish)")
+    p.add_argument("--to", help="last month of the reference period (default: --month)")
+    p.add_argument("--host", help="address to serve on (default: [pact] host)")
+    p.add_argument("--port", type=int, help="port (default: [pact] port)")
+    p.set_defaults(func=cmd_pact)
 
     p = sub.add_parser("demo", help="stack → simulate a month → collect → process → export")
     p.add_argument("--month", help="YYYY-MM (default: last complete month in Asia/Taipei)")

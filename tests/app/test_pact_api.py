@@ -1,0 +1,384 @@
+"""The PACT v3 host API, served for real over HTTP by uvicorn, every response validated against
+the spec's own OpenAPI schema (../shared/standards/pact-v3/openapi.yaml) with jsonschema."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import jsonschema
+import pytest
+import uvicorn
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from app.pact import BadRequest, Tokens, create_app, hash_secret, parse_query
+from deploy.stack import free_port
+from processing.footprints import FootprintLog, footprint_content
+from processing.products import ProductPeriod
+from processing.scope3 import Month
+from supplymeter.config import Config, load_config
+from tests.conftest import ROOT, write_config
+from tests.processing.test_products import REGISTRY
+
+SPEC = ROOT.parent / "shared" / "standards" / "pact-v3" / "openapi.yaml"
+if not SPEC.exists():  # a clone outside the team's workspace
+    SPEC = Path("/work/shared/standards/pact-v3/openapi.yaml")
+BASE = "urn:supplymeter:pact-openapi"
+
+OTHER_SUPPLIER = """
+[[suppliers]]
+id = "nut-f"
+name = "Kaohsiung Nut Co."
+domain = "nut-f.example"
+company_ids = ["urn:pact:nut-f.example:company-id:87654321"]
+allocation = { method = "dedicated", share = 1.0 }
+  [[suppliers.sites]]
+  id = "plant-1"
+  lines = [ { id = "forming", meters = ["former"] } ]
+  products = [ { id = "m8-nut", part_number = "N-M8", name = "Hex nut M8", cn_code = "731816", mass_kg = 0.005, line = "forming", counter = "former" } ]
+    [[suppliers.sites.meters]]
+    id = "former"
+    carrier = "electricity"
+"""  # noqa: E501
+
+SECRETS = {"buyer-erp": "buyer-erp-secret-0123456789", "carmaker": "carmaker-secret-0123456789"}
+
+
+# --- the schema --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    if not SPEC.exists():
+        pytest.skip(f"PACT v3 OpenAPI schema not found at {SPEC}")
+    return yaml.safe_load(SPEC.read_text())
+
+
+def _pointer(doc: dict[str, Any], ref: str) -> Any:
+    node: Any = doc
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def _escape(part: str) -> str:
+    return part.replace("~", "~0").replace("/", "~1")
+
+
+def check(spec: dict[str, Any], path: str, method: str, status: int, body: Any) -> None:
+    """``body`` against the schema the spec gives for this operation and status, its refs
+    resolved in the spec document itself."""
+    pointer = "#/" + "/".join(_escape(p) for p in ("paths", path, method, "responses",
+                                                    str(status)))  # fmt: skip
+    while "$ref" in (response := _pointer(spec, pointer)):
+        pointer = response["$ref"]
+    pointer += "/content/application~1json/schema"
+    registry = Registry().with_resource(BASE, Resource.from_contents(
+        spec, default_specification=DRAFT202012))  # fmt: skip
+    checker = jsonschema.FormatChecker()
+
+    @checker.checks("date-time", raises=ValueError)
+    def _date_time(value: object) -> bool:
+        if not isinstance(value, str):
+            return True
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is not None
+
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": BASE + pointer}
+    jsonschema.Draft202012Validator(schema, registry=registry,
+                                    format_checker=checker).validate(body)  # fmt: skip
+
+
+# --- the server ------------------------------------------------------------------------------
+
+
+def _period(config: Config, supplier: str, product: str, units: float, kg: float
+            ) -> ProductPeriod:  # fmt: skip
+    s = config.registry.supplier(supplier)
+    assert s is not None
+    site = s.sites[0]
+    p = next(x for x in site.products if x.id == product)
+    pp = ProductPeriod(s, site, p, units=units, indirect_kgco2e=kg, site_kgco2e=kg)
+    pp.dqr_weighted.append((2.0, 1.0, 2.0, kg))
+    return pp
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    clients = "".join(
+        f'[[pact.clients]]\nid = "{cid}"\nsecret_hash = "{hash_secret(secret, 1000)}"\n'
+        f"suppliers = {['bolt-e'] if cid == 'buyer-erp' else ['*']!r}\n"
+        for cid, secret in SECRETS.items()
+    ).replace("'", '"')
+    config = load_config(write_config(tmp_path / "cfg", REGISTRY + OTHER_SUPPLIER,
+                                      f"[pact]\npage_size = 2\n{clients}"), {})  # fmt: skip
+    log = FootprintLog(tmp_path / "pf.jsonl")
+    factors: dict[str, Any] = {}
+    month = Month(2025, 10)
+    contents = []
+    for supplier, product, units, kg in (("bolt-e", "m8-bolt", 1000, 150.0),
+                                         ("bolt-e", "m16-bolt", 500, 300.0),
+                                         ("nut-f", "m8-nut", 20000, 80.0)):  # fmt: skip
+        doc = footprint_content(_period(config, supplier, product, units, kg), month, month,
+                                factors)  # fmt: skip
+        contents.append((supplier, product, f"{supplier}/{product}/{month}", doc))
+    log.publish(contents, datetime(2025, 11, 3, tzinfo=UTC))
+    clock = [time.time()]
+    tokens = Tokens(b"k" * 32, 3600, clock=lambda: clock[0])
+    app = create_app(config.pact, log, tmp_path / "events.jsonl", tokens)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    yield {"url": f"http://127.0.0.1:{port}", "log": log, "clock": clock, "config": config,
+           "events": tmp_path / "events.jsonl", "contents": contents}  # fmt: skip
+    server.should_exit = True
+    thread.join(10)
+
+
+def call(url: str, method: str = "GET", headers: dict[str, str] | None = None,
+         body: bytes | None = None) -> tuple[int, dict[str, str], Any]:  # fmt: skip
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            status, head, raw = r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as exc:
+        status, head, raw = exc.code, dict(exc.headers), exc.read()
+    return status, {k.lower(): v for k, v in head.items()}, json.loads(raw) if raw else None
+
+
+def token_for(h: dict[str, Any], client: str = "buyer-erp") -> str:
+    basic = base64.b64encode(f"{client}:{SECRETS[client]}".encode()).decode()
+    status, _, body = call(
+        h["url"] + "/auth/token",
+        "POST",
+        {"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
+        b"grant_type=client_credentials",
+    )
+    assert status == 200, body
+    return body["access_token"]
+
+
+def get(h: dict[str, Any], path: str, token: str | None) -> tuple[int, dict[str, str], Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return call(h["url"] + path, headers=headers)
+
+
+# --- tests ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_authenticate(host: dict[str, Any]) -> None:
+    url = host["url"] + "/auth/token"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    status, headers, body = call(url, "POST", {**form, "Authorization": "Basic " +
+                                 base64.b64encode(b"buyer-erp:buyer-erp-secret-0123456789")
+                                 .decode()}, b"grant_type=client_credentials")  # fmt: skip
+    assert status == 200 and body["token_type"] == "Bearer" and body["expires_in"] == 3600
+    assert headers["cache-control"] == "no-store"
+    wrong = "Basic " + base64.b64encode(b"buyer-erp:guess").decode()
+    status, headers, body = call(url, "POST", {**form, "Authorization": wrong},
+                                 b"grant_type=client_credentials")  # fmt: skip
+    assert (status, body["error"]) == (401, "invalid_client")
+    assert "www-authenticate" in headers
+    status, _, body = call(url, "POST", form, b"grant_type=client_credentials&client_id="
+                           b"carmaker&client_secret=carmaker-secret-0123456789")  # fmt: skip
+    assert status == 200  # credentials in the body (RFC 6749 §2.3.1)
+    status, _, body = call(
+        url,
+        "POST",
+        {
+            **form,
+            "Authorization": "Basic "
+            + base64.b64encode(b"carmaker:carmaker-secret-0123456789").decode(),
+        },
+        b"grant_type=password",
+    )
+    assert (status, body["error"]) == (400, "unsupported_grant_type")
+    status, _, body = call(url, "POST", {"Content-Type": "application/json"}, b"{}")
+    assert (status, body["error"]) == (400, "invalid_request")
+    status, _, body = call(host["url"] + "/.well-known/openid-configuration")
+    assert body["token_endpoint"] == url
+
+
+@pytest.mark.integration
+def test_tokens_refused_with_the_spec_errors(host: dict[str, Any], spec: dict[str, Any]) -> None:
+    for token in (None, "very-invalid-access-token-x", token_for(host)[:-2] + "AA"):
+        status, _, body = get(host, "/3/footprints", token)
+        assert (status, body["code"]) == (400, "BadRequest")
+        check(spec, "/3/footprints", "get", 400, body)
+    token = token_for(host)
+    host["clock"][0] += 3601  # an hour later
+    status, headers, body = get(host, "/3/footprints", token)
+    assert (status, body["code"]) == (401, "TokenExpired")
+    assert "invalid_token" in headers["www-authenticate"]
+    check(spec, "/3/footprints", "get", 401, body)
+    pf_id = host["contents"] and host["log"].footprints()[0][0]["id"]
+    status, _, body = get(host, f"/3/footprints/{pf_id}", token)
+    assert status == 401
+    check(spec, "/3/footprints/{id}", "get", 401, body)
+
+
+@pytest.mark.integration
+def test_each_client_sees_its_own(host: dict[str, Any], spec: dict[str, Any]) -> None:
+    buyer, carmaker = token_for(host), token_for(host, "carmaker")
+    everything = []
+    url: str | None = host["url"] + "/3/footprints"
+    while url:  # page_size 2: follow the links
+        status, headers, body = call(url, headers={"Authorization": f"Bearer {carmaker}"})
+        assert status == 200
+        check(spec, "/3/footprints", "get", 200, body)
+        everything += body["data"]
+        link = headers.get("link")
+        url = link[1 : link.index(">")] if link else None
+    assert len(everything) == 3
+    status, _, body = get(host, "/3/footprints", buyer)
+    assert {pf["productNameCompany"] for pf in body["data"]} == {
+        "Hex bolt M8x30",
+        "Hex bolt M16x60",
+    }
+    nut = next(pf for pf in everything if pf["productNameCompany"] == "Hex nut M8")
+    status, _, body = get(host, f"/3/footprints/{nut['id']}", buyer)
+    assert (status, body["code"]) == (403, "AccessDenied")
+    check(spec, "/3/footprints/{id}", "get", 403, body)
+    status, _, body = get(host, f"/3/footprints/{nut['id']}", carmaker)
+    assert status == 200 and body["data"] == nut
+    check(spec, "/3/footprints/{id}", "get", 200, body)
+    for missing in ("079e425a-464f-528d-341d-4a944a1dfd70", "random-string-as-id-x"):
+        status, _, body = get(host, f"/3/footprints/{missing}", carmaker)
+        assert (status, body["code"]) == (404, "NotFound")
+        check(spec, "/3/footprints/{id}", "get", 404, body)
+
+
+@pytest.mark.integration
+def test_pagination_links(host: dict[str, Any]) -> None:
+    token = token_for(host, "carmaker")
+    status, headers, body = get(host, "/3/footprints?limit=1&geography=TW", token)
+    assert status == 200 and len(body["data"]) == 1
+    link = headers["link"]
+    target = link[1 : link.index(">")]
+    assert link.endswith('rel="next"')
+    parts = urlsplit(target)
+    assert parts.scheme == "http" and parts.netloc == urlsplit(host["url"]).netloc  # absolute
+    assert "geography=TW" in parts.query and "limit=1" in parts.query
+    seen = [body["data"][0]["id"]]
+    for _ in range(2):  # the link can be called more than once
+        status, _, again = call(target, headers={"Authorization": f"Bearer {token}"})
+        assert status == 200 and len(again["data"]) == 1
+    seen.append(again["data"][0]["id"])
+    status, headers3, last = get(host, "/3/footprints?limit=1&offset=2", token)
+    seen.append(last["data"][0]["id"])
+    assert "link" not in headers3 and len(set(seen)) == 3
+
+
+@pytest.mark.integration
+def test_filters(host: dict[str, Any], spec: dict[str, Any]) -> None:
+    token = token_for(host, "carmaker")
+
+    def ids(query: str) -> set[str]:
+        status, _, body = get(host, "/3/footprints?limit=10&" + query, token)
+        assert status == 200, body
+        check(spec, "/3/footprints", "get", 200, body)
+        return {pf["productNameCompany"] for pf in body["data"]}
+
+    bolt = "urn:pact:bolt-e.example:supplier-id:M8x30%208.8"
+    assert ids(f"productId={quote(bolt.upper(), safe='')}") == {"Hex bolt M8x30"}
+    assert ids(f"productId={quote(bolt)}&productid=urn:pact:nut-f.example:supplier-id:N-M8") == {
+        "Hex bolt M8x30",
+        "Hex nut M8",
+    }
+    assert ids("classification=urn:pact:taxation-customs.ec.europa.eu:cn:731816") == {"Hex nut M8"}
+    assert ids("companyId=urn:pact:nut-f.example:company-id:87654321") == {"Hex nut M8"}
+    assert ids("geography=tw&status=active") == {"Hex bolt M8x30", "Hex bolt M16x60", "Hex nut M8"}
+    assert ids("geography=DE") == set()
+    # Valid from the end of the reference period (31 Oct 2025 16:00Z) for three years.
+    assert len(ids("validOn=2026-06-01T00:00:00Z")) == 3
+    assert ids("validOn=2025-10-01T00:00:00Z") == set()
+    assert len(ids("validAfter=2025-10-30T00:00:00Z")) == 3
+    assert ids("validAfter=2025-11-01T00:00:00Z") == set()
+    assert len(ids("validBefore=2028-11-01T00:00:00Z")) == 3
+    assert ids("$status=Deprecated") == set()
+    for bad in ("limit=0", "limit=x", "status=Gone", "validOn=yesterday", "colour=red"):
+        status, _, body = get(host, "/3/footprints?" + bad, token)
+        assert (status, body["code"]) == (400, "BadRequest"), bad
+        check(spec, "/3/footprints", "get", 400, body)
+
+
+@pytest.mark.integration
+def test_restated_footprint_deprecates_the_old(host: dict[str, Any]) -> None:
+    token = token_for(host, "carmaker")
+    config = host["config"]
+    supplier, product, key, _ = host["contents"][2]
+    doc = footprint_content(_period(config, "nut-f", "m8-nut", 20000, 90.0), Month(2025, 10),
+                            Month(2025, 10), {})  # fmt: skip
+    published = host["log"].publish([(supplier, product, key, doc)])
+    new = published.created[0]
+    status, _, body = get(host, "/3/footprints?status=Deprecated", token)
+    assert [pf["id"] for pf in body["data"]] == new["precedingPfIds"]
+    status, _, body = get(host, f"/3/footprints/{new['precedingPfIds'][0]}", token)
+    assert status == 200 and body["data"]["status"] == "Deprecated"
+
+
+@pytest.mark.integration
+def test_events(host: dict[str, Any]) -> None:
+    token = token_for(host, "carmaker")
+    headers = {"Authorization": f"Bearer {token}",
+               "Content-Type": "application/cloudevents+json; charset=UTF-8"}  # fmt: skip
+    request = {"specversion": "1.0", "id": "run-1", "source": "https://webhook.example.com",
+               "time": "2025-11-05T10:30:00Z",
+               "type": "org.wbcsd.pact.ProductFootprint.RequestCreatedEvent.3",
+               "data": {"productId": ["urn:pact:nut-f.example:supplier-id:N-M8"]}}  # fmt: skip
+    status, _, body = call(host["url"] + "/3/events", "POST", headers,
+                           json.dumps(request).encode())  # fmt: skip
+    assert status == 200 and body is None
+    published = {**request, "id": "run-2", "data": {"pfIds": [
+        "079e425a-464f-528d-341d-4a944a1dfd70"]},
+        "type": "org.wbcsd.pact.ProductFootprint.PublishedEvent.3"}  # fmt: skip
+    assert (
+        call(host["url"] + "/3/events", "POST", headers, json.dumps(published).encode())[0] == 200
+    )
+    recorded = [json.loads(line) for line in host["events"].read_text().splitlines()]
+    assert [r["event"]["id"] for r in recorded] == ["run-1", "run-2"]
+    assert recorded[0]["client"] == "carmaker"
+    for broken in ({**request, "type": "org.example.Other"}, {**request, "data": "x"},
+                   {k: v for k, v in request.items() if k != "time"}, [1, 2]):  # fmt: skip
+        status, _, body = call(host["url"] + "/3/events", "POST", headers,
+                               json.dumps(broken).encode())  # fmt: skip
+        assert (status, body["code"]) == (400, "BadRequest")
+    status, _, body = call(host["url"] + "/3/events", "POST", headers, b"{not json")
+    assert status == 400
+    status, _, body = call(host["url"] + "/3/events", "POST",
+                           {**headers, "Authorization": "Bearer nope"},
+                           json.dumps(request).encode())  # fmt: skip
+    assert (status, body["code"]) == (400, "BadRequest")
+
+
+@given(st.lists(st.tuples(
+    st.sampled_from(["productId", "productid", "$status", "status", "limit", "offset", "validOn",
+                     "validAfter", "geography", "x-acme-invoice", "other", ""]),
+    st.text(max_size=30)), max_size=6))  # fmt: skip
+def test_query_parser_decides_every_input(pairs: list[tuple[str, str]]) -> None:
+    """Outside input: every query either parses or is refused with a reason, never crashes."""
+    try:
+        q = parse_query(pairs)
+    except BadRequest as exc:
+        assert str(exc)
+        return
+    assert q.offset >= 0 and (q.limit is None or q.limit >= 1)
+    assert q.status in (None, "Active", "Deprecated")
