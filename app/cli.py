@@ -377,12 +377,16 @@ def cmd_pact(config: Config, args: argparse.Namespace) -> int:
             published, skipped = publish_period(config, store, factors(config), first, last,
                                                 progress=bar)  # fmt: skip
         for pf in published.created:
-            say(f"published {pf['id']}  {pf['productNameCompany']}: "
+            say(
+                f"published {pf['id']}  {pf['productNameCompany']}: "
                 f"{pf['pcf']['pcfExcludingBiogenicUptake']} kgCO2e per "
                 f"{pf['pcf']['declaredUnitOfMeasurement']}"
-                + (f" (restates {pf['precedingPfIds'][0]})" if "precedingPfIds" in pf else ""))
-        say(f"{len(published.created)} new, {len(published.deprecated)} deprecated, "
-            f"{published.unchanged} unchanged → {config.resolve(config.pact.footprints_file)}")
+                + (f" (restates {pf['precedingPfIds'][0]})" if "precedingPfIds" in pf else "")
+            )
+        say(
+            f"{len(published.created)} new, {len(published.deprecated)} deprecated, "
+            f"{published.unchanged} unchanged → {config.resolve(config.pact.footprints_file)}"
+        )
         for reason in skipped:
             log.warning("skipped: %s", reason)
         return 0
@@ -411,13 +415,22 @@ def _serve_pact(config: Config, args: argparse.Namespace) -> int:
                            "tls_keyfile (or a loopback address behind a TLS proxy)"])  # fmt: skip
     if not s.clients:
         log.warning("pact: no [[pact.clients]]: every request will be refused")
-    app = create_app(s, FootprintLog(config.resolve(s.footprints_file)),
-                     config.resolve(s.events_file), Tokens(token_key(), s.token_lifetime_s))
-    say(f"PACT v3 host on {'https' if tls else 'http'}://{host}:{port} "
-        f"({len(s.clients)} clients)")
-    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=True,
-                ssl_certfile=str(config.resolve(s.tls_certfile)) if tls else None,
-                ssl_keyfile=str(config.resolve(s.tls_keyfile)) if tls else None)  # type: ignore[arg-type]
+    app = create_app(
+        s,
+        FootprintLog(config.resolve(s.footprints_file)),
+        config.resolve(s.events_file),
+        Tokens(token_key(), s.token_lifetime_s),
+    )
+    say(f"PACT v3 host on {'https' if tls else 'http'}://{host}:{port} ({len(s.clients)} clients)")
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        proxy_headers=True,
+        ssl_certfile=str(config.resolve(s.tls_certfile)) if tls else None,
+        ssl_keyfile=str(config.resolve(s.tls_keyfile)) if tls else None,
+    )  # type: ignore[arg-type]
     return 0
 
 
@@ -629,9 +642,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("pact", help="product footprints: publish them, serve the PACT v3 API")
-    p.add_argument("action", choices=("publish", "serve", "hash-secret"),
-                   help="publish: compute and publish footprints for --month [--to]; serve: "
-                   "the PACT v3 host API; hash-secret: a client secret (stdin) → secret_hash")
+    p.add_argument(
+        "action",
+        choices=("publish", "serve", "hash-secret"),
+        help="publish: compute and publish footprints for --month [--to]; serve: "
+        "the PACT v3 host API; hash-secret: a client secret (stdin) → secret_hash",
+    )
     p.add_argument("--month", help="first month of the reference period, YYYY-MM (publish)")
     p.add_argument("--to", help="last month of the reference period (default: --month)")
     p.add_argument("--host", help="address to serve on (default: [pact] host)")

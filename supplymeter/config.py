@@ -407,7 +407,8 @@ class PactClient(_Model):
 
     def may_see(self, supplier: str, product: str) -> bool:
         return ("*" in self.suppliers or supplier in self.suppliers) and (
-            not self.products or product in self.products)
+            not self.products or product in self.products
+        )
 
 
 class PactSettings(_Model):

@@ -195,12 +195,16 @@ def test_shares_by_machine_hours_and_units(tmp_path: Path) -> None:
     ("change", "message"),
     [
         (('counter = "main"', 'counter = "header"'), "one counter per product"),
-        (('line = "heading", counter = "main"', 'line = "pressing", counter = "main"'),
-         "no line 'pressing'"),
+        (
+            ('line = "heading", counter = "main"', 'line = "pressing", counter = "main"'),
+            "no line 'pressing'",
+        ),
         (('meters = ["header"]', 'meters = ["nope"]'), "no meter 'nope'"),
         (("overhead_share = 0.2", "overhead_share = 0.8"), "add up to 1.1"),
-        (('cn_code = "731815", mass_kg = 0.05', 'cn_code = "73.18", mass_kg = 0.05'),
-         "not a CN code"),
+        (
+            ('cn_code = "731815", mass_kg = 0.05', 'cn_code = "73.18", mass_kg = 0.05'),
+            "not a CN code",
+        ),
         (('domain = "bolt-e.example"\n', ""), "needs domain and company_ids"),
     ],
 )
