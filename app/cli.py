@@ -395,6 +395,32 @@ def cmd_pact(config: Config, args: argparse.Namespace) -> int:
     raise AssertionError(args.action)
 
 
+def cmd_cbam(config: Config, args: argparse.Namespace) -> int:
+    from processing.cbam import installations, write_workbook
+    from processing.scope3 import Month
+
+    first = Month.parse(args.month)
+    last = Month.parse(args.to) if args.to else first
+    year = args.year or last.year + 1
+    with open_store(config) as store, Progress("cbam", "months") as bar:
+        found = installations(config, store, factors(config), first, last, progress=bar)
+    if not found:
+        say("no installation has products with a CN code: nothing to report")
+        return 0
+    out = args.out or config.resolve(config.pact.cbam_dir) / f"cbam-{first}-{last}.xlsx"
+    write_workbook(out, found, year)
+    for inst in found:
+        for g in inst.goods:
+            see = "n/a (nothing counted)" if g.see_direct is None else f"{g.see_direct:.3f}"
+            d = f"{g.default.for_year(year):.3f}" if g.default else "none tabulated"
+            say(
+                f"{inst.supplier.id}/{inst.site.id} CN {g.cn_code}: {g.tonnes:,.1f} t, "
+                f"SEE direct {see} tCO2e/t (default {year}: {d})"
+            )
+    say(f"wrote {out}")
+    return 0
+
+
 def _serve_pact(config: Config, args: argparse.Namespace) -> int:
     import ipaddress
 
@@ -653,6 +679,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to serve on (default: [pact] host)")
     p.add_argument("--port", type=int, help="port (default: [pact] port)")
     p.set_defaults(func=cmd_pact)
+
+    p = sub.add_parser("cbam", help="CBAM specific embedded emissions per CN code (XLSX)")
+    p.add_argument("--month", required=True, help="first month of the reporting period")
+    p.add_argument("--to", help="last month (default: --month)")
+    p.add_argument("--year", type=int, help="import year of the defaults compared "
+                   "(default: the year after the period)")  # fmt: skip
+    p.add_argument("--out", type=Path, help="workbook path (default: [pact] cbam_dir)")
+    p.set_defaults(func=cmd_cbam)
 
     p = sub.add_parser("demo", help="stack → simulate a month → collect → process → export")
     p.add_argument("--month", help="YYYY-MM (default: last complete month in Asia/Taipei)")

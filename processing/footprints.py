@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from processing.emissions import EmissionFactor, FactorLibrary
 from processing.export import Inputs, compute_month
 from processing.products import HOURS_PER_YEAR, ProductPeriod, add_month
-from processing.scope3 import Month
+from processing.scope3 import MeterMonth, Month
 from supplymeter.config import Config
 from supplymeter.errors import SupplymeterError
 from supplymeter.store import Store
@@ -65,8 +65,10 @@ def months_between(first: Month, last: Month) -> list[Month]:
 def product_periods(
     config: Config, store: Store, library: FactorLibrary, months: list[Month],
     progress: Callable[[int, int, str], None] | None = None,
+    meters_out: dict[tuple[str, str], list[MeterMonth]] | None = None,
 ) -> list[ProductPeriod]:  # fmt: skip
-    """Every product's period over ``months`` (site-local calendar months)."""
+    """Every product's period over ``months`` (site-local calendar months); ``meters_out``
+    collects the meter-months of each (supplier, site) with products."""
     by_id = {f.id: f for f in library.factors}
     periods: dict[tuple[str, str], dict[str, ProductPeriod]] = {}
     inputs = Inputs.load(config)
@@ -85,6 +87,8 @@ def product_periods(
                     for m in figures.meters
                     if m.ref.supplier.id == supplier.id and m.ref.site.id == site.id
                 ]
+                if meters_out is not None:
+                    meters_out.setdefault((supplier.id, site.id), []).extend(meters)
                 sm = next(s for s in figures.sites
                           if s.supplier == supplier.id and s.site == site.id)  # fmt: skip
                 metered = sm.metered_kgco2e or 0.0
