@@ -139,5 +139,5 @@ def test_a_mistyped_default_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "d.csv"
     bad.write_text("cn_code,description,default_tco2e_per_t,y2026,y2027,y2028,note\n"
                    "7318,bolts,2.707,2.978,3.294,3.519,\n")  # fmt: skip
-    with pytest.raises(SupplymeterError, match="3.294"):
+    with pytest.raises(SupplymeterError, match=r"3\.294"):
         load_defaults(bad)
