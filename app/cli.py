@@ -401,7 +401,7 @@ def cmd_cbam(config: Config, args: argparse.Namespace) -> int:
 
     first = Month.parse(args.month)
     last = Month.parse(args.to) if args.to else first
-    year = args.year or last.year + 1
+    year = args.year or last.year
     with open_store(config) as store, Progress("cbam", "months") as bar:
         found = installations(config, store, factors(config), first, last, progress=bar)
     if not found:
@@ -684,7 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--month", required=True, help="first month of the reporting period")
     p.add_argument("--to", help="last month (default: --month)")
     p.add_argument("--year", type=int, help="import year of the defaults compared "
-                   "(default: the year after the period)")  # fmt: skip
+                   "(default: the year of the period)")  # fmt: skip
     p.add_argument("--out", type=Path, help="workbook path (default: [pact] cbam_dir)")
     p.set_defaults(func=cmd_cbam)
 

@@ -21,7 +21,9 @@ from supplymeter.records import datetime_to_ns
 if TYPE_CHECKING:
     from collector.service import Collector
     from deploy.stack import LocalStack
+    from processing.emissions import FactorLibrary
     from processing.export import ExportResult
+    from processing.scope3 import Month
     from simulators.run import SimulationResult
     from supplymeter.store import Store
 
@@ -77,6 +79,46 @@ def _write_kept_config(config: Config, stack: LocalStack, out: Path) -> Path:
         f"influxdb_rpc_port = {stack.influxdb.rpc_port}\n"
     )
     return path
+
+
+def _products(config: Config, store: Store, library: FactorLibrary, month: Month,
+              out: Path) -> None:  # fmt: skip
+    """Footprints per product (PACT v3, published to a log under ``out``) and the CBAM
+    workbook of the month."""
+    import dataclasses
+
+    from processing.cbam import installations, write_workbook
+    from processing.footprints import publish_period
+
+    pact = config.pact.model_copy(update={"footprints_file": (out / "pact" / "footprints.jsonl")
+                                          .resolve()})  # fmt: skip
+    cfg = dataclasses.replace(config, services=config.services.model_copy(update={"pact": pact}))
+    published, skipped = publish_period(cfg, store, library, month, month)
+    for pf in published.created:
+        c = pf["pcf"]
+        say(
+            f"  footprint {pf['productNameCompany']}: {float(c['pcfExcludingBiogenicUptake']):.3f}"
+            f" kgCO2e per {c['declaredUnitOfMeasurement']} cradle-to-gate "
+            f"(primary data {c.get('primaryDataShare', '?')} %)"
+        )
+    for reason in skipped:
+        say(f"  no footprint: {reason}")
+    say(
+        f"  {len(published.created)} PACT v3 footprints: {pact.footprints_file} "
+        "(serve them: supplymeter pact serve)"
+    )
+    found = installations(cfg, store, library, month, month)
+    path = write_workbook(out / "cbam" / f"cbam-{month}.xlsx", found, month.year)
+    for inst in found:
+        for g in inst.goods:
+            if g.see_direct is None:
+                continue
+            d = f"{g.default.for_year(month.year):.3f}" if g.default else "none tabulated"
+            say(
+                f"  CBAM {inst.supplier.id} CN {g.cn_code}: {g.see_direct:.3f} tCO2e/t direct "
+                f"incl. precursors (default {month.year}: {d})"
+            )
+    say(f"  CBAM workbook: {path}")
 
 
 def cmd_demo(config: Config, args: argparse.Namespace) -> int:
@@ -152,6 +194,7 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
             panels = render_all(cfg, store, start_ns, end_ns, out / "dashboards")
             say(f"  rendered {len(panels)} dashboard panels into {out / 'dashboards'}")
             example = [p for p in panels if "pv-generation" in p.name]
+            _products(cfg, store, library, month, out)
     finally:
         if started_stack and not args.keep_stack:
             stack.down()
