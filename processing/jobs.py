@@ -542,7 +542,8 @@ class Jobs:
         if month is not None or (self._export_day_reached() and first_time):
             reasons = self.state.pending.pop(str(target), [])
             result = export_month(self.config, self.store, target, out, self.library, reasons)
-            done.append(f"{target} v{result.version}{'' if result.written else ' (unchanged)'}")
+            done.append(f"{target} v{result.version}{'' if result.written else ' (unchanged)'}"
+                        + self._footprints(target))  # fmt: skip
             if month is None:
                 self.state.last_export_month = str(target)
         for month_dir in sorted(out.glob("[0-9][0-9][0-9][0-9]-[0-9][0-9]")):
@@ -559,10 +560,24 @@ class Jobs:
             done.append(
                 f"{month_dir.name} "
                 + (f"restated as v{again.version}" if again.written else "unchanged")
+                + self._footprints(Month.parse(month_dir.name))
             )
         self.state.last_success_ns["export"] = self.clock()
         self.state.save()
         return "; ".join(done) or "nothing due"
+
+    def _footprints(self, month: Month) -> str:
+        """Publish the month's product footprints when the registry has products: a new
+        footprint (deprecating the old) only where the content changed."""
+        if not any(site.products for s in self.config.registry.suppliers for site in s.sites):
+            return ""
+        from processing.footprints import publish_period
+
+        published, skipped = publish_period(self.config, self.store, self.library, month, month)
+        for reason in skipped:
+            log.warning("footprints %s: %s", month, reason)
+        return (f", footprints {len(published.created)} new, {len(published.deprecated)} "
+                "deprecated")  # fmt: skip
 
     def _export_day_reached(self) -> bool:
         local = ns_to_datetime(self.clock()).astimezone(ZoneInfo(self.config.jobs.timezone))

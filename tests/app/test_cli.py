@@ -226,7 +226,7 @@ def test_the_readme_lists_every_command_and_every_listed_command_exists() -> Non
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     commands = {name for name, p in sub.choices.items() if name != "scheduler"}  # an alias
     assert listed == commands
-    for name in ("stack", "dashboards", "run-job", "deploy"):
+    for name in ("stack", "dashboards", "run-job", "deploy", "pact"):
         choices = next(a.choices for a in sub.choices[name]._actions if a.choices)
         lines = [line for line in block.splitlines() if f"supplymeter {name} " in line]
         shown = set(re.findall(r"[\w-]+", " ".join(line.split(f"supplymeter {name} ", 1)[1]
@@ -269,3 +269,26 @@ def test_commands_refuse_nonsense_and_say_what_they_did(
     # No Grafana token: the dashboards job says so at once (no retries, no traceback).
     assert main(["--config", path, "run-job", "dashboards"]) == 0
     assert "dashboards: no dashboards push configured" in capsys.readouterr().out
+
+
+def test_pact_hash_secret_and_the_https_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from app.pact import verify_secret
+    from tests.conftest import SMALL_REGISTRY, write_config
+
+    path = write_config(tmp_path / "cfg", SMALL_REGISTRY)
+    monkeypatch.setattr("sys.stdin", io.StringIO("a-long-random-client-secret\n"))
+    assert main(["--config", str(path), "pact", "hash-secret"]) == 0
+    stored = capsys.readouterr().out.strip()
+    assert verify_secret("a-long-random-client-secret", stored)
+    assert not verify_secret("a-long-random-client-secreT", stored)
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["--config", str(path), "pact", "hash-secret"]) == 2
+    # PACT requires HTTPS: no plain HTTP beyond loopback.
+    assert main(["--config", str(path), "pact", "serve", "--host", "0.0.0.0"]) == 2
+    assert "requires HTTPS" in capsys.readouterr().err
+    assert main(["--config", str(path), "pact", "publish"]) == 2
+    assert "--month" in capsys.readouterr().err
