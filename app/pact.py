@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
@@ -36,20 +37,25 @@ import logging
 import os
 import re
 import secrets
+import threading
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from processing.footprints import FootprintLog
-from supplymeter.config import PactClient, PactSettings
+from supplymeter.config import PactCallback, PactClient, PactSettings
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +233,23 @@ def parse_query(pairs: list[tuple[str, str]]) -> Query:
     )  # fmt: skip
 
 
+def request_criteria(data: dict[str, Any]) -> Query:
+    """A RequestCreatedEvent's criteria (the ListFootprints filters, each a value or a list;
+    ``pf.productIds`` as the PACT conformance service sends them) → :class:`Query`."""
+    pairs: list[tuple[str, str]] = []
+    pf = data.get("pf")
+    if isinstance(pf, dict) and isinstance(pf.get("productIds"), list):
+        pairs += [("productId", str(v)) for v in pf["productIds"]]
+    for key, value in data.items():
+        if key in ("pf", "comment") or key.lower() in ("limit", "offset"):
+            continue
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str) for v in values):
+            raise BadRequest(f"data.{key}: criteria are strings or lists of strings")
+        pairs += [(key, v) for v in values]
+    return parse_query(pairs)
+
+
 def _validity(pf: dict[str, Any]) -> tuple[datetime, datetime]:
     """The validity period: as given, else [referencePeriodEnd, + 3 years) (PACT v3
     §Validity Period)."""
@@ -261,6 +284,98 @@ def matches(pf: dict[str, Any], q: Query) -> bool:
     return q.valid_before is None or end < q.valid_before
 
 
+# --- answering asynchronous requests --------------------------------------------------------------
+
+
+class Responder:
+    """Answers a client's RequestCreatedEvent in the background: a RequestFulfilledEvent with
+    the footprints that match (of those it may see), else a RequestRejectedEvent, POSTed to
+    the client's configured Events endpoint with a token from its token endpoint, retried
+    with exponential backoff (PACT v3 §Action Events). Each outcome is recorded in the events
+    file. Retries live in this process: a restart abandons the ones still waiting (recorded
+    as received, never as answered)."""
+
+    def __init__(self, record: Callable[[dict[str, Any]], None],
+                 environ: Any = os.environ, base_delay_s: float = 2.0) -> None:  # fmt: skip
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="pact-respond")
+        self._record = record
+        self._environ = environ
+        self._delay = base_delay_s
+        self._stop = threading.Event()
+
+    def submit(self, client: PactClient, event: dict[str, Any], found: list[dict[str, Any]],
+               source: str) -> None:  # fmt: skip
+        self._pool.submit(self._answer, client, event, found, source)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def response(self, event: dict[str, Any], found: list[dict[str, Any]],
+                 source: str) -> dict[str, Any]:  # fmt: skip
+        kind = "RequestFulfilledEvent" if found else "RequestRejectedEvent"
+        data: dict[str, Any] = {"requestEventId": event["id"]}
+        if found:
+            data["pfs"] = found
+        else:
+            data["error"] = {
+                "code": "NotFound",
+                "message": "No footprint matches the request's criteria.",
+            }
+        return {
+            "type": f"org.wbcsd.pact.ProductFootprint.{kind}.3",
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": source,
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "data": data,
+        }
+
+    def _answer(self, client: PactClient, event: dict[str, Any], found: list[dict[str, Any]],
+                source: str) -> None:  # fmt: skip
+        cb = client.callback
+        assert cb is not None
+        answer = self.response(event, found, source)
+        kind = answer["type"].split(".")[-2]
+        problem = ""
+        for attempt in range(cb.attempts):
+            if attempt and self._stop.wait(min(self._delay * 2 ** (attempt - 1), 600)):
+                break
+            try:
+                token = self._token(cb)
+                request = urllib.request.Request(
+                    cb.events_url, data=json.dumps(answer).encode(), method="POST",
+                    headers={"Content-Type": "application/cloudevents+json; charset=UTF-8",
+                             "Authorization": f"Bearer {token}"})  # fmt: skip
+                with urllib.request.urlopen(request, timeout=30) as r:
+                    r.read()
+                self._record({"answered": kind, "client": client.id, "request": event["id"],
+                              "event": answer["id"], "footprints": len(found),
+                              "attempts": attempt + 1})  # fmt: skip
+                return
+            except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+                problem = str(exc)[:300]
+                log.warning("PACT API: answering %s of %s, attempt %d: %s", event["id"],
+                            client.id, attempt + 1, problem)  # fmt: skip
+        self._record({"abandoned": kind, "client": client.id, "request": event["id"],
+                      "reason": problem or "stopped"})  # fmt: skip
+
+    def _token(self, cb: PactCallback) -> str:
+        secret = self._environ.get(cb.secret_env)
+        if not secret:
+            raise ValueError(f"{cb.secret_env} is not set: no secret for {cb.client_id}")
+        parts = urlsplit(cb.events_url)
+        url = cb.auth_url or f"{parts.scheme}://{parts.netloc}/auth/token"
+        basic = base64.b64encode(f"{quote(cb.client_id, safe='')}:{quote(secret, safe='')}"
+                                 .encode()).decode()  # fmt: skip
+        request = urllib.request.Request(url, data=b"grant_type=client_credentials",
+                                         method="POST", headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": f"Basic {basic}", "Accept": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return str(json.loads(r.read())["access_token"])
+
+
 # --- the application -----------------------------------------------------------------------------
 
 
@@ -277,12 +392,34 @@ def oauth_error(status: int, code: str, description: str) -> JSONResponse:
 
 
 def create_app(
-    settings: PactSettings, footprints: FootprintLog, events_file: Path, tokens: Tokens
+    settings: PactSettings,
+    footprints: FootprintLog,
+    events_file: Path,
+    tokens: Tokens,
+    responder_factory: Callable[[Callable[[dict[str, Any]], None]], Responder] | None = None,
 ) -> FastAPI:
     """The host system over a footprint log."""
-    app = FastAPI(title="supplymeter PACT v3 host", docs_url=None, redoc_url=None,
-                  openapi_url=None)  # fmt: skip
     clients = {c.id: c for c in settings.clients}
+    lock = threading.Lock()
+
+    def record(entry: dict[str, Any]) -> None:
+        line = json.dumps({"at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **entry},
+                          ensure_ascii=False)  # fmt: skip
+        with lock:
+            events_file.parent.mkdir(parents=True, exist_ok=True)
+            with events_file.open("a", encoding="utf-8") as f:
+                f.write(line + "\n")
+
+    responder = responder_factory(record) if responder_factory else Responder(record)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        responder.close()
+
+    app = FastAPI(title="supplymeter PACT v3 host", docs_url=None, redoc_url=None,
+                  openapi_url=None, lifespan=lifespan)  # fmt: skip
+    app.state.responder = responder
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
@@ -419,13 +556,23 @@ def create_app(
         problem = event_problem(event)
         if problem:
             return error(400, "BadRequest", problem)
-        record = {"received": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                  "client": client.id, "event": event}  # fmt: skip
-        events_file.parent.mkdir(parents=True, exist_ok=True)
-        with events_file.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        log.info("PACT API: %s from %s (id %s)", event["type"].rsplit(".", 2)[-2], client.id,
-                 str(event["id"])[:64])  # fmt: skip
+        kind = event["type"].rsplit(".", 2)[-2]
+        found: list[dict[str, Any]] = []
+        if kind == "RequestCreatedEvent":
+            if client.callback is None:
+                return error(400, "NotImplemented", "This host answers asynchronous requests "
+                             "only for clients with a configured callback (Events endpoint); "
+                             "use ListFootprints")  # fmt: skip
+            try:
+                q = request_criteria(event["data"])
+            except BadRequest as exc:
+                return error(400, "BadRequest", str(exc))
+            found = [pf for pf in visible(client) if matches(pf, q)]
+        record({"received": kind, "client": client.id, "event": event})
+        log.info("PACT API: %s from %s (id %s)", kind, client.id, str(event["id"])[:64])
+        if kind == "RequestCreatedEvent":
+            source = f"//{request.url.netloc}/3/events"
+            responder.submit(client, event, found, source)
         return Response(status_code=200)
 
     return app

@@ -385,6 +385,20 @@ SECRET_HASH_RE = re.compile(r"^pbkdf2_sha256\$\d{4,8}\$[A-Za-z0-9_-]{16,}\$[A-Za
 ``supplymeter pact hash-secret`` prints it."""
 
 
+class PactCallback(_Model):
+    """Where the host answers a data recipient's asynchronous requests: the recipient's own
+    PACT Events endpoint and the credentials it issued us (PACT v3 §Action Events)."""
+
+    events_url: str = Field(pattern=r"^https?://\S+/3/events$")
+    auth_url: str = Field("", pattern=r"^(https?://\S+)?$")
+    """Its token endpoint (default: ``/auth/token`` at the events URL's host)."""
+    client_id: str = Field(min_length=1)
+    secret_env: str = Field(pattern=r"^[A-Z_][A-Z0-9_]*$")
+    """The environment variable holding the secret it gave us (never in this file)."""
+    attempts: int = Field(8, ge=1, le=30)
+    """Tries per response event, backing off 2 s, 4 s, 8 s … (at most 10 minutes apart)."""
+
+
 class PactClient(_Model):
     """A data recipient of the PACT API (e.g. the buyer's procurement system, a car maker):
     its OAuth2 client credentials and which footprints it may see."""
@@ -397,6 +411,9 @@ class PactClient(_Model):
     """Supplier ids whose footprints it may see; ``["*"]`` for all."""
     products: list[str] = Field(default_factory=list)
     """Product ids it may see (empty: every product of its suppliers)."""
+    callback: PactCallback | None = None
+    """Its Events endpoint, to answer its RequestCreatedEvents (unset: they are recorded,
+    not answered). Only this address is ever called, never an event's ``source``."""
 
     @field_validator("secret_hash")
     @classmethod

@@ -19,18 +19,21 @@ import jsonschema
 import pytest
 import uvicorn
 import yaml
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from hypothesis import given
 from hypothesis import strategies as st
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from app.pact import BadRequest, Tokens, create_app, hash_secret, parse_query
+from app.pact import BadRequest, Responder, Tokens, create_app, hash_secret, parse_query
 from deploy.stack import free_port
 from processing.footprints import FootprintLog, footprint_content
 from processing.products import ProductPeriod
 from processing.scope3 import Month
 from supplymeter.config import Config, load_config
 from tests.conftest import ROOT, write_config
+from tests.helpers import wait_until
 from tests.processing.test_products import REGISTRY
 
 SPEC = ROOT.parent / "shared" / "standards" / "pact-v3" / "openapi.yaml"
@@ -85,7 +88,10 @@ def check(spec: dict[str, Any], path: str, method: str, status: int, body: Any) 
                                                     str(status)))  # fmt: skip
     while "$ref" in (response := _pointer(spec, pointer)):
         pointer = response["$ref"]
-    pointer += "/content/application~1json/schema"
+    validate_at(spec, pointer + "/content/application~1json/schema", body)
+
+
+def validate_at(spec: dict[str, Any], pointer: str, body: Any) -> None:
     registry = Registry().with_resource(BASE, Resource.from_contents(
         spec, default_specification=DRAFT202012))  # fmt: skip
     checker = jsonschema.FormatChecker()
@@ -99,6 +105,44 @@ def check(spec: dict[str, Any], path: str, method: str, status: int, body: Any) 
     schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": BASE + pointer}
     jsonschema.Draft202012Validator(schema, registry=registry,
                                     format_checker=checker).validate(body)  # fmt: skip
+
+
+def _serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.started
+    return server, thread, port
+
+
+def recipient_app(received: list[dict[str, Any]]) -> FastAPI:
+    """A data recipient's host: its token endpoint and Events endpoint; the first event POST
+    fails with 503 (the answer must be retried)."""
+    app = FastAPI()
+    failures = [1]
+
+    @app.post("/auth/token")
+    async def token(request: Request) -> Response:
+        expected = "Basic " + base64.b64encode(b"supplymeter:cb-secret").decode()
+        if request.headers.get("authorization") != expected:
+            return JSONResponse({"error": "invalid_client"}, status_code=401)
+        return JSONResponse({"access_token": "recipient-token", "token_type": "Bearer"})
+
+    @app.post("/3/events")
+    async def events(request: Request) -> Response:
+        if request.headers.get("authorization") != "Bearer recipient-token":
+            return JSONResponse({"code": "BadRequest", "message": "token"}, status_code=400)
+        if failures[0]:
+            failures[0] -= 1
+            return JSONResponse({"code": "InternalError", "message": "busy"}, status_code=503)
+        received.append(json.loads(await request.body()))
+        return Response(status_code=200)
+
+    return app
 
 
 # --- the server ------------------------------------------------------------------------------
@@ -117,9 +161,14 @@ def _period(config: Config, supplier: str, product: str, units: float, kg: float
 
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    received: list[dict[str, Any]] = []
+    r_server, r_thread, r_port = _serve(recipient_app(received))
+    callback = (f'callback = {{ events_url = "http://127.0.0.1:{r_port}/3/events", '
+                'client_id = "supplymeter", secret_env = "PACT_CB_SECRET" }\n')  # fmt: skip
     clients = "".join(
         f'[[pact.clients]]\nid = "{cid}"\nsecret_hash = "{hash_secret(secret, 1000)}"\n'
         f"suppliers = {['bolt-e'] if cid == 'buyer-erp' else ['*']!r}\n"
+        + (callback if cid == "carmaker" else "")
         for cid, secret in SECRETS.items()
     ).replace("'", '"')
     config = load_config(write_config(tmp_path / "cfg", REGISTRY + OTHER_SUPPLIER,
@@ -137,19 +186,21 @@ def host(tmp_path: Path) -> Iterator[dict[str, Any]]:
     log.publish(contents, datetime(2025, 11, 3, tzinfo=UTC))
     clock = [time.time()]
     tokens = Tokens(b"k" * 32, 3600, clock=lambda: clock[0])
-    app = create_app(config.pact, log, tmp_path / "events.jsonl", tokens)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
+    app = create_app(
+        config.pact,
+        log,
+        tmp_path / "events.jsonl",
+        tokens,
+        lambda record: Responder(record, {"PACT_CB_SECRET": "cb-secret"}, 0.05),
+    )
+    server, thread, port = _serve(app)
     yield {"url": f"http://127.0.0.1:{port}", "log": log, "clock": clock, "config": config,
-           "events": tmp_path / "events.jsonl", "contents": contents}  # fmt: skip
+           "events": tmp_path / "events.jsonl", "contents": contents,
+           "received": received}  # fmt: skip
     server.should_exit = True
+    r_server.should_exit = True
     thread.join(10)
+    r_thread.join(10)
 
 
 def call(url: str, method: str = "GET", headers: dict[str, str] | None = None,
@@ -336,28 +387,53 @@ def test_restated_footprint_deprecates_the_old(host: dict[str, Any]) -> None:
 
 
 @pytest.mark.integration
-def test_events(host: dict[str, Any]) -> None:
+def test_events(host: dict[str, Any], spec: dict[str, Any]) -> None:
     token = token_for(host, "carmaker")
     headers = {"Authorization": f"Bearer {token}",
                "Content-Type": "application/cloudevents+json; charset=UTF-8"}  # fmt: skip
+    nut = "urn:pact:nut-f.example:supplier-id:N-M8"
     request = {"specversion": "1.0", "id": "run-1", "source": "https://webhook.example.com",
                "time": "2025-11-05T10:30:00Z",
                "type": "org.wbcsd.pact.ProductFootprint.RequestCreatedEvent.3",
-               "data": {"productId": ["urn:pact:nut-f.example:supplier-id:N-M8"]}}  # fmt: skip
-    status, _, body = call(host["url"] + "/3/events", "POST", headers,
-                           json.dumps(request).encode())  # fmt: skip
-    assert status == 200 and body is None
-    published = {**request, "id": "run-2", "data": {"pfIds": [
+               "data": {"productId": [nut]}}  # fmt: skip
+    conformance = {
+        **request,
+        "id": "run-2",
+        "data": {"pf": {"productIds": [nut]}, "comment": "Please send PCF data."},
+    }
+    unknown = {**request, "id": "run-3", "data": {"productId": "urn:pact:x.example:p:1"}}
+    for event in (request, conformance, unknown):
+        status, _, body = call(host["url"] + "/3/events", "POST", headers,
+                               json.dumps(event).encode())  # fmt: skip
+        assert status == 200 and body is None
+    # Answered in the background, at the client's own Events endpoint (after one 503).
+    assert wait_until(lambda: len(host["received"]) == 3, 20)
+    by_request = {e["data"]["requestEventId"]: e for e in host["received"]}
+    for rid in ("run-1", "run-2"):
+        answer = by_request[rid]
+        assert answer["type"] == "org.wbcsd.pact.ProductFootprint.RequestFulfilledEvent.3"
+        assert [pf["productIds"][0] for pf in answer["data"]["pfs"]] == [nut]
+        for pf in answer["data"]["pfs"]:
+            validate_at(spec, "#/components/schemas/ProductFootprint", pf)
+    rejected = by_request["run-3"]
+    assert rejected["type"].endswith("RequestRejectedEvent.3")
+    validate_at(spec, "#/components/schemas/Error", rejected["data"]["error"])
+    published = {**request, "id": "run-4", "data": {"pfIds": [
         "079e425a-464f-528d-341d-4a944a1dfd70"]},
         "type": "org.wbcsd.pact.ProductFootprint.PublishedEvent.3"}  # fmt: skip
-    assert (
-        call(host["url"] + "/3/events", "POST", headers, json.dumps(published).encode())[0] == 200
-    )
+    assert call(host["url"] + "/3/events", "POST", headers,
+                json.dumps(published).encode())[0] == 200  # fmt: skip
     recorded = [json.loads(line) for line in host["events"].read_text().splitlines()]
-    assert [r["event"]["id"] for r in recorded] == ["run-1", "run-2"]
-    assert recorded[0]["client"] == "carmaker"
+    assert [r["event"]["id"] for r in recorded if "received" in r] == [
+        "run-1",
+        "run-2",
+        "run-3",
+        "run-4",
+    ]
+    assert sorted(r["request"] for r in recorded if "answered" in r) == ["run-1", "run-2", "run-3"]
     for broken in ({**request, "type": "org.example.Other"}, {**request, "data": "x"},
-                   {k: v for k, v in request.items() if k != "time"}, [1, 2]):  # fmt: skip
+                   {k: v for k, v in request.items() if k != "time"}, [1, 2],
+                   {**request, "data": {"validOn": "soon"}}):  # fmt: skip
         status, _, body = call(host["url"] + "/3/events", "POST", headers,
                                json.dumps(broken).encode())  # fmt: skip
         assert (status, body["code"]) == (400, "BadRequest")
@@ -367,6 +443,10 @@ def test_events(host: dict[str, Any]) -> None:
                            {**headers, "Authorization": "Bearer nope"},
                            json.dumps(request).encode())  # fmt: skip
     assert (status, body["code"]) == (400, "BadRequest")
+    # A client without a callback cannot be answered: refused at once, as the spec asks.
+    buyer = {**headers, "Authorization": f"Bearer {token_for(host)}"}
+    status, _, body = call(host["url"] + "/3/events", "POST", buyer, json.dumps(request).encode())
+    assert (status, body["code"]) == (400, "NotImplemented")
 
 
 @given(st.lists(st.tuples(
