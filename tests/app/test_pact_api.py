@@ -26,7 +26,17 @@ from hypothesis import strategies as st
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from app.pact import BadRequest, Responder, Tokens, create_app, hash_secret, parse_query
+from app.pact import (
+    EVENT_TYPES,
+    BadRequest,
+    Responder,
+    Tokens,
+    create_app,
+    event_problem,
+    hash_secret,
+    parse_query,
+    request_criteria,
+)
 from deploy.stack import free_port
 from processing.footprints import FootprintLog, footprint_content
 from processing.products import ProductPeriod
@@ -462,3 +472,28 @@ def test_query_parser_decides_every_input(pairs: list[tuple[str, str]]) -> None:
         return
     assert q.offset >= 0 and (q.limit is None or q.limit >= 1)
     assert q.status in (None, "Active", "Deprecated")
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                               max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+
+
+@given(st.one_of(_json, st.fixed_dictionaries({
+    "type": st.sampled_from([*sorted(EVENT_TYPES), "x"]), "specversion": st.just("1.0"),
+    "id": st.text(max_size=8), "source": st.text(max_size=8),
+    "time": st.sampled_from(["2025-01-01T00:00:00Z", "yesterday", ""]),
+    "data": _json})))  # fmt: skip
+def test_event_checks_decide_every_body(event: object) -> None:
+    """Outside input: any JSON body is either accepted or refused with a reason; the criteria
+    of an accepted request either parse or are refused."""
+    problem = event_problem(event)
+    assert isinstance(problem, str)
+    if not problem and isinstance(event, dict) and event["type"].endswith("CreatedEvent.3"):
+        try:
+            request_criteria(event["data"])
+        except BadRequest as exc:
+            assert str(exc)
