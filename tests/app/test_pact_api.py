@@ -15,16 +15,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import jsonschema
 import pytest
 import uvicorn
-import yaml
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from hypothesis import given
 from hypothesis import strategies as st
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
 from app.pact import (
     EVENT_TYPES,
@@ -42,14 +38,10 @@ from processing.footprints import FootprintLog, footprint_content
 from processing.products import ProductPeriod
 from processing.scope3 import Month
 from supplymeter.config import Config, load_config
-from tests.conftest import ROOT, write_config
+from tests.conftest import write_config
 from tests.helpers import wait_until
+from tests.pact_schema import check, load_spec, validate_at
 from tests.processing.test_products import REGISTRY
-
-SPEC = ROOT.parent / "shared" / "standards" / "pact-v3" / "openapi.yaml"
-if not SPEC.exists():  # a clone outside the team's workspace
-    SPEC = Path("/work/shared/standards/pact-v3/openapi.yaml")
-BASE = "urn:supplymeter:pact-openapi"
 
 OTHER_SUPPLIER = """
 [[suppliers]]
@@ -75,46 +67,10 @@ SECRETS = {"buyer-erp": "buyer-erp-secret-0123456789", "carmaker": "carmaker-sec
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    if not SPEC.exists():
-        pytest.skip(f"PACT v3 OpenAPI schema not found at {SPEC}")
-    return yaml.safe_load(SPEC.read_text())
-
-
-def _pointer(doc: dict[str, Any], ref: str) -> Any:
-    node: Any = doc
-    for part in ref.removeprefix("#/").split("/"):
-        node = node[part.replace("~1", "/").replace("~0", "~")]
-    return node
-
-
-def _escape(part: str) -> str:
-    return part.replace("~", "~0").replace("/", "~1")
-
-
-def check(spec: dict[str, Any], path: str, method: str, status: int, body: Any) -> None:
-    """``body`` against the schema the spec gives for this operation and status, its refs
-    resolved in the spec document itself."""
-    pointer = "#/" + "/".join(_escape(p) for p in ("paths", path, method, "responses",
-                                                    str(status)))  # fmt: skip
-    while "$ref" in (response := _pointer(spec, pointer)):
-        pointer = response["$ref"]
-    validate_at(spec, pointer + "/content/application~1json/schema", body)
-
-
-def validate_at(spec: dict[str, Any], pointer: str, body: Any) -> None:
-    registry = Registry().with_resource(BASE, Resource.from_contents(
-        spec, default_specification=DRAFT202012))  # fmt: skip
-    checker = jsonschema.FormatChecker()
-
-    @checker.checks("date-time", raises=ValueError)
-    def _date_time(value: object) -> bool:
-        if not isinstance(value, str):
-            return True
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).tzinfo is not None
-
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$ref": BASE + pointer}
-    jsonschema.Draft202012Validator(schema, registry=registry,
-                                    format_checker=checker).validate(body)  # fmt: skip
+    loaded = load_spec()
+    if loaded is None:
+        pytest.skip("PACT v3 OpenAPI schema not found beside the project (../shared)")
+    return loaded
 
 
 def _serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:

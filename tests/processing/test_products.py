@@ -24,6 +24,7 @@ from supplymeter.influx import InfluxClient
 from supplymeter.records import Reading, datetime_to_ns
 from supplymeter.store import Store, reading_line
 from tests.conftest import pointed_at, write_config
+from tests.pact_schema import load_spec, validate_at
 
 pytestmark = pytest.mark.integration
 
@@ -150,6 +151,9 @@ def test_restatement_is_a_new_footprint(tmp_path: Path, influx: InfluxClient) ->
     month = Month(2025, 10)
     first, skipped = publish_period(config, store, library, month, month)
     assert len(first.created) == 2 and not skipped
+    spec = load_spec()
+    for pf in first.created if spec is not None else ():  # every mandatory field, valid
+        validate_at(spec, "#/components/schemas/ProductFootprint", pf)
     again, _ = publish_period(config, store, library, month, month)
     assert again.created == [] and again.unchanged == 2
     log = FootprintLog(config.resolve(config.pact.footprints_file))
