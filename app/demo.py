@@ -4,6 +4,7 @@ against the simulator's ground truth."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import time
@@ -82,7 +83,7 @@ def _write_kept_config(config: Config, stack: LocalStack, out: Path) -> Path:
 
 
 def _products(config: Config, store: Store, library: FactorLibrary, month: Month,
-              out: Path) -> None:  # fmt: skip
+              out: Path) -> list[Path]:  # fmt: skip
     """Footprints per product (PACT v3, published to a log under ``out``) and the CBAM
     workbook of the month."""
     import dataclasses
@@ -119,6 +120,10 @@ def _products(config: Config, store: Store, library: FactorLibrary, month: Month
                 f"incl. precursors (default {month.year}: {d})"
             )
     say(f"  CBAM workbook: {path}")
+    sample = out / "pact" / "sample-product-footprint.json"
+    if published.created:
+        sample.write_text(json.dumps(published.created[0], indent=2, ensure_ascii=False) + "\n")
+    return [path, sample]
 
 
 def cmd_demo(config: Config, args: argparse.Namespace) -> int:
@@ -143,6 +148,7 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     # A rerun starts clean: its own stack below, and no versions left from an earlier run
     # (the demo shows a first export, and `make docs` copies it).
     shutil.rmtree(out / str(month), ignore_errors=True)
+    shutil.rmtree(out / "pact", ignore_errors=True)
     # Its own stack on free ports by default: the demo runs beside any other local stack or
     # collector (another checkout, another user) and never shares their ports or client id.
     own = LocalStack.on_free_ports(out / "stack")
@@ -194,7 +200,7 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
             panels = render_all(cfg, store, start_ns, end_ns, out / "dashboards")
             say(f"  rendered {len(panels)} dashboard panels into {out / 'dashboards'}")
             example = [p for p in panels if "pv-generation" in p.name]
-            _products(cfg, store, library, month, out)
+            product_files = _products(cfg, store, library, month, out)
     finally:
         if started_stack and not args.keep_stack:
             stack.down()
@@ -203,6 +209,13 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
         args.samples.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result.paths[4], args.samples / "sample-scope3-export.xlsx")
         say(f"  sample workbook: {args.samples / 'sample-scope3-export.xlsx'}")
+        shutil.copyfile(product_files[0], args.samples / "sample-cbam.xlsx")
+        if product_files[1].exists():
+            shutil.copyfile(product_files[1], args.samples / "sample-product-footprint.json")
+        say(
+            f"  samples: {args.samples / 'sample-cbam.xlsx'}, "
+            f"{args.samples / 'sample-product-footprint.json'}"
+        )
         if example:
             shutil.copyfile(example[0], args.samples / "dashboard-panel-example.png")
             say(f"  sample panel: {args.samples / 'dashboard-panel-example.png'}")

@@ -190,8 +190,12 @@ def footprint_content(
     )
     estimated_share = pp.estimated_kgco2e / pp.gate_kgco2e if pp.gate_kgco2e > 0 else 0.0
     comment = (
-        f"Computed by supplymeter from hourly primary meter data, {first}–{last}: "
-        f"{pp.units:,.0f} pieces counted ({pp.mass_kg / 1000:,.3f} t), gate-to-gate "
+        f"Computed by supplymeter from hourly primary meter data, "
+        f"{first if first == last else f'{first}–{last}'}: "
+        f"{pp.units:,.0f} pieces counted ({pp.mass_kg / 1000:,.3f} t"
+        + (f"; {pp.estimated_units:,.0f} of them estimated across counter gaps"
+           if pp.estimated_units >= 0.5 else "")
+        + "), gate-to-gate "
         f"{pp.gate_kgco2e:,.3f} kgCO2e ({pp.direct_kgco2e:,.3f} direct, "
         f"{pp.indirect_kgco2e:,.3f} purchased energy), electricity {pp.electricity_kwh:,.1f} "
         f"kWh; {estimated_share * 100:.2f} % of it from estimated energy (meter gaps)."
