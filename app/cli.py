@@ -172,12 +172,19 @@ def dashboards_pusher(config: Config) -> Callable[[], str] | None:
 
 
 def cmd_collect(config: Config, args: argparse.Namespace) -> int:
-    from collector.service import Collector, worker_config
+    from collector.service import Collector, retire_sessions, worker_config
 
     processes = config.collector.processes
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if args.worker is None:
+        # Sessions of collector processes this config no longer runs (processes lowered, or
+        # raised from one): drain them into InfluxDB and end them before starting.
+        with open_influx(config) as client:
+            retired = retire_sessions(config, client)
+        if retired:
+            say(f"retired the sessions of {', '.join(retired)} (drained, then deleted)")
     workers = None
     if args.worker is None and processes > 1:
         workers = _spawn_workers(config, args, processes, stop)

@@ -75,15 +75,16 @@ def subscription(settings: MqttSettings) -> str:
 
 def make_client(
     settings: MqttSettings, secrets: Secrets, *, client_id: str | None = None,
-    manual_ack: bool = False,
+    manual_ack: bool = False, clean: bool = False,
 ) -> paho.Client:  # fmt: skip
-    """A configured, unconnected paho client (shared by the collector and the simulator)."""
+    """A configured, unconnected paho client (shared by the collector and the simulator);
+    ``clean``: an MQTT 3.1.1 clean session (the stored session is discarded)."""
     protocol = paho.MQTTv5 if settings.protocol == "5" else paho.MQTTv311
     client = paho.Client(
         CallbackAPIVersion.VERSION2,
         client_id=client_id or settings.client_id,
         protocol=protocol,
-        clean_session=None if protocol == paho.MQTTv5 else False,
+        clean_session=None if protocol == paho.MQTTv5 else clean,
         manual_ack=manual_ack,
     )
     if settings.username:
@@ -107,8 +108,15 @@ class MqttSubscriber:
     between attempts are set here, with jitter); ``stop()`` ends it.
     """
 
-    def __init__(self, *, settings: MqttSettings, secrets: Secrets, handler: Handler) -> None:
+    def __init__(self, *, settings: MqttSettings, secrets: Secrets, handler: Handler,
+                 retire: bool = False) -> None:  # fmt: skip
+        """``retire``: drain a persistent session that no process serves any more — its
+        subscription is removed at once (nothing new is routed to it) and the messages the
+        broker had queued for it arrive as usual; :meth:`end_session` then deletes it."""
         self._settings = settings
+        self._secrets = secrets
+        self._retire = retire
+        self.session_present: bool | None = None
         self._handler = handler
         self._client = make_client(settings, secrets, manual_ack=True)
         self._client.on_connect = self._on_connect
@@ -116,6 +124,7 @@ class MqttSubscriber:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
+        self._client.on_unsubscribe = self._on_unsubscribe
         self._subscribed = threading.Event()
         self._lock = threading.Lock()
         self._generation = 0
@@ -145,8 +154,12 @@ class MqttSubscriber:
             log.error("MQTT connection refused: %s", reason)
             return
         self.connects += 1
+        self.session_present = bool(flags.session_present)
         log.info("connected to MQTT %s:%d (session present: %s)", self._settings.host,
                  self._settings.port, flags.session_present)  # fmt: skip
+        if self._retire:
+            client.unsubscribe(subscription(self._settings))
+            return
         if self.connects > 1 and not flags.session_present and self._settings.session_expiry_s:
             # Our persistent session should have outlived the disconnect: without it, the
             # messages the broker had queued for us are gone. Another client connected with
@@ -193,6 +206,12 @@ class MqttSubscriber:
             return
         self._attempt = 0
         self._next_wait()
+        self.disconnected_since = None
+        self._subscribed.set()
+
+    def _on_unsubscribe(self, client: paho.Client, userdata: object, mid, reasons, props
+                        ) -> None:  # fmt: skip
+        # A retiring session: from here on the broker routes nothing new to it.
         self.disconnected_since = None
         self._subscribed.set()
 
@@ -250,10 +269,26 @@ class MqttSubscriber:
                 f"not reachable within {timeout_s} s"
             )
 
-    def stop(self) -> None:
-        """Disconnect (what was not acknowledged stays with the broker) and end the loop."""
+    def stop(self, end_session: bool = False) -> None:
+        """Disconnect (what was not acknowledged stays with the broker) and end the loop;
+        ``end_session``: and have the broker delete the persistent session."""
         with self._lock:
             self._generation += 1
-        self._client.disconnect()
+        if end_session and self._settings.protocol == "5":
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0  # MQTT 5.0 §3.14.2.2.2: the session ends now
+            self._client.disconnect(properties=props)
+        else:
+            self._client.disconnect()
         self._client.loop_stop()
         self._subscribed.clear()
+        if end_session and self._settings.protocol != "5":
+            # MQTT 3.1.1 §3.1.2.4: a clean-session connection discards the stored session.
+            clean = make_client(self._settings, self._secrets, manual_ack=False, clean=True)
+            done = threading.Event()
+            clean.on_connect = lambda *a: done.set()
+            clean.connect(self._settings.host, self._settings.port, self._settings.keepalive_s)
+            clean.loop_start()
+            done.wait(10)
+            clean.disconnect()
+            clean.loop_stop()

@@ -90,6 +90,7 @@ class Collector:
         *,
         client: InfluxClient,
         clock: Callable[[], int] = time.time_ns,
+        retire: bool = False,
     ) -> None:
         self._config = config
         self._registry = config.registry
@@ -117,7 +118,7 @@ class Collector:
             mark_lines=self._mark_lines,
         )
         self.subscriber = MqttSubscriber(
-            settings=config.mqtt, secrets=config.secrets, handler=self.handle
+            settings=config.mqtt, secrets=config.secrets, handler=self.handle, retire=retire
         )
         self._metrics: MetricsServer | None = None
         self._stopping = threading.Event()
@@ -153,16 +154,19 @@ class Collector:
             raise
         self._stats_thread.start()
 
-    def stop(self) -> None:
-        """Write and acknowledge everything received, then disconnect.
+    def stop(self, end_session: bool = False) -> None:
+        """Write and acknowledge everything received, then disconnect (``end_session``: and
+        delete the persistent session, once everything received is acknowledged).
 
         Order matters: the writer drains while the connection is still up, so the acks of
         the last batches reach the broker; whatever is not acked is redelivered next time.
         """
         self._stopping.set()
         self._write_stats()
-        self.writer.flush(timeout_s=30)
-        self.subscriber.stop()
+        flushed = self.writer.flush(timeout_s=30)
+        # A session is only ended with nothing of it unacknowledged: otherwise it stays, and
+        # the broker redelivers what is left to the next drain.
+        self.subscriber.stop(end_session=end_session and flushed and not self.writer.backlog)
         # What arrived since is written but was not acked: the broker redelivers it. With
         # InfluxDB down the writer would retry for ever; give up after a while instead —
         # nothing unwritten was acknowledged, so nothing is lost.
@@ -395,3 +399,63 @@ def worker_config(config: Config, index: int) -> Config:
     )
     services = config.services.model_copy(update={"mqtt": mqtt, "collector": collector})
     return dataclasses.replace(config, services=services)
+
+
+RETIRE_IDLE_S = 3.0
+"""A retiring session is drained once no message arrived for this long."""
+
+
+def _identity(config: Config, index: int | None) -> Config:
+    """``config`` as the collector process ``index`` of a multi-process setup (``None``: the
+    single process, the base client id)."""
+    if index is None:
+        return config
+    wide = config.collector.model_copy(update={"processes": 64})
+    as_many = dataclasses.replace(config, services=config.services.model_copy(
+        update={"collector": wide}))  # fmt: skip
+    return worker_config(as_many, index)
+
+
+def retire_sessions(config: Config, client: InfluxClient, *, idle_s: float = RETIRE_IDLE_S,
+                    timeout_s: float = 600.0) -> list[str]:  # fmt: skip
+    """Drain and end the persistent sessions of collector identities the config no longer runs.
+
+    A collector process that ``collector.processes`` dropped keeps its session in the
+    broker's shared group: the broker goes on queueing its share of the stream there, and
+    loses it when the session expires. Going from one process to several retires the single
+    process's id (``client_id``); from several to fewer, ``client_id-P`` and up (to the first
+    without a session); from several to one, ``client_id-0`` and up. Each such session is
+    drained like any collector's — written, then acknowledged — after its subscription is
+    removed (nothing new reaches it), and then deleted. Returns the client ids retired."""
+    processes = config.collector.processes
+    fixed: list[int | None] = [None] if processes > 1 else [0]
+    retired: list[str] = []
+    for index in [*fixed, *range(max(processes, 1), 64)]:
+        cfg = _identity(config, index)
+        collector = Collector(cfg, client=client, retire=True)
+        try:
+            collector.start()
+        except Exception as exc:  # refused login, broker down: say so, go on
+            log.warning("cannot check for a retired collector session %r: %s",
+                        cfg.mqtt.client_id, exc)  # fmt: skip
+            if index in fixed:
+                continue
+            break
+        present = collector.subscriber.session_present
+        deadline = time.monotonic() + timeout_s
+        seen, quiet_since = -1, time.monotonic()
+        while present and time.monotonic() < deadline:
+            if collector.stats.messages != seen:
+                seen, quiet_since = collector.stats.messages, time.monotonic()
+            elif time.monotonic() - quiet_since >= idle_s and not collector.writer.backlog:
+                break
+            time.sleep(0.1)
+        collector.stop(end_session=True)
+        if present:
+            retired.append(cfg.mqtt.client_id)
+            log.warning("retired collector session %r: %d queued messages drained "
+                        "(collector.processes is now %d)", cfg.mqtt.client_id,
+                        collector.stats.messages, processes)  # fmt: skip
+        elif index not in fixed:
+            break
+    return retired

@@ -207,3 +207,41 @@ def test_two_collectors_share_one_stream_without_duplicates(
         and c2.stats.reading_messages > sim.messages / 10
     )
     assert_matches_ground_truth(base, influx, sim)
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_fewer_processes_drain_and_end_the_retired_sessions(
+    make_config: Callable[..., Config], influx: InfluxClient, protocol: str
+) -> None:
+    """Two collector processes ran, then the config drops to one: the broker queued part of
+    the stream for each offline session of the shared group. Before the one process starts,
+    both retired sessions are drained into InfluxDB and deleted — nothing lost, nothing
+    queued for a session that no process will ever serve again."""
+    from collector.mqtt import make_client
+    from collector.service import retire_sessions, worker_config
+
+    base = with_settings(make_config(), "mqtt", shared_group="collectors", protocol=protocol,
+                         client_id=f"retire-{protocol.replace('.', '')}")  # fmt: skip
+    two = with_settings(base, "collector", processes=2)
+    for index in (0, 1):  # both sessions join the group, then go offline
+        with Collector(worker_config(two, index), client=influx):
+            pass
+    thread, result = in_background(base)
+    thread.join(TIMEOUT_S)
+    assert result and stored_readings(influx) == 0  # everything queued in the two sessions
+    one = with_settings(two, "collector", processes=1)
+    retired = retire_sessions(one, influx, idle_s=1.0)
+    assert retired == [f"{base.mqtt.client_id}-0", f"{base.mqtt.client_id}-1"]
+    assert_matches_ground_truth(base, influx, result[0])
+    # A second start finds nothing to retire (and its probes leave no session behind).
+    assert retire_sessions(one, influx, idle_s=0.2) == []
+    # The sessions are gone: a connection under a retired id finds none.
+    present: list[bool] = []
+    probe = make_client(worker_config(two, 1).mqtt, base.secrets)
+    probe.on_connect = lambda c, u, flags, *a: present.append(flags.session_present)
+    probe.connect(base.mqtt.host, base.mqtt.port)
+    probe.loop_start()
+    assert wait_until(lambda: bool(present), 10)
+    probe.disconnect()
+    probe.loop_stop()
+    assert present == [False]
