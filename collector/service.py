@@ -435,11 +435,10 @@ def retire_sessions(config: Config, client: InfluxClient, *, idle_s: float = RET
         collector = Collector(cfg, client=client, retire=True)
         try:
             collector.start()
-        except Exception as exc:  # refused login, broker down: say so, go on
-            log.warning("cannot check for a retired collector session %r: %s",
+        except Exception as exc:  # broker down, or the identity refused: say so, go on
+            log.warning("cannot check for a retired collector session %r (%s): if it holds "
+                        "queued messages, remove it on the broker once they are drained",
                         cfg.mqtt.client_id, exc)  # fmt: skip
-            if index in fixed:
-                continue
             break
         present = collector.subscriber.session_present
         deadline = time.monotonic() + timeout_s
