@@ -1,11 +1,14 @@
 from __future__ import annotations
 
 import random
+import struct
 import time
 from collections.abc import Callable
 
 import paho.mqtt.client as paho
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.metrics import prometheus_text
@@ -105,3 +108,47 @@ def test_batched_acks_settle_exactly_their_messages_and_stale_ones_are_redeliver
     finally:
         second.ack_many([t for _, t in received])
         second.stop()
+
+
+@st.composite
+def _publish_packets(draw: st.DrawFn) -> tuple[int, bytes]:
+    """A PUBLISH packet after its fixed header: topic, packet id (QoS > 0), MQTT 5 properties
+    (none, or some that paho must decode), payload — and now and then cut short."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    qos = draw(st.integers(0, 2))
+    header = 0x30 | (qos << 1) | draw(st.integers(0, 1)) | (draw(st.integers(0, 1)) << 3)
+    topic = draw(st.binary(max_size=80))
+    body = struct.pack("!H", len(topic)) + topic
+    if qos:
+        body += struct.pack("!H", draw(st.integers(1, 65535)))
+    props = Properties(PacketTypes.PUBLISH)
+    if draw(st.booleans()):
+        props.ContentType = draw(st.text(max_size=10))
+        props.UserProperty = [("k", draw(st.text(max_size=10)))]
+    body += props.pack() + draw(st.binary(max_size=200))
+    return header, body[: draw(st.integers(0, len(body)))] if draw(st.booleans()) else body
+
+
+@given(_publish_packets())
+def test_the_fast_publish_decoder_decodes_as_paho_does(packet: tuple[int, bytes]) -> None:
+    from paho.mqtt.enums import MQTTProtocolVersion
+
+    from collector.mqtt import _paho_decode_publish, decode_publish
+
+    header, body = packet
+    for protocol in (MQTTProtocolVersion.MQTTv5, MQTTProtocolVersion.MQTTv311):
+        try:
+            expected = _paho_decode_publish(header, body, protocol)
+        except Exception as exc:
+            with pytest.raises(type(exc)):
+                decode_publish(header, body, protocol)
+            continue
+        got = decode_publish(header, body, protocol)
+        assert got._replace(properties=None) == expected._replace(properties=None)
+        assert type(got.payload) is type(expected.payload) and type(got.topic) is bytes
+        if expected.properties is None:
+            assert got.properties is None
+        else:
+            assert got.properties.pack() == expected.properties.pack()
