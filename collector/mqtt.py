@@ -330,3 +330,51 @@ class MqttSubscriber:
             done.wait(10)
             clean.disconnect()
             clean.loop_stop()
+
+
+def session_present(settings: MqttSettings, secrets: Secrets, timeout_s: float = 10.0) -> bool:
+    """Whether the broker holds a persistent session for ``settings.client_id``, leaving
+    things as they were: an existing session keeps its queue (what the broker sends during
+    the probe is not acknowledged, so it is redelivered), and a session the probe itself
+    created is deleted again. Raises :class:`SourceUnavailable` when the broker refuses or
+    cannot be reached."""
+    client = make_client(settings, secrets, manual_ack=True)
+    answer: list[tuple[bool, bool]] = []
+    done = threading.Event()
+
+    def on_connect(c: paho.Client, u: object, flags, reason, props) -> None:
+        answer.append((bool(flags.session_present), not reason.is_failure))
+        done.set()
+
+    client.on_connect = on_connect
+    props, kwargs = None, {}
+    if settings.protocol == "5":
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = max(settings.session_expiry_s, 1)
+        kwargs["clean_start"] = False
+    try:
+        client.connect(settings.host, settings.port, settings.keepalive_s, properties=props,
+                       **kwargs)  # fmt: skip
+    except OSError as exc:
+        raise SourceUnavailable(f"MQTT broker {settings.host}:{settings.port}: {exc}") from exc
+    client.loop_start()
+    try:
+        if not done.wait(timeout_s) or not answer[0][1]:
+            raise SourceUnavailable(f"MQTT broker {settings.host}:{settings.port} refused "
+                                    f"or did not answer {settings.client_id!r}")  # fmt: skip
+        present = answer[0][0]
+        if not present and settings.protocol == "5":
+            end = Properties(PacketTypes.DISCONNECT)
+            end.SessionExpiryInterval = 0
+            client.disconnect(properties=end)
+        else:
+            client.disconnect()
+    finally:
+        client.loop_stop()
+    if not present and settings.protocol != "5":
+        clean = make_client(settings, secrets, clean=True)
+        clean.connect(settings.host, settings.port, settings.keepalive_s)
+        clean.loop_start()
+        clean.disconnect()
+        clean.loop_stop()
+    return present

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from collector.metrics import MetricsServer, Snapshot, health_problems, stats_line
-from collector.mqtt import AckToken, MqttSubscriber
+from collector.mqtt import AckToken, MqttSubscriber, session_present
 from collector.payload import (
     Limits,
     StatusTopic,
@@ -40,7 +40,7 @@ from collector.payload import (
 )
 from collector.writer import BatchWriter
 from supplymeter.config import Config, MeterRef
-from supplymeter.errors import BadReading
+from supplymeter.errors import BadReading, SourceUnavailable
 from supplymeter.influx import InfluxClient
 from supplymeter.records import Reading, Rejection
 from supplymeter.store import (
@@ -432,29 +432,30 @@ def retire_sessions(config: Config, client: InfluxClient, *, idle_s: float = RET
     retired: list[str] = []
     for index in [*fixed, *range(max(processes, 1), 64)]:
         cfg = _identity(config, index)
-        collector = Collector(cfg, client=client, retire=True)
         try:
-            collector.start()
-        except Exception as exc:  # broker down, or the identity refused: say so, go on
+            present = session_present(cfg.mqtt, cfg.secrets)
+        except SourceUnavailable as exc:  # broker down, or the identity refused: say so
             log.warning("cannot check for a retired collector session %r (%s): if it holds "
                         "queued messages, remove it on the broker once they are drained",
                         cfg.mqtt.client_id, exc)  # fmt: skip
             break
-        present = collector.subscriber.session_present
+        if not present:
+            if index in fixed:
+                continue
+            break
+        collector = Collector(cfg, client=client, retire=True)
+        collector.start()
         deadline = time.monotonic() + timeout_s
         seen, quiet_since = -1, time.monotonic()
-        while present and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             if collector.stats.messages != seen:
                 seen, quiet_since = collector.stats.messages, time.monotonic()
             elif time.monotonic() - quiet_since >= idle_s and not collector.writer.backlog:
                 break
             time.sleep(0.1)
         collector.stop(end_session=True)
-        if present:
-            retired.append(cfg.mqtt.client_id)
-            log.warning("retired collector session %r: %d queued messages drained "
-                        "(collector.processes is now %d)", cfg.mqtt.client_id,
-                        collector.stats.messages, processes)  # fmt: skip
-        elif index not in fixed:
-            break
+        retired.append(cfg.mqtt.client_id)
+        log.warning("retired collector session %r: %d queued messages drained "
+                    "(collector.processes is now %d)", cfg.mqtt.client_id,
+                    collector.stats.messages, processes)  # fmt: skip
     return retired

@@ -10,6 +10,8 @@ choose. CSV columns (quantities in the carrier's unit, CT multiplier applied):
     what the meter's register counted: less than ``consumption`` while the register was stuck
 ``export``
     a ``grid`` meter's export register (PV fed back to the grid); empty for other meters
+``pieces``
+    whole pieces its ``production_units`` counter counted; empty for meters without one
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from supplymeter.records import datetime_to_ns, ns_to_datetime
 HOUR_NS = 3600 * 10**9
 FIELDS = (
     "supplier", "site", "meter", "carrier", "unit", "role", "hour_start_utc",
-    "consumption", "metered", "export",
+    "consumption", "metered", "export", "pieces",
 )  # fmt: skip
 COLUMNS = ("consumption", "metered", "export")
 
@@ -40,6 +42,7 @@ class Ledger:
 
     _milli: dict[MeterKey, dict[int, list[int]]] = field(default_factory=lambda: defaultdict(dict))
     _refs: dict[MeterKey, MeterRef] = field(default_factory=dict)
+    _pieces: dict[MeterKey, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
 
     def add(
         self,
@@ -60,6 +63,17 @@ class Ledger:
         row[0] += increment_milli
         row[1] += increment_milli if metered_milli is None else metered_milli
         row[2] += export_milli
+
+    def add_pieces(self, ref: MeterRef, step_start_ns: int, pieces: int) -> None:
+        """Book whole pieces a meter's production counter counted to the hour the step
+        starts in."""
+        hour = step_start_ns - step_start_ns % HOUR_NS
+        hours = self._pieces[ref.key]
+        hours[hour] = hours.get(hour, 0) + pieces
+
+    def pieces(self) -> dict[MeterKey, dict[int, int]]:
+        """Whole pieces counted per counting meter per hour start (epoch ns)."""
+        return {key: dict(sorted(hours.items())) for key, hours in self._pieces.items()}
 
     def _column(self, index: int) -> dict[MeterKey, dict[int, Decimal]]:
         return {
@@ -97,9 +111,11 @@ class Ledger:
                 for hour in sorted(self._milli[key]):
                     start = ns_to_datetime(hour).strftime("%Y-%m-%dT%H:%M:%SZ")
                     values = [str(c[key][hour]) for c in columns]
+                    counted = self._pieces.get(key)
                     writer.writerow([
                         *key, ref.meter.carrier, ref.unit, ref.meter.role, start,
                         values[0], values[1], values[2] if grid else "",
+                        counted.get(hour, 0) if counted is not None else "",
                     ])  # fmt: skip
 
 

@@ -368,7 +368,10 @@ class SiteModel:
                 if meter.carrier == "electricity":
                     electric_kw += load
                 if sim.production_per_hour is not None:
+                    counted = int(m.production)
                     m.production += sim.production_per_hour * work * dt_s / 3600.0
+                    if int(m.production) != counted:  # whole pieces, as the counter reports
+                        self.ledger.add_pieces(m.ref, ts_ns, int(m.production) - counted)
             self._count(m, ts_ns, load * dt_s / 3600.0, 0.0)
         if grid is not None:
             net = (electric_kw - pv_kw) * dt_s / 3600.0
