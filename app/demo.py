@@ -249,12 +249,12 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     worst = _check_ledger(result, sim)
     pieces_off = _check_pieces(cfg, month, sim, product_totals)
     say(
-        f"  ground truth, pieces: largest |counted − simulator ledger| over "
-        f"{len(product_totals)} products = {pieces_off:g}"
-    )
-    say(
         f"\n  ground truth: largest |export − simulator ledger| over "
         f"{len(result.meters)} meters = {worst:.6f} (kWh or m³); rejected messages: {rejected}"
+    )
+    say(
+        f"  ground truth, pieces: largest |counted − simulator ledger| over "
+        f"{len(product_totals)} products = {pieces_off:g}"
     )
     say(f"  ledger: {sim.ledger_path}")
     say(f"done in {time.monotonic() - began:.0f} s; results under {out}")
