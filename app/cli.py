@@ -396,10 +396,36 @@ def cmd_pact(config: Config, args: argparse.Namespace) -> int:
         )
         for reason in skipped:
             log.warning("skipped: %s", reason)
+        notify = footprint_notifier(config, wait=True)
+        if notify is not None and published.created:
+            say(notify([pf["id"] for pf in published.created]))
         return 0
     if args.action == "serve":
         return _serve_pact(config, args)
     raise AssertionError(args.action)
+
+
+def footprint_notifier(config: Config, wait: bool = False) -> Callable[[list[str]], str] | None:
+    """Tells the PACT clients with a callback about newly published footprints
+    (``PublishedEvent``); ``None`` when no client has one. ``wait``: until delivered or
+    abandoned (one-shot commands); otherwise in the background."""
+    if not any(c.callback for c in config.pact.clients):
+        return None
+    from app.pact import Responder, events_recorder, notify_published
+    from processing.footprints import FootprintLog
+
+    s = config.pact
+    responder = Responder(events_recorder(config.resolve(s.events_file)))
+    log_ = FootprintLog(config.resolve(s.footprints_file))
+
+    def notify(ids: list[str]) -> str:
+        sent = notify_published(s, log_, ids, responder, s.event_source)
+        if wait:
+            delivered = sum(bool(f.result()) for f in sent)
+            return f"PublishedEvent delivered to {delivered} of {len(sent)} clients"
+        return f"PublishedEvent to {len(sent)} clients under way"
+
+    return notify
 
 
 def cmd_cbam(config: Config, args: argparse.Namespace) -> int:
@@ -482,7 +508,7 @@ def cmd_deploy(config: Config, args: argparse.Namespace) -> int:
 def cmd_scheduler(config: Config, args: argparse.Namespace) -> int:
     from processing.jobs import run_scheduler
 
-    run_scheduler(config, dashboards_pusher(config))
+    run_scheduler(config, dashboards_pusher(config), footprint_notifier(config))
     return 0
 
 
@@ -526,6 +552,7 @@ def cmd_run_job(config: Config, args: argparse.Namespace) -> int:
             factors(config),
             push_dashboards=dashboards_pusher(config),
             reload_factors=True,
+            on_footprints=footprint_notifier(config, wait=True),
         )
         ok = jobs.run(args.name, **kwargs)
     if ok:

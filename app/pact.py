@@ -43,7 +43,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -333,10 +333,24 @@ class Responder:
 
     def _answer(self, client: PactClient, event: dict[str, Any], found: list[dict[str, Any]],
                 source: str) -> None:  # fmt: skip
+        answer = self.response(event, found, source)
+        self.deliver(client, answer, {"request": event["id"], "footprints": len(found)})
+
+    def notify(self, client: PactClient, pf_ids: list[str], source: str) -> Future[bool]:
+        """Tell a client that footprints it may see were published or restated
+        (``PublishedEvent``), in the background."""
+        event = {"type": "org.wbcsd.pact.ProductFootprint.PublishedEvent.3",
+                 "specversion": "1.0", "id": str(uuid.uuid4()), "source": source,
+                 "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "data": {"pfIds": pf_ids}}  # fmt: skip
+        return self._pool.submit(self.deliver, client, event, {"footprints": len(pf_ids)})
+
+    def deliver(self, client: PactClient, event: dict[str, Any], note: dict[str, Any]) -> bool:
+        """POST ``event`` to the client's Events endpoint, retrying with backoff; record the
+        outcome. True once delivered."""
         cb = client.callback
         assert cb is not None
-        answer = self.response(event, found, source)
-        kind = answer["type"].split(".")[-2]
+        kind = event["type"].split(".")[-2]
         problem = ""
         for attempt in range(cb.attempts):
             if attempt and self._stop.wait(min(self._delay * 2 ** (attempt - 1), 600)):
@@ -344,21 +358,21 @@ class Responder:
             try:
                 token = self._token(cb)
                 request = urllib.request.Request(
-                    cb.events_url, data=json.dumps(answer).encode(), method="POST",
+                    cb.events_url, data=json.dumps(event).encode(), method="POST",
                     headers={"Content-Type": "application/cloudevents+json; charset=UTF-8",
                              "Authorization": f"Bearer {token}"})  # fmt: skip
                 with urllib.request.urlopen(request, timeout=30) as r:
                     r.read()
-                self._record({"answered": kind, "client": client.id, "request": event["id"],
-                              "event": answer["id"], "footprints": len(found),
-                              "attempts": attempt + 1})  # fmt: skip
-                return
+                self._record({"sent": kind, "client": client.id, "event": event["id"],
+                              "attempts": attempt + 1, **note})  # fmt: skip
+                return True
             except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
                 problem = str(exc)[:300]
-                log.warning("PACT API: answering %s of %s, attempt %d: %s", event["id"],
-                            client.id, attempt + 1, problem)  # fmt: skip
-        self._record({"abandoned": kind, "client": client.id, "request": event["id"],
-                      "reason": problem or "stopped"})  # fmt: skip
+                log.warning("PACT API: sending %s to %s, attempt %d: %s", kind, client.id,
+                            attempt + 1, problem)  # fmt: skip
+        self._record({"abandoned": kind, "client": client.id, "event": event["id"],
+                      "reason": problem or "stopped", **note})  # fmt: skip
+        return False
 
     def _token(self, cb: PactCallback) -> str:
         secret = self._environ.get(cb.secret_env)
@@ -374,6 +388,39 @@ class Responder:
             "Authorization": f"Basic {basic}", "Accept": "application/json"})  # fmt: skip
         with urllib.request.urlopen(request, timeout=30) as r:
             return str(json.loads(r.read())["access_token"])
+
+
+def notify_published(
+    settings: PactSettings, footprints: FootprintLog, pf_ids: list[str], responder: Responder,
+    source: str,
+) -> list[Future[bool]]:  # fmt: skip
+    """Send each client with a callback a ``PublishedEvent`` naming the new footprints it may
+    see (PACT v3 §Action Events, case 1); returns the deliveries under way."""
+    out = []
+    for client in settings.clients:
+        if client.callback is None:
+            continue
+        visible = [pid for pid in pf_ids
+                   if (found := footprints.get(pid)) is not None
+                   and client.may_see(found[1]["supplier"], found[1]["product"])]  # fmt: skip
+        if visible:
+            out.append(responder.notify(client, visible, source))
+    return out
+
+
+def events_recorder(path: Path) -> Callable[[dict[str, Any]], None]:
+    """Append entries to the events file (one JSON object per line), thread-safe."""
+    lock = threading.Lock()
+
+    def record(entry: dict[str, Any]) -> None:
+        line = json.dumps({"at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **entry},
+                          ensure_ascii=False)  # fmt: skip
+        with lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as f:
+                f.write(line + "\n")
+
+    return record
 
 
 # --- the application -----------------------------------------------------------------------------
@@ -400,15 +447,7 @@ def create_app(
 ) -> FastAPI:
     """The host system over a footprint log."""
     clients = {c.id: c for c in settings.clients}
-    lock = threading.Lock()
-
-    def record(entry: dict[str, Any]) -> None:
-        line = json.dumps({"at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **entry},
-                          ensure_ascii=False)  # fmt: skip
-        with lock:
-            events_file.parent.mkdir(parents=True, exist_ok=True)
-            with events_file.open("a", encoding="utf-8") as f:
-                f.write(line + "\n")
+    record = events_recorder(events_file)
 
     responder = responder_factory(record) if responder_factory else Responder(record)
 

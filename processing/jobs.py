@@ -416,9 +416,13 @@ class Jobs:
         clock: Callable[[], int] = time.time_ns,
         push_dashboards: Callable[[], str] | None = None,
         reload_factors: bool = False,
+        on_footprints: Callable[[list[str]], str] | None = None,
     ) -> None:  # fmt: skip
+        """``on_footprints(ids)`` is told the ids of newly published footprints (the PACT
+        host notifies the recipients) and returns a note for the job's summary."""
         self.config, self.store, self.library, self.clock = config, store, library, clock
         self.push_dashboards = push_dashboards
+        self.on_footprints = on_footprints
         self.reload_factors = reload_factors
         self._checked_layout = False
         self.state = JobState.load(config.resolve(config.jobs.export_dir) / "jobs-state.json")
@@ -576,8 +580,11 @@ class Jobs:
         published, skipped = publish_period(self.config, self.store, self.library, month, month)
         for reason in skipped:
             log.warning("footprints %s: %s", month, reason)
+        note = ""
+        if published.created and self.on_footprints is not None:
+            note = "; " + self.on_footprints([pf["id"] for pf in published.created])
         return (f", footprints {len(published.created)} new, {len(published.deprecated)} "
-                "deprecated")  # fmt: skip
+                f"deprecated{note}")  # fmt: skip
 
     def _export_day_reached(self) -> bool:
         local = ns_to_datetime(self.clock()).astimezone(ZoneInfo(self.config.jobs.timezone))
@@ -616,7 +623,9 @@ class Jobs:
 
 
 def run_scheduler(
-    config: Config, push_dashboards: Callable[[], str] | None = None
+    config: Config,
+    push_dashboards: Callable[[], str] | None = None,
+    on_footprints: Callable[[list[str]], str] | None = None,
 ) -> None:  # pragma: no cover - runs until interrupted
     """Run the jobs on schedule until interrupted (Ctrl-C / SIGTERM).
 
@@ -628,7 +637,8 @@ def run_scheduler(
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     jobs = Jobs(config, Store.from_config(config), FactorLibrary.for_config(config),
-                push_dashboards=push_dashboards, reload_factors=True)  # fmt: skip
+                push_dashboards=push_dashboards, reload_factors=True,
+                on_footprints=on_footprints)  # fmt: skip
     scheduler = BlockingScheduler(timezone=config.jobs.timezone)
     common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
     scheduler.add_job(jobs.run, "interval", args=["rollup"],

@@ -437,6 +437,9 @@ class PactSettings(_Model):
     """Events received on ``/3/events`` (requests from data recipients, notifications)."""
     host: str = "127.0.0.1"
     port: int = Field(8443, ge=0, le=65535)
+    public_url: str = Field("", pattern=r"^(https?://[^/\s]+)?$")
+    """The API's address as recipients reach it (``https://pact.buyer.example``): the
+    ``source`` of the events it sends. Unset: ``host:port``."""
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     """PACT requires HTTPS: without both, ``pact serve`` only binds to a loopback address
@@ -449,6 +452,15 @@ class PactSettings(_Model):
     page_size: int = Field(100, ge=1, le=1000)
     """ListFootprints page size when the request sets no ``limit``."""
     cbam_dir: Path = Path("out/cbam")
+
+    @property
+    def event_source(self) -> str:
+        """The CloudEvents ``source`` of events this host sends (PACT v3: "the domain and
+        endpoint of the application from which the event originates")."""
+        base = (
+            self.public_url.split("://", 1)[-1] if self.public_url else f"{self.host}:{self.port}"
+        )
+        return f"//{base}/3/events"
 
     @model_validator(mode="after")
     def _unique_clients(self) -> PactSettings:

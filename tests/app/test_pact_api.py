@@ -396,7 +396,7 @@ def test_events(host: dict[str, Any], spec: dict[str, Any]) -> None:
         "run-3",
         "run-4",
     ]
-    assert sorted(r["request"] for r in recorded if "answered" in r) == ["run-1", "run-2", "run-3"]
+    assert sorted(r["request"] for r in recorded if "sent" in r) == ["run-1", "run-2", "run-3"]
     for broken in ({**request, "type": "org.example.Other"}, {**request, "data": "x"},
                    {k: v for k, v in request.items() if k != "time"}, [1, 2],
                    {**request, "data": {"validOn": "soon"}}):  # fmt: skip
@@ -453,3 +453,27 @@ def test_event_checks_decide_every_body(event: object) -> None:
             request_criteria(event["data"])
         except BadRequest as exc:
             assert str(exc)
+
+
+@pytest.mark.integration
+def test_recipients_are_told_of_published_footprints(host: dict[str, Any]) -> None:
+    """A restated footprint: each client with a callback gets a PublishedEvent naming the new
+    footprints it may see (the buyer's system has no callback: nothing sent to it)."""
+    from app.pact import events_recorder, notify_published
+
+    config = host["config"]
+    supplier, product, key, _ = host["contents"][0]
+    doc = footprint_content(_period(config, "bolt-e", "m8-bolt", 1000, 160.0), Month(2025, 10),
+                            Month(2025, 10), {})  # fmt: skip
+    new = host["log"].publish([(supplier, product, key, doc)]).created[0]
+    responder = Responder(events_recorder(host["events"]), {"PACT_CB_SECRET": "cb-secret"}, 0.05)
+    try:
+        sent = notify_published(config.pact, host["log"], [new["id"]], responder,
+                                config.pact.event_source)  # fmt: skip
+        assert [f.result(20) for f in sent] == [True]  # the carmaker only
+    finally:
+        responder.close()
+    (event,) = [e for e in host["received"] if e["type"].endswith("PublishedEvent.3")]
+    assert event["data"]["pfIds"] == [new["id"]]
+    assert event["source"] == "//127.0.0.1:8443/3/events"
+    assert event_problem(event) == ""
