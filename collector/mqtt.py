@@ -112,6 +112,45 @@ def subscription(settings: MqttSettings) -> str:
     return TOPIC_FILTER
 
 
+class BufferedClient(paho.Client):
+    """paho's client reading the socket in 64 KiB chunks.
+
+    paho reads each packet with three or four ``recv`` calls (the command byte, each byte of
+    the remaining length, the rest) and goes back to ``select`` after every packet; draining
+    a backlog, those system calls were a large part of its per-message cost. Here ``recv``
+    fills a buffer that serves paho's reads, and :meth:`loop_read` goes on until the buffer is
+    empty (data in it is invisible to ``select``). The buffer belongs to one socket: it is
+    emptied when the socket closes. Everything else is paho's own code; the overridden
+    methods are private API, so check them when paho is upgraded (the pinned version is
+    tested)."""
+
+    CHUNK = 65536
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._rbuf = b""
+        self._rpos = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._rpos >= len(self._rbuf):
+            self._rbuf, self._rpos = super()._sock_recv(self.CHUNK), 0
+            if not self._rbuf:
+                return b""  # the peer closed: paho sees an empty read
+        start = self._rpos
+        self._rpos = min(start + bufsize, len(self._rbuf))
+        return self._rbuf[start : self._rpos]
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        rc = super().loop_read(max_packets)
+        while rc == SUCCESS and self._sock is not None and self._rpos < len(self._rbuf):
+            rc = super().loop_read(1)
+        return rc
+
+    def _sock_close(self) -> None:
+        self._rbuf, self._rpos = b"", 0
+        super()._sock_close()
+
+
 def make_client(
     settings: MqttSettings, secrets: Secrets, *, client_id: str | None = None,
     manual_ack: bool = False, clean: bool = False,
@@ -119,7 +158,7 @@ def make_client(
     """A configured, unconnected paho client (shared by the collector and the simulator);
     ``clean``: an MQTT 3.1.1 clean session (the stored session is discarded)."""
     protocol = paho.MQTTv5 if settings.protocol == "5" else paho.MQTTv311
-    client = paho.Client(
+    client = (BufferedClient if manual_ack else paho.Client)(
         CallbackAPIVersion.VERSION2,
         client_id=client_id or settings.client_id,
         protocol=protocol,
