@@ -152,3 +152,55 @@ def test_the_fast_publish_decoder_decodes_as_paho_does(packet: tuple[int, bytes]
             assert got.properties is None
         else:
             assert got.properties.pack() == expected.properties.pack()
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_buffered_reads_deliver_every_packet_whole_and_in_order(
+    make_config: Callable[..., Config], protocol: str
+) -> None:
+    """The subscriber reads the socket in 64 KiB chunks: packets of every size — a few bytes,
+    across a chunk boundary, several chunks long — arrive whole, in order, none lost, none
+    stuck in the buffer (a backlog delivered at once, then one message alone)."""
+    import dataclasses
+
+    from collector.mqtt import AckToken, BufferedClient, MqttSubscriber
+
+    base = make_config()
+    mqtt = base.mqtt.model_copy(update={"protocol": protocol, "client_id": f"buf-{protocol}"})
+    config = dataclasses.replace(base, services=base.services.model_copy(update={"mqtt": mqtt}))
+    rnd = random.Random(7)
+    sizes = [rnd.choice([1, 60, 140, 4000, 65_000, 70_000, 200_000]) for _ in range(120)]
+    payloads = [bytes([i % 251]) * n for i, n in enumerate(sizes)]
+    received: list[bytes] = []
+    tokens: list[AckToken] = []
+
+    def handler(topic: bytes, payload: bytes, token: AckToken | None = None) -> None:
+        assert token is not None
+        received.append(payload)
+        tokens.append(token)
+
+    publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bufpub-{protocol}")
+    publisher.connect("127.0.0.1", config.mqtt.port)
+    publisher.loop_start()
+    subscriber = MqttSubscriber(settings=config.mqtt, secrets=config.secrets, handler=handler)
+    assert isinstance(subscriber._client, BufferedClient)
+    subscriber.start()
+    subscriber.stop()  # away: the backlog queues in the session
+    for payload in payloads:
+        publisher.publish("energy/v1/forge-a/plant-1/main/readings", payload,
+                          qos=1).wait_for_publish()  # fmt: skip
+    subscriber = MqttSubscriber(settings=config.mqtt, secrets=config.secrets, handler=handler)
+    subscriber.start()
+    try:
+        assert wait_until(lambda: len(received) == len(payloads), 30)
+        assert received == payloads
+        subscriber.ack_many(tokens)
+        publisher.publish("energy/v1/forge-a/plant-1/main/readings", b"alone",
+                          qos=1).wait_for_publish()  # fmt: skip
+        assert wait_until(lambda: len(received) == len(payloads) + 1, 5)
+        assert received[-1] == b"alone"
+    finally:
+        subscriber.ack_many(tokens[len(payloads) :])
+        subscriber.stop()
+        publisher.loop_stop()
+        publisher.disconnect()
