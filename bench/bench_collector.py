@@ -167,8 +167,10 @@ class CollectorProcess:
     ``processes`` serves on ``metrics_port + i``)."""
 
     def __init__(
-        self, tmp: Path, stack: LocalStack, database: str, protocol: str, processes: int = 1
-    ) -> None:
+        self, tmp: Path, stack: LocalStack, database: str, protocol: str, processes: int = 1,
+        mqtt: str = "", collector: str = "",
+    ) -> None:  # fmt: skip
+        """``mqtt``/``collector``: more TOML lines for those sections (a settings sweep)."""
         self.metrics_port = free_port()
         self.processes = processes
         self.config = tmp / f"collector-{database}.toml"
@@ -180,12 +182,14 @@ port = {stack.mosquitto.port}
 protocol = "{protocol}"
 client_id = "bench-{database}"
 {group}
+{mqtt}
 [influxdb]
 url = "{stack.influxdb.url}"
 database = "{database}"
 [collector]
 metrics_port = {self.metrics_port}
 processes = {processes}
+{collector}
 """)
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -112,6 +112,10 @@ def subscription(settings: MqttSettings) -> str:
     return TOPIC_FILTER
 
 
+YIELD_AFTER_S = 0.002
+"""Longest the network thread handles buffered packets before it yields the GIL. [s]"""
+
+
 class BufferedClient(paho.Client):
     """paho's client reading the socket in 64 KiB chunks.
 
@@ -142,8 +146,14 @@ class BufferedClient(paho.Client):
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         rc = super().loop_read(max_packets)
+        since = time.perf_counter()
         while rc == SUCCESS and self._sock is not None and self._rpos < len(self._rbuf):
             rc = super().loop_read(1)
+            if time.perf_counter() - since > YIELD_AFTER_S:
+                # Without a system call per packet this thread would keep the GIL for the
+                # whole buffer: the writer thread would wait, and so would the readings.
+                time.sleep(0)
+                since = time.perf_counter()
         return rc
 
     def _sock_close(self) -> None:
