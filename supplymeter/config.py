@@ -813,6 +813,12 @@ CN_RE = re.compile(r"^\d{4}(\d{2}){0,3}\Z")
 """A Combined Nomenclature / HS code: 4, 6, 8 or 10 digits, no dots."""
 
 
+def _check_cn(value: str) -> str:
+    if value and not CN_RE.match(value):
+        raise ValueError(f"{value!r} is not a CN code (4–10 digits)")
+    return value
+
+
 def _check_urns(value: list[str]) -> list[str]:
     for urn in value:
         if not URN_RE.match(urn):
@@ -865,12 +871,7 @@ class MaterialInput(_Model):
     """The precursor's actual specific direct embedded emissions from its producer's CBAM
     communication [tCO2e/t]; unset: the CBAM default value for its CN code is used."""
 
-    @field_validator("cn_code")
-    @classmethod
-    def _cn(cls, value: str) -> str:
-        if value and not CN_RE.match(value):
-            raise ValueError(f"{value!r} is not a CN code (4–10 digits)")
-        return value
+    _cn = field_validator("cn_code")(_check_cn)
 
     @field_validator("dqr")
     @classmethod
@@ -914,12 +915,7 @@ class Product(_Model):
     _id = field_validator("id", "line", "counter")(_check_id)
     _urns = field_validator("product_ids")(_check_urns)
 
-    @field_validator("cn_code")
-    @classmethod
-    def _cn(cls, value: str) -> str:
-        if value and not CN_RE.match(value):
-            raise ValueError(f"{value!r} is not a CN code (4–10 digits)")
-        return value
+    _cn = field_validator("cn_code")(_check_cn)
 
 
 class ProcessEmission(_Model):
