@@ -132,8 +132,6 @@ class ProductPeriod:
     """(technological, temporal, geographical, kgCO2e) of each attributed meter-month."""
     factor_ids: set[str] = field(default_factory=set)
     provisional: bool = False
-    shares: list[tuple[str, MeterShare, float]] = field(default_factory=list)
-    """(month, the meter's share rule, kgCO2e it gave this product)."""
 
     @property
     def mass_kg(self) -> float:
@@ -249,7 +247,6 @@ def add_month(
             pp.dqr_weighted.append((*rating, part))
             pp.factor_ids.update(m.factor_ids)
             pp.provisional = pp.provisional or m.provisional
-            pp.shares.append((month, share, part))
     for pe in site.process_emissions:
         kg = pe.tco2e_per_year * 1000 * hours / HOURS_PER_YEAR
         site_kg += kg
