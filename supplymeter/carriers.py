@@ -13,7 +13,7 @@ its simulation (``simulators/``) and a dashboard panel; nothing else names carri
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 INSTANT_QUANTITIES: tuple[str, ...] = ("power_kw", "voltage_v", "current_a", "power_factor")
 """Instantaneous electrical quantities of protocol v1 (not registers)."""
@@ -44,6 +44,13 @@ class Carrier:
     ``2`` (purchased electricity, heat, steam), ``3`` (purchased goods such as water)."""
     factor_carrier: str = ""
     """The ``carrier`` column of its emission factor rows (default: ``name``)."""
+    quantities: frozenset[str] = field(init=False, repr=False, compare=False)
+    """Every payload quantity a meter of this carrier may send (made once: the collector asks
+    for every reading)."""
+
+    def __post_init__(self) -> None:
+        every = frozenset({self.register_field, *self.extra_quantities, *COUNTERS})
+        object.__setattr__(self, "quantities", every)
 
     @property
     def estimated_field(self) -> str:
@@ -54,10 +61,6 @@ class Carrier:
     def factor_key(self) -> str:
         return self.factor_carrier or self.name
 
-    @property
-    def quantities(self) -> frozenset[str]:
-        """Every payload quantity a meter of this carrier may send."""
-        return frozenset({self.register_field, *self.extra_quantities, *COUNTERS})
 
 
 CARRIERS: dict[str, Carrier] = {
