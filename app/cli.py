@@ -11,8 +11,10 @@ configuration or arguments.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -172,9 +174,20 @@ def dashboards_pusher(config: Config) -> Callable[[], str] | None:
 
 
 def cmd_collect(config: Config, args: argparse.Namespace) -> int:
-    from collector.service import Collector, retire_sessions, worker_config
+    from collector.service import Collector, resolve_processes, retire_sessions, worker_config
 
+    if args.worker is not None:  # a worker takes the count and group its supervisor resolved
+        collector_ = config.collector.model_copy(update={"processes": args.processes})
+        mqtt = config.mqtt.model_copy(update={"shared_group": args.shared_group})
+        config = dataclasses.replace(config, services=config.services.model_copy(
+            update={"collector": collector_, "mqtt": mqtt}))  # fmt: skip
+    auto = ""
+    if args.worker is None and config.collector.processes == "auto":
+        config = resolve_processes(config)
+        shares = "offered" if config.collector.processes != 1 else "not offered or unknown"
+        auto = f" (processes = auto: {os.cpu_count()} cores, shared subscriptions {shares})"
     processes = config.collector.processes
+    assert isinstance(processes, int)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -191,9 +204,13 @@ def cmd_collect(config: Config, args: argparse.Namespace) -> int:
     config = worker_config(config, args.worker or 0)
     with open_influx(config) as client, Collector(config, client=client) as collector:
         say(f"collecting from {config.mqtt.host}:{config.mqtt.port} into {client.url}"
-             + (f" with {processes} processes" if workers else ""))  # fmt: skip
+            + (f" with {processes} processes" if workers else "") + auto)  # fmt: skip
+        parent = os.getppid()
         while not stop.wait(1.0):
-            pass
+            if args.worker is not None and os.getppid() != parent:
+                # The supervisor is gone (killed): end like a stop, acks after writes.
+                log.warning("collector process %d: supervisor gone; stopping", args.worker)
+                break
     if workers:
         workers.join()
     say(f"stopped: {collector.stats}")
@@ -211,15 +228,17 @@ def _spawn_workers(
     argv = [sys.executable, "-m", "app.cli", "--config", str(config.path)]
     argv += ["--log-json"] if args.log_json else []
     argv += ["-v"] * args.verbose
+    resolved = ["--processes", str(processes), "--shared-group", config.mqtt.shared_group or ""]
 
     def supervise() -> None:
-        procs = {i: subprocess.Popen([*argv, "collect", "--worker", str(i)])
+        procs = {i: subprocess.Popen([*argv, "collect", "--worker", str(i), *resolved])
                  for i in range(1, processes)}  # fmt: skip
         while not stop.wait(1.0):
             for i, proc in procs.items():
                 if proc.poll() is not None:
                     log.error("collector process %d exited (%s); restarting", i, proc.returncode)
-                    procs[i] = subprocess.Popen([*argv, "collect", "--worker", str(i)])
+                    procs[i] = subprocess.Popen([*argv, "collect", "--worker", str(i),
+                                                 *resolved])  # fmt: skip
         for proc in procs.values():
             proc.terminate()
         for proc in procs.values():
@@ -601,6 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("collect", help="run the MQTT → InfluxDB collector")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--processes", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--shared-group", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("simulate", help="publish simulated meter readings over MQTT")

@@ -167,14 +167,18 @@ class CollectorProcess:
     ``processes`` serves on ``metrics_port + i``)."""
 
     def __init__(
-        self, tmp: Path, stack: LocalStack, database: str, protocol: str, processes: int = 1,
-        mqtt: str = "", collector: str = "",
+        self, tmp: Path, stack: LocalStack, database: str, protocol: str,
+        processes: int | None = 1, mqtt: str = "", collector: str = "",
     ) -> None:  # fmt: skip
-        """``mqtt``/``collector``: more TOML lines for those sections (a settings sweep)."""
+        """``processes=None``: the default, ``"auto"`` (one per core on MQTT 5 here, where
+        Mosquitto offers shared subscriptions; one on 3.1.1). ``mqtt``/``collector``: more
+        TOML lines for those sections (a settings sweep)."""
         self.metrics_port = free_port()
-        self.processes = processes
+        auto = min(os.cpu_count() or 1, 8) if protocol == "5" else 1
+        self.processes = processes or auto
         self.config = tmp / f"collector-{database}.toml"
-        group = 'shared_group = "collectors"' if processes > 1 else ""
+        group = 'shared_group = "collectors"' if processes and processes > 1 else ""
+        count = f"processes = {processes}" if processes else ""
         self.config.write_text(f"""
 registry = "{ROOT / "suppliers.toml"}"
 [mqtt]
@@ -188,7 +192,7 @@ url = "{stack.influxdb.url}"
 database = "{database}"
 [collector]
 metrics_port = {self.metrics_port}
-processes = {processes}
+{count}
 {collector}
 """)
         self.proc: subprocess.Popen[bytes] | None = None

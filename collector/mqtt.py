@@ -385,18 +385,29 @@ class MqttSubscriber:
             clean.loop_stop()
 
 
-def session_present(settings: MqttSettings, secrets: Secrets, timeout_s: float = 10.0) -> bool:
-    """Whether the broker holds a persistent session for ``settings.client_id``, leaving
-    things as they were: an existing session keeps its queue (what the broker sends during
-    the probe is not acknowledged, so it is redelivered), and a session the probe itself
-    created is deleted again. Raises :class:`SourceUnavailable` when the broker refuses or
-    cannot be reached."""
+@dataclass(frozen=True)
+class BrokerProbe:
+    session_present: bool
+    """The broker holds a persistent session for the client id."""
+    shared_subscriptions: bool
+    """The broker offers shared subscriptions: MQTT 5 CONNACK ``SharedSubscriptionAvailable``
+    (absent means yes, MQTT 5.0 §3.2.2.3.15); unknown on 3.1.1, taken as no."""
+
+
+def probe(settings: MqttSettings, secrets: Secrets, timeout_s: float = 10.0) -> BrokerProbe:
+    """Connect once as ``settings.client_id`` and see what the broker offers, leaving things
+    as they were: an existing session keeps its queue (what the broker sends during the
+    probe is not acknowledged, so it is redelivered), and a session the probe itself created
+    is deleted again. Raises :class:`SourceUnavailable` when the broker refuses or cannot be
+    reached."""
     client = make_client(settings, secrets, manual_ack=True)
-    answer: list[tuple[bool, bool]] = []
+    answer: list[tuple[bool, bool, bool]] = []
     done = threading.Event()
 
     def on_connect(c: paho.Client, u: object, flags, reason, props) -> None:
-        answer.append((bool(flags.session_present), not reason.is_failure))
+        shared = settings.protocol == "5" and bool(
+            getattr(props, "SharedSubscriptionAvailable", 1))  # fmt: skip
+        answer.append((bool(flags.session_present), not reason.is_failure, shared))
         done.set()
 
     client.on_connect = on_connect
@@ -430,4 +441,10 @@ def session_present(settings: MqttSettings, secrets: Secrets, timeout_s: float =
         clean.loop_start()
         clean.disconnect()
         clean.loop_stop()
-    return present
+    return BrokerProbe(present, answer[0][2])
+
+
+def session_present(settings: MqttSettings, secrets: Secrets, timeout_s: float = 10.0) -> bool:
+    """Whether the broker holds a persistent session for ``settings.client_id`` (see
+    :func:`probe`)."""
+    return probe(settings, secrets, timeout_s).session_present

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from collector.metrics import MetricsServer, Snapshot, health_problems, stats_line
-from collector.mqtt import AckToken, MqttSubscriber, session_present
+from collector.mqtt import AckToken, MqttSubscriber, probe, session_present
 from collector.payload import (
     Limits,
     StatusTopic,
@@ -39,7 +40,7 @@ from collector.payload import (
     resolve_meter,
 )
 from collector.writer import BatchWriter
-from supplymeter.config import Config, MeterRef
+from supplymeter.config import AUTO_MAX_PROCESSES, AUTO_SHARED_GROUP, Config, MeterRef
 from supplymeter.errors import BadReading, SourceUnavailable
 from supplymeter.influx import InfluxClient
 from supplymeter.records import Reading, Rejection
@@ -383,37 +384,55 @@ class Collector:
             self._last_summary = now
 
 
+def resolve_processes(config: Config, cores: int | None = None) -> Config:
+    """``config`` with ``collector.processes = "auto"`` made a number: one process per core
+    (at most ``AUTO_MAX_PROCESSES``) when the broker offers shared subscriptions, else one;
+    several share ``mqtt.shared_group``, or ``AUTO_SHARED_GROUP`` when that is unset. A
+    number stays as it is. Raises :class:`SourceUnavailable` when the broker cannot say."""
+    if config.collector.processes != "auto":
+        return config
+    cores = cores or os.cpu_count() or 1
+    n = 1
+    if cores > 1 and probe(config.mqtt, config.secrets).shared_subscriptions:
+        n = min(cores, AUTO_MAX_PROCESSES)
+    collector = config.collector.model_copy(update={"processes": n})
+    update: dict[str, object] = {"collector": collector}
+    if n > 1 and not config.mqtt.shared_group:
+        update["mqtt"] = config.mqtt.model_copy(update={"shared_group": AUTO_SHARED_GROUP})
+    return dataclasses.replace(config, services=config.services.model_copy(update=update))
+
+
 def worker_config(config: Config, index: int) -> Config:
     """The config of collector process ``index`` of ``collector.processes``: its own MQTT
-    client id (a persistent session each) and metrics port; the same shared subscription."""
-    if config.collector.processes == 1:
-        return config
-    # Process N > 0 is its own broker identity (``deploy mosquitto`` binds user and client id).
-    update = {"client_id": f"{config.mqtt.client_id}-{index}"}
-    if config.mqtt.username and index:
-        update["username"] = f"{config.mqtt.username}-{index}"
-    mqtt = config.mqtt.model_copy(update=update)
+    client id (a persistent session each) and metrics port; the same shared subscription.
+    Process 0 is the collector's own identity (``client_id``, ``username``) whatever the
+    count, so going from one process to several or back keeps its session; process N > 0 is
+    ``client_id-N`` (user ``username-N``: ``deploy mosquitto`` binds each user to its id)."""
     port = config.collector.metrics_port
     collector = config.collector.model_copy(
         update={"metrics_port": port + index if port else 0, "processes": 1}
     )
-    services = config.services.model_copy(update={"mqtt": mqtt, "collector": collector})
-    return dataclasses.replace(config, services=services)
+    update: dict[str, object] = {"collector": collector}
+    if index:
+        ids = {"client_id": f"{config.mqtt.client_id}-{index}"}
+        if config.mqtt.username:
+            ids["username"] = f"{config.mqtt.username}-{index}"
+        update["mqtt"] = config.mqtt.model_copy(update=ids)
+    return dataclasses.replace(config, services=config.services.model_copy(update=update))
 
 
 RETIRE_IDLE_S = 3.0
 """A retiring session is drained once no message arrived for this long."""
 
 
-def _identity(config: Config, index: int | None) -> Config:
-    """``config`` as the collector process ``index`` of a multi-process setup (``None``: the
-    single process, the base client id)."""
-    if index is None:
-        return config
-    wide = config.collector.model_copy(update={"processes": 64})
-    as_many = dataclasses.replace(config, services=config.services.model_copy(
-        update={"collector": wide}))  # fmt: skip
-    return worker_config(as_many, index)
+def _identity(config: Config, index: int) -> Config:
+    """``config`` as collector process ``index``; ``-1``: the id a process 0 had before it
+    kept the collector's own (``client_id-0``)."""
+    if index >= 0:
+        return worker_config(config, index)
+    mqtt = config.mqtt.model_copy(update={"client_id": f"{config.mqtt.client_id}-0"})
+    return dataclasses.replace(config, services=config.services.model_copy(
+        update={"mqtt": mqtt}))  # fmt: skip
 
 
 def retire_sessions(config: Config, client: InfluxClient, *, idle_s: float = RETIRE_IDLE_S,
@@ -422,19 +441,24 @@ def retire_sessions(config: Config, client: InfluxClient, *, idle_s: float = RET
 
     A collector process that ``collector.processes`` dropped keeps its session in the
     broker's shared group: the broker goes on queueing its share of the stream there, and
-    loses it when the session expires. Going from one process to several retires the single
-    process's id (``client_id``); from several to fewer, ``client_id-P`` and up (to the first
-    without a session); from several to one, ``client_id-0`` and up. Each such session is
-    drained like any collector's — written, then acknowledged — after its subscription is
-    removed (nothing new reaches it), and then deleted. Returns the client ids retired."""
+    loses it when the session expires. Lowering ``processes`` to P retires ``client_id-P`` and
+    up (to the first without a session), and ``client_id-0`` (process 0's id before it kept
+    the collector's own). Each such session is drained like any collector's — written, then
+    acknowledged — after its subscription is removed (nothing new reaches it), and then
+    deleted. Returns the client ids retired."""
     processes = config.collector.processes
-    fixed: list[int | None] = [None] if processes > 1 else [0]
+    if not isinstance(processes, int):
+        raise ValueError("retire_sessions needs a resolved config (resolve_processes)")
+    fixed = [-1]
     retired: list[str] = []
     for index in [*fixed, *range(max(processes, 1), 64)]:
         cfg = _identity(config, index)
         try:
             present = session_present(cfg.mqtt, cfg.secrets)
         except SourceUnavailable as exc:  # broker down, or the identity refused: say so
+            if index in fixed:  # an identity the broker may no longer accept
+                log.info("no retired session checked for %r: %s", cfg.mqtt.client_id, exc)
+                continue
             log.warning("cannot check for a retired collector session %r (%s): if it holds "
                         "queued messages, remove it on the broker once they are drained",
                         cfg.mqtt.client_id, exc)  # fmt: skip

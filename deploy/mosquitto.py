@@ -39,7 +39,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from supplymeter.config import Config, Registry, gateway_username
+from supplymeter.config import AUTO_MAX_PROCESSES, Config, Registry, gateway_username
 from supplymeter.errors import ConfigError
 
 PBKDF2_ITERATIONS = 101
@@ -63,12 +63,11 @@ def collector_user(config: Config) -> str:
 
 def collector_identities(config: Config) -> list[tuple[str, str]]:
     """(user, client id) of each collector process, as ``collector.worker_config`` gives
-    them: with several processes, process N has client id ``client_id-N`` and, for N > 0, the
-    user ``user-N``."""
+    them: process 0 is the collector's own, process N > 0 ``user-N`` with ``client_id-N``;
+    ``processes = "auto"``: as many as it may start (``AUTO_MAX_PROCESSES``)."""
     user, client_id, n = collector_user(config), config.mqtt.client_id, config.collector.processes
-    if n == 1:
-        return [(user, client_id)]
-    return [(user if i == 0 else f"{user}-{i}", f"{client_id}-{i}") for i in range(n)]
+    count = AUTO_MAX_PROCESSES if n == "auto" else n
+    return [(user, client_id)] + [(f"{user}-{i}", f"{client_id}-{i}") for i in range(1, count)]
 
 
 def users(config: Config) -> list[str]:

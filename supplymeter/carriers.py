@@ -62,7 +62,6 @@ class Carrier:
         return self.factor_carrier or self.name
 
 
-
 CARRIERS: dict[str, Carrier] = {
     c.name: c
     for c in (

@@ -53,6 +53,12 @@ INFLUXDB_USERNAME_ENV = "SUPPLYMETER_INFLUXDB_USERNAME"
 """Overrides ``[influxdb] username``: services sharing one config file log in as themselves."""
 
 
+def _allows_text(annotation: Any, value: str) -> bool:
+    """Whether ``annotation`` (``int | Literal["auto"]``) names ``value`` as a literal."""
+    return any(value in getattr(a, "__args__", ()) for a in getattr(annotation, "__args__", ())
+               if getattr(a, "__origin__", None) is Literal)  # fmt: skip
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -76,6 +82,8 @@ class _Model(BaseModel):
             if bool in kinds and not isinstance(value, bool):
                 problems.append(f"{name}: must be true or false (got {value!r})")
             elif bool not in kinds and isinstance(value, bool | str):
+                if isinstance(value, str) and _allows_text(field.annotation, value):
+                    continue  # e.g. processes = "auto"
                 problems.append(f"{name}: must be a number (got {value!r})")
         if problems:
             raise ValueError("; ".join(problems))
@@ -205,15 +213,31 @@ class CollectorSettings(_Model):
     metrics_port: int = Field(0, ge=0, le=65535)
     """0 turns the /metrics + /healthz server off."""
     stats_interval_s: float = Field(10.0, gt=0)
-    processes: int = Field(1, ge=1, le=64)
+    processes: int | Literal["auto"] = "auto"
     """Collector processes sharing one subscription (``mqtt.shared_group``); each gets
-    ``client_id-N`` and ``metrics_port + N``."""
+    ``client_id-N`` and ``metrics_port + N``. ``auto``: one per CPU core (at most
+    :data:`AUTO_MAX_PROCESSES`) when the broker says it offers shared subscriptions (MQTT 5
+    CONNACK), else one; the group is then ``mqtt.shared_group`` or ``supplymeter``."""
     unhealthy_after_s: float = Field(60.0, gt=0)
     late_after_s: float = Field(3600.0, gt=0)
     """Readings older than this on arrival are *late*: the collector records their hours
     (``reading_arrival``) and the rollup job recomputes exactly those, however old. Must be
     shorter than ``jobs.trailing_window_h`` minus ``jobs.rollup_every_min``, which covers
     everything on time."""
+
+    @field_validator("processes")
+    @classmethod
+    def _count(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 64:
+            raise ValueError(f'must be 1-64 or "auto" (got {value})')
+        return value
+
+
+AUTO_MAX_PROCESSES = 8
+"""Most collector processes ``processes = "auto"`` starts (and identities ``deploy mosquitto``
+generates for it)."""
+AUTO_SHARED_GROUP = "supplymeter"
+"""The shared subscription group of ``processes = "auto"`` when ``mqtt.shared_group`` is unset."""
 
 
 class SmtpSettings(_Model):
@@ -567,7 +591,10 @@ class ServicesFile(_Model):
 
     @model_validator(mode="after")
     def _processes_share(self) -> ServicesFile:
-        if self.collector.processes > 1 and not self.mqtt.shared_group:
+        n = self.collector.processes
+        if isinstance(n, int) and not 1 <= n <= 64:
+            raise ValueError(f'collector.processes must be 1-64 or "auto" (got {n})')
+        if isinstance(n, int) and n > 1 and not self.mqtt.shared_group:
             raise ValueError(
                 "collector.processes > 1 needs mqtt.shared_group (the processes split one "
                 "shared subscription)"

@@ -213,31 +213,35 @@ def test_two_collectors_share_one_stream_without_duplicates(
 def test_fewer_processes_drain_and_end_the_retired_sessions(
     make_config: Callable[..., Config], influx: InfluxClient, protocol: str
 ) -> None:
-    """Two collector processes ran, then the config drops to one: the broker queued part of
-    the stream for each offline session of the shared group. Before the one process starts,
-    both retired sessions are drained into InfluxDB and deleted — nothing lost, nothing
-    queued for a session that no process will ever serve again."""
+    """Three collector processes ran, then the config drops to one: the broker queued part
+    of the stream for each offline session of the shared group. Before the one process
+    starts, the two retired sessions are drained into InfluxDB and deleted; process 0 keeps
+    the collector's own identity and drains its own share — nothing lost, nothing queued for
+    a session that no process will ever serve again."""
     from collector.mqtt import make_client
     from collector.service import retire_sessions, worker_config
 
     base = with_settings(make_config(), "mqtt", shared_group="collectors", protocol=protocol,
                          client_id=f"retire-{protocol.replace('.', '')}")  # fmt: skip
-    two = with_settings(base, "collector", processes=2)
-    for index in (0, 1):  # both sessions join the group, then go offline
-        with Collector(worker_config(two, index), client=influx):
+    three = with_settings(base, "collector", processes=3)
+    for index in (0, 1, 2):  # the sessions join the group, then go offline
+        with Collector(worker_config(three, index), client=influx):
             pass
+    assert worker_config(three, 0).mqtt.client_id == base.mqtt.client_id
     thread, result = in_background(base)
     thread.join(TIMEOUT_S)
-    assert result and stored_readings(influx) == 0  # everything queued in the two sessions
-    one = with_settings(two, "collector", processes=1)
+    assert result and stored_readings(influx) == 0  # everything queued in the sessions
+    one = with_settings(three, "collector", processes=1)
     retired = retire_sessions(one, influx, idle_s=1.0)
-    assert retired == [f"{base.mqtt.client_id}-0", f"{base.mqtt.client_id}-1"]
-    assert_matches_ground_truth(base, influx, result[0])
+    assert retired == [f"{base.mqtt.client_id}-1", f"{base.mqtt.client_id}-2"]
+    assert 0 < stored_readings(influx) < result[0].readings  # process 0's share still queued
+    with Collector(worker_config(one, 0), client=influx):
+        assert_matches_ground_truth(base, influx, result[0])
     # A second start finds nothing to retire (and its probes leave no session behind).
     assert retire_sessions(one, influx, idle_s=0.2) == []
     # The sessions are gone: a connection under a retired id finds none.
     present: list[bool] = []
-    probe = make_client(worker_config(two, 1).mqtt, base.secrets)
+    probe = make_client(worker_config(three, 2).mqtt, base.secrets)
     probe.on_connect = lambda c, u, flags, *a: present.append(flags.session_present)
     probe.connect(base.mqtt.host, base.mqtt.port)
     probe.loop_start()
@@ -245,3 +249,22 @@ def test_fewer_processes_drain_and_end_the_retired_sessions(
     probe.disconnect()
     probe.loop_stop()
     assert present == [False]
+
+
+@pytest.mark.parametrize(("protocol", "expected"), [("5", 2), ("3.1.1", 1)])
+def test_auto_processes_follow_the_cores_where_the_broker_shares(
+    make_config: Callable[..., Config], protocol: str, expected: int
+) -> None:
+    """``processes = "auto"``: one per core (2 here) when Mosquitto's MQTT 5 CONNACK offers
+    shared subscriptions, with a group when none is set; on 3.1.1 the broker cannot say: one."""
+    from collector.service import resolve_processes
+    from supplymeter.config import AUTO_SHARED_GROUP
+
+    base = with_settings(make_config(), "mqtt", protocol=protocol)
+    auto = with_settings(base, "collector", processes="auto")
+    resolved = resolve_processes(auto, cores=2)
+    assert resolved.collector.processes == expected
+    assert resolved.mqtt.shared_group == (AUTO_SHARED_GROUP if expected > 1 else None)
+    assert resolve_processes(auto, cores=1).collector.processes == 1
+    fixed = with_settings(base, "collector", processes=1)
+    assert resolve_processes(fixed) is fixed
