@@ -16,6 +16,7 @@ footprint once as created, each deprecation as its own line.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -71,7 +72,9 @@ def product_periods(
     collects the meter-months of each (supplier, site) with products."""
     by_id = {f.id: f for f in library.factors}
     periods: dict[tuple[str, str], dict[str, ProductPeriod]] = {}
-    inputs = Inputs.load(config)
+    # The month figures without their bill reconciliations: footprints use none of them,
+    # and each bill would cost its own queries.
+    inputs = dataclasses.replace(Inputs.load(config), bills=[])
     for k, month in enumerate(months):
         figures = compute_month(config, store, month, library, inputs)
         for supplier in config.registry.suppliers:
