@@ -55,7 +55,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from processing.footprints import FootprintLog
+from supplymeter.calendar import add_years
 from supplymeter.config import PactCallback, PactClient, PactSettings
+from supplymeter.files import append_lines
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +260,7 @@ def _validity(pf: dict[str, Any]) -> tuple[datetime, datetime]:
     end = pf.get("validityPeriodEnd")
     begin = datetime.fromisoformat(start.replace("Z", "+00:00")) if start else ref_end
     finish = (datetime.fromisoformat(end.replace("Z", "+00:00")) if end
-              else ref_end.replace(year=ref_end.year + 3))  # fmt: skip
+              else add_years(ref_end, 3))  # fmt: skip
     return begin, finish
 
 
@@ -416,9 +418,7 @@ def events_recorder(path: Path) -> Callable[[dict[str, Any]], None]:
         line = json.dumps({"at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **entry},
                           ensure_ascii=False)  # fmt: skip
         with lock:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as f:
-                f.write(line + "\n")
+            append_lines(path, [line], fsync=False)
 
     return record
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from supplymeter.calendar import add_years
 from supplymeter.records import datetime_to_ns, ns_to_datetime
 
 _UNITS = {"m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400, "M": 30 * 86_400, "y": 365 * 86_400}
@@ -45,7 +46,7 @@ def panel_range(panel: dict[str, Any], start_ns: int, end_ns: int, tz: str) -> t
 
             def back(ts: int) -> int:
                 local = ns_to_datetime(ts).astimezone(ZoneInfo(tz))
-                return datetime_to_ns(local.replace(year=local.year - years))
+                return datetime_to_ns(add_years(local, -years))
 
             start_ns, end_ns = back(start_ns), back(end_ns)
         else:

@@ -25,6 +25,7 @@ import logging
 import os
 import smtplib
 import ssl
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
@@ -34,6 +35,13 @@ from pathlib import Path
 
 from processing.detect import LOOKBACK_NS, MIN_NS, Condition
 from supplymeter.config import Config
+from supplymeter.files import (
+    append_json,
+    append_lines,
+    read_json_lines,
+    write_atomic,
+    write_json_atomic,
+)
 from supplymeter.records import ns_to_datetime
 from supplymeter.store import Store, alert_line
 
@@ -88,19 +96,21 @@ class Event:
     kind: str
     at_ns: int
     incidents: tuple[Incident, ...]
+    seq: int = 0
+    """Tells apart events of one kind for the same incidents: a reminder's is the time of the
+    notice before it, a digest's its local date (YYYYMMDD); 0 for open and resolved."""
 
     @property
     def id(self) -> str:
+        """Stable across a re-run: a run killed after queueing its emails but before saving the
+        incidents makes the same events again, and the outbox recognises them by this id
+        (so it does not depend on the evaluation's time)."""
         ids = ",".join(sorted(i.id for i in self.incidents))
-        return hashlib.sha256(f"{self.kind}:{ids}:{self.at_ns}".encode()).hexdigest()[:24]
+        return hashlib.sha256(f"{self.kind}:{ids}:{self.seq}".encode()).hexdigest()[:24]
 
 
-def write_json(path: Path, data: object, indent: int | None = None) -> None:
-    """Replace ``path`` with ``data`` as JSON, atomically (a crash leaves the old file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=indent, sort_keys=True))
-    os.replace(tmp, path)
+write_json = write_json_atomic
+"""Replace a state file with JSON, atomically (a crash leaves the old file)."""
 
 
 @dataclass
@@ -160,8 +170,8 @@ class IncidentBook:
             incident.window_end_ns = c.window_end_ns
             incident.peak = max(incident.peak, c.value)
             if reminder_h and now_ns - incident.last_notified_ns >= reminder_h * 3600 * 10**9:
-                incident.last_notified_ns = now_ns
-                events.append(Event("reminder", now_ns, (incident,)))
+                previous, incident.last_notified_ns = incident.last_notified_ns, now_ns
+                events.append(Event("reminder", now_ns, (incident,), seq=previous))
         for key, incident in list(self.open.items()):
             if key in seen:
                 continue
@@ -412,9 +422,7 @@ class Outbox:
         path = self.dir / name
         if path.exists() or msg["Message-ID"] in self.sent():
             return path  # already queued or sent: never twice
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(bytes(msg))
-        os.replace(tmp, path)
+        write_atomic(path, bytes(msg))  # durable before the incident that asked for it is saved
         return path
 
     def sent(self) -> set[str]:
@@ -455,8 +463,7 @@ class Outbox:
                                 raise
                             self._refused_message(path, mid, exc)
                             continue
-                        with self.sent_log.open("a") as fh:
-                            fh.write(mid + "\n")
+                        append_lines(self.sent_log, [mid])
                         if refused:
                             self._refused_recipients(mid, refused)
                     path.unlink()
@@ -492,8 +499,7 @@ class Outbox:
         who = {rcpt: [code, msg.decode("utf-8", "replace") if isinstance(msg, bytes) else msg]
                for rcpt, (code, msg) in refused.items()}  # fmt: skip
         log.warning("SMTP server refused recipients of %s: %s", mid, who)
-        with (self.dir.parent / "refused.log").open("a") as fh:
-            fh.write(json.dumps({"message_id": mid, "refused": who}) + "\n")
+        append_json(self.dir.parent / "refused.log", [{"message_id": mid, "refused": who}])
 
 
 def _permanent(exc: smtplib.SMTPException) -> bool:
@@ -533,12 +539,18 @@ class AlertRunner:
     """Each run re-reads the detector's look-back (6 h): late and replayed readings are taken
     in."""
 
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(
+        self, config: Config, store: Store, step: Callable[[str], None] | None = None
+    ) -> None:
+        """``step(name)`` is told each step boundary of a run (``evaluated``, ``annotated``,
+        ``queued``, ``saved``, ``digested``): a test stops the run there as a kill would."""
         from processing.detect import Detector
 
         self.config, self.store = config, store
+        self.step = step or (lambda name: None)
         self.detector = Detector(config.registry, config.alerts)
         state_dir = config.resolve(config.alerts.state_dir)
+        self.state_dir = state_dir
         self.book = IncidentBook.load(state_dir / "incidents.json")
         self.outbox = Outbox(state_dir)
         self.budget = Budget.load(state_dir / "budget.json", config.alerts.budget_per_site_day)
@@ -584,27 +596,40 @@ class AlertRunner:
         self.loaded = True
 
     def run(self, now_ns: int) -> str:
+        """One evaluation. Effects before state: the events' emails reach the outbox (or the
+        digest) before the incident book, the budget and the judged windows are saved, so a
+        run killed at any point repeats its events on the next run — and the outbox, which
+        knows them by their stable ids, queues each email once."""
         a = self.config.alerts
+        # Another process (a one-shot ``run-job alerts`` beside the scheduler) may have moved
+        # the state on: start from what is on disk.
+        self.book = IncidentBook.load(self.book.path)
+        self.budget = Budget.load(self.budget.path, a.budget_per_site_day)
         self.load(now_ns)
         evaluation = self.detector.evaluate(now_ns)
         events = self.book.update(evaluation.conditions, now_ns, a.reminder_h, a.cooldown_min,
                                   a.group_min_meters)  # fmt: skip
+        self.step("evaluated")
+        if events:
+            self.store.write([line for e in events for line in alert_lines(e)])
+        self.step("annotated")
+        digest_rows = []
+        for event in events:
+            if a.digest or not self.budget.allows(event, self.config.jobs.timezone):
+                digest_rows.append({"id": event.id, "kind": event.kind, "at_ns": event.at_ns,
+                                    "incidents": [asdict(i) for i in event.incidents]})  # fmt: skip
+            else:
+                self.outbox.put(render(self.config, event, self._chart(event, now_ns)))
+        append_json(self.digest_path, digest_rows)
+        self.step("queued")
+        self.budget.save()
         self.book.save()
         judged = {"/".join(k): t.judged_ns for k, t in self.detector.tracks.items()
                   if t.judged_ns is not None}  # fmt: skip
         write_json(self.judged_path, judged)
-        if events:
-            self.store.write([line for e in events for line in alert_lines(e)])
-        for event in events:
-            if a.digest or not self.budget.allows(event, self.config.jobs.timezone):
-                row = {"kind": event.kind, "at_ns": event.at_ns,
-                       "incidents": [asdict(i) for i in event.incidents]}  # fmt: skip
-                with self.digest_path.open("a") as fh:
-                    fh.write(json.dumps(row) + "\n")
-            else:
-                self.outbox.put(render(self.config, event, self._chart(event, now_ns)))
-        self.budget.save()
+        self.step("saved")
         self._maybe_digest(now_ns)
+        self.step("digested")
         sent, waiting = self.outbox.flush(self.config)
         self.detector.prune(now_ns)
         lacking = len(evaluation.lacking_history)
@@ -626,13 +651,15 @@ class AlertRunner:
         local = _local(now_ns, self.config.jobs.timezone)
         if local.hour != self.config.alerts.digest_hour or not self.digest_path.exists():
             return  # (events over the day's budget wait here too, also without digest mode)
-        rows = [json.loads(line) for line in self.digest_path.read_text().splitlines() if line]
+        rows = {}
+        for n, row in read_json_lines(self.digest_path):
+            rows[row.get("id", n)] = row  # a run killed before its state was saved: once
         by_supplier: dict[str, list[Incident]] = {}
-        for row in rows:
+        for row in rows.values():
             for i in row["incidents"]:
                 by_supplier.setdefault(i["supplier"], []).append(Incident(**i))
         for incidents in by_supplier.values():
-            event = Event("open", now_ns, tuple(incidents))
+            event = Event("open", now_ns, tuple(incidents), seq=int(f"{local:%Y%m%d}"))
             msg = render(self.config, event, None)
             n = len(incidents)
             events = f"{n} event{'s' if n != 1 else ''}"

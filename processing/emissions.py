@@ -29,6 +29,7 @@ from pathlib import Path
 from supplymeter.carriers import CARRIERS
 from supplymeter.config import Config, MeterRef
 from supplymeter.errors import ConfigError
+from supplymeter.files import cell
 from supplymeter.records import HourlyConsumption, HourlyEmissions, ns_to_datetime
 
 FACTORS_FILE = "emission_factors.csv"
@@ -122,15 +123,17 @@ class FactorLibrary:
                 factor = EmissionFactor(
                     **{k: row[k] for k in ("id", "carrier", "region", "unit", "basis")},
                     **{k: row[k] for k in ("publisher", "title", "url", "retrieved", "note")},
-                    year=int(row["year"]),
-                    value=float(row["value"]),
+                    year=cell(row, "year", int),
+                    value=cell(row, "value", float),
                     period=row.get("period") or "annual",
                     use=(row.get("use") or "").strip(),
-                    **{k: _optional_float(row.get(k)) for k in
+                    **{k: cell(row, k, _optional_float) if k in row else None for k in
                        ("co2_kg", "ch4_kg", "n2o_kg", "uncertainty_pct")},
                     gwp=row.get("gwp") or "",
-                    dqr_technological=_rating(row.get("dqr_technological")),
-                    dqr_geographical=_rating(row.get("dqr_geographical")),
+                    dqr_technological=cell(row, "dqr_technological", _rating)
+                    if row.get("dqr_technological") else None,
+                    dqr_geographical=cell(row, "dqr_geographical", _rating)
+                    if row.get("dqr_geographical") else None,
                     verification=row.get("verification") or "",
                 )  # fmt: skip
             except (KeyError, TypeError, ValueError) as exc:

@@ -489,11 +489,13 @@ def export_month(
     library: FactorLibrary,
     reasons: list[str] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    inputs: Inputs | None = None,
 ) -> ExportResult:
     """Compute ``month`` and write it as a new version if it is new or restated (see
     :mod:`processing.versions`); ``reasons`` are what the jobs recorded as changed inputs
-    (late data, meter events, factors) and go into the diff and the manifest."""
-    inputs = Inputs.load(config)
+    (late data, meter events, factors) and go into the diff and the manifest. ``inputs``:
+    allocations, certificates and bills (``None``: read from the configured files)."""
+    inputs = inputs or Inputs.load(config)
     figures = compute_month(config, store, month, library, inputs, progress)
     month_dir = out_dir / str(month)
     latest = latest_manifest(month_dir)

@@ -17,9 +17,8 @@ footprint once as created, each deprecation as its own line.
 from __future__ import annotations
 
 import dataclasses
-import json
+import logging
 import math
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -34,8 +33,10 @@ from processing.emissions import EmissionFactor, FactorLibrary
 from processing.export import Inputs, compute_month
 from processing.products import HOURS_PER_YEAR, ProductPeriod, add_month
 from processing.scope3 import MeterMonth, Month
+from supplymeter.calendar import add_years
 from supplymeter.config import Config
 from supplymeter.errors import SupplymeterError
+from supplymeter.files import append_json, read_json_lines
 from supplymeter.store import Store
 
 SPEC_VERSION = "3.0.3"
@@ -47,6 +48,9 @@ Classification URNs, ``urn:pact:$domain-of-issuer$:$type$:$value$``; the issuer 
 European Commission's DG TAXUD)."""
 
 CROSS_SECTORAL = ["ISO14067", "GHGP-Product", "PACT-3.0"]
+
+
+log = logging.getLogger(__name__)
 
 
 class FootprintError(SupplymeterError):
@@ -67,14 +71,16 @@ def product_periods(
     config: Config, store: Store, library: FactorLibrary, months: list[Month],
     progress: Callable[[int, int, str], None] | None = None,
     meters_out: dict[tuple[str, str], list[MeterMonth]] | None = None,
+    inputs: Inputs | None = None,
 ) -> list[ProductPeriod]:  # fmt: skip
     """Every product's period over ``months`` (site-local calendar months); ``meters_out``
-    collects the meter-months of each (supplier, site) with products."""
+    collects the meter-months of each (supplier, site) with products. ``inputs``: the
+    allocation and certificate inputs (``None``: read from the configured files)."""
     by_id = {f.id: f for f in library.factors}
     periods: dict[tuple[str, str], dict[str, ProductPeriod]] = {}
     # The month figures without their bill reconciliations: footprints use none of them,
     # and each bill would cost its own queries.
-    inputs = dataclasses.replace(Inputs.load(config), bills=[])
+    inputs = dataclasses.replace(inputs or Inputs.load(config), bills=[])
     for k, month in enumerate(months):
         figures = compute_month(config, store, month, library, inputs)
         for supplier in config.registry.suppliers:
@@ -154,7 +160,7 @@ def footprint_content(
     start, _ = first.bounds(tz)
     _, end = last.bounds(tz)
     ref_end = datetime.fromtimestamp(end / 1e9, tz=UTC)
-    valid_end = ref_end.replace(year=ref_end.year + 3)
+    valid_end = add_years(ref_end, 3)
     hours = (end - start) / (3600 * 10**9)
     site_kg = pp.site_kgco2e
     excluded = [b for b in site.boundary if b.status == "excluded"]
@@ -297,21 +303,18 @@ class FootprintLog:
             return
         footprints: dict[str, dict[str, Any]] = {}
         meta: dict[str, dict[str, str]] = {}
-        with self.path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise FootprintError(f"{self.path}:{n}: not JSON ({exc})") from exc
-                if entry.get("op") == "create":
-                    pf = entry["footprint"]
-                    footprints[pf["id"]] = pf
-                    meta[pf["id"]] = {"supplier": entry["supplier"], "product": entry["product"],
-                                      "key": entry["key"]}  # fmt: skip
-                elif entry.get("op") == "deprecate" and entry["id"] in footprints:
-                    footprints[entry["id"]] = {**footprints[entry["id"]], "status": "Deprecated"}
+        try:
+            entries = list(read_json_lines(self.path))
+        except ValueError as exc:
+            raise FootprintError(str(exc)) from exc
+        for _, entry in entries:
+            if entry.get("op") == "create":
+                pf = entry["footprint"]
+                footprints[pf["id"]] = pf
+                meta[pf["id"]] = {"supplier": entry["supplier"], "product": entry["product"],
+                                  "key": entry["key"]}  # fmt: skip
+            elif entry.get("op") == "deprecate" and entry["id"] in footprints:
+                footprints[entry["id"]] = {**footprints[entry["id"]], "status": "Deprecated"}
         self._footprints, self._meta, self._mtime = footprints, meta, mtime
 
     def footprints(self) -> list[tuple[dict[str, Any], dict[str, str]]]:
@@ -327,12 +330,9 @@ class FootprintLog:
             return (pf, self._meta[pf_id]) if pf is not None else None
 
     def _append(self, entries: Iterator[dict[str, Any]]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = "".join(json.dumps(e, ensure_ascii=False, sort_keys=True) + "\n" for e in entries)
-        with self.path.open("a", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        """Whole records or none (a full disk is a clear error; a torn last record left by an
+        earlier crash is removed first)."""
+        append_json(self.path, entries)
 
     def publish(
         self, contents: list[tuple[str, str, str, dict[str, Any]]], now: datetime | None = None
@@ -383,10 +383,12 @@ def _content(pf: dict[str, Any]) -> dict[str, Any]:
 def publish_period(
     config: Config, store: Store, library: FactorLibrary, first: Month, last: Month,
     now: datetime | None = None, progress: Callable[[int, int, str], None] | None = None,
+    inputs: Inputs | None = None,
 ) -> tuple[Published, list[str]]:  # fmt: skip
     """Compute and publish every product's footprint over ``first``–``last``; returns what
     was published and the products skipped, each with its reason."""
-    periods = product_periods(config, store, library, months_between(first, last), progress)
+    periods = product_periods(config, store, library, months_between(first, last), progress,
+                              inputs=inputs)  # fmt: skip
     factors = {f.id: f for f in library.factors}
     contents, skipped = [], []
     for pp in periods:

@@ -30,6 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 from zoneinfo import ZoneInfo
 
 from processing.emissions import FactorLibrary, emissions_for
@@ -43,6 +44,8 @@ from processing.rollup import (
 from processing.scope3 import Month
 from supplymeter.carriers import CARRIERS, COUNTERS
 from supplymeter.config import Config, Meter, MeterRef
+from supplymeter.errors import ConfigError
+from supplymeter.files import locked, write_atomic, write_json_atomic
 from supplymeter.records import ns_to_datetime
 from supplymeter.store import (
     Store,
@@ -53,7 +56,12 @@ from supplymeter.store import (
     quality_issue_line,
 )
 
+if TYPE_CHECKING:
+    from processing.export import Inputs
+
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_GAP_INTERVALS = 2
 """Readings more than this many nominal intervals apart leave the hours between estimated."""
@@ -373,11 +381,14 @@ class JobState:
         return cls(path, **{k: data[k] for k in cls.FIELDS if k in data})
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({k: getattr(self, k) for k in self.FIELDS}, indent=2,
-                                  sort_keys=True))  # fmt: skip
-        tmp.replace(self.path)
+        """Replace the state file atomically (a crash leaves the previous state whole)."""
+        write_json_atomic(self.path, {k: getattr(self, k) for k in self.FIELDS}, indent=2)
+
+    @property
+    def lock_path(self) -> Path:
+        """The lock every job holds while it runs: one job at a time on this state, whichever
+        process runs it (the scheduler, a one-shot ``run-job``)."""
+        return self.path.with_name("jobs.lock")
 
     def add_pending(self, touched: dict[tuple[str, str], set[str]], why: str) -> None:
         """Record ``why`` for every month in ``touched`` (once per month and reason)."""
@@ -390,6 +401,55 @@ class JobState:
             text = f"{why}: {shown}"
             if text not in reasons:
                 reasons.append(text)
+
+
+class LastGood:
+    """Input files as last read without a problem. A bad row added to a file the jobs re-read
+    (factors, allocations, certificates, bills) is reported with its code, file, line and
+    column, and the jobs go on with the file's last good version instead of stopping; a copy
+    of that version is kept under ``keep_dir``, so a restart finds it too."""
+
+    CODE = "bad_input_file"
+
+    def __init__(self, keep_dir: Path) -> None:
+        self.dir = keep_dir
+        self.kept: dict[str, object] = {}
+        self.problems: dict[str, list[str]] = {}
+
+    def load(self, name: str, path: Path | None, read: Callable[[Path | None], T],
+             fallback: T | None = None) -> T:  # fmt: skip
+        """``read(path)``; on a ConfigError the last good version (kept in memory, else the
+        copy on disk, else ``fallback``); the error again when there is none."""
+        try:
+            value = read(path)
+        except ConfigError as exc:
+            kept = self.kept.get(name, fallback)
+            copy = self.dir / name
+            if kept is None and copy.exists():
+                kept = read(copy)
+            if kept is None:
+                raise
+            if self.problems.get(name) != exc.problems:
+                log.error("%s: %s has %d problem(s); the jobs go on with its last good version "
+                          "until it is fixed:\n  %s", self.CODE, path, len(exc.problems),
+                          "\n  ".join(exc.problems))  # fmt: skip
+            self.problems[name] = exc.problems
+            return kept  # type: ignore[return-value]
+        if path is not None:
+            data = path.read_bytes()
+            copy = self.dir / name
+            if not copy.exists() or copy.read_bytes() != data:
+                write_atomic(copy, data)
+        self.kept[name] = value
+        self.problems.pop(name, None)
+        return value
+
+    def note(self) -> str:
+        """For a job's summary: which files were skipped for their last good version."""
+        if not self.problems:
+            return ""
+        return "; " + ", ".join(f"{n}: {len(p)} problem(s), last good version used"
+                                for n, p in sorted(self.problems.items()))  # fmt: skip
 
 
 def _event_digests(config: Config) -> dict[str, list[str]]:
@@ -425,8 +485,13 @@ class Jobs:
         self.on_footprints = on_footprints
         self.reload_factors = reload_factors
         self._checked_layout = False
-        self.state = JobState.load(config.resolve(config.jobs.export_dir) / "jobs-state.json")
+        export_dir = config.resolve(config.jobs.export_dir)
+        self.state = JobState.load(export_dir / "jobs-state.json")
+        self.last_good = LastGood(export_dir / ".last-good")
         self._alerts = None
+        self.step: Callable[[str], None] = lambda name: None
+        """Told each step boundary of the rollup's change tracking (``late``, ``events``,
+        ``factors``): a test stops the job there as a kill would."""
 
     def dashboards(self) -> str:
         """Push the dashboards (daily: a registry change reaches Grafana within a day)."""
@@ -451,7 +516,10 @@ class Jobs:
         With ``reload_factors`` (the scheduler) the factor file is re-read first, so a row
         added to it is taken up without a restart."""
         if self.reload_factors:
-            self.library = FactorLibrary.for_config(self.config)
+            path = self.config.jobs.factors_file
+            self.library = self.last_good.load(
+                "emission_factors.csv", self.config.resolve(path) if path else None,
+                FactorLibrary.load, fallback=self.library)  # fmt: skip
         if not self._checked_layout:
             self._checked_layout = True
             if self.store.legacy_emission_series():
@@ -486,14 +554,19 @@ class Jobs:
         cursor = self.state.arrivals_cursor_ns
         after = (cursor - ARRIVAL_OVERLAP_NS) if cursor is not None else 0
         dirty = self.store.arrivals(after, now)
+        out = []
+        if dirty:
+            report = run_dirty(self.config, self.store, dirty, self.library)
+            self.state.add_pending(report.touched, "late data recomputed")
+            n = sum(len(h) for h in dirty.values())
+            out = [f"late data: {n} meter-hours of {len(dirty)} meters → {report.hours} hours "
+                   "recomputed"]  # fmt: skip
+        # Effects before state: the cursor moves (with the months to restate) only once the
+        # hours are rewritten; a run that fails or is killed before reads the marks again.
         self.state.arrivals_cursor_ns = now
-        if not dirty:
-            return []
-        report = run_dirty(self.config, self.store, dirty, self.library)
-        self.state.add_pending(report.touched, "late data recomputed")
-        n = sum(len(h) for h in dirty.values())
-        return [f"late data: {n} meter-hours of {len(dirty)} meters → {report.hours} hours "
-                "recomputed"]  # fmt: skip
+        self.state.save()
+        self.step("late")
+        return out
 
     def _events(self) -> list[str]:
         current = _event_digests(self.config)
@@ -505,12 +578,15 @@ class Jobs:
             if changed:
                 hours = {int(d.split(":")[0]) // HOUR_NS * HOUR_NS for d in changed}
                 dirty[tuple(key.split("/"))] = hours  # type: ignore[index]
-        self.state.meter_events = current
-        if not dirty:
-            return []
-        report = run_dirty(self.config, self.store, dirty, self.library)
-        self.state.add_pending(report.touched, "meter event recorded or corrected")
-        return [f"meter events: {len(dirty)} meters, {report.hours} hours recomputed"]
+        out = []
+        if dirty:
+            report = run_dirty(self.config, self.store, dirty, self.library)
+            self.state.add_pending(report.touched, "meter event recorded or corrected")
+            out = [f"meter events: {len(dirty)} meters, {report.hours} hours recomputed"]
+        self.state.meter_events = current  # only after the hours are rewritten
+        self.state.save()
+        self.step("events")
+        return out
 
     def _factors(self, now: int) -> list[str]:
         year = ns_to_datetime(now).year
@@ -520,17 +596,20 @@ class Jobs:
         # State written before factors had a use keyed "carrier/region/year": the use was "".
         previous = {(k if k.count("/") == 3 else f"{k}/"): v
                     for k, v in self.state.factor_resolutions.items()}  # fmt: skip
+        changed = [k for k in current if previous and previous.get(k) != current[k]]
+        out = []
+        if changed:
+            report = restate_emissions(self.config, self.store, self.library, changed)
+            names = ", ".join(f"{k} → {current[k][0]} ({current[k][1]:g})"
+                              for k in sorted(changed))  # fmt: skip
+            self.state.add_pending(report.touched, f"emission factor changed: {names}")
+            out = [f"factors changed ({names}): {report.emissions_hours} hours of emissions "
+                   "recomputed"]  # fmt: skip
+        # Recorded only now: a restatement whose reads failed is found again by the retry.
         self.state.factor_resolutions = current
-        if not previous:
-            return []
-        changed = [k for k in current if previous.get(k) != current[k]]
-        if not changed:
-            return []
-        report = restate_emissions(self.config, self.store, self.library, changed)
-        names = ", ".join(f"{k} → {current[k][0]} ({current[k][1]:g})" for k in sorted(changed))
-        self.state.add_pending(report.touched, f"emission factor changed: {names}")
-        return [f"factors changed ({names}): {report.emissions_hours} hours of emissions "
-                "recomputed"]  # fmt: skip
+        self.state.save()
+        self.step("factors")
+        return out
 
     def export(self, month: Month | None = None) -> str:
         """Export last month (or ``month``) once its day has come, and restate every exported
@@ -540,12 +619,14 @@ class Jobs:
         from processing.versions import latest_manifest
 
         out = self.config.resolve(self.config.jobs.export_dir)
+        inputs = self.inputs()
         target = month or previous_month(self.clock(), self.config.jobs.timezone)
         done = []
         first_time = self.state.last_export_month != str(target)
         if month is not None or (self._export_day_reached() and first_time):
             reasons = self.state.pending.pop(str(target), [])
-            result = export_month(self.config, self.store, target, out, self.library, reasons)
+            result = export_month(self.config, self.store, target, out, self.library, reasons,
+                                  inputs=inputs)  # fmt: skip
             done.append(f"{target} v{result.version}{'' if result.written else ' (unchanged)'}"
                         + self._footprints(target))  # fmt: skip
             if month is None:
@@ -559,7 +640,7 @@ class Jobs:
             if not reasons and not provisional:
                 continue
             again = export_month(self.config, self.store, Month.parse(month_dir.name), out,
-                                 self.library, reasons)  # fmt: skip
+                                 self.library, reasons, inputs=inputs)  # fmt: skip
             self.state.pending.pop(month_dir.name, None)
             done.append(
                 f"{month_dir.name} "
@@ -570,6 +651,22 @@ class Jobs:
         self.state.save()
         return "; ".join(done) or "nothing due"
 
+    def inputs(self) -> Inputs:
+        """Allocations, certificates and bills, each file at its last good version."""
+        from processing.export import Inputs
+        from processing.reconcile import load_bills
+        from processing.scope3 import load_allocations, load_certificates
+
+        j, resolve, keep = self.config.jobs, self.config.resolve, self.last_good.load
+        return Inputs(
+            keep("allocations.csv", resolve(j.allocations_file), load_allocations)
+            if j.allocations_file else {},
+            keep("certificates.csv", resolve(j.certificates_file),
+                 lambda p: load_certificates(p, self.config.registry))
+            if j.certificates_file else {},
+            keep("bills.csv", resolve(j.bills_file), load_bills) if j.bills_file else [],
+        )  # fmt: skip
+
     def _footprints(self, month: Month) -> str:
         """Publish the month's product footprints when the registry has products: a new
         footprint (deprecating the old) only where the content changed."""
@@ -577,7 +674,8 @@ class Jobs:
             return ""
         from processing.footprints import publish_period
 
-        published, skipped = publish_period(self.config, self.store, self.library, month, month)
+        published, skipped = publish_period(self.config, self.store, self.library, month, month,
+                                            inputs=self.inputs())  # fmt: skip
         for reason in skipped:
             log.warning("footprints %s: %s", month, reason)
         note = ""
@@ -607,7 +705,13 @@ class Jobs:
         for attempt in range(1, attempts + 1):
             try:
                 began = time.monotonic()
-                summary = body(**kwargs)  # type: ignore[operator]
+                with locked(self.state.lock_path, what="(a job runs elsewhere: waiting)"):
+                    # Start from the state on disk: a job run by another process (a one-shot
+                    # beside the scheduler, or the scheduler beside it) may have moved it on,
+                    # and a failed attempt's half-changed copy must not be saved.
+                    self.state = JobState.load(self.state.path)
+                    summary = body(**kwargs)  # type: ignore[operator]
+                summary += self.last_good.note()
                 log.info("job %s done in %.1f s: %s", name, time.monotonic() - began, summary)
                 self.last_summary = summary
                 return True

@@ -26,6 +26,7 @@ from processing.scope3 import csv_rows
 from supplymeter.carriers import CARRIERS
 from supplymeter.config import Meter, Site
 from supplymeter.errors import ConfigError
+from supplymeter.files import cell
 from supplymeter.records import datetime_to_ns
 
 BILL_COLUMNS = ("supplier", "site", "carrier", "account", "period_start", "period_end",
@@ -64,14 +65,14 @@ def load_bills(path: Path) -> list[Bill]:
         try:
             carrier = CARRIERS.get(row["carrier"])
             if carrier is None:
-                raise ValueError(f"carrier must be one of {', '.join(CARRIERS)}")
+                raise ValueError(f"column carrier: must be one of {', '.join(CARRIERS)}")
             if row["unit"] != carrier.unit:
                 raise ValueError(f"unit must be {carrier.unit} for {carrier.name}")
-            start = date.fromisoformat(row["period_start"])
-            end = date.fromisoformat(row["period_end"])
+            start = cell(row, "period_start", date.fromisoformat)
+            end = cell(row, "period_end", date.fromisoformat)
             if end <= start:
                 raise ValueError("period_end must be after period_start (end is exclusive)")
-            billed = float(row["billed"])
+            billed = cell(row, "billed", float)
             if not billed >= 0:
                 raise ValueError("billed must be >= 0")
             bills.append(Bill(row["supplier"], row["site"], carrier.name, row["account"],

@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 from processing.emissions import EmissionFactor
 from supplymeter.config import MeterRef, Registry, Supplier
 from supplymeter.errors import ConfigError, SupplymeterError
+from supplymeter.files import cell
 from supplymeter.records import MeterTotals, datetime_to_ns
 
 if TYPE_CHECKING:
@@ -204,7 +205,7 @@ def load_allocations(path: Path) -> dict[tuple[str, Month], AllocationShare]:
     for line, row in csv_rows(path, ALLOCATION_COLUMNS):
         where = f"{path}:{line}"
         try:
-            month = Month.parse(row["month"])
+            month = cell(row, "month", Month.parse)
             method = row["method"]
             if method not in ("physical", "economic", "dedicated"):
                 raise ValueError("method must be physical, economic or dedicated")
@@ -212,7 +213,7 @@ def load_allocations(path: Path) -> dict[tuple[str, Month], AllocationShare]:
                 num = den = None
                 share = 1.0
             else:
-                num, den = float(row["numerator"]), float(row["denominator"])
+                num, den = cell(row, "numerator", float), cell(row, "denominator", float)
                 if not (num >= 0 and den > 0 and num <= den):
                     raise ValueError("need 0 <= numerator <= denominator, denominator > 0")
                 share = num / den
@@ -290,14 +291,14 @@ def load_certificates(
     problems: list[str] = []
     for line, row in csv_rows(path, CERTIFICATE_COLUMNS):
         try:
-            kwh = float(row["kwh"])
+            kwh = cell(row, "kwh", float)
             if not kwh > 0:
                 raise ValueError("kwh must be > 0")
             issuer = row["issuer"]
             if ("T-REC" in issuer or "Renewable Energy Certification Center" in issuer) and (
                     kwh % T_REC_KWH):  # fmt: skip
                 raise ValueError(f"{kwh:g} kWh is not whole T-RECs of {T_REC_KWH:g} kWh")
-            month = Month.parse(row["month"])
+            month = cell(row, "month", Month.parse)
             key = (row["supplier"], row["site"], month)
             use = (row.get("use") or "retired").strip()
             if use not in ("retired", "sold"):
