@@ -137,7 +137,7 @@ class FactorLibrary:
                     verification=row.get("verification") or "",
                 )  # fmt: skip
             except (KeyError, TypeError, ValueError) as exc:
-                problems.append(f"{name}:{line}: cannot read row: {exc}")
+                problems.append(f"{name}:{line}: {exc}")
                 continue
             gases = factor.per_gas(1.0)
             if gases is not None:

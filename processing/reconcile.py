@@ -65,7 +65,7 @@ def load_bills(path: Path) -> list[Bill]:
         try:
             carrier = CARRIERS.get(row["carrier"])
             if carrier is None:
-                raise ValueError(f"column carrier: must be one of {', '.join(CARRIERS)}")
+                raise ValueError(f"carrier must be one of {', '.join(CARRIERS)}")
             if row["unit"] != carrier.unit:
                 raise ValueError(f"unit must be {carrier.unit} for {carrier.name}")
             start = cell(row, "period_start", date.fromisoformat)

@@ -58,21 +58,25 @@ def append_lines(path: Path, lines: Iterable[str], *, fsync: bool = True) -> Non
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a+b") as f:
-            size = whole_lines_size(f)
-            if size != f.tell():
+        # Unbuffered: a failed write must not leave bytes in a buffer that a later flush
+        # (even the truncate's) would try to write again.
+        with path.open("a+b", buffering=0) as f:
+            end = f.seek(0, os.SEEK_END)
+            size = whole_lines_size(f)  # type: ignore[arg-type]
+            if size != end:
                 log.warning("%s: removing a partial last record (%d bytes) left by an "
-                            "interrupted write", path, f.tell() - size)  # fmt: skip
+                            "interrupted write", path, end - size)  # fmt: skip
             try:
-                f.truncate(size)
-                f.seek(size)
-                f.write(data)
-                f.flush()
+                os.ftruncate(f.fileno(), size)
+                view = memoryview(data)
+                while view:
+                    written = os.pwrite(f.fileno(), view, size + len(data) - len(view))
+                    view = view[written:]
                 if fsync:
                     os.fsync(f.fileno())
             except OSError:
                 with contextlib.suppress(OSError):
-                    f.truncate(size)
+                    os.ftruncate(f.fileno(), size)
                 raise
     except OSError as exc:
         raise StorageError(f"{path}: could not append {len(data)} bytes "

@@ -456,3 +456,62 @@ def test_the_daily_budget_sends_the_rest_to_the_digest(tmp_path: Path) -> None:
     events = book.update([cond("other", "stuck")], NOW + 86_400 * 10**9, 0, 60, 99)
     [tomorrow] = [e for e in events if e.kind == "open"]
     assert budget.allows(tomorrow, "Asia/Taipei")
+
+
+class Killed(BaseException):
+    """Stands for kill -9 at a step boundary: nothing after it runs, memory is dropped, only
+    what is on disk remains (each test goes on with a fresh runner)."""
+
+
+def kill_at(name: str) -> Callable[[str], None]:
+    def step(reached: str) -> None:
+        if reached == name:
+            raise Killed(name)
+
+    return step
+
+
+SILENT_SITES = "".join(f"""
+  [[suppliers.sites]]
+  id = "plant-{n}"
+  gateway = "gw{n}"
+    [[suppliers.sites.meters]]
+    id = "main"
+    carrier = "electricity"
+    interval_s = 300
+""" for n in range(4))  # fmt: skip
+
+
+@pytest.mark.parametrize("step", ["evaluated", "annotated", "queued", "saved", "digested"])
+def test_a_killed_alert_job_sends_every_email_exactly_once(
+    step: str, influx: InfluxClient, smtp: tuple[list, int], tmp_path: Path
+) -> None:
+    """Four sites fall silent; the job is killed at a step boundary of its first run that
+    finds them. The next runs send each incident's email exactly once (the incident book was
+    saved before its emails reached the outbox: 4 incidents open, 0 emails, for good)."""
+    received, port = smtp
+    registry = REGISTRY.split("  [[suppliers.sites]]")[0] + SILENT_SITES
+    config = pointed_at(load_config(write_config(tmp_path / "cfg", registry), {}), None, influx)
+    config = mail_config(config, port, tmp_path)
+    lines = []
+    for n in range(4):
+        register = 1000.0
+        for ts in range(NOW - 2 * WEEK_NS, NOW - 3 * HOUR_NS, 300 * 10**9):
+            lines.append(f"reading,meter=main,site=plant-{n},supplier=spring-b "
+                         f"energy_kwh={register:.3f},power_kw=20 {ts}")  # fmt: skip
+            register += 20 * 300 / 3600
+        lines.append(f"gateway,gateway=gw{n},site=plant-{n},supplier=spring-b state=\"online\" "
+                     f"{NOW - 3 * HOUR_NS}")  # fmt: skip
+    influx.write_lines(lines)
+    with pytest.raises(Killed):
+        AlertRunner(config, Store(influx), step=kill_at(step)).run(NOW)
+    runner = AlertRunner(config, Store(influx))
+    for k in range(1, 4):
+        runner.run(NOW + k * 5 * MIN_NS)
+    AlertRunner(config, Store(influx)).run(NOW + 20 * MIN_NS)  # and after a restart
+    messages = [email.message_from_bytes(r.content, policy=policy.default) for r in received]
+    opened = sorted(m["X-Supplymeter-Incident"].strip() for m in messages)
+    assert len(opened) == 4, [m["Subject"] for m in messages]
+    assert len(set(opened)) == 4  # one email per incident, none twice
+    assert [i.split("@")[0] for i in opened] == [f"gateway_silent/spring-b/plant-{n}/gw{n}"
+                                                 for n in range(4)]

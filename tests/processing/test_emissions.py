@@ -159,7 +159,7 @@ def test_bad_factor_file_lists_every_problem(tmp_path: Path) -> None:
         FactorLibrary.load(path)
     text = "\n".join(caught.value.problems)
     assert ":2: unit must be kgCO2e/kWh" in text and ":3: value must be > 0" in text
-    assert ":3: duplicate factor" in text and ":4: cannot read row" in text
+    assert ":3: duplicate factor" in text and ":4: column year: cannot read 'twenty'" in text
 
 
 def test_per_gas_factors_must_add_up_to_the_co2e_value(tmp_path: Path) -> None:
@@ -177,4 +177,4 @@ def test_per_gas_factors_must_add_up_to_the_co2e_value(tmp_path: Path) -> None:
         FactorLibrary.load(path)
     text = "\n".join(caught.value.problems)
     assert ":2:" not in text  # consistent with AR5 GWPs
-    assert ":3: cannot read row: a data quality rating is 1-5" in text
+    assert ":3: column dqr_technological: cannot read '7' (a data quality rating is 1-5" in text

@@ -28,6 +28,7 @@ from processing.versions import latest_manifest
 from simulators.gateway import Gateway, Send
 from simulators.run import generate, prepare
 from supplymeter.config import Config, load_config
+from supplymeter.errors import SourceUnavailable
 from supplymeter.influx import InfluxClient
 from supplymeter.records import HourlyConsumption, Reading, datetime_to_ns
 from supplymeter.store import Store, arrival_line, consumption_line, reading_line
@@ -390,3 +391,144 @@ def check_arrival_order(
     inside = [h for h in expected if lo <= h.hour_start_ns < hi]
     assert meter.consumption == pytest.approx(sum(h.consumption for h in inside), abs=1e-9)
     assert meter.estimated == pytest.approx(sum(h.estimated_consumption for h in inside))
+
+
+# --- faults: effects before state, one job at a time, bad input files ------------------------
+
+
+class FlakyStore(Store):
+    """The real store, whose next ``fail_reads`` reads of hourly consumption fail."""
+
+    fail_reads = 0
+
+    def hourly_consumption(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.fail_reads:
+            self.fail_reads -= 1
+            raise SourceUnavailable("InfluxDB: read timed out (injected)")
+        return super().hourly_consumption(*args, **kwargs)
+
+
+def factor_case(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
+) -> tuple[Config, FlakyStore, Path, list[str], Month]:
+    """March 2025 of forge-a stored at 10 kWh / 10 m³ an hour, with a factor file from before
+    the 2025 announcement (the 2024 grid factor, 0.474, stands in: provisional)."""
+    shipped = Path(jobs_module.__file__).parent / "data" / "emission_factors.csv"
+    text = shipped.read_text("utf-8").splitlines(keepends=True)
+    factors = tmp_path / "factors.csv"
+    factors.write_text("".join(line for line in text if ",2025," not in line), "utf-8")
+    config = with_settings(make_config(), "jobs", export_day=1, export_hour=0, retry_delay_s=0,
+                           export_dir=tmp_path / "exports", factors_file=factors)  # fmt: skip
+    store = FlakyStore(influx)
+    month = Month(2025, 3)
+    start, end = month.bounds(TPE)
+    store.write([consumption_line(HourlyConsumption(
+        *ref.key, ref.meter.carrier, ref.unit, hour, 10.0, 1.0, 4))
+        for ref in config.registry.meters() if ref.supplier.id == "forge-a"
+        for hour in range(start, end, HOUR_NS)])  # fmt: skip
+    return config, store, factors, text, month
+
+
+def test_a_restatement_survives_a_failed_read(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
+) -> None:
+    """The factor file is corrected while InfluxDB fails the restatement's first read: the
+    retry still finds the change, the hours take the new factor and the month is restated
+    naming it (before: the retry reported success with no factor change)."""
+    config, store, factors, text, month = factor_case(make_config, influx, tmp_path)
+    jobs, now, v1 = provisional_export(config, store, month, tmp_path / "exports")
+    assert v1 and v1["totals"]["forge-a"]["provisional"] is True
+    factors.write_text("".join(text), "utf-8")  # the 2025 announcement arrives
+    now[0] += HOUR_NS
+    store.fail_reads = 1
+    assert jobs.run("rollup", sleep=lambda s: None)
+    assert store.fail_reads == 0 and "tw-grid-2025-industry" in jobs.last_summary
+    start, end = month.bounds(TPE)
+    stored = store.hourly_emissions(start, end, supplier="forge-a")
+    assert {e.factor_id for e in stored} >= {"tw-grid-2025-industry"}
+    assert jobs.run("export")
+    v2 = latest_manifest(tmp_path / "exports" / "2025-03")
+    assert v2 and v2["version"] == 2
+    assert any("tw-grid-2025-industry" in why for why in v2["reasons"])
+
+
+def test_a_one_shot_job_beside_the_scheduler_loses_nothing(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
+) -> None:
+    """The scheduler's jobs and a one-shot ``run-job`` share the state file: what one records
+    (a month restated, a success) the other never writes back over with its older copy."""
+    config, store, factors, text, month = factor_case(make_config, influx, tmp_path)
+    scheduler, now, _ = provisional_export(config, store, month, tmp_path / "exports")
+    factors.write_text("".join(text), "utf-8")
+    now[0] += HOUR_NS
+    assert scheduler.run("rollup")
+    assert scheduler.state.pending.get("2025-03")
+    one_shot = Jobs(config, store, FactorLibrary.for_config(config), clock=lambda: now[0] + 60)
+    assert one_shot.run("export")  # restates March, clears its pending entry
+    assert "2025-03 restated as v2" in one_shot.last_summary
+    now[0] += HOUR_NS
+    assert scheduler.run("rollup")  # its older copy had March pending
+    state = json.loads((tmp_path / "exports" / "jobs-state.json").read_text())
+    assert "2025-03" not in state["pending"]
+    assert state["last_success_ns"]["export"] == now[0] - HOUR_NS + 60
+    assert scheduler.run("export") and "2025-03" not in scheduler.last_summary
+
+
+@pytest.mark.parametrize("step", ["late", "events", "factors"])
+def test_a_kill_in_the_change_tracking_restates_exactly_once(
+    step: str, make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
+) -> None:
+    """Killed at each step boundary of the rollup's change tracking after a factor change:
+    the next run (a fresh process) recomputes what was not recorded as done, and the export
+    restates the month once, naming the factor."""
+    config, store, factors, text, month = factor_case(make_config, influx, tmp_path)
+    jobs, now, _ = provisional_export(config, store, month, tmp_path / "exports")
+    factors.write_text("".join(text), "utf-8")
+    now[0] += HOUR_NS
+
+    class Killed(BaseException):
+        pass
+
+    def kill(reached: str) -> None:
+        if reached == step:
+            raise Killed(step)
+
+    jobs.step = kill
+    with pytest.raises(Killed):
+        jobs.run("rollup")
+    fresh = Jobs(config, store, FactorLibrary.for_config(config), clock=lambda: now[0],
+                 reload_factors=True)  # fmt: skip
+    assert fresh.run("rollup")
+    assert fresh.run("export")
+    assert fresh.run("export") and fresh.last_summary == "nothing due"
+    v2 = latest_manifest(tmp_path / "exports" / "2025-03")
+    assert v2 and v2["version"] == 2
+    assert any("tw-grid-2025-industry" in why for why in v2["reasons"])
+    start, end = month.bounds(TPE)
+    assert {e.factor_id for e in store.hourly_emissions(start, end, supplier="forge-a")} >= {
+        "tw-grid-2025-industry"}  # fmt: skip
+
+
+def test_a_bad_factor_row_leaves_the_jobs_on_the_last_good_file(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A malformed row appended to the factor file: the rollup runs on the last good factors
+    at once (no retries), says which file, line and column, and takes the file up again when
+    it is fixed — also after a restart."""
+    config, store, factors, _, month = factor_case(make_config, influx, tmp_path)
+    jobs, now, _ = provisional_export(config, store, month, tmp_path / "exports")
+    good = factors.read_text("utf-8")
+    factors.write_text(good + "tw-bad,electricity,TW,2027,annual,,ten,kgCO2e/kWh,location,"
+                       "x,y,https://x,2026-01-01,\n", "utf-8")  # fmt: skip
+    attempts = []
+    now[0] += HOUR_NS
+    assert jobs.run("rollup", sleep=attempts.append) and attempts == []
+    assert "emission_factors.csv: 1 problem(s), last good version used" in jobs.last_summary
+    assert "bad_input_file" in caplog.text
+    assert f"{factors}:{len(good.splitlines()) + 1}: column value: cannot read 'ten'" in caplog.text
+    restarted = Jobs(config, store, FactorLibrary.load(), clock=lambda: now[0],
+                     reload_factors=True)  # fmt: skip
+    assert restarted.run("rollup", sleep=attempts.append) and attempts == []
+    factors.write_text(good, "utf-8")
+    assert restarted.run("rollup") and "last good" not in restarted.last_summary

@@ -217,3 +217,99 @@ def test_registry_mistakes_are_named(tmp_path: Path, change: tuple[str, str],
     with pytest.raises(ConfigError) as err:
         load_config(write_config(tmp_path, REGISTRY.replace(*change)), {})
     assert message in str(err.value)
+
+
+def _write_february_2024(store: Store) -> None:
+    """February 2024 in Taipei (a leap month, 29 days) and a day either side, hourly."""
+    start = datetime_to_ns(datetime(2024, 1, 30, tzinfo=UTC))
+    store.write([line for k in range(24 * 33) for line in (
+        reading_line(Reading("bolt-e", "plant-1", "header", start + k * HOUR, None,
+                             energy_kwh=1000 + 100.0 * k, production_units=120.0 * k)),
+        reading_line(Reading("bolt-e", "plant-1", "main", start + k * HOUR, None,
+                             energy_kwh=5000 + 50.0 * k, production_units=60.0 * k)))])  # fmt: skip
+
+
+def test_a_leap_february_publishes_with_a_validity_ending_on_28_february(
+    tmp_path: Path, influx: InfluxClient
+) -> None:
+    """February 2024 ends on 29 February (16:00 UTC, midnight in Taipei): three years on
+    there is no 29 February, and publishing failed with "day is out of range for month". The
+    validity ends on 28 February 2027 (the earlier day: never longer than three years)."""
+    config = _config(tmp_path, influx)
+    store = Store(influx)
+    library = FactorLibrary.load()
+    _write_february_2024(store)
+    t0 = datetime_to_ns(datetime(2024, 1, 31, tzinfo=UTC))
+    run_rollup(config, store, t0, t0 + 31 * 24 * HOUR, library)
+    month = Month(2024, 2)
+    published, skipped = publish_period(config, store, library, month, month)
+    assert len(published.created) == 2 and not skipped
+    for pf in published.created:
+        assert pf["pcf"]["referencePeriodEnd"] == "2024-02-29T16:00:00Z"
+        assert pf["validityPeriodEnd"] == "2027-02-28T16:00:00Z"
+
+
+def test_a_torn_footprint_log_record_is_skipped_then_cut_off(
+    tmp_path: Path, influx: InfluxClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A publish interrupted by a full disk left half a line: reading skips it (and says so),
+    the next publish removes it and appends whole records (before: every publish and export
+    failed with "footprints.jsonl:2: not JSON" for good)."""
+    config = _config(tmp_path, influx)
+    store = Store(influx)
+    library = FactorLibrary.load()
+    _write_constant_month(store)
+    t0 = datetime_to_ns(datetime(2025, 9, 30, 10, tzinfo=UTC))
+    run_rollup(config, store, t0, t0 + 760 * HOUR, library)
+    path = config.resolve(config.pact.footprints_file)
+    month = Month(2025, 10)
+    publish_period(config, store, library, month, month)
+    whole = path.read_bytes()
+    with path.open("ab") as f:  # what a write cut short leaves
+        f.write(b'{"footprint": {"id": "0c0c", "companyName": "Tainan Bo')
+    log = FootprintLog(path)
+    assert len(log.footprints()) == 2
+    assert "partial last record" in caplog.text
+    # a late reading changes the month: a new publish must land whole after the torn tail
+    start = datetime_to_ns(datetime(2025, 9, 29, tzinfo=UTC))
+    k0 = (datetime_to_ns(datetime(2025, 10, 15, tzinfo=UTC)) - start) // HOUR
+    store.write([reading_line(Reading("bolt-e", "plant-1", "header", start + k * HOUR, None,
+                                      energy_kwh=1050 + 100.0 * k, production_units=120.0 * k))
+                 for k in range(k0, 24 * 35)])  # fmt: skip
+    run_rollup(config, store, start + (k0 - 1) * HOUR, start + (k0 + 2) * HOUR, library)
+    again, _ = publish_period(config, store, library, month, month)
+    assert len(again.created) == 2
+    text = path.read_bytes()
+    assert text.startswith(whole) and text.endswith(b"\n") and b"Tainan Bo\n" not in text
+    assert len(FootprintLog(path).footprints()) == 4
+
+
+def test_a_full_disk_publishes_nothing_and_says_so(tmp_path: Path) -> None:
+    """A footprint log that cannot grow (the file size limit stands in for a full disk) is a
+    clear error, the log keeps only whole records, and publishing after space returns works."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "pf.jsonl"
+    path.write_text('{"op": "noop"}\n')
+    script = f"""
+import resource, signal, sys
+from pathlib import Path
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (40, 40))
+from processing.footprints import FootprintLog, FootprintError
+from supplymeter.files import StorageError
+content = {{"specVersion": "3.0.3", "productDescription": "x" * 200}}
+try:
+    FootprintLog(Path({str(path)!r})).publish([("s", "p", "k", content)])
+except StorageError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert "could not append" in done.stdout and "nothing was written" in done.stdout
+    assert path.read_text() == '{"op": "noop"}\n'
+    published = FootprintLog(path).publish([("s", "p", "k", {"specVersion": "3.0.3"})])
+    assert len(published.created) == 1 and path.read_text().count("\n") == 2
