@@ -513,5 +513,6 @@ def test_a_killed_alert_job_sends_every_email_exactly_once(
     opened = sorted(m["X-Supplymeter-Incident"].strip() for m in messages)
     assert len(opened) == 4, [m["Subject"] for m in messages]
     assert len(set(opened)) == 4  # one email per incident, none twice
-    assert [i.split("@")[0] for i in opened] == [f"gateway_silent/spring-b/plant-{n}/gw{n}"
-                                                 for n in range(4)]
+    assert [i.split("@")[0] for i in opened] == [
+        f"gateway_silent/spring-b/plant-{n}/gw{n}" for n in range(4)
+    ]
