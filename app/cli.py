@@ -11,6 +11,7 @@ configuration or arguments.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -174,9 +175,64 @@ def dashboards_pusher(config: Config) -> Callable[[], str] | None:
 
 
 def cmd_collect(config: Config, args: argparse.Namespace) -> int:
+    """The collector: one process, or a supervisor (process 0) with workers 1..N-1."""
+    if args.worker is not None:
+        return _collect(config, args)
+    import hashlib
+    import tempfile
+
+    from supplymeter.files import single_instance
+
+    # Two collectors with one client id would take each other's session off the broker in
+    # turns (and fight over the metrics port): the second one stops here, at once.
+    m = config.mqtt
+    key = hashlib.sha256(f"{m.host}:{m.port}/{m.client_id}".encode()).hexdigest()[:16]
+    lock = Path(tempfile.gettempdir()) / f"supplymeter-collect-{key}.lock"
+    with single_instance(lock, f"a collector as client id {m.client_id!r} on {m.host}:{m.port}"):
+        return _collect(config, args)
+
+
+WORKER_GRACE_S = 30.0
+"""How long a worker whose supervisor died may take to stop cleanly (writes, then acks)
+before it exits hard — safe either way: unacknowledged messages stay with the broker."""
+
+
+def _follow_supervisor(pid: int | None, stop: threading.Event) -> None:
+    """A worker ends with its supervisor, from its first instant (also while it is still
+    connecting): the kernel sends SIGTERM when the parent dies (Linux), and a watcher checks
+    the parent's pid; after ``WORKER_GRACE_S`` the worker exits hard."""
+    if pid is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):  # Linux only; the watcher covers others
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != pid:
+        log.warning("collector worker: supervisor %d already gone; not starting", pid)
+        raise SystemExit(1)
+
+    def watch() -> None:
+        while os.getppid() == pid and not stop.is_set():
+            time.sleep(0.2)
+        if stop.is_set() and os.getppid() == pid:
+            return
+        log.warning("collector worker: supervisor %d gone; stopping", pid)
+        stop.set()
+        time.sleep(WORKER_GRACE_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
+
+
+def _collect(config: Config, args: argparse.Namespace) -> int:
     from collector.service import Collector, resolve_processes, retire_sessions, worker_config
 
-    if args.worker is not None:  # a worker takes the count and group its supervisor resolved
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    if args.worker is not None:
+        _follow_supervisor(args.supervisor, stop)
+        # a worker takes the count and group its supervisor resolved
         collector_ = config.collector.model_copy(update={"processes": args.processes})
         mqtt = config.mqtt.model_copy(update={"shared_group": args.shared_group})
         config = dataclasses.replace(config, services=config.services.model_copy(
@@ -188,9 +244,6 @@ def cmd_collect(config: Config, args: argparse.Namespace) -> int:
         auto = f" (processes = auto: {os.cpu_count()} cores, shared subscriptions {shares})"
     processes = config.collector.processes
     assert isinstance(processes, int)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     if args.worker is None:
         # Sessions of collector processes this config no longer runs (processes lowered, or
         # raised from one): drain them into InfluxDB and end them before starting.
@@ -205,12 +258,8 @@ def cmd_collect(config: Config, args: argparse.Namespace) -> int:
     with open_influx(config) as client, Collector(config, client=client) as collector:
         say(f"collecting from {config.mqtt.host}:{config.mqtt.port} into {client.url}"
             + (f" with {processes} processes" if workers else "") + auto)  # fmt: skip
-        parent = os.getppid()
         while not stop.wait(1.0):
-            if args.worker is not None and os.getppid() != parent:
-                # The supervisor is gone (killed): end like a stop, acks after writes.
-                log.warning("collector process %d: supervisor gone; stopping", args.worker)
-                break
+            pass
     if workers:
         workers.join()
     say(f"stopped: {collector.stats}")
@@ -228,7 +277,8 @@ def _spawn_workers(
     argv = [sys.executable, "-m", "app.cli", "--config", str(config.path)]
     argv += ["--log-json"] if args.log_json else []
     argv += ["-v"] * args.verbose
-    resolved = ["--processes", str(processes), "--shared-group", config.mqtt.shared_group or ""]
+    resolved = ["--processes", str(processes), "--shared-group", config.mqtt.shared_group or "",
+                "--supervisor", str(os.getpid())]  # fmt: skip
 
     def supervise() -> None:
         procs = {i: subprocess.Popen([*argv, "collect", "--worker", str(i), *resolved])
@@ -622,6 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--processes", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--shared-group", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--supervisor", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_collect)
 
     p = sub.add_parser("simulate", help="publish simulated meter readings over MQTT")

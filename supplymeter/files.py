@@ -172,3 +172,29 @@ def cell(row: dict[str, str], column: str, parse: Any = str) -> Any:
         return parse(text.strip())
     except (TypeError, ValueError) as exc:
         raise ValueError(f"column {column}: cannot read {text!r} ({exc})") from exc
+
+
+class AlreadyRunning(SupplymeterError):
+    """Another process holds the single-instance lock of this service."""
+
+
+@contextlib.contextmanager
+def single_instance(path: Path, what: str) -> Iterator[None]:
+    """Hold ``path``'s lock for the block, or raise :class:`AlreadyRunning` at once naming the
+    process that holds it. The kernel drops the lock when its holder dies (no stale locks)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise AlreadyRunning(f"{what} already runs (pid {holder}; lock {path})") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

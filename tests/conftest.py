@@ -6,9 +6,13 @@ another's data or retained messages.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
+import os
+import signal
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +23,41 @@ from supplymeter.config import Config, load_config
 from supplymeter.influx import InfluxClient, quote_ident
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Every process a test starts inherits this mark; at the end of the session none may be left.
+SESSION_MARK = f"SUPPLYMETER_TEST_SESSION={uuid.uuid4().hex}"
+os.environ["SUPPLYMETER_TEST_SESSION"] = SESSION_MARK.partition("=")[2]
+
+
+def leftover_processes() -> list[tuple[int, str]]:
+    """(pid, command line) of live processes started by this test session, other than
+    pytest itself."""
+    out = []
+    mark = SESSION_MARK.encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if mark not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            continue
+        if cmdline:  # zombies have none: they are gone, only not yet reaped
+            out.append((int(entry.name), cmdline))
+    return out
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Nothing started by the tests outlives them: leftovers are killed and fail the run."""
+    left = leftover_processes()
+    for pid, _ in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    if left:
+        lines = "\n".join(f"  {pid}: {cmd[:200]}" for pid, cmd in left)
+        print(f"\nprocesses started by the tests were still running (killed now):\n{lines}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 SMALL_REGISTRY = """
 [[suppliers]]

@@ -292,3 +292,95 @@ def test_pact_hash_secret_and_the_https_rule(
     assert "requires HTTPS" in capsys.readouterr().err
     assert main(["--config", str(path), "pact", "publish"]) == 2
     assert "--month" in capsys.readouterr().err
+
+
+def _collect_config(tmp_path: Path, broker: Mosquitto, influx: InfluxClient, metrics: int) -> Path:
+    return write_config(tmp_path, SMALL_REGISTRY, f"""
+        [mqtt]
+        port = {broker.port}
+        shared_group = "collectors"
+        [influxdb]
+        url = "{influx.url}"
+        database = "{influx.database}"
+        [collector]
+        processes = 2
+        metrics_port = {metrics}
+        flush_interval_s = 0.1
+        """)  # fmt: skip
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Pids of running processes whose command line holds ``marker``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if marker in cmdline and state != "Z":
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_second_collector_on_the_same_config_exits_at_once_and_disturbs_nothing(
+    tmp_path: Path, broker: Mosquitto, influx: InfluxClient
+) -> None:
+    """Started by mistake beside a running collector, a second ``collect`` exits at once with
+    a one-line reason; the first stays connected and keeps storing (before: the second looped
+    on "Address already in use" and took the first's session off the broker)."""
+    metrics = free_port()
+    path = _collect_config(tmp_path, broker, influx, metrics)
+    argv = [sys.executable, "-m", "app.cli", "--config", str(path), "collect"]
+    first = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert first.stdout is not None and b"collecting" in first.stdout.readline()
+        assert wait_until(lambda: all(scrape(metrics + i, "mqtt_connected") == 1
+                                      for i in range(2)), 30)  # fmt: skip
+        second = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        assert second.returncode == 1
+        [line] = second.stderr.strip().splitlines()
+        assert "a collector as client id 'supplymeter-collector'" in line and "already runs" in line
+        assert f"pid {first.pid}" in line
+        assert scrape(metrics, "mqtt_connected") == 1
+        assert scrape(metrics, "sessions_lost_total") in (0, -1)
+        publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id="pub")
+        publisher.connect("127.0.0.1", broker.port)
+        publisher.loop_start()
+        body = json.dumps({"ts": 1_788_220_800_000, "energy_kwh": 1.0})
+        publisher.publish("energy/v1/forge-a/plant-1/main/readings", body, 1).wait_for_publish(10)
+        publisher.disconnect()
+        publisher.loop_stop()
+        count = "SELECT count(energy_kwh) FROM reading"
+        assert wait_until(lambda: bool(influx.query(count)), 30)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(60)
+    assert first.returncode == 0
+
+
+@pytest.mark.parametrize("delay_s", [0.0, 1.5])
+def test_a_worker_stops_when_its_supervisor_is_killed_at_any_moment(
+    delay_s: float, tmp_path: Path, broker: Mosquitto, influx: InfluxClient
+) -> None:
+    """kill -9 of the collector's supervisor as soon as its worker exists (before it has even
+    connected), or once it runs: the worker stops by itself within seconds (before: one started
+    too early ran for ever)."""
+    import os
+    import time
+
+    path = _collect_config(tmp_path, broker, influx, free_port())
+    supervisor = subprocess.Popen([sys.executable, "-m", "app.cli", "--config", str(path),
+                                   "collect"], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)  # fmt: skip
+    marker = f"{path} collect --worker"
+    try:
+        assert wait_until(lambda: bool(_processes_with(marker)), 30, 0.01)
+        time.sleep(delay_s)
+        os.kill(supervisor.pid, signal.SIGKILL)
+        supervisor.wait(10)
+        assert wait_until(lambda: not _processes_with(marker), 15), _processes_with(marker)
+    finally:
+        for pid in _processes_with(marker):
+            os.kill(pid, signal.SIGKILL)
