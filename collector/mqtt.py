@@ -99,17 +99,34 @@ class AckToken:
     qos: int
     retain: bool = False
     """The broker delivered a retained message (sent again at every subscription)."""
+    lane: int = 0
+    """Which of the collector's sessions (one per supplier, see :class:`Lanes`) it came on."""
 
 
 Handler = Callable[[bytes, bytes, AckToken], None]
 """Called with the raw topic, payload and ack token of every message, on the network thread."""
 
 
-def subscription(settings: MqttSettings) -> str:
+def subscription(settings: MqttSettings, topic_filter: str = TOPIC_FILTER) -> str:
     """The topic filter, as a shared subscription when ``mqtt.shared_group`` is set."""
     if settings.shared_group:
-        return f"$share/{settings.shared_group}/{TOPIC_FILTER}"
-    return TOPIC_FILTER
+        return f"$share/{settings.shared_group}/{topic_filter}"
+    return topic_filter
+
+
+def supplier_filter(supplier: str) -> str:
+    """The topics of one supplier's gateways (readings and statuses)."""
+    return f"energy/v1/{supplier}/#"
+
+
+def lane_settings(settings: MqttSettings, supplier: str) -> MqttSettings:
+    """The MQTT identity of the session that carries ``supplier``'s topics: client id
+    ``client_id.<supplier>`` and user ``username.<supplier>`` (same password). Gateway
+    users are ``supplier.site.gateway`` — three parts — so the names cannot meet."""
+    ids = {"client_id": f"{settings.client_id}.{supplier}"}
+    if settings.username:
+        ids["username"] = f"{settings.username}.{supplier}"
+    return settings.model_copy(update=ids)
 
 
 YIELD_AFTER_S = 0.01
@@ -199,11 +216,16 @@ class MqttSubscriber:
     """
 
     def __init__(self, *, settings: MqttSettings, secrets: Secrets, handler: Handler,
-                 retire: bool = False) -> None:  # fmt: skip
+                 retire: bool = False, topic_filter: str = TOPIC_FILTER,
+                 lane: int = 0) -> None:  # fmt: skip
         """``retire``: drain a persistent session that no process serves any more — its
         subscription is removed at once (nothing new is routed to it) and the messages the
-        broker had queued for it arrive as usual; :meth:`end_session` then deletes it."""
+        broker had queued for it arrive as usual; :meth:`end_session` then deletes it.
+        ``topic_filter``: what to subscribe to (default every v1 topic); ``lane``: the
+        number its ack tokens carry."""
         install_fast_decoder()
+        self._filter = topic_filter
+        self._lane = lane
         self._settings = settings
         self._secrets = secrets
         self._retire = retire
@@ -249,7 +271,7 @@ class MqttSubscriber:
         log.info("connected to MQTT %s:%d (session present: %s)", self._settings.host,
                  self._settings.port, flags.session_present)  # fmt: skip
         if self._retire:
-            client.unsubscribe(subscription(self._settings))
+            client.unsubscribe(subscription(self._settings, self._filter))
             return
         if self.connects > 1 and not flags.session_present and self._settings.session_expiry_s:
             # Our persistent session should have outlived the disconnect: without it, the
@@ -267,9 +289,9 @@ class MqttSubscriber:
             # bad message) again at each start.
             only_new = SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
             options = SubscribeOptions(qos=self._settings.qos, retainHandling=only_new)
-            client.subscribe(subscription(self._settings), options=options)
+            client.subscribe(subscription(self._settings, self._filter), options=options)
         else:
-            client.subscribe(subscription(self._settings), qos=self._settings.qos)
+            client.subscribe(subscription(self._settings, self._filter), qos=self._settings.qos)
 
     def _on_connect_fail(self, client: paho.Client, userdata: object) -> None:
         log.warning("MQTT %s:%d unreachable; retrying", self._settings.host, self._settings.port)
@@ -293,7 +315,8 @@ class MqttSubscriber:
         # Only the broker's SUBACK means messages published from now on will reach us.
         failed = [r for r in reasons if r.is_failure]
         if failed:
-            log.error("MQTT subscription to %s refused: %s", subscription(self._settings), failed)
+            log.error("MQTT subscription to %s refused: %s",
+                      subscription(self._settings, self._filter), failed)  # fmt: skip
             return
         self._attempt = 0
         self._next_wait()
@@ -307,7 +330,7 @@ class MqttSubscriber:
         self._subscribed.set()
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        token = AckToken(self._generation, msg.mid, msg.qos, bool(msg.retain))
+        token = AckToken(self._generation, msg.mid, msg.qos, bool(msg.retain), self._lane)
         # The raw topic bytes: paho's .topic would raise on a non-UTF-8 topic.
         self._handler(msg._topic, msg.payload, token)
 
@@ -383,6 +406,80 @@ class MqttSubscriber:
             done.wait(10)
             clean.disconnect()
             clean.loop_stop()
+
+
+class Lanes:
+    """One :class:`MqttSubscriber` per supplier, seen as one: its own persistent session and
+    so its own broker queue each (``collector.session_per_supplier``). Acks go back on the
+    session their message came from; health is the worst lane's."""
+
+    def __init__(self, *, settings: MqttSettings, secrets: Secrets, handler: Handler,
+                 suppliers: list[str], retire: bool = False) -> None:  # fmt: skip
+        if not suppliers:
+            raise ValueError("a collector with a session per supplier needs suppliers")
+        self.suppliers = list(suppliers)
+        self.lanes = [
+            MqttSubscriber(settings=lane_settings(settings, s), secrets=secrets, handler=handler,
+                           retire=retire, topic_filter=supplier_filter(s), lane=i)
+            for i, s in enumerate(self.suppliers)
+        ]  # fmt: skip
+
+    @property
+    def connected(self) -> bool:
+        return all(lane.connected for lane in self.lanes)
+
+    @property
+    def connects(self) -> int:
+        """Connections made, every lane's (a counter)."""
+        return sum(lane.connects for lane in self.lanes)
+
+    @property
+    def sessions_lost(self) -> int:
+        return sum(lane.sessions_lost for lane in self.lanes)
+
+    @property
+    def session_lost_at(self) -> float | None:
+        return max((x for lane in self.lanes if (x := lane.session_lost_at) is not None),
+                   default=None)  # fmt: skip
+
+    @property
+    def disconnected_since(self) -> float | None:
+        return min((x for lane in self.lanes if (x := lane.disconnected_since) is not None),
+                   default=None)  # fmt: skip
+
+    def ack_many(self, tokens: list[AckToken]) -> tuple[int, int]:
+        """Acknowledge each token on its own lane, in order; (sent, dropped)."""
+        by_lane: dict[int, list[AckToken]] = {}
+        for t in tokens:
+            by_lane.setdefault(t.lane, []).append(t)
+        sent = dropped = 0
+        for lane, mine in by_lane.items():
+            s, d = self.lanes[lane].ack_many(mine)
+            sent, dropped = sent + s, dropped + d
+        return sent, dropped
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        """Connect every lane (in parallel); all or none."""
+        errors: list[Exception] = []
+
+        def start_one(lane: MqttSubscriber) -> None:
+            try:
+                lane.start(timeout_s)
+            except Exception as exc:  # reported below, once every lane has had its try
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start_one, args=(lane,)) for lane in self.lanes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            self.stop()
+            raise errors[0]
+
+    def stop(self, end_session: bool = False) -> None:
+        for lane in self.lanes:
+            lane.stop(end_session=end_session)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from collector.metrics import MetricsServer, Snapshot, health_problems, stats_line
-from collector.mqtt import AckToken, MqttSubscriber, probe, session_present
+from collector.mqtt import (
+    AckToken,
+    Lanes,
+    MqttSubscriber,
+    lane_settings,
+    probe,
+    session_present,
+    supplier_filter,
+)
 from collector.payload import (
     Limits,
     StatusTopic,
@@ -92,7 +100,10 @@ class Collector:
         client: InfluxClient,
         clock: Callable[[], int] = time.time_ns,
         retire: bool = False,
+        only_supplier: str | None = None,
     ) -> None:
+        """``retire``: drain a session no process serves any more (see
+        :func:`retire_sessions`); ``only_supplier``: be that supplier's session alone."""
         self._config = config
         self._registry = config.registry
         settings = config.collector
@@ -118,9 +129,21 @@ class Collector:
             on_refused=self._refused,
             mark_lines=self._mark_lines,
         )
-        self.subscriber = MqttSubscriber(
-            settings=config.mqtt, secrets=config.secrets, handler=self.handle, retire=retire
-        )
+        self.subscriber: MqttSubscriber | Lanes
+        if only_supplier is not None:
+            self.subscriber = MqttSubscriber(
+                settings=lane_settings(config.mqtt, only_supplier), secrets=config.secrets,
+                handler=self.handle, retire=retire, topic_filter=supplier_filter(only_supplier),
+            )  # fmt: skip
+        elif settings.session_per_supplier:
+            self.subscriber = Lanes(settings=config.mqtt, secrets=config.secrets,
+                                    handler=self.handle, retire=retire,
+                                    suppliers=[s.id for s in config.registry.suppliers],
+                                    )  # fmt: skip
+        else:
+            self.subscriber = MqttSubscriber(
+                settings=config.mqtt, secrets=config.secrets, handler=self.handle, retire=retire
+            )
         self._metrics: MetricsServer | None = None
         self._stopping = threading.Event()
         self._stats_thread = threading.Thread(target=self._report, name="stats", daemon=True)
@@ -435,51 +458,86 @@ def _identity(config: Config, index: int) -> Config:
         update={"mqtt": mqtt}))  # fmt: skip
 
 
+def _candidates(config: Config) -> list[tuple[list[tuple[int, str | None]], bool]]:
+    """Groups of (process index, supplier lane or None) whose sessions the config no longer
+    runs, each with whether the group stops at its first identity without a session (a run
+    of process indices) or checks every one."""
+    processes = config.collector.processes
+    assert isinstance(processes, int)
+    lanes = config.collector.session_per_supplier
+    suppliers = [s.id for s in config.registry.suppliers]
+    groups: list[tuple[list[tuple[int, str | None]], bool]] = []
+    # -1: the id a process 0 had before it kept the collector's own (``client_id-0``).
+    groups.append(([(-1, None)] + ([(i, None) for i in range(processes)] if lanes else []),
+                   False))  # fmt: skip
+    groups.append(([(i, None) for i in range(max(processes, 1), 64)], True))
+    for supplier in suppliers:
+        if lanes:  # lanes of processes beyond the count
+            groups.append(([(i, supplier) for i in range(processes, 64)], True))
+        else:  # every lane, from when the sessions were per supplier
+            groups.append(([(i, supplier) for i in range(64)], True))
+    return groups
+
+
 def retire_sessions(config: Config, client: InfluxClient, *, idle_s: float = RETIRE_IDLE_S,
                     timeout_s: float = 600.0) -> list[str]:  # fmt: skip
     """Drain and end the persistent sessions of collector identities the config no longer runs.
 
-    A collector process that ``collector.processes`` dropped keeps its session in the
-    broker's shared group: the broker goes on queueing its share of the stream there, and
-    loses it when the session expires. Lowering ``processes`` to P retires ``client_id-P`` and
-    up (to the first without a session), and ``client_id-0`` (process 0's id before it kept
-    the collector's own). Each such session is drained like any collector's — written, then
+    A collector session that the config dropped keeps its subscription: the broker goes on
+    queueing its share of the stream there, and loses it when the session expires. Retired:
+    processes beyond ``collector.processes`` (``client_id-P`` and up, to the first without a
+    session), ``client_id-0`` (process 0's id before it kept the collector's own), and on a
+    switch of ``collector.session_per_supplier`` the sessions of the other kind (one for
+    everyone: ``client_id``, ``client_id-N``; per supplier: ``client_id.<supplier>``, for the
+    registry's suppliers). Each such session is drained like any collector's — written, then
     acknowledged — after its subscription is removed (nothing new reaches it), and then
     deleted. Returns the client ids retired."""
     processes = config.collector.processes
     if not isinstance(processes, int):
         raise ValueError("retire_sessions needs a resolved config (resolve_processes)")
-    fixed = [-1]
     retired: list[str] = []
-    for index in [*fixed, *range(max(processes, 1), 64)]:
-        cfg = _identity(config, index)
-        try:
-            present = session_present(cfg.mqtt, cfg.secrets)
-        except SourceUnavailable as exc:  # broker down, or the identity refused: say so
-            if index in fixed:  # an identity the broker may no longer accept
-                log.info("no retired session checked for %r: %s", cfg.mqtt.client_id, exc)
-                continue
-            log.warning("cannot check for a retired collector session %r (%s): if it holds "
-                        "queued messages, remove it on the broker once they are drained",
-                        cfg.mqtt.client_id, exc)  # fmt: skip
-            break
-        if not present:
-            if index in fixed:
-                continue
-            break
-        collector = Collector(cfg, client=client, retire=True)
-        collector.start()
-        deadline = time.monotonic() + timeout_s
-        seen, quiet_since = -1, time.monotonic()
-        while time.monotonic() < deadline:
-            if collector.stats.messages != seen:
-                seen, quiet_since = collector.stats.messages, time.monotonic()
-            elif time.monotonic() - quiet_since >= idle_s and not collector.writer.backlog:
+    for group, run in _candidates(config):
+        for index, supplier in group:
+            cfg = _identity(config, index)
+            settings = lane_settings(cfg.mqtt, supplier) if supplier else cfg.mqtt
+            try:
+                present = session_present(settings, cfg.secrets)
+            except SourceUnavailable as exc:  # broker down, or the identity refused: say so
+                if not run:  # an identity the broker may no longer accept
+                    log.info("no retired session checked for %r: %s", settings.client_id, exc)
+                    continue
+                log.warning("cannot check for a retired collector session %r (%s): if it "
+                            "holds queued messages, remove it on the broker once they are "
+                            "drained", settings.client_id, exc)  # fmt: skip
                 break
-            time.sleep(0.1)
-        collector.stop(end_session=True)
-        retired.append(cfg.mqtt.client_id)
-        log.warning("retired collector session %r: %d queued messages drained "
-                    "(collector.processes is now %d)", cfg.mqtt.client_id,
-                    collector.stats.messages, processes)  # fmt: skip
+            if not present:
+                if run:
+                    break
+                continue
+            _drain(cfg, client, supplier, settings.client_id, idle_s, timeout_s)
+            retired.append(settings.client_id)
     return retired
+
+
+def _drain(cfg: Config, client: InfluxClient, supplier: str | None, client_id: str,
+           idle_s: float, timeout_s: float) -> None:  # fmt: skip
+    """Drain one retired session into InfluxDB (written, then acknowledged), then delete it."""
+    if supplier is None:
+        one = cfg.collector.model_copy(update={"session_per_supplier": False})
+        cfg = dataclasses.replace(cfg, services=cfg.services.model_copy(
+            update={"collector": one}))  # fmt: skip
+    collector = Collector(cfg, client=client, retire=True, only_supplier=supplier)
+    collector.start()
+    deadline = time.monotonic() + timeout_s
+    seen, quiet_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        if collector.stats.messages != seen:
+            seen, quiet_since = collector.stats.messages, time.monotonic()
+        elif time.monotonic() - quiet_since >= idle_s and not collector.writer.backlog:
+            break
+        time.sleep(0.1)
+    collector.stop(end_session=True)
+    log.warning("retired collector session %r: %d queued messages drained "
+                "(collector.processes is now %s, session_per_supplier %s)", client_id,
+                collector.stats.messages, cfg.collector.processes,
+                cfg.collector.session_per_supplier)  # fmt: skip

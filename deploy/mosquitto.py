@@ -70,6 +70,15 @@ def collector_identities(config: Config) -> list[tuple[str, str]]:
     return [(user, client_id)] + [(f"{user}-{i}", f"{client_id}-{i}") for i in range(1, count)]
 
 
+def lane_identities(config: Config) -> list[tuple[str, str]]:
+    """(user, client id) of each process's per-supplier session
+    (``collector.session_per_supplier``): ``user.<supplier>``, ``client_id.<supplier>``."""
+    if not config.collector.session_per_supplier:
+        return []
+    return [(f"{user}.{s.id}", f"{client_id}.{s.id}") for user, client_id in
+            collector_identities(config) for s in config.registry.suppliers]  # fmt: skip
+
+
 def users(config: Config) -> list[str]:
     """Every MQTT user with its own password: the collector (all its processes share it),
     then each site's gateway."""
@@ -97,7 +106,7 @@ def dynsec_config(config: Config, passwords: dict[str, str]) -> dict[str, object
         collector_acls.append({"acltype": "subscribePattern", "topic": shared, "allow": True})
     roles.append({"rolename": "collector", "acls": collector_acls})
     password = passwords[collector_user(config)]
-    for user, client_id in collector_identities(config):
+    for user, client_id in collector_identities(config) + lane_identities(config):
         clients.append({"username": user, "clientid": client_id, "textName": "collector",
                         "roles": [{"rolename": "collector"}],
                         **_dynsec_password(password)})  # fmt: skip
@@ -126,10 +135,12 @@ def dynsec_config(config: Config, passwords: dict[str, str]) -> dict[str, object
     }
 
 
-def acl_text(registry: Registry, collector: str) -> str:
-    """The ACL: exact topics per gateway, read-only for the collector, nothing for others."""
-    out = ["# written by `supplymeter deploy mosquitto` from the supplier registry; do not edit",
-           f"user {collector}", "topic read energy/v1/#", ""]  # fmt: skip
+def acl_text(registry: Registry, collector: str, also: list[str] | None = None) -> str:
+    """The ACL: exact topics per gateway, read-only for the collector (and ``also``: its
+    other processes' and sessions' users), nothing for others."""
+    out = ["# written by `supplymeter deploy mosquitto` from the supplier registry; do not edit"]
+    for user in [collector, *(also or [])]:
+        out += [f"user {user}", "topic read energy/v1/#", ""]
     for supplier in registry.suppliers:
         for site in supplier.sites:
             prefix = f"energy/v1/{supplier.id}/{site.id}"
@@ -184,6 +195,18 @@ class MosquittoFiles:
     generated: list[str]
 
 
+PACKET_OVERHEAD_BYTES = 1024
+"""Room for the fixed header, topic (ids are at most 64 characters each) and MQTT 5 properties
+above the collector's payload limit."""
+
+
+def max_packet_bytes(config: Config) -> int:
+    """The broker's ``max_packet_size``: the collector's ``max_payload_bytes`` plus
+    :data:`PACKET_OVERHEAD_BYTES` — a reading batch never needs more than the collector
+    accepts, so nothing larger reaches (or fills) a queue."""
+    return config.collector.max_payload_bytes + PACKET_OVERHEAD_BYTES
+
+
 def conf_text(config: Config, runtime_dir: Path) -> str:
     """mosquitto.conf with auth, ACL, persistence and (when configured) a TLS listener.
 
@@ -203,7 +226,11 @@ def conf_text(config: Config, runtime_dir: Path) -> str:
         "persistence true",
         f"persistence_location {broker.persistence_dir}/",
         "max_queued_messages 0",
+        "# per session: with collector.session_per_supplier each supplier's own (security.md)",
         f"max_queued_bytes {broker.max_queued_bytes}",
+        "# no packet larger than the collector accepts (its payload limit + topic and header);",
+        "# a gateway sending one is disconnected by the broker",
+        f"max_packet_size {max_packet_bytes(config)}",
         "# the collector acknowledges after writing: see README (in-flight window)",
         "max_inflight_messages 10000",
         # With TLS configured, plaintext only on loopback (local tools and health checks).
@@ -235,11 +262,16 @@ def write_mosquitto(
     passwords = ensure_passwords(secrets_path, names)
     out_dir.mkdir(parents=True, exist_ok=True)
     passwd = out_dir / "passwd"
+    # Every collector identity (processes, per-supplier sessions) shares the collector's
+    # password; the classic files cannot bind client ids (docs/security.md).
+    shared = collector_user(config)
+    extra = [u for u, _ in collector_identities(config) + lane_identities(config) if u != shared]
     fd = os.open(passwd, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.writelines(f"{name}:{hash_password(passwords[name])}\n" for name in names)
+        fh.writelines(f"{name}:{hash_password(passwords[shared])}\n" for name in extra)
     acl = out_dir / "acl"
-    acl.write_text(acl_text(config.registry, collector_user(config)))
+    acl.write_text(acl_text(config.registry, collector_user(config), extra))
     dynsec = out_dir / "dynamic-security.json"
     fd = os.open(dynsec, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -149,6 +149,15 @@ class Mosquitto(Server):
 
     name = "mosquitto"
 
+    def __init__(self, *, root: Path, port: int, max_queued_bytes: int = 536_870_912,
+                 max_packet_bytes: int = 1_049_600) -> None:  # fmt: skip
+        """``max_queued_bytes``: each session's queue bound; ``max_packet_bytes``: the largest
+        packet accepted (1 MiB + 1 KiB: room for tests to send the collector a payload over
+        its own 256 KiB limit; ``deploy mosquitto`` sets the collector's limit exactly)."""
+        super().__init__(root=root, port=port)
+        self.max_queued_bytes = max_queued_bytes
+        self.max_packet_bytes = max_packet_bytes
+
     def argv(self) -> list[str]:
         return [find_binary("mosquitto", "mosquitto"), "-c", str(self.root / "mosquitto.conf")]
 
@@ -166,9 +175,12 @@ persistence true
 persistence_location {data}/
 autosave_interval 30
 # The default 1000 queued messages per client silently drops the rest of a backlog
-# (a collector catching up after an outage); bound it by bytes instead.
+# (a collector catching up after an outage); bound it by bytes instead — per session, so
+# with the collector's session per supplier, per supplier.
 max_queued_messages 0
-max_queued_bytes 536870912
+max_queued_bytes {self.max_queued_bytes}
+# A publisher sending a larger packet is disconnected: no reading batch needs more.
+max_packet_size {self.max_packet_bytes}
 # The collector acknowledges a message only after writing it. MQTT 5 clients size this window
 # themselves (Receive Maximum); for MQTT 3.1.1 clients it is this setting, and the default 20
 # would cap the collector at one 20-message batch per write.

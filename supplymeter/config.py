@@ -218,6 +218,15 @@ class CollectorSettings(_Model):
     ``client_id-N`` and ``metrics_port + N``. ``auto``: one per CPU core (at most
     :data:`AUTO_MAX_PROCESSES`) when the broker says it offers shared subscriptions (MQTT 5
     CONNACK), else one; the group is then ``mqtt.shared_group`` or ``supplymeter``."""
+    session_per_supplier: bool = True
+    """One MQTT session per registry supplier (client id ``client_id.<supplier>``, user
+    ``username.<supplier>``, topics ``energy/v1/<supplier>/#``) instead of one for everyone.
+    A broker's queue limits are per session (Mosquitto's ``max_queued_bytes``): with one
+    session, a gateway flooding while the collector is away can make the broker drop every
+    other supplier's acknowledged readings; with a session each, it fills only its own. Off:
+    fewer connections, and topics of suppliers missing from the registry are received and
+    recorded as ``unknown_supplier`` (with it on, nobody subscribes to them: the broker's ACL
+    from ``deploy mosquitto`` refuses such publishers anyway)."""
     unhealthy_after_s: float = Field(60.0, gt=0)
     late_after_s: float = Field(3600.0, gt=0)
     """Readings older than this on arrival are *late*: the collector records their hours

@@ -59,6 +59,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         print(f"\nprocesses started by the tests were still running (killed now):\n{lines}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
+
 SMALL_REGISTRY = """
 [[suppliers]]
 id = "forge-a"

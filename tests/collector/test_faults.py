@@ -131,7 +131,8 @@ def test_broker_restart_mid_stream(
         thread.join(TIMEOUT_S)
         assert result, "the simulator gave up"
         assert_matches_ground_truth(config, influx, result[0])
-        assert collector.subscriber.connects >= 2
+        lanes = collector.subscriber.lanes  # type: ignore[union-attr]
+        assert all(lane.connects >= 2 for lane in lanes)  # every supplier's session came back
 
 
 def healthz(port: int) -> int:
@@ -171,9 +172,11 @@ def test_influxdb_outage_holds_acks_and_drains_after(
             received_during = collector.stats.messages
             time.sleep(max(0.0, OUTAGE_S - 8))
             assert collector.stats.acks_sent == held  # nothing acknowledged while unwritten
-            # Bounded memory: the broker stopped sending at the in-flight window.
+            # Bounded memory: the broker stopped sending at the in-flight window (one per
+            # supplier's session).
             assert collector.stats.messages == received_during
-            assert collector.writer.backlog <= config.mqtt.receive_maximum + 2
+            lanes = len(config.registry.suppliers)
+            assert collector.writer.backlog <= lanes * config.mqtt.receive_maximum + 2
             assert result[0].messages - collector.stats.readings_accepted > 1000
             server.start(detach=False)
             assert_matches_ground_truth(config, influx, result[0])
@@ -223,6 +226,7 @@ def test_fewer_processes_drain_and_end_the_retired_sessions(
 
     base = with_settings(make_config(), "mqtt", shared_group="collectors", protocol=protocol,
                          client_id=f"retire-{protocol.replace('.', '')}")  # fmt: skip
+    base = with_settings(base, "collector", session_per_supplier=False)
     three = with_settings(base, "collector", processes=3)
     for index in (0, 1, 2):  # the sessions join the group, then go offline
         with Collector(worker_config(three, index), client=influx):
@@ -268,3 +272,74 @@ def test_auto_processes_follow_the_cores_where_the_broker_shares(
     assert resolve_processes(auto, cores=1).collector.processes == 1
     fixed = with_settings(base, "collector", processes=1)
     assert resolve_processes(fixed) is fixed
+
+
+@pytest.mark.parametrize("per_supplier", [True, False])
+def test_one_supplier_flooding_cannot_make_the_broker_drop_another_suppliers_readings(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path, per_supplier: bool
+) -> None:
+    """While the collector is away, forge-a's gateway floods (14 × 512 KB, beyond the
+    broker's 4 MiB per-session queue), then cnc-d's gateway sends 50 readings; the broker
+    acknowledges them all. With a session per supplier (the default) cnc-d's 50 are all
+    stored; with one session for everyone the broker dropped them (the hazard it fixes)."""
+    import json
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    broker = Mosquitto(root=tmp_path / "mqtt", port=free_port(), max_queued_bytes=4 * 2**20)
+    broker.start(detach=False)
+    try:
+        config = with_settings(pointed_at(make_config(), None, influx), "mqtt", port=broker.port)
+        config = with_settings(config, "collector", session_per_supplier=per_supplier)
+        with Collector(config, client=influx):
+            pass  # the sessions exist and subscribe, then the collector is away
+        pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="gateways")
+        pub.max_inflight_messages_set(20)
+        pub.connect("127.0.0.1", broker.port)
+        pub.loop_start()
+        flood = b'{"pad": "' + b"x" * 512_000 + b'"}'
+        infos = [pub.publish("energy/v1/forge-a/plant-1/main/readings", flood, 1)
+                 for _ in range(14)]  # fmt: skip
+        base = 1_788_220_800_000
+        infos += [pub.publish("energy/v1/cnc-d/plant-1/main/readings",
+                              json.dumps({"ts": base + i * 300_000, "energy_kwh": 10.0 + i}), 1)
+                  for i in range(50)]  # fmt: skip
+        for info in infos:
+            info.wait_for_publish(30)
+        assert all(info.is_published() for info in infos)  # the broker acknowledged them all
+        pub.disconnect()
+        pub.loop_stop()
+        with Collector(config, client=influx) as collector:
+            time.sleep(3.0)  # what the broker kept arrives at once
+            assert collector.writer.flush(TIMEOUT_S)
+        rows = influx.query("SELECT count(energy_kwh) FROM reading WHERE supplier = 'cnc-d'")
+        stored = rows[0].values[0][1] if rows else 0
+        if per_supplier:
+            assert stored == 50
+        else:
+            assert stored < 50
+    finally:
+        broker.stop()
+
+
+def test_switching_to_a_session_per_supplier_drains_the_shared_session(
+    make_config: Callable[..., Config], influx: InfluxClient
+) -> None:
+    """A collector ran with one session for everyone; while it is away readings queue there.
+    Started with a session per supplier, it first drains and deletes the old session, then
+    runs its own: nothing lost, nothing left queued for a session nobody serves."""
+    from collector.service import retire_sessions
+
+    shared = with_settings(make_config(), "collector", session_per_supplier=False, processes=1)
+    with Collector(shared, client=influx):
+        pass
+    thread, result = in_background(shared)
+    thread.join(TIMEOUT_S)
+    assert result and stored_readings(influx) == 0
+    lanes = with_settings(shared, "collector", session_per_supplier=True)
+    assert retire_sessions(lanes, influx, idle_s=1.0) == [shared.mqtt.client_id]
+    assert stored_readings(influx) == result[0].readings
+    with Collector(lanes, client=influx):
+        assert_matches_ground_truth(lanes, influx, result[0])
+    assert retire_sessions(lanes, influx, idle_s=0.2) == []

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.metrics import prometheus_text
-from collector.mqtt import MAX_BACKOFF_S, backoff_s, subscription
+from collector.mqtt import MAX_BACKOFF_S, backoff_s, lane_settings, subscription
 from collector.service import Collector
 from supplymeter.config import Config, MqttSettings
 from supplymeter.influx import InfluxClient
@@ -41,12 +41,15 @@ def test_a_session_taken_over_is_an_incident_not_silence(
     config = make_config()
     with Collector(config, client=influx) as collector:
         assert wait_until(lambda: collector.subscriber.connected, 10)
-        intruder = paho.Client(CallbackAPIVersion.VERSION2, client_id=config.mqtt.client_id,
+        # forge-a's session of the collector (one per supplier)
+        forge_a = lane_settings(config.mqtt, "forge-a").client_id
+        intruder = paho.Client(CallbackAPIVersion.VERSION2, client_id=forge_a,
                                protocol=paho.MQTTv5)  # fmt: skip
         intruder.connect("127.0.0.1", config.mqtt.port, clean_start=True)
         intruder.loop_start()
         try:
-            assert wait_until(lambda: collector.subscriber.connects >= 2
+            lane = collector.subscriber.lanes[0]  # type: ignore[union-attr]
+            assert wait_until(lambda: lane.connects >= 2
                               and collector.subscriber.sessions_lost >= 1, 30)  # fmt: skip
         finally:
             intruder.loop_stop()

@@ -14,6 +14,7 @@ from collector.service import Collector
 from deploy.stack import Mosquitto
 from supplymeter.config import Config
 from supplymeter.influx import InfluxClient
+from tests.conftest import with_settings
 from tests.helpers import wait_until
 
 TIMEOUT_S = 20
@@ -46,7 +47,9 @@ GOOD = "energy/v1/forge-a/plant-1/main/readings"
 def test_bad_input_is_rejected_with_reason_and_valid_readings_all_stored(
     make_config: Callable[..., Config], influx: InfluxClient, publisher: paho.Client
 ) -> None:
-    config = make_config()
+    # One session for everyone: a supplier missing from the registry is then received (with
+    # a session per supplier nobody subscribes to it; the deployed broker refuses it).
+    config = with_settings(make_config(), "collector", session_per_supplier=False)
     bad = [
         (GOOD, b"{not json", "invalid_json"),
         (GOOD, b'{"ts": "2026-09-01T00:00:00Z", "energy_kwh": "12.5"}', "invalid_value"),
@@ -142,7 +145,8 @@ def test_a_retained_bad_message_is_recorded_once_not_at_every_start(
                 assert wait_until(lambda c=collector: c.stats.messages >= 1, TIMEOUT_S)
                 # The same retained message delivered again to this process (a new
                 # subscription of its own): still one rejection.
-                collector.subscriber._client.subscribe("energy/v1/+/+/gateway/+/status", qos=1)
+                forge_a = collector.subscriber.lanes[0]  # type: ignore[union-attr]
+                forge_a._client.subscribe("energy/v1/+/+/gateway/+/status", qos=1)
                 assert wait_until(lambda c=collector: c.stats.messages >= 2, TIMEOUT_S)
                 assert collector.stats.retained_repeats == 1
             else:
