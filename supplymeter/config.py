@@ -154,7 +154,10 @@ class BrokerSettings(_Model):
     run_as_user: str = "mosquitto"
     """The user Mosquitto drops to when started as root; it must read passwd and acl."""
     persistence_dir: Path = Path("/var/lib/mosquitto")
-    max_queued_bytes: int = Field(536_870_912, ge=0)
+    max_queued_bytes: int = Field(134_217_728, ge=0)
+    """Each broker session's queue bound (Mosquitto ``max_queued_bytes``). With the
+    collector's session per supplier the broker's memory bound is this × suppliers ×
+    collector processes: 128 MiB holds days of a supplier's readings (docs/security.md)."""
     secrets_file: Path = Path("secrets/mqtt-passwords.toml")
     certfile: Path | None = None
     keyfile: Path | None = None

@@ -309,3 +309,44 @@ def test_passwords_with_quotes_and_backslashes_survive_a_second_run(tmp_path: Pa
     kept = ensure_passwords(secrets, ["collector", FORGE_GW])
     assert kept["collector"] == 'a"b\\c-long-enough'
     assert load_passwords(secrets) == kept  # still valid TOML, same passwords
+
+
+def test_the_broker_refuses_a_packet_larger_than_the_collector_accepts(
+    secured: Secured, influx: InfluxClient
+) -> None:
+    """``max_packet_size`` is the collector's payload limit + 1 KiB: a gateway's 300 KB
+    message never reaches (or fills) a queue — an MQTT 3.1.1 sender is disconnected, an
+    MQTT 5 one told the limit in its CONNACK — while a batch just under the limit arrives."""
+    from deploy.mosquitto import max_packet_bytes
+
+    config, server, passwords, _ = secured
+    assert f"max_packet_size {max_packet_bytes(config)}" in server.conf.read_text()
+    topic = "energy/v1/forge-a/plant-1/main/readings"
+    too_big = b'{"pad": "' + b"x" * 300_000 + b'"}'
+    with Collector(config, client=influx) as collector:
+        gateway, _ = connect(server.port, FORGE_GW, passwords[FORGE_GW], client_id=FORGE_GW)
+        gateway.publish(topic, too_big, qos=1)
+        time.sleep(1.0)
+        gateway.disconnect()
+        gateway.loop_stop()
+        old = paho.Client(CallbackAPIVersion.VERSION2, client_id=FORGE_GW, protocol=paho.MQTTv311)
+        old.username_pw_set(FORGE_GW, passwords[FORGE_GW])
+        old.connect("127.0.0.1", server.port)
+        old.loop_start()
+        assert wait_until(old.is_connected, 10)
+        old.publish(topic, too_big, qos=1)
+        assert wait_until(lambda: not old.is_connected(), 10)
+        old.loop_stop()
+        readings, size = [], 20
+        while size < config.collector.max_payload_bytes - 100:
+            ts = 1_788_220_800_000 + len(readings) * 60_000
+            readings.append({"ts": ts, "energy_kwh": 12.5 + len(readings)})
+            size += len(json.dumps(readings[-1])) + 2
+        body = json.dumps({"readings": readings}).encode()
+        assert len(body) <= config.collector.max_payload_bytes
+        gateway, _ = connect(server.port, FORGE_GW, passwords[FORGE_GW], client_id=FORGE_GW)
+        gateway.publish(topic, body, qos=1).wait_for_publish(10)
+        assert wait_until(lambda: collector.stats.readings_accepted == len(readings), 20)
+        gateway.disconnect()
+        gateway.loop_stop()
+    assert collector.stats.messages == 1 and collector.stats.rejected_total == 0
