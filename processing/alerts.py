@@ -493,7 +493,7 @@ class Outbox:
         else:
             log.warning("SMTP server refused %s (%s): try %d of %d", mid, exc, tries[mid],
                         self.MAX_TRIES)  # fmt: skip
-        tries_path.write_text(json.dumps(tries))
+        write_json(tries_path, tries)
 
     def _refused_recipients(self, mid: str, refused: dict) -> None:  # type: ignore[type-arg]
         who = {rcpt: [code, msg.decode("utf-8", "replace") if isinstance(msg, bytes) else msg]

@@ -36,7 +36,7 @@ from processing.scope3 import MeterMonth, Month
 from supplymeter.calendar import add_years
 from supplymeter.config import Config
 from supplymeter.errors import SupplymeterError
-from supplymeter.files import append_json, read_json_lines
+from supplymeter.files import append_json, locked, read_json_lines
 from supplymeter.store import Store
 
 SPEC_VERSION = "3.0.3"
@@ -340,7 +340,10 @@ class FootprintLog:
         """Publish ``(supplier, product, key, content)``: ``key`` names the product's footprint
         series (product and reference period). New or changed content only."""
         now = now or datetime.now(UTC)
-        with self._lock:
+        # One publisher at a time across processes too (``pact publish`` beside the export
+        # job): each decides from the log as the other left it, so nothing is published twice.
+        with self._lock, locked(self.path.with_name(f".{self.path.name}.lock")):
+            self._mtime = None
             self._load()
             active: dict[str, dict[str, Any]] = {}
             for pid, pf in self._footprints.items():
