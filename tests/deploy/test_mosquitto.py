@@ -201,13 +201,16 @@ def test_nobody_can_connect_with_anothers_client_id(secured: Secured, influx: In
     config, server, passwords, _ = secured
     with Collector(config, client=influx) as collector:
         assert wait_until(lambda: collector.subscriber.connected, 10)
-        for user, client_id in ((FORGE_GW, config.mqtt.client_id), (FORGE_GW, CNC_GW),
-                                ("collector", FORGE_GW)):  # fmt: skip
+        lane = f"{config.mqtt.client_id}.forge-a"  # the collector's forge-a session
+        for user, client_id in ((FORGE_GW, config.mqtt.client_id), (FORGE_GW, lane),
+                                (FORGE_GW, CNC_GW), ("collector", FORGE_GW)):  # fmt: skip
             client, reason = connect(server.port, user, passwords[user], client_id=client_id)
             assert reason is not None and reason.is_failure, (user, client_id, reason)  # type: ignore[attr-defined]
             client.loop_stop()
         everything_lands(config, collector, influx, passwords)
-        assert collector.subscriber.sessions_lost == 0 and collector.subscriber.connects == 1
+        lanes = len(config.registry.suppliers)  # one connection per supplier's session
+        assert collector.subscriber.sessions_lost == 0
+        assert collector.subscriber.connects == lanes
 
 
 def everything_lands(
