@@ -480,11 +480,13 @@ def footprint_notifier(config: Config, wait: bool = False) -> Callable[[list[str
     abandoned (one-shot commands); otherwise in the background."""
     if not any(c.callback for c in config.pact.clients):
         return None
-    from app.pact import Responder, events_recorder, notify_published
+    from app.pact import delivery_dir, events_recorder, notify_published
+    from app.pact_delivery import Responder
     from processing.footprints import FootprintLog
 
     s = config.pact
-    responder = Responder(events_recorder(config.resolve(s.events_file)))
+    events_file = config.resolve(s.events_file)
+    responder = Responder(events_recorder(events_file), delivery_dir(events_file))
     log_ = FootprintLog(config.resolve(s.footprints_file))
 
     def notify(ids: list[str]) -> str:
@@ -541,6 +543,12 @@ def _serve_pact(config: Config, args: argparse.Namespace) -> int:
     if not tls and not loopback:
         raise ConfigError([f"pact: PACT requires HTTPS: serving on {host} needs tls_certfile and "
                            "tls_keyfile (or a loopback address behind a TLS proxy)"])  # fmt: skip
+    if not loopback and not s.public_url:
+        raise ConfigError([f"pact.public_url: serving on {host} needs the address clients use "
+                           "(e.g. https://pact.buyer.example): links, the OpenID issuer and "
+                           "event sources are written with it, never with a request's "
+                           "Host"])  # fmt: skip
+    base_url = s.public_url or f"{'https' if tls else 'http'}://{host}:{port}"
     if not s.clients:
         log.warning("pact: no [[pact.clients]]: every request will be refused")
     app = create_app(
@@ -548,6 +556,7 @@ def _serve_pact(config: Config, args: argparse.Namespace) -> int:
         FootprintLog(config.resolve(s.footprints_file)),
         config.resolve(s.events_file),
         Tokens(token_key(), s.token_lifetime_s),
+        base_url=base_url,
     )
     say(f"PACT v3 host on {'https' if tls else 'http'}://{host}:{port} ({len(s.clients)} clients)")
     uvicorn.run(

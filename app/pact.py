@@ -39,25 +39,24 @@ import re
 import secrets
 import threading
 import time
-import urllib.error
-import urllib.request
-import uuid
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.http_limits import BodyLimit, Throttle
+from app.pact_delivery import Delivery, Responder
 from processing.footprints import FootprintLog
 from supplymeter.calendar import add_years
-from supplymeter.config import PactCallback, PactClient, PactSettings
-from supplymeter.files import append_lines
+from supplymeter.config import PactClient, PactSettings
+from supplymeter.files import append_lines, read_json_lines
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +96,8 @@ def hash_secret(secret: str, iterations: int = PBKDF2_ITERATIONS) -> str:
 
 
 def verify_secret(secret: str, stored: str) -> bool:
+    """Whether ``secret`` matches ``stored`` (PBKDF2: hundreds of ms; keep it off the event
+    loop)."""
     _, iterations, salt, digest = stored.split("$")
     got = hashlib.pbkdf2_hmac("sha256", secret.encode(), _unb64(salt), int(iterations))
     return hmac.compare_digest(got, _unb64(digest))
@@ -126,6 +127,8 @@ class Tokens:
         return _b64(hmac.new(self.key, body.encode(), hashlib.sha256).digest())
 
     def check(self, token: str, clients: dict[str, PactClient]) -> PactClient:
+        if not token.isascii() or len(token) > 4096:
+            raise TokenError(False, "Invalid token provided")
         body, _, signature = token.partition(".")
         if not signature or not hmac.compare_digest(signature, self._sign(body)):
             raise TokenError(False, "Invalid token provided")
@@ -218,10 +221,8 @@ def parse_query(pairs: list[tuple[str, str]]) -> Query:
         else:
             single[name] = value
     status = single.get("status")
-    if status is not None:
-        status = {"active": "Active", "deprecated": "Deprecated"}.get(status.lower())
-        if status is None:
-            raise BadRequest(f"status must be Active or Deprecated (got {single['status']!r})")
+    if status is not None:  # an unknown status matches nothing, as any other filter value
+        status = {"active": "Active", "deprecated": "Deprecated"}.get(status.lower(), status)
     return Query(
         lists={k: tuple(v.lower() for v in vs) for k, vs in lists.items()},
         valid_on=_datetime("validOn", single["validOn"]) if "validOn" in single else None,
@@ -230,7 +231,8 @@ def parse_query(pairs: list[tuple[str, str]]) -> Query:
         valid_before=_datetime("validBefore", single["validBefore"]) if "validBefore" in single
         else None,
         status=status,
-        limit=_count("limit", single["limit"], 1) if "limit" in single else None,
+        # 0 (the schema's minimum): no limit of the client's; the host's page size applies
+        limit=(_count("limit", single["limit"], 0) or None) if "limit" in single else None,
         offset=_count("offset", single["offset"], 0) if "offset" in single else 0,
     )  # fmt: skip
 
@@ -289,113 +291,10 @@ def matches(pf: dict[str, Any], q: Query) -> bool:
 # --- answering asynchronous requests --------------------------------------------------------------
 
 
-class Responder:
-    """Answers a client's RequestCreatedEvent in the background: a RequestFulfilledEvent with
-    the footprints that match (of those it may see), else a RequestRejectedEvent, POSTed to
-    the client's configured Events endpoint with a token from its token endpoint, retried
-    with exponential backoff (PACT v3 §Action Events). Each outcome is recorded in the events
-    file. Retries live in this process: a restart abandons the ones still waiting (recorded
-    as received, never as answered)."""
-
-    def __init__(self, record: Callable[[dict[str, Any]], None],
-                 environ: Any = os.environ, base_delay_s: float = 2.0) -> None:  # fmt: skip
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix="pact-respond")
-        self._record = record
-        self._environ = environ
-        self._delay = base_delay_s
-        self._stop = threading.Event()
-
-    def submit(self, client: PactClient, event: dict[str, Any], found: list[dict[str, Any]],
-               source: str) -> None:  # fmt: skip
-        self._pool.submit(self._answer, client, event, found, source)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-    def response(self, event: dict[str, Any], found: list[dict[str, Any]],
-                 source: str) -> dict[str, Any]:  # fmt: skip
-        kind = "RequestFulfilledEvent" if found else "RequestRejectedEvent"
-        data: dict[str, Any] = {"requestEventId": event["id"]}
-        if found:
-            data["pfs"] = found
-        else:
-            data["error"] = {
-                "code": "NotFound",
-                "message": "No footprint matches the request's criteria.",
-            }
-        return {
-            "type": f"org.wbcsd.pact.ProductFootprint.{kind}.3",
-            "specversion": "1.0",
-            "id": str(uuid.uuid4()),
-            "source": source,
-            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "data": data,
-        }
-
-    def _answer(self, client: PactClient, event: dict[str, Any], found: list[dict[str, Any]],
-                source: str) -> None:  # fmt: skip
-        answer = self.response(event, found, source)
-        self.deliver(client, answer, {"request": event["id"], "footprints": len(found)})
-
-    def notify(self, client: PactClient, pf_ids: list[str], source: str) -> Future[bool]:
-        """Tell a client that footprints it may see were published or restated
-        (``PublishedEvent``), in the background."""
-        event = {"type": "org.wbcsd.pact.ProductFootprint.PublishedEvent.3",
-                 "specversion": "1.0", "id": str(uuid.uuid4()), "source": source,
-                 "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                 "data": {"pfIds": pf_ids}}  # fmt: skip
-        return self._pool.submit(self.deliver, client, event, {"footprints": len(pf_ids)})
-
-    def deliver(self, client: PactClient, event: dict[str, Any], note: dict[str, Any]) -> bool:
-        """POST ``event`` to the client's Events endpoint, retrying with backoff; record the
-        outcome. True once delivered."""
-        cb = client.callback
-        assert cb is not None
-        kind = event["type"].split(".")[-2]
-        problem = ""
-        for attempt in range(cb.attempts):
-            if attempt and self._stop.wait(min(self._delay * 2 ** (attempt - 1), 600)):
-                break
-            try:
-                token = self._token(cb)
-                request = urllib.request.Request(
-                    cb.events_url, data=json.dumps(event).encode(), method="POST",
-                    headers={"Content-Type": "application/cloudevents+json; charset=UTF-8",
-                             "Authorization": f"Bearer {token}"})  # fmt: skip
-                with urllib.request.urlopen(request, timeout=30) as r:
-                    r.read()
-                self._record({"sent": kind, "client": client.id, "event": event["id"],
-                              "attempts": attempt + 1, **note})  # fmt: skip
-                return True
-            except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
-                problem = str(exc)[:300]
-                log.warning("PACT API: sending %s to %s, attempt %d: %s", kind, client.id,
-                            attempt + 1, problem)  # fmt: skip
-        self._record({"abandoned": kind, "client": client.id, "event": event["id"],
-                      "reason": problem or "stopped", **note})  # fmt: skip
-        return False
-
-    def _token(self, cb: PactCallback) -> str:
-        secret = self._environ.get(cb.secret_env)
-        if not secret:
-            raise ValueError(f"{cb.secret_env} is not set: no secret for {cb.client_id}")
-        parts = urlsplit(cb.events_url)
-        url = cb.auth_url or f"{parts.scheme}://{parts.netloc}/auth/token"
-        basic = base64.b64encode(f"{quote(cb.client_id, safe='')}:{quote(secret, safe='')}"
-                                 .encode()).decode()  # fmt: skip
-        request = urllib.request.Request(url, data=b"grant_type=client_credentials",
-                                         method="POST", headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Authorization": f"Basic {basic}", "Accept": "application/json"})  # fmt: skip
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return str(json.loads(r.read())["access_token"])
-
-
 def notify_published(
     settings: PactSettings, footprints: FootprintLog, pf_ids: list[str], responder: Responder,
     source: str,
-) -> list[Future[bool]]:  # fmt: skip
+) -> list[Delivery]:  # fmt: skip
     """Send each client with a callback a ``PublishedEvent`` naming the new footprints it may
     see (PACT v3 §Action Events, case 1); returns the deliveries under way."""
     out = []
@@ -407,6 +306,21 @@ def notify_published(
                    and client.may_see(found[1]["supplier"], found[1]["product"])]  # fmt: skip
         if visible:
             out.append(responder.notify(client, visible, source))
+    return out
+
+
+def delivery_dir(events_file: Path) -> Path:
+    """Where the per-recipient queues live: beside the events file."""
+    return events_file.parent / "deliveries"
+
+
+def answered_requests(events_file: Path) -> set[tuple[str, str]]:
+    """(client, event id) of every RequestCreatedEvent already received (and so queued for an
+    answer): a client that posts the same event again is not answered again."""
+    out = set()
+    for _, entry in read_json_lines(events_file):
+        if entry.get("received") == "RequestCreatedEvent" and isinstance(entry.get("event"), dict):
+            out.add((str(entry.get("client")), str(entry["event"].get("id"))))
     return out
 
 
@@ -438,27 +352,64 @@ def oauth_error(status: int, code: str, description: str) -> JSONResponse:
                         headers=headers)  # fmt: skip
 
 
+AUTH_BODY_LIMIT = 16 * 1024
+"""Largest body of ``/auth/token`` [bytes]: a client-credentials form is a few hundred."""
+EVENT_BODY_LIMIT = 1_000_000
+"""Largest CloudEvent accepted on ``/3/events`` [bytes]."""
+OTHER_BODY_LIMIT = 16 * 1024
+ADDRESS_FAILURES = 10
+"""Failed logins from one address within 5 min before it must wait (30 s, doubling)."""
+CLIENT_FAILURES = 20
+"""Failed logins for one client id (from anywhere) within 5 min before it must wait."""
+HASHES_AT_ONCE = 2
+"""Secret checks (PBKDF2) running at once; more wait their turn off the event loop."""
+
+
 def create_app(
     settings: PactSettings,
     footprints: FootprintLog,
     events_file: Path,
     tokens: Tokens,
-    responder_factory: Callable[[Callable[[dict[str, Any]], None]], Responder] | None = None,
+    responder_factory: Callable[[Callable[[dict[str, Any]], None], Path], Responder] | None = None,
+    base_url: str | None = None,
 ) -> FastAPI:
-    """The host system over a footprint log."""
-    clients = {c.id: c for c in settings.clients}
-    record = events_recorder(events_file)
+    """The host system over a footprint log.
 
-    responder = responder_factory(record) if responder_factory else Responder(record)
+    ``base_url``: the API's address in the absolute URLs it writes (pagination links, the
+    OpenID issuer, the ``source`` of the events it sends) — never the Host a request carried.
+    Default: ``[pact] public_url``, else ``http://host:port``."""
+    clients = {c.id: c for c in settings.clients}
+    base = (base_url or settings.public_url or f"http://{settings.host}:{settings.port}").rstrip(
+        "/")  # fmt: skip
+    source = f"//{base.split('://', 1)[-1]}/3/events"
+    record = events_recorder(events_file)
+    queues = delivery_dir(events_file)
+    responder = (responder_factory or Responder)(record, queues)
+    answered = answered_requests(events_file)
+    answered_lock = threading.Lock()
+    by_address = Throttle(max_failures=ADDRESS_FAILURES)
+    by_client = Throttle(max_failures=CLIENT_FAILURES)
+    hashing = anyio.CapacityLimiter(HASHES_AT_ONCE)
+    # An unknown client id is checked against this, so it costs what a known one costs.
+    iterations = [int(c.secret_hash.split("$")[1]) for c in settings.clients]
+    decoy = hash_secret(secrets.token_urlsafe(16),
+                        max(set(iterations), key=iterations.count) if iterations
+                        else PBKDF2_ITERATIONS)  # fmt: skip
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        responder.start(settings.clients)
         yield
-        responder.close()
+        await anyio.to_thread.run_sync(responder.close)
 
     app = FastAPI(title="supplymeter PACT v3 host", docs_url=None, redoc_url=None,
                   openapi_url=None, lifespan=lifespan)  # fmt: skip
     app.state.responder = responder
+    app.add_middleware(
+        BodyLimit, limits={"/auth/token": AUTH_BODY_LIMIT, "/3/events": EVENT_BODY_LIMIT},
+        default=OTHER_BODY_LIMIT,
+        error=lambda status, message: {"code": "BadRequest", "message": message},
+    )  # type: ignore[arg-type]  # fmt: skip
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
@@ -475,7 +426,6 @@ def create_app(
 
     @app.get("/.well-known/openid-configuration")
     async def openid(request: Request) -> Response:
-        base = str(request.base_url).rstrip("/")
         return JSONResponse({
             "issuer": base, "token_endpoint": f"{base}/auth/token",
             "grant_types_supported": ["client_credentials"],
@@ -484,6 +434,30 @@ def create_app(
             "response_types_supported": ["token"],
             "scopes_supported": ["footprint:list", "footprint:read"],
         })  # fmt: skip
+
+    async def check_secret(client_id: str, secret: str, address: str) -> JSONResponse | None:
+        """None when the credentials are right; the refusal otherwise. Throttled per address
+        and per client id before any hashing; the hash runs off the event loop, and an
+        unknown id is hashed like a known one (its answer takes as long)."""
+        keys = (f"addr:{address}", f"client:{client_id}")
+        wait = max(by_address.retry_after(keys[0]), by_client.retry_after(keys[1]))
+        if wait > 0:
+            response = oauth_error(429, "invalid_client", "Too many failed attempts: retry "
+                                   f"after {wait:.0f} s")  # fmt: skip
+            response.headers["Retry-After"] = str(max(1, round(wait)))
+            return response
+        client = clients.get(client_id)
+        stored = client.secret_hash if client is not None else decoy
+        ok = await anyio.to_thread.run_sync(verify_secret, secret, stored, limiter=hashing)
+        if ok and client is not None:
+            by_address.succeeded(keys[0])
+            by_client.succeeded(keys[1])
+            return None
+        by_address.failed(keys[0])
+        by_client.failed(keys[1])
+        log.warning("PACT API: failed authentication for client %r from %s", client_id[:64],
+                    address)  # fmt: skip
+        return oauth_error(401, "invalid_client", "Authentication failed")
 
     @app.post("/auth/token")
     async def token(request: Request) -> Response:
@@ -495,8 +469,8 @@ def create_app(
         try:
             form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True,
                                   strict_parsing=False))  # fmt: skip
-        except UnicodeDecodeError:
-            return oauth_error(400, "invalid_request", "the body is not UTF-8")
+        except (UnicodeDecodeError, ValueError):
+            return oauth_error(400, "invalid_request", "the body is not a UTF-8 form")
         basic = request.headers.get("authorization", "")
         client_id = secret = None
         if basic[:6].lower() == "basic ":
@@ -504,16 +478,17 @@ def create_app(
                 pair = base64.b64decode(basic[6:].strip(), validate=True).decode()
                 user, _, password = pair.partition(":")
                 client_id, secret = unquote(user), unquote(password)  # RFC 6749 §2.3.1
-            except (binascii.Error, UnicodeDecodeError):
+            except (binascii.Error, UnicodeDecodeError, ValueError):
                 return oauth_error(401, "invalid_client", "Authentication failed")
         elif "client_id" in form:
             client_id, secret = form.get("client_id"), form.get("client_secret", "")
         if client_id is None:
             return oauth_error(401, "invalid_client", "Authentication failed: no credentials")
-        client = clients.get(client_id)
-        if client is None or not verify_secret(secret or "", client.secret_hash):
-            log.warning("PACT API: failed authentication for client %r", client_id[:64])
-            return oauth_error(401, "invalid_client", "Authentication failed")
+        address = request.client.host if request.client else "?"
+        refused = await check_secret(client_id, secret or "", address)
+        if refused is not None:
+            return refused
+        client = clients[client_id]
         grant = form.get("grant_type")
         if grant is None:
             return oauth_error(400, "invalid_request", "grant_type is missing")
@@ -527,17 +502,20 @@ def create_app(
         )  # fmt: skip
 
     def authorize(request: Request) -> PactClient | JSONResponse:
+        """The client a bearer token names, or the refusal: 401 (so OAuth libraries fetch a
+        new token) with PACT's ``BadRequest`` code for a missing or invalid token — the
+        conformance service accepts 400 or 401 — and ``TokenExpired`` for an expired one."""
         header = request.headers.get("authorization", "")
+        challenge = 'Bearer realm="supplymeter", error="invalid_token"'
         if header[:7].lower() != "bearer " or not header[7:].strip():
-            return error(400, "BadRequest", "Missing access token (Authorization: Bearer …)",
+            return error(401, "BadRequest", "Missing access token (Authorization: Bearer …)",
                          **{"WWW-Authenticate": 'Bearer realm="supplymeter"'})  # fmt: skip
         try:
             return tokens.check(header[7:].strip(), clients)
         except TokenError as exc:
             if exc.expired:
-                return error(401, "TokenExpired", str(exc), **{
-                    "WWW-Authenticate": 'Bearer error="invalid_token"'})  # fmt: skip
-            return error(400, "BadRequest", str(exc))
+                return error(401, "TokenExpired", str(exc), **{"WWW-Authenticate": challenge})
+            return error(401, "BadRequest", str(exc), **{"WWW-Authenticate": challenge})
 
     def visible(client: PactClient) -> list[dict[str, Any]]:
         return [pf for pf, meta in footprints.footprints()
@@ -557,9 +535,10 @@ def create_app(
         page = found[q.offset : q.offset + size]
         headers = {}
         if q.offset + size < len(found):
-            nxt = request.url.remove_query_params("offset").include_query_params(
-                offset=q.offset + size)  # fmt: skip
-            headers["Link"] = f'<{nxt}>; rel="next"'
+            pairs = [(k, v) for k, v in request.query_params.multi_items()
+                     if k.lstrip("$").lower() != "offset"]  # fmt: skip
+            pairs.append(("offset", str(q.offset + size)))
+            headers["Link"] = f'<{base}/3/footprints?{urlencode(pairs)}>; rel="next"'
         return JSONResponse({"data": page}, headers=headers)
 
     @app.get("/3/footprints/{pf_id}")
@@ -568,13 +547,12 @@ def create_app(
         if isinstance(client, JSONResponse):
             return client
         found = footprints.get(pf_id.lower())
-        if found is None:
+        # Outside the client's scope is "not found" too: a 403 would confirm that another
+        # supplier's footprint exists under that id.
+        if found is None or not client.may_see(found[1]["supplier"], found[1]["product"]):
             return error(404, settings.not_found_code,
                          f"The specified footprint {pf_id[:64]!r} does not exist")  # fmt: skip
-        pf, meta = found
-        if not client.may_see(meta["supplier"], meta["product"]):
-            return error(403, "AccessDenied", "Access denied")
-        return JSONResponse({"data": pf})
+        return JSONResponse({"data": found[0]})
 
     @app.post("/3/events")
     async def events(request: Request) -> Response:
@@ -585,13 +563,11 @@ def create_app(
         if kind not in ("application/cloudevents+json", "application/json"):
             return error(400, "BadRequest",
                          "Content-Type must be application/cloudevents+json")  # fmt: skip
-        body = await request.body()
-        if len(body) > 1_000_000:
-            return error(400, "BadRequest", "event larger than 1 MB")
+        body = await request.body()  # at most EVENT_BODY_LIMIT (BodyLimit)
         try:
             event = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            return error(400, "BadRequest", "the body is not JSON")
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return error(400, "BadRequest", "the body is not JSON (or nests too deep)")
         problem = event_problem(event)
         if problem:
             return error(400, "BadRequest", problem)
@@ -607,14 +583,24 @@ def create_app(
             except BadRequest as exc:
                 return error(400, "BadRequest", str(exc))
             found = [pf for pf in visible(client) if matches(pf, q)]
+            with answered_lock:
+                again = (client.id, event["id"]) in answered
+                answered.add((client.id, event["id"]))
+            if again:  # the same request posted again: answered once (CloudEvents id)
+                record({"duplicate": kind, "client": client.id, "event_id": event["id"]})
+                return Response(status_code=200)
         record({"received": kind, "client": client.id, "event": event})
         log.info("PACT API: %s from %s (id %s)", kind, client.id, str(event["id"])[:64])
-        if kind == "RequestCreatedEvent":
-            source = f"//{request.url.netloc}/3/events"
-            responder.submit(client, event, found, source)
+        if kind == "RequestCreatedEvent":  # queued durably before the 200
+            await anyio.to_thread.run_sync(responder.submit, client, event, found, source)
         return Response(status_code=200)
 
     return app
+
+
+def _is_uuid(text: str) -> bool:
+    """RFC 9562 text form (8-4-4-4-12 hex digits), as the schema's ``format: uuid``."""
+    return re.fullmatch(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", text) is not None
 
 
 def event_problem(event: Any) -> str:
@@ -646,6 +632,10 @@ def event_problem(event: Any) -> str:
         return "data.pfs must be a non-empty list"
     if kind == "RequestRejectedEvent" and not isinstance(data.get("error"), dict):
         return "data.error must be an Error object"
-    if kind == "PublishedEvent" and not isinstance(data.get("pfIds"), list):
-        return "data.pfIds must be a list"
+    if kind == "PublishedEvent":
+        ids = data.get("pfIds")
+        if not isinstance(ids, list) or not ids:
+            return "data.pfIds must be a non-empty list"
+        if not all(isinstance(i, str) and _is_uuid(i) for i in ids):
+            return "data.pfIds must hold footprint ids (UUIDs)"
     return ""
