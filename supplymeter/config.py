@@ -474,8 +474,9 @@ class PactSettings(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8443, ge=0, le=65535)
     public_url: str = Field("", pattern=r"^(https?://[^/\s]+)?$")
-    """The API's address as recipients reach it (``https://pact.buyer.example``): the
-    ``source`` of the events it sends. Unset: ``host:port``."""
+    """The API's address as clients reach it (``https://pact.buyer.example``): pagination links,
+    the OpenID issuer and the ``source`` of the events it sends are written with it, never
+    with a request's Host. Required when serving beyond loopback; unset: ``host:port``."""
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     """PACT requires HTTPS: without both, ``pact serve`` only binds to a loopback address
@@ -483,8 +484,8 @@ class PactSettings(_Model):
     token_lifetime_s: int = Field(3600, ge=60, le=86400)
     clients: list[PactClient] = Field(default_factory=list)
     not_found_code: Literal["NotFound", "NoSuchFootprint"] = "NotFound"
-    """Error code of a 404: the OpenAPI schema of PACT v3.0.3 names it ``NotFound``; the spec's
-    error table and the PACT conformance test service expect ``NoSuchFootprint``."""
+    """Error code of a 404: the OpenAPI schema of PACT v3.0.3 and the PACT conformance service
+    (its test case 8) name it ``NotFound``; the spec's older error table ``NoSuchFootprint``."""
     page_size: int = Field(100, ge=1, le=1000)
     """ListFootprints page size when the request sets no ``limit``."""
     cbam_dir: Path = Path("out/cbam")

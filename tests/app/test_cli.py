@@ -292,6 +292,11 @@ def test_pact_hash_secret_and_the_https_rule(
     assert "requires HTTPS" in capsys.readouterr().err
     assert main(["--config", str(path), "pact", "publish"]) == 2
     assert "--month" in capsys.readouterr().err
+    # Beyond loopback (TLS on) the absolute URLs need the public address, not a request's Host.
+    tls = write_config(tmp_path / "tls", SMALL_REGISTRY,
+                       '[pact]\ntls_certfile = "c.pem"\ntls_keyfile = "k.pem"\n')  # fmt: skip
+    assert main(["--config", str(tls), "pact", "serve", "--host", "0.0.0.0"]) == 2
+    assert "pact.public_url" in capsys.readouterr().err
 
 
 def _collect_config(tmp_path: Path, broker: Mosquitto, influx: InfluxClient, metrics: int) -> Path:
