@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup os-packages venv demo docs test lint bench bench-peers stack-up stack-down clean
+.PHONY: setup os-packages venv demo docs test lint bench bench-peers bench-pact-conformance stack-up stack-down clean
 
 ## setup: OS packages (mosquitto, influxdb) when missing, then a virtualenv with the project
 setup: os-packages venv
@@ -48,6 +48,7 @@ bench: setup
 	$(BIN)/python bench/bench_side_by_side.py
 	$(BIN)/python bench/bench_simulator.py
 	$(BIN)/python bench/bench_accounting.py
+	$(BIN)/python bench/bench_pact.py
 	$(BIN)/python bench/bench_alerts.py
 	$(BIN)/python bench/bench_alerts_scale.py
 	$(BIN)/python bench/bench_realism.py --series $(REAL_LOADS)
@@ -59,6 +60,13 @@ bench-peers:
 	command -v npm >/dev/null || (apt-get install -y nodejs npm)
 	mkdir -p bench/.peers
 	cd bench/.peers && npm install --no-audit --no-fund node-red@4.1.15 node-red-contrib-influxdb@0.7.0
+
+## bench-pact-conformance: the WBCSD PACT conformance service's V3.0 cases against `pact serve`
+## over HTTPS (needs node, npm; PACT_CONFORMANCE_DIR=a checkout, else cloned from GitHub into
+## bench/.peers/pact-cts, dependencies from npm)
+bench-pact-conformance: setup
+	command -v npm >/dev/null || (apt-get install -y nodejs npm)
+	$(BIN)/python bench/bench_pact_conformance.py
 
 stack-up: setup
 	$(BIN)/supplymeter stack up

@@ -153,6 +153,9 @@ class BufferedClient(paho.Client):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._rbuf = b""
         self._rpos = 0
+        self.yield_after_s = YIELD_AFTER_S
+        """How long this client's network thread handles buffered packets before it yields
+        the GIL; :class:`Lanes` divides :data:`YIELD_AFTER_S` among its sessions' threads."""
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._rpos >= len(self._rbuf):
@@ -168,7 +171,7 @@ class BufferedClient(paho.Client):
         since = time.perf_counter()
         while rc == SUCCESS and self._sock is not None and self._rpos < len(self._rbuf):
             rc = super().loop_read(1)
-            if time.perf_counter() - since > YIELD_AFTER_S:
+            if time.perf_counter() - since > self.yield_after_s:
                 # Without a system call per packet this thread would keep the GIL for the
                 # whole buffer: the writer thread would wait, and so would the readings.
                 time.sleep(0)
@@ -253,6 +256,11 @@ class MqttSubscriber:
     @property
     def connected(self) -> bool:
         return self._subscribed.is_set()
+
+    def set_yield_after(self, seconds: float) -> None:
+        """See :attr:`BufferedClient.yield_after_s`."""
+        if isinstance(self._client, BufferedClient):
+            self._client.yield_after_s = seconds
 
     def _next_wait(self) -> None:
         """Set paho's wait before its next reconnect attempt (it doubles, we add jitter)."""
@@ -423,6 +431,13 @@ class Lanes:
                            retire=retire, topic_filter=supplier_filter(s), lane=i)
             for i, s in enumerate(self.suppliers)
         ]  # fmt: skip
+        # Each session has its own network thread: together they hold the GIL as long as one
+        # would, so the writer thread (and the acks) are not starved. Measured: four sessions
+        # at 10 ms each drained single readings at 82 % of one session's rate; at 2.5 ms,
+        # 99 % (BENCHMARKS.md).
+        share = max(YIELD_AFTER_S / len(self.lanes), 0.001)
+        for lane in self.lanes:
+            lane.set_yield_after(share)
 
     @property
     def connected(self) -> bool:
