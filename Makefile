@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python bench/bench_simulator.py
 	$(BIN)/python bench/bench_accounting.py
 	$(BIN)/python bench/bench_pact.py
+	$(BIN)/python bench/bench_sessions.py
 	$(BIN)/python bench/bench_alerts.py
 	$(BIN)/python bench/bench_alerts_scale.py
 	$(BIN)/python bench/bench_realism.py --series $(REAL_LOADS)
