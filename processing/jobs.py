@@ -491,7 +491,11 @@ class Jobs:
         self._alerts = None
         self.step: Callable[[str], None] = lambda name: None
         """Told each step boundary of the rollup's change tracking (``late``, ``events``,
-        ``factors``): a test stops the job there as a kill would."""
+        ``factors``) and of the export (``export:written``, ``export:published``,
+        ``restate:written``, ``restate:published``): a test stops the job there as a kill
+        would. The export records a month as done (its pending reasons cleared) only when the
+        job's state is saved at its end, so a kill before repeats the export, which finds
+        the version already written and leaves it as it is."""
 
     def dashboards(self) -> str:
         """Push the dashboards (daily: a registry change reaches Grafana within a day)."""
@@ -627,8 +631,10 @@ class Jobs:
             reasons = self.state.pending.pop(str(target), [])
             result = export_month(self.config, self.store, target, out, self.library, reasons,
                                   inputs=inputs)  # fmt: skip
+            self.step("export:written")
             done.append(f"{target} v{result.version}{'' if result.written else ' (unchanged)'}"
                         + self._footprints(target))  # fmt: skip
+            self.step("export:published")
             if month is None:
                 self.state.last_export_month = str(target)
         for month_dir in sorted(out.glob("[0-9][0-9][0-9][0-9]-[0-9][0-9]")):
@@ -641,12 +647,14 @@ class Jobs:
                 continue
             again = export_month(self.config, self.store, Month.parse(month_dir.name), out,
                                  self.library, reasons, inputs=inputs)  # fmt: skip
+            self.step("restate:written")
             self.state.pending.pop(month_dir.name, None)
             done.append(
                 f"{month_dir.name} "
                 + (f"restated as v{again.version}" if again.written else "unchanged")
                 + self._footprints(Month.parse(month_dir.name))
             )
+            self.step("restate:published")
         self.state.last_success_ns["export"] = self.clock()
         self.state.save()
         return "; ".join(done) or "nothing due"

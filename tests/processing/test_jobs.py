@@ -532,3 +532,35 @@ def test_a_bad_factor_row_leaves_the_jobs_on_the_last_good_file(
     assert restarted.run("rollup", sleep=attempts.append) and attempts == []
     factors.write_text(good, "utf-8")
     assert restarted.run("rollup") and "last good" not in restarted.last_summary
+
+
+@pytest.mark.parametrize("step", ["restate:written", "restate:published"])
+def test_a_kill_in_the_export_restates_exactly_once(
+    step: str, make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
+) -> None:
+    """A factor change, recomputed by the rollup; the export job is killed right after it
+    wrote the restated version, or after it published. The next run (a fresh process) neither
+    loses the restatement nor writes it twice: v2, naming the factor, and no v3."""
+    config, store, factors, text, month = factor_case(make_config, influx, tmp_path)
+    jobs, now, _ = provisional_export(config, store, month, tmp_path / "exports")
+    factors.write_text("".join(text), "utf-8")
+    now[0] += HOUR_NS
+    assert jobs.run("rollup")
+
+    class Killed(BaseException):
+        pass
+
+    def kill(reached: str) -> None:
+        if reached == step:
+            raise Killed(step)
+
+    jobs.step = kill
+    with pytest.raises(Killed):
+        jobs.run("export")
+    fresh = Jobs(config, store, FactorLibrary.for_config(config), clock=lambda: now[0])
+    assert fresh.run("export")
+    assert fresh.run("export") and fresh.last_summary == "nothing due"
+    month_dir = tmp_path / "exports" / "2025-03"
+    assert sorted(p.name for p in month_dir.glob("v*")) == ["v1", "v2"]
+    v2 = latest_manifest(month_dir)
+    assert v2 and any("tw-grid-2025-industry" in why for why in v2["reasons"])
