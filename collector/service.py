@@ -135,7 +135,7 @@ class Collector:
                 settings=lane_settings(config.mqtt, only_supplier), secrets=config.secrets,
                 handler=self.handle, retire=retire, topic_filter=supplier_filter(only_supplier),
             )  # fmt: skip
-        elif settings.session_per_supplier:
+        elif settings.session_per_supplier and config.registry.suppliers:
             self.subscriber = Lanes(settings=config.mqtt, secrets=config.secrets,
                                     handler=self.handle, retire=retire,
                                     suppliers=[s.id for s in config.registry.suppliers],
