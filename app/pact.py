@@ -19,10 +19,16 @@ tokens at once. The key comes from ``SUPPLYMETER_PACT_TOKEN_KEY`` (base64, ≥ 3
 random one per process (tokens then end at a restart).
 
 Errors of the footprint actions are PACT ``Error`` objects. A token that is missing or not
-ours is ``400 BadRequest`` (rest-api.md: "in all other cases BadRequest"; the PACT conformance
-test service expects exactly this), an expired one ``401 TokenExpired``, a footprint the
-client may not see ``403 AccessDenied``, an unknown id ``404`` with ``[pact]
-not_found_code``.
+ours is ``401`` with the code ``BadRequest`` (rest-api.md: "in all other cases BadRequest";
+OAuth client libraries fetch a new token only on a 401, and the PACT conformance service
+accepts 400 or 401), an expired one ``401 TokenExpired``, an unknown id or a footprint the
+client may not see ``404`` with ``[pact] not_found_code`` (a 403 would confirm it exists).
+
+Hostile clients (docs/security.md): request bodies are bounded while read
+(:class:`~app.http_limits.BodyLimit`), failed logins throttled per address and client id
+(:class:`~app.http_limits.Throttle`), secrets checked off the event loop with a decoy hash for
+unknown ids, absolute URLs written from ``[pact] public_url``; events to recipients wait in
+durable per-recipient queues (:mod:`app.pact_delivery`).
 """
 
 from __future__ import annotations
@@ -583,16 +589,21 @@ def create_app(
             except BadRequest as exc:
                 return error(400, "BadRequest", str(exc))
             found = [pf for pf in visible(client) if matches(pf, q)]
+            key = (client.id, event["id"])
             with answered_lock:
-                again = (client.id, event["id"]) in answered
-                answered.add((client.id, event["id"]))
+                again = key in answered
+                answered.add(key)
             if again:  # the same request posted again: answered once (CloudEvents id)
                 record({"duplicate": kind, "client": client.id, "event_id": event["id"]})
                 return Response(status_code=200)
+            try:  # the answer is queued durably before the request is recorded and the 200
+                await anyio.to_thread.run_sync(responder.submit, client, event, found, source)
+            except BaseException:
+                with answered_lock:
+                    answered.discard(key)  # not queued: a retry of the client must count
+                raise
         record({"received": kind, "client": client.id, "event": event})
         log.info("PACT API: %s from %s (id %s)", kind, client.id, str(event["id"])[:64])
-        if kind == "RequestCreatedEvent":  # queued durably before the 200
-            await anyio.to_thread.run_sync(responder.submit, client, event, found, source)
         return Response(status_code=200)
 
     return app
