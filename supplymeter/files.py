@@ -145,6 +145,7 @@ def locked(path: Path, *, timeout_s: float | None = None, what: str = "") -> Ite
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        told = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -153,6 +154,9 @@ def locked(path: Path, *, timeout_s: float | None = None, what: str = "") -> Ite
                 if deadline is not None and time.monotonic() >= deadline:
                     raise StorageError(f"{path}: held by another process "
                                        f"{what}".rstrip()) from None  # fmt: skip
+                if not told and timeout_s is None:
+                    log.info("%s is held by another process %s", path, what)
+                    told = True
                 time.sleep(0.05)
         try:
             yield
