@@ -39,6 +39,7 @@ from processing.rollup import (
     RegisterSeries,
     counter_ref,
     hourly_consumption,
+    max_power,
     measure,
 )
 from processing.scope3 import Month
@@ -77,6 +78,8 @@ MERGE_GAP_H = 3
 """Dirty hours of one meter at most this far apart are recomputed as one range."""
 
 FALL_CODE = "register_fall_without_event"
+IMPLAUSIBLE_CODE = "implausible_step"
+"""A register step faster than the meter's largest plausible flow (estimated instead)."""
 
 
 @dataclass
@@ -88,6 +91,8 @@ class RollupReport:
     meters_without_data: list[str] = field(default_factory=list)
     falls: int = 0
     """Register falls without a meter event (each raised as a quality issue)."""
+    implausible: int = 0
+    """Register steps faster than the meter can go (each raised as a quality issue)."""
     touched: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     """(month, supplier) → meter paths whose hours were recomputed."""
     emissions_hours: int = 0
@@ -101,6 +106,7 @@ class RollupReport:
         self.flags.update(other.flags)
         self.meters_without_data += other.meters_without_data
         self.falls += other.falls
+        self.implausible += other.implausible
         self.emissions_hours += other.emissions_hours
         self.production_hours += other.production_hours
         for key, meters in other.touched.items():
@@ -137,6 +143,16 @@ def rollup_meter(
             lines.append(quality_issue_line(
                 FALL_CODE, ref.key, t, f"register fell ({label}) without a recorded meter event: "
                 "the hours are estimated; record the exchange in the registry", True,
+            ))  # fmt: skip
+    for t0, t1 in measured.implausible():
+        if start_ns <= t1 < end_ns:
+            report.implausible += 1
+            lines.append(quality_issue_line(
+                IMPLAUSIBLE_CODE, ref.key, t1,
+                f"{'/'.join(ref.key)}: the register rose faster than {max_power(ref):g} "
+                f"{ref.unit}/h between {ns_to_datetime(t0):%Y-%m-%d %H:%M} and "
+                f"{ns_to_datetime(t1):%H:%M} UTC: the step is estimated, not measured; check "
+                "the meter's readings, or set its max_power in the registry", True,
             ))  # fmt: skip
     if meter.role == "grid":
         exported = RegisterSeries.from_points(ref, registers.get("energy_export_kwh", []))
@@ -550,6 +566,10 @@ class Jobs:
         if falls:
             log.warning("rollup: %d register falls without a recorded meter event; the hours "
                         "are estimated until the exchange is recorded", falls)  # fmt: skip
+        if report.implausible:
+            log.warning("rollup: %d register steps faster than their meters can go; estimated "
+                        "and raised as implausible_step quality issues",
+                        report.implausible)  # fmt: skip
         self.state.last_success_ns["rollup"] = now
         self.state.save()
         return "; ".join(parts)

@@ -89,6 +89,16 @@ class Measured:
         return [(self.ts_ns[i + 1], lab) for i, lab in enumerate(self.labels)
                 if lab in UNEXPLAINED_FALLS]  # fmt: skip
 
+    def implausible(self) -> list[tuple[int, int]]:
+        """(start, end) of each step that rose faster than the meter can (estimated)."""
+        return [(self.ts_ns[i], self.ts_ns[i + 1]) for i, lab in enumerate(self.labels)
+                if lab == "implausible"]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CounterRef(MeterRef):
+    """A meter as the carrier of a production counter (see :func:`counter_ref`)."""
+
 
 def counter_ref(ref: MeterRef, rollover: float | None) -> MeterRef:
     """The meter as the carrier of a production counter (its ``production_units`` pulse
@@ -98,27 +108,34 @@ def counter_ref(ref: MeterRef, rollover: float | None) -> MeterRef:
     meter = ref.meter.model_copy(update={"multiplier": 1.0, "rollover": rollover,
                                          "events": [], "max_power": None})  # fmt: skip
     site = ref.site.model_copy(update={"contract_capacity_kw": None})
-    return MeterRef(ref.supplier, site, meter)
+    return CounterRef(ref.supplier, site, meter)
 
 
 def max_power(ref: MeterRef) -> float | None:
     """Largest plausible load of a meter [kW or unit/h]: the registry's ``max_power``, else for
     an electricity meter 3 × its site's contract capacity (a circuit cannot draw much more than
-    the whole site's contract), else unknown (``None``: no step is ever implausible)."""
+    the whole site's contract), else its carrier's ``max_flow_per_h``. A production counter
+    has none (``None``: no step is ever implausible)."""
+    if isinstance(ref, CounterRef):
+        return None
     if ref.meter.max_power is not None:
         return ref.meter.max_power
     if ref.meter.carrier == "electricity" and ref.site.contract_capacity_kw:
         return 3 * ref.site.contract_capacity_kw
-    return None
+    return ref.carrier.max_flow_per_h
 
 
 def step_label(
-    old: float, new: float, rollover: float | None, max_step: float | None = None
-) -> tuple[str, float]:
+    old: float, new: float, rollover: float | None, max_step: float | None = None,
+    meter_bound: bool = True,
+) -> tuple[str, float]:  # fmt: skip
     """Label one register step and return its measured increase. [register units]
 
     ``max_step`` is the largest plausible increase over the step (``None``: no limit). A
-    ``reset`` or ``implausible`` step returns 0 (the caller estimates it).
+    ``reset`` or ``implausible`` step returns 0 (the caller estimates it). ``meter_bound``:
+    ``max_step`` is the meter's own (registry ``max_power``, the site's contract), tight enough
+    to tell a wrap from a swap; a carrier's generic bound is not, so a fall is then a wrap only
+    if it fell by more than half the rollover value *and* the wrapped step is plausible.
 
     >>> label, increase = step_label(99_999.5, 0.7, 100_000.0)
     >>> label, round(increase, 6)
@@ -130,7 +147,9 @@ def step_label(
         return "normal", max(new - old, 0.0)
     if rollover:
         wrapped = new + rollover - old
-        plausible = wrapped <= max_step if max_step is not None else old - new > rollover / 2
+        within = max_step is None or wrapped <= max_step
+        plausible = within if meter_bound and max_step is not None else (
+            within and old - new > rollover / 2)  # fmt: skip
         if plausible:
             return "rollover", wrapped
     return "reset", 0.0
@@ -140,6 +159,14 @@ def _tolerance(register: float) -> float:
     """Float noise a register may carry (a value written as 1.38943613517037 and read back as
     1.3894361351703708 must not become a fall). [register units]"""
     return 1e-9 * max(1.0, abs(register))
+
+
+def _meter_bound(ref: MeterRef) -> bool:
+    """Whether the meter's plausible load is its own (registry, contract), not its carrier's
+    generic bound."""
+    return ref.meter.max_power is not None or bool(
+        ref.meter.carrier == "electricity" and ref.site.contract_capacity_kw
+    )
 
 
 def _max_rate(ref: MeterRef, multiplier: float) -> float | None:
@@ -191,9 +218,10 @@ def _segment_steps(
         return ts, [("normal", (d if d > 0 else 0.0) * m) for d in diffs]
     ts, reg, bridged = drop_glitches(ts, reg, per_ns)
     steps = []
+    own = _meter_bound(ref)
     for i in range(len(ts) - 1):
         limit = None if per_ns is None else (ts[i + 1] - ts[i]) * per_ns
-        label, increase = step_label(reg[i], reg[i + 1], seg.rollover, limit)
+        label, increase = step_label(reg[i], reg[i + 1], seg.rollover, limit, own)
         if label == "normal" and i in bridged:
             label = bridged[i]
             # a fall keeps the bridged increase: the register's own path around the odd value

@@ -42,6 +42,12 @@ class Carrier:
     scope: str
     """The supplier's GHG Protocol scope of its consumption: ``1`` (combustion on site),
     ``2`` (purchased electricity, heat, steam), ``3`` (purchased goods such as water)."""
+    max_flow_per_h: float | None = None
+    """Largest plausible flow of one meter when the registry gives it no ``max_power`` (and,
+    for electricity, its site no contract capacity) [unit per hour]: a register step implying
+    more is an *implausible* jump — estimated, flagged and raised as a quality issue, never
+    stored as measured. Engineering bounds for the plants this serves, far above any of their
+    meters (a gas meter at 5,000 m³/h feeds ~50 MW of burners); not published values."""
     factor_carrier: str = ""
     """The ``carrier`` column of its emission factor rows (default: ``name``)."""
     quantities: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -65,15 +71,24 @@ class Carrier:
 CARRIERS: dict[str, Carrier] = {
     c.name: c
     for c in (
+        # 50 MW: beyond a metal-working supplier's whole connection (the contract capacity,
+        # when the registry has it, bounds a meter at 3 × that instead).
         Carrier(
             "electricity", "kWh", "energy_kwh",
             ("energy_export_kwh", *INSTANT_QUANTITIES), spike_min_abs=2.0, scope="2",
+            max_flow_per_h=50_000.0,
         ),
-        Carrier("natural_gas", "m3", "volume_m3", (), spike_min_abs=0.1, scope="1"),
-        Carrier("water", "m3", "volume_m3", (), spike_min_abs=0.1, scope="3"),
+        # 5,000 m³/h of natural gas at ~10 kWh/m³ (the heating values in tw-factors.md):
+        # ~50 MW of burners.
+        Carrier("natural_gas", "m3", "volume_m3", (), spike_min_abs=0.1, scope="1",
+                max_flow_per_h=5_000.0),
+        # 500 m³/h: a DN250 main at 3 m/s (~530 m³/h); a plant's supply is far smaller.
+        Carrier("water", "m3", "volume_m3", (), spike_min_abs=0.1, scope="3",
+                max_flow_per_h=500.0),
         # Purchased process steam (a neighbouring plant's boiler or an industrial park's
-        # utility), metered as mass by a steam flow meter's totaliser.
-        Carrier("steam", "kg", "steam_kg", (), spike_min_abs=50.0, scope="2"),
+        # utility), metered as mass by a steam flow meter's totaliser. 50 t/h: a ~35 MW boiler.
+        Carrier("steam", "kg", "steam_kg", (), spike_min_abs=50.0, scope="2",
+                max_flow_per_h=50_000.0),
     )
 }  # fmt: skip
 """Carriers by name. ``energy_export_kwh`` is only meaningful on a ``grid`` meter."""

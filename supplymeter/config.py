@@ -750,9 +750,11 @@ class Meter(_Model):
     meter at the site's connection (``energy_kwh`` imported, ``energy_export_kwh`` fed back).
     PV and grid meters are never added to consumption; they give PV self-consumption."""
     max_power: float | None = Field(None, gt=0)
-    """Largest plausible load [kW, or m³/h for gas and water]: a register step implying more
-    is rejected as an implausible jump. Unset: 3 × the site's contract capacity for electricity
-    meters of sites that have one, otherwise no limit."""
+    """Largest plausible load [kW, or m³/h for gas and water, kg/h for steam]: a register step
+    implying more is rejected as an implausible jump (estimated, flagged, and raised as an
+    ``implausible_step`` quality issue). Unset: 3 × the site's contract capacity for
+    electricity meters of sites that have one, otherwise the carrier table's
+    ``max_flow_per_h`` (``supplymeter/carriers.py``)."""
     instrument: MeterInstrument = MeterInstrument()
     """Serial, accuracy classes and calibration (the export's meter register)."""
     simulation: MeterSimulation = MeterSimulation()

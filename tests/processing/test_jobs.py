@@ -564,3 +564,45 @@ def test_a_kill_in_the_export_restates_exactly_once(
     assert sorted(p.name for p in month_dir.glob("v*")) == ["v1", "v2"]
     v2 = latest_manifest(month_dir)
     assert v2 and any("tw-grid-2025-industry" in why for why in v2["reasons"])
+
+
+WATER_REGISTRY = """
+[[suppliers]]
+id = "heat-c"
+kind = "heat_treatment"
+allocation = { method = "dedicated", share = 1.0 }
+  [[suppliers.sites]]
+  id = "plant-1"
+  gateway = "gw1"
+    [[suppliers.sites.meters]]
+    id = "water"
+    carrier = "water"
+    interval_s = 900
+"""
+
+
+def test_a_water_register_jump_is_estimated_and_raised_naming_the_meter(
+    make_config: Callable[..., Config], influx: InfluxClient
+) -> None:
+    """1,431 → 9,950 m³ in one quarter hour (beyond the water carrier's 500 m³/h): the rollup
+    stores the hour as estimated, not 8,521 m³ measured, and raises an ``implausible_step``
+    quality issue that names the meter."""
+    from processing.jobs import run_rollup
+
+    config = make_config(WATER_REGISTRY)
+    store = Store(influx)
+    start = at(2026, 10, 14, 8)
+    registers = [1_419.0, 1_422.0, 1_425.0, 1_428.0, 1_431.0, 9_950.0, 9_953.0, 9_956.0,
+                 9_959.0]  # fmt: skip
+    store.write([reading_line(Reading("heat-c", "plant-1", "water", start + k * 900 * 10**9,
+                                      None, volume_m3=v))
+                 for k, v in enumerate(registers)])  # fmt: skip
+    report = run_rollup(config, store, start, start + 2 * HOUR_NS, FactorLibrary.load())
+    assert report.implausible == 1
+    hours, _ = store.hourly_consumption(start, start + 2 * HOUR_NS, supplier="heat-c")
+    total = sum(h.consumption for h in hours)
+    assert total == pytest.approx(8 * 3.0)  # the leap replaced by the neighbours' rate
+    assert sum(h.estimated_consumption for h in hours) == pytest.approx(3.0)
+    [(code, key, _, detail)] = store.quality_issues(start, start + 2 * HOUR_NS)
+    assert (code, key) == ("implausible_step", ("heat-c", "plant-1", "water"))
+    assert "heat-c/plant-1/water" in detail and "500 m3/h" in detail

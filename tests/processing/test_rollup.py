@@ -119,8 +119,9 @@ def test_a_single_reading_says_nothing() -> None:
 )  # fmt: skip
 def test_hours_add_up_to_the_register_increase(steps: list[tuple[int, float]], offset: int) -> None:
     """Whatever the spacing, the hours between two hour boundaries sum to the interpolated
-    increase between them: nothing is lost or counted twice at hour edges."""
-    ref = meter(rollover=1000)
+    increase between them: nothing is lost or counted twice at hour edges. (Arithmetic only:
+    the meter may draw anything, so no step is implausible.)"""
+    ref = meter(rollover=1000, max_power=1e15)
     ts, cumulative, points = T0 + offset * 10**9, 0.0, []
     for gap_s, increase in steps:
         points.append((ts, cumulative % 1000))
@@ -198,11 +199,12 @@ def test_replacement_is_estimated_from_the_neighbouring_rate() -> None:
 
 
 def test_max_power_tells_a_meter_swap_from_a_rollover() -> None:
-    """60,000 → 3 on a 100,000 rollover: without a power limit, a fall of more than half the
-    rollover is read as a wrap (40,003 kWh!); with max_power it is a replacement."""
+    """60,000 → 3 on a 100,000 rollover: read as a wrap it would be 40,003 kWh in 15 min (160
+    MW) — beyond even the carrier's default bound (50 MW), so it is a replacement; with the
+    meter's own max_power the same."""
     points = quarter_hours(59_980.0, 59_990.0, 60_000.0, 3.0, 13.0)
     [loose] = hourly_consumption(series(meter(rollover=100_000), points), T0, T0 + HOUR_NS, Q)
-    assert loose.flags == ("rollover",) and loose.consumption > 40_000
+    assert loose.flags == ("reset",) and loose.consumption == pytest.approx(40.0)
     [strict] = hourly_consumption(
         series(meter(rollover=100_000, max_power=400), points), T0, T0 + HOUR_NS, Q
     )
@@ -224,8 +226,32 @@ def test_contract_capacity_bounds_an_electricity_meter() -> None:
     ref = MeterRef(supplier, site, m)
     from processing.rollup import max_power
 
-    assert max_power(ref) == 1500 and max_power(meter()) is None
+    assert max_power(ref) == 1500 and max_power(meter()) == 50_000  # the carrier's default
     assert max_power(meter(max_power=80)) == 80
+    assert max_power(meter(carrier="water")) == 500
+
+
+def test_a_jump_of_a_water_register_is_estimated_never_measured() -> None:
+    """1,431 → 9,950 m³ within a quarter hour (34,000 m³/h; the carrier's bound is 500 m³/h,
+    a DN250 main): the leap is estimated from the neighbouring rate and flagged, not stored as
+    8,521 m³ measured (before: only electricity had a plausibility limit)."""
+    s = series(meter(carrier="water"), quarter_hours(1_425.0, 1_428.0, 1_431.0, 9_950.0,
+                                                      9_953.0))  # fmt: skip
+    [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, Q)
+    assert hour.flags == ("implausible",) and hour.consumption == pytest.approx(12.0)
+    assert hour.estimated_consumption == pytest.approx(3.0)
+    assert measure(s).implausible() == [(T0 + 2 * Q, T0 + 3 * Q)]
+
+
+def test_a_production_counter_has_no_rate_limit() -> None:
+    """A counter of pieces may count 100,000 an hour: the energy meter's bound is not its."""
+    from processing.rollup import counter_ref, max_power
+
+    ref = counter_ref(meter(), None)
+    assert max_power(ref) is None
+    s = series(ref, quarter_hours(0.0, 30_000.0, 60_000.0, 90_000.0, 120_000.0))
+    [hour] = hourly_consumption(s, T0, T0 + HOUR_NS, Q)
+    assert hour.consumption == pytest.approx(120_000.0) and not hour.flags
 
 
 # --- meter events (hand-computed) -------------------------------------------------------------
