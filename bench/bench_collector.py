@@ -236,11 +236,13 @@ metrics_port = {self.metrics_port}
 
 def drain(
     tmp: Path, stack: LocalStack, database: str, protocol: str,
-    messages: list[tuple[str, bytes]], processes: int = 1,
+    messages: list[tuple[str, bytes]], processes: int = 1, collector_toml: str = "",
 ) -> tuple[float, float, int]:  # fmt: skip
     """Queue ``messages`` while the collector is away, then time it storing and acking them.
-    Returns (messages/s, peak RSS MB of the first process, readings stored)."""
-    collector = CollectorProcess(tmp, stack, database, protocol, processes)
+    Returns (messages/s, peak RSS MB of the first process, readings stored).
+    ``collector_toml``: more lines for the collector's ``[collector]`` section."""
+    collector = CollectorProcess(tmp, stack, database, protocol, processes,
+                                 collector=collector_toml)  # fmt: skip
     began = time.perf_counter()
     collector.start()  # creates the persistent session(s); nothing is queued yet
     startup_s = time.perf_counter() - began

@@ -17,41 +17,17 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_collector import CollectorProcess, line, payloads, publish
+from bench_collector import drain, line, payloads
 
 from deploy.stack import LocalStack
-from supplymeter.influx import InfluxClient
-from supplymeter.store import Store
 
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "50000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CEILING = 0.90
 """Per-supplier sessions must drain at least this share of one session's rate."""
-
-
-def drain_once(tmp: Path, stack: LocalStack, database: str, per_supplier: bool,
-               messages: list[tuple[str, bytes]], readings: int) -> tuple[float, int]:  # fmt: skip
-    """Readings/s of one drain (start-up excluded) and readings stored."""
-    extra = f"session_per_supplier = {'true' if per_supplier else 'false'}"
-    collector = CollectorProcess(tmp, stack, database, "5", processes=1, collector=extra)
-    began = time.perf_counter()
-    collector.start()
-    startup = time.perf_counter() - began
-    collector.stop()
-    publish(stack.mosquitto.port, messages)
-    began = time.perf_counter()
-    collector.start()
-    while collector.total("acks_sent_total") < len(messages):
-        time.sleep(0.02)
-    took = time.perf_counter() - began - startup
-    collector.stop()
-    stored = Store(InfluxClient(url=stack.influxdb.url, database=database)).count_readings(
-        0, 2**62)  # fmt: skip
-    return readings / took, stored
 
 
 def main() -> None:
@@ -71,9 +47,10 @@ def main() -> None:
             for k in range(ROUNDS):
                 for per_supplier in (True, False):
                     database = f"sess_{int(per_supplier)}_{k}_{len(messages)}"
-                    rate, stored = drain_once(tmp, stack, database, per_supplier, messages,
-                                              readings)  # fmt: skip
-                    rates[per_supplier].append(rate)
+                    extra = f"session_per_supplier = {str(per_supplier).lower()}"
+                    rate, _, stored = drain(tmp, stack, database, "5", messages,
+                                            collector_toml=extra)  # fmt: skip
+                    rates[per_supplier].append(rate * readings / len(messages))
                     if stored != readings:
                         lost.append(f"{database}: {stored}/{readings}")
             per, one = statistics.median(rates[True]), statistics.median(rates[False])

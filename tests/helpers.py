@@ -52,3 +52,18 @@ class MosquittoFromFile(Mosquitto):
 
     def write_config(self) -> None:
         """The file is given, not written."""
+
+
+class Killed(BaseException):
+    """Stands for kill -9 at a step boundary: nothing after it runs, memory is dropped, only
+    what is on disk remains (the test goes on with a fresh object, as a new process would)."""
+
+
+def kill_at(name: str) -> Callable[[str], None]:
+    """A ``step`` hook that raises :class:`Killed` when the job reaches step ``name``."""
+
+    def step(reached: str) -> None:
+        if reached == name:
+            raise Killed(name)
+
+    return step

@@ -124,18 +124,7 @@ def test_collect_with_two_processes_shares_the_stream(
     tmp_path: Path, broker: Mosquitto, influx: InfluxClient
 ) -> None:
     metrics = free_port()
-    path = write_config(tmp_path, SMALL_REGISTRY, f"""
-        [mqtt]
-        port = {broker.port}
-        shared_group = "collectors"
-        [influxdb]
-        url = "{influx.url}"
-        database = "{influx.database}"
-        [collector]
-        processes = 2
-        metrics_port = {metrics}
-        flush_interval_s = 0.1
-        """)  # fmt: skip
+    path = _collect_config(tmp_path, broker, influx, metrics)
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "--config", str(path), "collect"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

@@ -24,6 +24,7 @@ from supplymeter.influx import InfluxClient
 from supplymeter.records import datetime_to_ns
 from supplymeter.store import Store
 from tests.conftest import pointed_at, with_settings, write_config
+from tests.helpers import Killed, kill_at
 
 TPE = ZoneInfo("Asia/Taipei")
 ROOT = Path(__file__).resolve().parents[2]
@@ -456,19 +457,6 @@ def test_the_daily_budget_sends_the_rest_to_the_digest(tmp_path: Path) -> None:
     events = book.update([cond("other", "stuck")], NOW + 86_400 * 10**9, 0, 60, 99)
     [tomorrow] = [e for e in events if e.kind == "open"]
     assert budget.allows(tomorrow, "Asia/Taipei")
-
-
-class Killed(BaseException):
-    """Stands for kill -9 at a step boundary: nothing after it runs, memory is dropped, only
-    what is on disk remains (each test goes on with a fresh runner)."""
-
-
-def kill_at(name: str) -> Callable[[str], None]:
-    def step(reached: str) -> None:
-        if reached == name:
-            raise Killed(name)
-
-    return step
 
 
 SILENT_SITES = "".join(f"""

@@ -33,7 +33,7 @@ from supplymeter.influx import InfluxClient
 from supplymeter.records import HourlyConsumption, Reading, datetime_to_ns
 from supplymeter.store import Store, arrival_line, consumption_line, reading_line
 from tests.conftest import SMALL_REGISTRY, pointed_at, with_settings
-from tests.helpers import wait_until
+from tests.helpers import Killed, kill_at, wait_until
 
 TPE = ZoneInfo("Asia/Taipei")
 
@@ -485,15 +485,7 @@ def test_a_kill_in_the_change_tracking_restates_exactly_once(
     jobs, now, _ = provisional_export(config, store, month, tmp_path / "exports")
     factors.write_text("".join(text), "utf-8")
     now[0] += HOUR_NS
-
-    class Killed(BaseException):
-        pass
-
-    def kill(reached: str) -> None:
-        if reached == step:
-            raise Killed(step)
-
-    jobs.step = kill
+    jobs.step = kill_at(step)
     with pytest.raises(Killed):
         jobs.run("rollup")
     fresh = Jobs(config, store, FactorLibrary.for_config(config), clock=lambda: now[0],
@@ -546,15 +538,7 @@ def test_a_kill_in_the_export_restates_exactly_once(
     factors.write_text("".join(text), "utf-8")
     now[0] += HOUR_NS
     assert jobs.run("rollup")
-
-    class Killed(BaseException):
-        pass
-
-    def kill(reached: str) -> None:
-        if reached == step:
-            raise Killed(step)
-
-    jobs.step = kill
+    jobs.step = kill_at(step)
     with pytest.raises(Killed):
         jobs.run("export")
     fresh = Jobs(config, store, FactorLibrary.for_config(config), clock=lambda: now[0])
