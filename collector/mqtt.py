@@ -433,8 +433,8 @@ class Lanes:
         ]  # fmt: skip
         # Each session has its own network thread: together they hold the GIL as long as one
         # would, so the writer thread (and the acks) are not starved. Measured: four sessions
-        # at 10 ms each drained single readings at 82 % of one session's rate; at 2.5 ms,
-        # 99 % (BENCHMARKS.md).
+        # at 10 ms each drained single readings at 82 % of one session's rate, at 2.5 ms at
+        # 99-130 %; 100-reading batches at about 80 % either way (BENCHMARKS.md).
         share = max(YIELD_AFTER_S / len(self.lanes), 0.001)
         for lane in self.lanes:
             lane.set_yield_after(share)

@@ -464,8 +464,8 @@ def _candidates(config: Config) -> list[tuple[list[tuple[int, str | None]], bool
     of process indices) or checks every one."""
     processes = config.collector.processes
     assert isinstance(processes, int)
-    lanes = config.collector.session_per_supplier
     suppliers = [s.id for s in config.registry.suppliers]
+    lanes = config.collector.session_per_supplier and bool(suppliers)  # as Collector decides
     groups: list[tuple[list[tuple[int, str | None]], bool]] = []
     # -1: the id a process 0 had before it kept the collector's own (``client_id-0``).
     groups.append(([(-1, None)] + ([(i, None) for i in range(processes)] if lanes else []),
