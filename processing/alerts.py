@@ -550,7 +550,6 @@ class AlertRunner:
         self.step = step or (lambda name: None)
         self.detector = Detector(config.registry, config.alerts)
         state_dir = config.resolve(config.alerts.state_dir)
-        self.state_dir = state_dir
         self.book = IncidentBook.load(state_dir / "incidents.json")
         self.outbox = Outbox(state_dir)
         self.budget = Budget.load(state_dir / "budget.json", config.alerts.budget_per_site_day)

@@ -17,7 +17,6 @@ footprint once as created, each deprecation as its own line.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import threading
 import uuid
@@ -48,9 +47,6 @@ Classification URNs, ``urn:pact:$domain-of-issuer$:$type$:$value$``; the issuer 
 European Commission's DG TAXUD)."""
 
 CROSS_SECTORAL = ["ISO14067", "GHGP-Product", "PACT-3.0"]
-
-
-log = logging.getLogger(__name__)
 
 
 class FootprintError(SupplymeterError):
