@@ -136,14 +136,24 @@ def write_json_atomic(path: Path, data: object, indent: int | None = None) -> No
 
 
 @contextlib.contextmanager
+def _lock_file(path: Path) -> Iterator[int]:
+    """The open descriptor of a lock file (created if missing). Closing it releases any
+    ``flock`` taken on it — also when the process dies, so no lock is ever left stale."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
 def locked(path: Path, *, timeout_s: float | None = None, what: str = "") -> Iterator[None]:
     """Hold an exclusive advisory lock on ``path`` (created if missing) for the block: one
     process at a time changes what it guards. Waits for the holder; ``timeout_s`` bounds the
     wait (``None``: no bound) and then raises :class:`StorageError`. The kernel releases the
     lock when its holder dies, so a killed process never leaves it held."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    with _lock_file(path) as fd:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         told = False
         while True:
@@ -158,12 +168,7 @@ def locked(path: Path, *, timeout_s: float | None = None, what: str = "") -> Ite
                     log.info("%s is held by another process %s", path, what)
                     told = True
                 time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+        yield
 
 
 def cell(row: dict[str, str], column: str, parse: Any = str) -> Any:
@@ -186,9 +191,7 @@ class AlreadyRunning(SupplymeterError):
 def single_instance(path: Path, what: str) -> Iterator[None]:
     """Hold ``path``'s lock for the block, or raise :class:`AlreadyRunning` at once naming the
     process that holds it. The kernel drops the lock when its holder dies (no stale locks)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    with _lock_file(path) as fd:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -196,9 +199,4 @@ def single_instance(path: Path, what: str) -> Iterator[None]:
             raise AlreadyRunning(f"{what} already runs (pid {holder}; lock {path})") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+        yield
