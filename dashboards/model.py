@@ -200,7 +200,8 @@ def scope3(config: Config) -> Dashboard:
         'GROUP BY time(1d), "supplier" fill(none) {TZ}'), alias="$tag_supplier")],
         unit="none")  # fmt: skip
     b.add("Buyer's allocated share", "table", [q("A", (
-        f'SELECT last("share") AS "share", last("allocated_kgco2e") / 1000 AS "allocated tCO2e" '
+        f'SELECT last("allocation_share_pct") AS "share %", '
+        'last("allocated_kgco2e") / 1000 AS "allocated tCO2e" '
         f'FROM "{m}" WHERE $timeFilter GROUP BY "supplier"'), fmt="table")])  # fmt: skip
     b.add("All suppliers against the reduction pathway (tCO2e per month)", "timeseries", [
         q("A", f'SELECT sum("location_kgco2e") / 1000 FROM "{m}" WHERE $timeFilter '

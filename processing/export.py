@@ -61,6 +61,7 @@ from processing.scope3 import (
     MonthFigures,
     QualityAssumptions,
     SiteMonth,
+    StaleRollup,
     SupplierMonth,
     data_quality,
     load_allocations,
@@ -170,25 +171,38 @@ def compute_month(
             start, end = month.bounds(first.tz)
             totals = store.meter_totals(start, end, supplier=supplier.id, site=site.id)
             site_meters: list[MeterMonth] = []
-            pv: float | None = None
-            grid_export: float | None = None
+            electric_hours = 0
             for meter in site.meters:
                 found = totals.get((supplier.id, site.id, meter.id))
-                if meter.role == "pv":
-                    pv = (pv or 0.0) + (found.consumption if found else 0.0)
-                    continue
-                if meter.role == "grid":
-                    grid_export = (grid_export or 0.0) + (found.exported_kwh if found else 0.0)
-                    continue
+                if meter.carrier == "electricity" and found is not None:
+                    electric_hours = max(electric_hours, found.hours)
                 ref = config.registry.meter(supplier.id, site.id, meter.id)
                 assert ref is not None
-                has_factor = library.covers(ref.carrier.factor_key, supplier.country)
+                # PV and grid meters are listed with their role; the site-hours read them.
+                has_factor = meter.role == "consumption" and library.covers(
+                    ref.carrier.factor_key, supplier.country
+                )
                 site_meters.append(meter_month(ref, month, found, has_factor))
+            site_totals = store.site_totals(start, end, supplier=supplier.id, site=site.id).get(
+                (supplier.id, site.id)
+            )
+            if electric_hours > (site_totals.hours if site_totals else 0):
+                raise StaleRollup(
+                    f"{supplier.id}/{site.id}: {month} has electricity meter hours without "
+                    "their site-hours (purchased electricity); run the rollup job first"
+                )
             done += 1
             if progress:
                 progress(done, total, f"{supplier.id}/{site.id}")
             certs = inputs.certificates.get((supplier.id, site.id, month))
-            sm = site_month(supplier.id, site.id, month, site_meters, pv, grid_export, certs)
+            has_pv = any(m.role == "pv" for m in site.meters)
+            sm = site_month(supplier.id, site.id, month, site_totals, certs, has_pv)
+            rate = sm.kgco2e_per_used_kwh
+            site_meters = [
+                dataclasses.replace(m, location_kgco2e=m.consumption * rate)
+                if m.ref.meter.carrier == "electricity" and m.emissions_kgco2e is not None
+                else m for m in site_meters
+            ]  # fmt: skip
             supplier_sites.append(sm)
             supplier_meters += site_meters
         share = inputs.allocations.get((supplier.id, month)) or registry_share(supplier)
@@ -197,7 +211,9 @@ def compute_month(
         suppliers.append(dataclasses.replace(sm, quality=quality))
         meters += supplier_meters
         sites += supplier_sites
-    used = {fid for m in meters for fid in m.factor_ids}
+    used = {fid for m in meters for fid in m.factor_ids} | {
+        fid for s in sites for fid in s.factor_ids
+    }
     factors = [f for f in library.factors if f.id in used]
     reconciliations = [reconcile_bill(config, store, b) for b in inputs.bills_of(month)]
     return MonthFigures(month, suppliers, sites, meters, factors, reconciliations)
@@ -241,19 +257,23 @@ def _carrier_columns() -> tuple[str, ...]:
 
 
 SUPPLIER_COLUMNS = (
-    "month", "supplier", "supplier_name", "kind", *_carrier_columns(), "emissions_kgco2e",
+    "month", "supplier", "supplier_name", "kind", "purchased_electricity_kwh",
+    "pv_self_consumption_kwh", "unmetered_electricity_kwh", "purchased_electricity_inferred",
+    *_carrier_columns(), "location_kgco2e",
     "scope1_kgco2e", "scope2_kgco2e", "other_kgco2e", "market_kgco2e", "allocation_method",
-    "allocation_share", "allocation_numerator", "allocation_denominator", "allocation_unit",
+    "allocation_share_pct", "allocation_numerator", "allocation_denominator", "allocation_unit",
     "allocation_basis", "allocation_source", "allocated_kgco2e", "allocated_scope1_kgco2e",
     "allocated_scope2_kgco2e", "allocated_market_kgco2e",
     "completeness_pct", "primary_data_share_pct", "estimated_pct", "provisional",
     "carriers_without_factor", "register_corrections", "instrument_uncertainty_pct",
     "instrument_class_coverage_pct", "excluded_estimate_kgco2e", "excluded_pct",
     "uncertainty_pct", "dqr_technological", "dqr_temporal", "dqr_geographical", "co2_kg",
-    "ch4_kg", "n2o_kg", "per_gas_coverage_pct",
+    "ch4_kg", "n2o_kg", "per_gas_coverage_pct", "data",
 )  # fmt: skip
+"""``data``: ``no data`` for a supplier-month without any stored hour (every share then
+says nothing, not 100 %)."""
 QUALITY_COLUMNS = (
-    "month", "supplier", "emissions_kgco2e", "primary_data_share_pct", "completeness_pct",
+    "month", "supplier", "location_kgco2e", "primary_data_share_pct", "completeness_pct",
     "estimated_pct", "uncertainty_pct", "instrument_pct", "estimation_pct", "factor_pct",
     "assumed", "instrument_class_coverage_pct", "calibration_overdue_meters",
     "dqr_technological", "dqr_temporal", "dqr_geographical", "dqr_coverage_pct",
@@ -264,26 +284,42 @@ BOUNDARY_COLUMNS = (
     "basis",
 )  # fmt: skip
 SITE_COLUMNS = (
-    "month", "supplier", "site", "electricity_kwh", "pv_generation_kwh", "grid_export_kwh",
-    "pv_self_consumption_kwh", "purchased_kwh", "certificates_kwh", "certificate_ids",
-    "certificate_issuer", "certificates_not_applied_kwh", "certificates_sold_kwh",
-    "unused_certificates_kwh", "market_kwh", "metered_kgco2e",
-    "pv_self_consumption_kgco2e", "location_kgco2e", "market_kgco2e", "note",
+    "month", "supplier", "site", "purchased_electricity_kwh", "purchased_from",
+    "estimated_purchased_kwh", "grid_import_kwh", "grid_export_kwh", "pv_generation_kwh",
+    "pv_self_consumption_kwh", "metered_consumption_kwh", "unmetered_electricity_kwh",
+    "certificates_applied_kwh", "certificate_ids", "certificate_issuer",
+    "certificates_rejected_kwh", "certificates_rejected_reason", "certificates_sold_kwh",
+    "unused_certificates_kwh", "market_kwh", "location_kgco2e", "market_kgco2e",
+    "unmetered_kgco2e", "factor_ids", "provisional", "note",
 )  # fmt: skip
 METER_COLUMNS = (
-    "month", "supplier", "site", "meter", "timezone", "carrier", "unit", "consumption",
+    "month", "supplier", "site", "meter", "role", "timezone", "carrier", "unit", "consumption",
     "measured", "estimated", "primary_data_share_pct", "completeness_pct",
     "missing_hours_estimate", "hours_expected", "hours_measured", "hours_estimated",
     "hours_missing", "rollovers", "resets", "falls", "glitches", "implausible", "exchanges",
-    "factor_ids", "provisional", "emissions_kgco2e", "allocation_share", "allocated_kgco2e",
-    "serial", "accuracy_class", "ct_ratio", "ct_class", "calibrated_on", "calibration_due",
-    "calibration_overdue", "instrument_uncertainty_pct",
+    "factor_ids", "provisional", "metered_kgco2e", "location_kgco2e", "allocation_share_pct",
+    "allocated_kgco2e", "serial", "accuracy_class", "ct_ratio", "ct_class", "calibrated_on",
+    "calibration_due", "calibration_overdue", "instrument_uncertainty_pct",
 )  # fmt: skip
+"""One row per meter of every role — consumption, ``pv``, ``grid`` (their kWh explain the
+site's purchased electricity; no emissions of their own) — and per site with a grid meter an
+``unmetered`` row (the circuits without a meter): the rows' ``location_kgco2e`` and
+``allocated_kgco2e`` add up to the supplier's. ``metered_kgco2e``: consumption × factor,
+before the site's PV self-consumption. Corrections are counted as events."""
 FACTOR_COLUMNS = (
     "id", "carrier", "region", "year", "period", "use", "value", "unit", "basis", "co2_kg",
     "ch4_kg", "n2o_kg", "gwp", "uncertainty_pct", "dqr_technological", "dqr_geographical",
     "verification", "publisher", "title", "url", "retrieved", "note",
 )  # fmt: skip
+
+
+def _pct(fraction: float, digits: int = 2) -> str:
+    return _fmt(100 * fraction, digits)
+
+
+def _bool(value: bool) -> str:
+    """Booleans are ``true``/``false`` in every file."""
+    return "true" if value else "false"
 
 
 def supplier_row(s: SupplierMonth) -> list[str]:
@@ -292,20 +328,24 @@ def supplier_row(s: SupplierMonth) -> list[str]:
     for c in CARRIERS.values():
         carriers += [_fmt(s.consumption.get(c.name)), _fmt(s.measured.get(c.name)),
                      _fmt(s.estimated.get(c.name))]  # fmt: skip
+    empty = not s.has_data
     return [
-        str(s.month), s.supplier.id, s.supplier.name, s.supplier.kind, *carriers,
+        str(s.month), s.supplier.id, s.supplier.name, s.supplier.kind,
+        _fmt(s.purchased_electricity_kwh), _fmt(s.pv_self_kwh), _fmt(s.unmetered_kwh),
+        ";".join(s.inferred_sites), *carriers,
         _fmt(s.emissions_kgco2e), _fmt(s.by_scope.get("1", 0.0)), _fmt(s.by_scope.get("2", 0.0)),
         _fmt(s.by_scope.get("3", 0.0)), _fmt(s.market_kgco2e),
-        a.method, f"{a.share:.6g}", _fmt(a.numerator, 6), _fmt(a.denominator, 6), a.unit,
+        a.method, f"{100 * a.share:.6g}", _fmt(a.numerator, 6), _fmt(a.denominator, 6), a.unit,
         a.basis, a.source, _fmt(s.allocated_kgco2e),
         _fmt(s.by_scope.get("1", 0.0) * a.share), _fmt(s.by_scope.get("2", 0.0) * a.share),
         _fmt(s.allocated_market_kgco2e),
-        _fmt(100 * s.completeness, 2), _fmt(100 * s.primary_data_share, 2),
-        _fmt(100 * s.estimated_share, 2), str(s.provisional).lower(),
+        "" if empty else _pct(s.completeness), "" if empty else _pct(s.primary_data_share),
+        "" if empty else _pct(s.estimated_share), _bool(s.provisional),
         ";".join(s.carriers_without_factor),
         ";".join(f"{k}={v}" for k, v in sorted(s.flags.items())),
-        _fmt(s.instrument_uncertainty_pct, 3), _fmt(100 * s.instrument_coverage, 2),
+        _fmt(s.instrument_uncertainty_pct, 3), _pct(s.instrument_coverage),
         _fmt(s.excluded_kgco2e), _fmt(s.excluded_pct, 3), *_quality_cells(s.quality),
+        "no data" if empty else "",
     ]  # fmt: skip
 
 
@@ -365,13 +405,24 @@ def boundary_rows(s: SupplierMonth) -> list[list[str]]:
 
 def site_row(s: SiteMonth) -> list[str]:
     c = s.certificates
+    if not s.hours:
+        source = "no data"
+    elif s.grid_import_kwh is None:
+        source = "inferred from consumption meters"
+    elif s.inferred_hours:
+        source = f"grid meter; {s.inferred_hours} h inferred from consumption meters"
+    else:
+        source = "grid meter"
     return [
-        str(s.month), s.supplier, s.site, _fmt(s.electricity_kwh), _fmt(s.pv_generation_kwh),
-        _fmt(s.grid_export_kwh), _fmt(s.pv_self_kwh), _fmt(s.purchased_kwh),
+        str(s.month), s.supplier, s.site, _fmt(s.purchased_kwh), source, _fmt(s.estimated_kwh),
+        _fmt(s.grid_import_kwh), _fmt(s.grid_export_kwh), _fmt(s.pv_generation_kwh),
+        _fmt(s.pv_self_kwh), _fmt(s.electricity_kwh), _fmt(s.unmetered_kwh),
         _fmt(s.certificates_kwh), c.ids if c else "", c.issuer if c else "",
-        _fmt(c.rejected_kwh if c else None), _fmt(c.sold_kwh if c else None),
-        _fmt(s.unused_certificates_kwh), _fmt(s.market_kwh), _fmt(s.metered_kgco2e),
-        _fmt(s.pv_self_kgco2e), _fmt(s.location_kgco2e), _fmt(s.market_kgco2e), s.note,
+        _fmt(c.rejected_kwh if c else None), "; ".join(c.issues) if c else "",
+        _fmt(c.sold_kwh if c else None), _fmt(s.unused_certificates_kwh), _fmt(s.market_kwh),
+        _fmt(s.location_kgco2e), _fmt(s.market_kgco2e),
+        _fmt(s.unmetered_kgco2e if s.unmetered_kwh is not None else None),
+        ";".join(s.factor_ids), _bool(s.provisional), s.note,
     ]  # fmt: skip
 
 
@@ -387,21 +438,41 @@ def meter_row(m: MeterMonth, share: float) -> list[str]:
     ref = m.ref
     i = ref.meter.instrument
     overdue = _overdue(m)
-    allocated = None if m.emissions_kgco2e is None else m.emissions_kgco2e * share
-    f = m.flags
+    location = m.location_kgco2e
+    allocated = None if location is None else location * share
+    e = m.events
+    empty = m.hours_measured + m.hours_estimated == 0
     return [
-        str(m.month), ref.supplier.id, ref.site.id, ref.meter.id, ref.site.timezone,
-        ref.meter.carrier, ref.unit, _fmt(m.consumption), _fmt(m.measured), _fmt(m.estimated),
-        _fmt(100 * m.primary_data_share, 2), _fmt(100 * m.completeness, 2),
+        str(m.month), ref.supplier.id, ref.site.id, ref.meter.id, ref.meter.role,
+        ref.site.timezone, ref.meter.carrier, ref.unit, _fmt(m.consumption), _fmt(m.measured),
+        _fmt(m.estimated), "" if empty else _pct(m.primary_data_share),
+        "" if empty else _pct(m.completeness),
         _fmt(m.missing_estimate), str(m.hours_expected), str(m.hours_measured),
-        str(m.hours_estimated), str(m.hours_missing), str(f.get("rollover", 0)),
-        str(f.get("reset", 0)), str(f.get("fall", 0)), str(f.get("glitch", 0)),
-        str(f.get("implausible", 0)), str(f.get("exchange", 0) + f.get("ct_change", 0)),
-        ";".join(m.factor_ids), str(m.provisional).lower(), _fmt(m.emissions_kgco2e),
-        f"{share:.6g}", _fmt(allocated), i.serial, i.accuracy_class or "", i.ct_ratio,
-        i.ct_class or "", str(i.calibrated_on or ""), str(i.calibration_due or ""),
-        str(overdue).lower() if i.calibration_due else "", _fmt(i.uncertainty_pct, 3),
+        str(m.hours_estimated), str(m.hours_missing), str(e.get("rollover", 0)),
+        str(e.get("reset", 0)), str(e.get("fall", 0)), str(e.get("glitch", 0)),
+        str(e.get("implausible", 0)), str(e.get("exchange", 0) + e.get("ct_change", 0)),
+        ";".join(m.factor_ids), _bool(m.provisional), _fmt(m.emissions_kgco2e),
+        _fmt(location), f"{100 * share:.6g}", _fmt(allocated), i.serial,
+        i.accuracy_class or "", i.ct_ratio, i.ct_class or "", str(i.calibrated_on or ""),
+        str(i.calibration_due or ""), _bool(overdue) if i.calibration_due else "",
+        _fmt(i.uncertainty_pct, 3),
     ]  # fmt: skip
+
+
+def unmetered_row(s: SiteMonth, timezone: str, share: float) -> list[str]:
+    """A site's unmetered electricity as a row of the meters table (its own line: it is part
+    of the purchased electricity no consumption meter explains)."""
+    kwh = s.unmetered_kwh or 0.0
+    kg = s.unmetered_kgco2e
+    row = dict.fromkeys(METER_COLUMNS, "")
+    row.update({
+        "month": str(s.month), "supplier": s.supplier, "site": s.site, "meter": "(unmetered)",
+        "role": "unmetered", "timezone": timezone, "carrier": "electricity", "unit": "kWh",
+        "consumption": _fmt(kwh), "factor_ids": ";".join(s.factor_ids),
+        "provisional": _bool(s.provisional), "location_kgco2e": _fmt(kg),
+        "allocation_share_pct": f"{100 * share:.6g}", "allocated_kgco2e": _fmt(kg * share),
+    })  # fmt: skip
+    return list(row.values())
 
 
 def factor_row(f: EmissionFactor) -> list[str]:
@@ -417,11 +488,18 @@ def factor_row(f: EmissionFactor) -> list[str]:
 def tables(figures: MonthFigures) -> dict[str, tuple[tuple[str, ...], list[list[str]]]]:
     shares = {s.supplier.id: (s.allocation or registry_share(s.supplier)).share
               for s in figures.suppliers}  # fmt: skip
+    meter_rows = []
+    for site in figures.sites:
+        mine = [m for m in figures.meters
+                if m.ref.supplier.id == site.supplier and m.ref.site.id == site.site]  # fmt: skip
+        share = shares[site.supplier]
+        meter_rows += [meter_row(m, share) for m in mine]
+        if site.unmetered_kwh is not None and mine:
+            meter_rows.append(unmetered_row(site, mine[0].ref.site.timezone, share))
     out = {
         "suppliers": (SUPPLIER_COLUMNS, [supplier_row(s) for s in figures.suppliers]),
         "sites": (SITE_COLUMNS, [site_row(s) for s in figures.sites]),
-        "meters": (METER_COLUMNS,
-                   [meter_row(m, shares[m.ref.supplier.id]) for m in figures.meters]),
+        "meters": (METER_COLUMNS, meter_rows),
         "factors": (FACTOR_COLUMNS, [factor_row(f) for f in figures.factors]),
     }  # fmt: skip
     out["quality"] = (QUALITY_COLUMNS, quality_rows(figures))
@@ -444,7 +522,7 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[list[str]]) -> N
 # --- versions -------------------------------------------------------------------------------
 
 
-METHOD = 3
+METHOD = 4
 """The calculation method a version was written with (in its manifest); a version written
 with an earlier one is restated, naming each change (:data:`METHOD_CHANGES`)."""
 METHOD_CHANGES = {
@@ -455,6 +533,10 @@ METHOD_CHANGES = {
     3: "emission factors are chosen by use (the industry electricity factor for suppliers; "
        "natural gas by the gas type of the site's bill), with per-gas results, uncertainty and "
        "data quality ratings",
+    4: "scope 2 is the grid meter's import where a site has one (purchased electricity), "
+       "hour by hour; the circuits no consumption meter explains are a line of their own "
+       "(unmetered); without a grid meter purchased electricity is inferred from the "
+       "consumption meters and flagged so",
 }  # fmt: skip
 
 
@@ -467,14 +549,16 @@ def totals(figures: MonthFigures) -> dict[str, dict[str, float | bool | None]]:
             "market_kgco2e": s.market_kgco2e,
             "allocated_kgco2e": s.allocated_kgco2e,
             "allocated_market_kgco2e": s.allocated_market_kgco2e,
-            "share": (s.allocation or registry_share(s.supplier)).share,
+            "allocation_share_pct": 100 * (s.allocation or registry_share(s.supplier)).share,
             "completeness_pct": 100 * s.completeness,
             "primary_data_share_pct": 100 * s.primary_data_share,
             "provisional": s.provisional,
             "excluded_kgco2e": s.excluded_kgco2e,
+            "purchased_electricity_kwh": s.purchased_electricity_kwh,
         }
         for carrier in sorted(s.consumption):
             unit = CARRIERS[carrier].unit.lower()
+            row[f"{carrier}_{unit}"] = s.consumption[carrier]
             row[f"measured_{carrier}_{unit}"] = s.measured[carrier]
             row[f"estimated_{carrier}_{unit}"] = s.estimated[carrier]
         out[s.supplier.id] = row
@@ -622,9 +706,12 @@ def monthly_lines(
                 market_kgco2e=t.get("market_kgco2e"),
                 allocated_kgco2e=t["allocated_kgco2e"],
                 allocated_market_kgco2e=t.get("allocated_market_kgco2e"),
-                share=t["share"],
-                completeness=t["completeness_pct"] / 100,
-                primary_data_share=t["primary_data_share_pct"] / 100,
+                allocation_share_pct=t["allocation_share_pct"]
+                if "allocation_share_pct" in t
+                else 100 * t["share"],
+                completeness_pct=t["completeness_pct"],
+                primary_data_share_pct=t["primary_data_share_pct"],
+                purchased_electricity_kwh=t.get("purchased_electricity_kwh"),
                 provisional=bool(t["provisional"]),
                 version=version,
             )

@@ -96,10 +96,8 @@ def product_periods(
                     meters_out.setdefault((supplier.id, site.id), []).extend(meters)
                 sm = next(s for s in figures.sites
                           if s.supplier == supplier.id and s.site == site.id)  # fmt: skip
-                metered = sm.metered_kgco2e or 0.0
-                purchased = sm.location_kgco2e / metered if metered > 0 else 1.0
                 bucket = periods.setdefault((supplier.id, site.id), {})
-                add_month(bucket, supplier, site, str(month), meters, units, purchased, by_id,
+                add_month(bucket, supplier, site, str(month), meters, units, sm, by_id,
                           (end - start) // (3600 * 10**9))  # fmt: skip
         if progress:
             progress(k + 1, len(months), str(month))

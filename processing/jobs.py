@@ -43,18 +43,21 @@ from processing.rollup import (
     measure,
 )
 from processing.scope3 import Month
+from processing.sitehours import SiteHourInputs, site_factor_use, site_hours
 from supplymeter.carriers import CARRIERS, COUNTERS
-from supplymeter.config import Config, Meter, MeterRef
+from supplymeter.config import Config, Meter, MeterRef, Site, Supplier
 from supplymeter.errors import ConfigError
 from supplymeter.files import locked, write_atomic, write_json_atomic
 from supplymeter.records import ns_to_datetime
 from supplymeter.store import (
+    SITE_HOURLY,
     Store,
     consumption_line,
     emissions_line,
     export_line,
     production_line,
     quality_issue_line,
+    site_hour_line,
 )
 
 if TYPE_CHECKING:
@@ -77,6 +80,9 @@ ROLLUP_CHUNK = 100
 MERGE_GAP_H = 3
 """Dirty hours of one meter at most this far apart are recomputed as one range."""
 
+SITE_HOURS_CHUNK_H = 31 * 24
+"""Site-hours are rebuilt from stored meter-hours at most this many hours per query."""
+
 FALL_CODE = "register_fall_without_event"
 IMPLAUSIBLE_CODE = "implausible_step"
 """A register step faster than the meter's largest plausible flow (estimated instead)."""
@@ -98,6 +104,10 @@ class RollupReport:
     emissions_hours: int = 0
     production_hours: int = 0
     """Product-hours of counted pieces written."""
+    site_hours: int = 0
+    """Site-hours of electricity (purchased, PV, unmetered) written."""
+    ranges: dict[tuple[str, str], list[tuple[int, int]]] = field(default_factory=dict)
+    """(supplier, site) → the [start, end) ranges of hours recomputed."""
 
     def add(self, other: RollupReport) -> None:
         self.meters += other.meters
@@ -109,6 +119,9 @@ class RollupReport:
         self.implausible += other.implausible
         self.emissions_hours += other.emissions_hours
         self.production_hours += other.production_hours
+        self.site_hours += other.site_hours
+        for key, ranges in other.ranges.items():
+            self.ranges.setdefault(key, []).extend(ranges)
         for key, meters in other.touched.items():
             self.touched.setdefault(key, set()).update(meters)
 
@@ -125,9 +138,11 @@ def rollup_meter(
     end_ns: int,
     library: FactorLibrary,
     report: RollupReport,
+    site_inputs: SiteHourInputs | None = None,
 ) -> list[str]:
     """One meter's hours in [start, end) as line protocol: consumption, emissions (consumption
-    meters), a grid meter's export, and a quality issue for each unexplained fall."""
+    meters), a grid meter's export, and a quality issue for each unexplained fall. An
+    electricity meter's hours are also added to ``site_inputs`` (the site-hours)."""
     meter = ref.meter
     max_gap_ns = MAX_GAP_INTERVALS * meter.interval_s * 10**9
     series = RegisterSeries.from_points(ref, registers.get(ref.register_field, []))
@@ -154,10 +169,13 @@ def rollup_meter(
                 f"{ns_to_datetime(t1):%H:%M} UTC: the step is estimated, not measured; check "
                 "the meter's readings, or set its max_power in the registry", True,
             ))  # fmt: skip
+    report.ranges.setdefault((ref.supplier.id, ref.site.id), []).append((start_ns, end_ns))
     if meter.role == "grid":
         exported = RegisterSeries.from_points(ref, registers.get("energy_export_kwh", []))
-        lines += [export_line(h) for h in hourly_consumption(exported, start_ns, end_ns,
-                                                             max_gap_ns)]  # fmt: skip
+        for h in hourly_consumption(exported, start_ns, end_ns, max_gap_ns):
+            lines.append(export_line(h))
+            if site_inputs is not None:
+                site_inputs.add_export(h.hour_start_ns, h.consumption)
     product = ref.site.product_counted_by(meter.id)
     if product is not None:
         counter = counter_ref(ref, product.counter_rollover)
@@ -172,6 +190,8 @@ def rollup_meter(
         report.flags.update(hour.flags)
         month = _month_of(hour.hour_start_ns, ref.tz)
         report.touched.setdefault((month, ref.supplier.id), set()).add("/".join(ref.key))
+        if site_inputs is not None:
+            site_inputs.add(meter.role, hour)
         # PV generation and grid import are not the plant's consumption.
         if meter.role == "consumption":
             record = emissions_for(hour, ref, library)
@@ -214,6 +234,7 @@ def run_rollup(
     with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
         pending = reader.submit(fetch, 0) if chunks else None
         written: list[Future[int]] = []
+        site_inputs = SiteHourInputs()
         for k, (supplier, site, meters, _) in enumerate(chunks):
             assert pending is not None
             by_meter = pending.result()
@@ -223,7 +244,14 @@ def run_rollup(
                 ref = config.registry.meter(supplier.id, site.id, meter.id)
                 assert ref is not None
                 registers = by_meter.pop((site.id, meter.id), {})
-                lines += rollup_meter(ref, registers, start_ns, end_ns, library, report)
+                lines += rollup_meter(ref, registers, start_ns, end_ns, library, report,
+                                      site_inputs)  # fmt: skip
+            # A site's chunks are consecutive: its hours are whole after its last one.
+            if k + 1 == len(chunks) or chunks[k + 1][1] is not site:
+                made = site_hours(supplier, site, site_inputs, library)
+                lines += [site_hour_line(h) for h in made]
+                report.site_hours += len(made)
+                site_inputs = SiteHourInputs()
             while len(written) > 1:  # at most one write in flight behind this chunk
                 written.pop(0).result()
             written.append(writer.submit(store.write, lines))
@@ -289,7 +317,58 @@ def run_dirty(
                 store.write(lines)
             if progress:
                 progress(done, total, supplier)
+    rebuild_site_hours(config, store, report.ranges, library, report)
     return report
+
+
+def rebuild_site_hours(
+    config: Config, store: Store, ranges: dict[tuple[str, str], list[tuple[int, int]]],
+    library: FactorLibrary, report: RollupReport | None = None,
+) -> int:  # fmt: skip
+    """Recompute the site-hours of ``ranges`` ((supplier, site) → [start, end) ranges) from
+    the stored meter-hours, after those were rewritten. Returns the site-hours written."""
+    written = 0
+    for (supplier_id, site_id), spans in sorted(ranges.items()):
+        found = config.registry.site(supplier_id, site_id)
+        if found is None or not any(m.carrier == "electricity" for m in found[1].meters):
+            continue
+        supplier, site = found
+        roles = {m.id: m.role for m in site.meters}
+        chunks = [(t, min(t + SITE_HOURS_CHUNK_H * HOUR_NS, b)) for a, b in _merge(spans)
+                  for t in range(a, b, SITE_HOURS_CHUNK_H * HOUR_NS)]  # fmt: skip
+        for a, b in chunks:
+            hours, _ = store.hourly_consumption(a, b, supplier=supplier_id, site=site_id)
+            inputs = SiteHourInputs()
+            for hour in hours:
+                if hour.meter in roles:
+                    inputs.add(roles[hour.meter], hour)
+            if any(r == "grid" for r in roles.values()):
+                for t, kwh in store.hourly_exports(a, b, supplier=supplier_id,
+                                                   site=site_id).items():  # fmt: skip
+                    inputs.add_export(t, kwh)
+            made = site_hours(supplier, site, inputs, library)
+            store.write([site_hour_line(h) for h in made])
+            written += len(made)
+            if report is not None:
+                tz = ZoneInfo(site.timezone)
+                for month in {_month_of(h.hour_start_ns, tz) for h in made}:
+                    report.touched.setdefault((month, supplier_id), set()).add(
+                        f"{supplier_id}/{site_id} (site electricity)"
+                    )
+    if report is not None:
+        report.site_hours += written
+    return written
+
+
+def _merge(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping or touching [start, end) ranges merged."""
+    out: list[list[int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
 
 
 def _recompute_range(
@@ -331,8 +410,20 @@ def restate_emissions(
     report = RollupReport()
     # "carrier/region/year" (no use) restates the year for every use.
     keys = {(*k.split("/"), None)[:4] for k in changed}
+    electricity = CARRIERS["electricity"].factor_key
+    site_ranges: dict[tuple[str, str], list[tuple[int, int]]] = {}
     for supplier in config.registry.suppliers:
         for site in supplier.sites:
+            for carrier, region, year, use in keys:
+                if (carrier == electricity and region == supplier.country
+                        and use in (None, site_factor_use(supplier, site))):  # fmt: skip
+                    tz = ZoneInfo(site.timezone)
+                    site_ranges.setdefault((supplier.id, site.id), []).append(
+                        (
+                            int(datetime(int(year), 1, 1, tzinfo=tz).timestamp()) * 10**9,
+                            int(datetime(int(year) + 1, 1, 1, tzinfo=tz).timestamp()) * 10**9,
+                        )
+                    )
             refs = [r for m in site.meters
                     if (r := config.registry.meter(supplier.id, site.id, m.id)) is not None
                     and m.role == "consumption"]  # fmt: skip
@@ -358,7 +449,62 @@ def restate_emissions(
                     month = _month_of(hour.hour_start_ns, tz)
                     report.touched.setdefault((month, supplier.id), set()).add("/".join(ref.key))  # type: ignore[union-attr]
                 store.write(lines)
+    rebuild_site_hours(config, store, site_ranges, library, report)
     return report
+
+
+def stale_factor_keys(
+    config: Config, store: Store, library: FactorLibrary, now_ns: int
+) -> dict[str, str]:
+    """The ``"carrier/region/year/use"`` keys whose stored hours (meter emissions or
+    site-hours) were computed with another factor than today's resolution, or have none
+    where a factor now exists; each with what the stored hours used (for the reason)."""
+    first = store.first_hour()
+    if first is None:
+        return {}
+    electricity = CARRIERS["electricity"].factor_key
+    by_tz: dict[str, list[tuple[Supplier, Site]]] = defaultdict(list)
+    for supplier in config.registry.suppliers:
+        for site in supplier.sites:
+            by_tz[site.timezone].append((supplier, site))
+    out: dict[str, str] = {}
+    for tz_name, sites in by_tz.items():
+        tz = ZoneInfo(tz_name)
+        mine = {(su.id, si.id) for su, si in sites}
+        for year in range(ns_to_datetime(first).astimezone(tz).year,
+                          ns_to_datetime(now_ns).astimezone(tz).year + 1):  # fmt: skip
+            start = int(datetime(year, 1, 1, tzinfo=tz).timestamp()) * 10**9
+            end = int(datetime(year + 1, 1, 1, tzinfo=tz).timestamp()) * 10**9
+            stored = store.stored_factors(start, end)
+            with_hours = store.meters_with_hours(start, end)
+            expected: list[tuple[tuple[str, ...], str, str, str]] = []
+            for supplier, site in sites:
+                if any(m.carrier == "electricity" for m in site.meters):
+                    expected.append(((supplier.id, site.id), electricity, supplier.country,
+                                     site_factor_use(supplier, site)))  # fmt: skip
+                for m in site.meters:
+                    ref = config.registry.meter(supplier.id, site.id, m.id)
+                    if ref is not None and m.role == "consumption":
+                        expected.append((ref.key, ref.carrier.factor_key, supplier.country,
+                                         ref.factor_use))  # fmt: skip
+            for key, carrier, region, use in expected:
+                if key[:2] not in mine:
+                    continue
+                ids, values = stored.get(key, (set(), set()))
+                found = library.lookup(carrier, region, year, use)
+                site_key = len(key) == 2
+                has_hours = (key in with_hours if not site_key
+                             else any(k[:2] == key for k in with_hours))  # fmt: skip
+                if found is None:
+                    stale = bool(ids)
+                else:
+                    f = found[0]
+                    stale = (ids, values) != ({f.id}, {f.value}) if ids else has_hours
+                if stale:
+                    name = f"{carrier}/{region}/{year}/{use}"
+                    used = ", ".join(sorted(ids)) or "no factor"
+                    out[name] = f"{name} was {used}"
+    return out
 
 
 # --- scheduled jobs ------------------------------------------------------------------------
@@ -501,6 +647,7 @@ class Jobs:
         self.on_footprints = on_footprints
         self.reload_factors = reload_factors
         self._checked_layout = False
+        self._checked_lineage = False
         export_dir = config.resolve(config.jobs.export_dir)
         self.state = JobState.load(export_dir / "jobs-state.json")
         self.last_good = LastGood(export_dir / ".last-good")
@@ -542,6 +689,7 @@ class Jobs:
                 FactorLibrary.load, fallback=self.library)  # fmt: skip
         if not self._checked_layout:
             self._checked_layout = True
+            self._build_site_hours()
             if self.store.legacy_emission_series():
                 log.warning("hourly_emissions holds series tagged with factor_id from an older "
                             "version: they are summed beside the new points. Drop them and "
@@ -573,6 +721,23 @@ class Jobs:
         self.state.last_success_ns["rollup"] = now
         self.state.save()
         return "; ".join(parts)
+
+    def _build_site_hours(self) -> None:
+        """Site-hours for every stored hour, once, when a store from before them has none
+        (an upgrade): the months they change are restated with the reason."""
+        first = self.store.first_hour()
+        if first is None or self.store.first_hour(SITE_HOURLY) is not None:
+            return
+        log.info("building site-hours (purchased electricity per site and hour) from the "
+                 "stored hourly consumption since %s", ns_to_datetime(first))  # fmt: skip
+        end = self.clock() // HOUR_NS * HOUR_NS + HOUR_NS
+        ranges = {(su.id, si.id): [(first, end)] for su in self.config.registry.suppliers
+                  for si in su.sites}  # fmt: skip
+        report = RollupReport()
+        rebuild_site_hours(self.config, self.store, ranges, self.library, report)
+        self.state.add_pending(report.touched, "purchased electricity taken from the site's "
+                               "grid meter where it has one (site-hours built)")  # fmt: skip
+        self.state.save()
 
     def _late(self, now: int) -> list[str]:
         cursor = self.state.arrivals_cursor_ns
@@ -613,6 +778,11 @@ class Jobs:
         return out
 
     def _factors(self, now: int) -> list[str]:
+        """Hours whose stored factor is not what the factor file says today are recomputed
+        and their months restated, naming the factor. The stored hours themselves are
+        compared (each carries its factor id and value) at the first run of the process and
+        whenever the file resolves differently from the last run, so a first run, a restored
+        backup or a file edited while nothing ran all find the same hours."""
         year = ns_to_datetime(now).year
         uses = {(r.carrier.factor_key, r.factor_use) for r in self.config.registry.meters()}
         resolved = self.library.resolutions(range(2000, year + 2), uses)
@@ -620,15 +790,21 @@ class Jobs:
         # State written before factors had a use keyed "carrier/region/year": the use was "".
         previous = {(k if k.count("/") == 3 else f"{k}/"): v
                     for k, v in self.state.factor_resolutions.items()}  # fmt: skip
-        changed = [k for k in current if previous and previous.get(k) != current[k]]
+        changed = {k: "" for k in current if previous and previous.get(k) != current[k]}
+        if not self._checked_lineage or changed or not previous:
+            changed.update(stale_factor_keys(self.config, self.store, self.library, now))
+            self._checked_lineage = True
         out = []
         if changed:
             report = restate_emissions(self.config, self.store, self.library, changed)
-            names = ", ".join(f"{k} → {current[k][0]} ({current[k][1]:g})"
-                              for k in sorted(changed))  # fmt: skip
-            self.state.add_pending(report.touched, f"emission factor changed: {names}")
-            out = [f"factors changed ({names}): {report.emissions_hours} hours of emissions "
-                   "recomputed"]  # fmt: skip
+            names = ", ".join(
+                f"{k} → {current[k][0]} ({current[k][1]:g})" if k in current else f"{k} → none"
+                for k in sorted(changed))  # fmt: skip
+            was = "; ".join(sorted({w for w in changed.values() if w}))
+            why = f"emission factor changed: {names}" + (f" (stored: {was})" if was else "")
+            self.state.add_pending(report.touched, why)
+            out = [f"factors changed ({names}): {report.emissions_hours} hours of emissions and "
+                   f"{report.site_hours} site-hours recomputed"]  # fmt: skip
         # Recorded only now: a restatement whose reads failed is found again by the retry.
         self.state.factor_resolutions = current
         self.state.save()

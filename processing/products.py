@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from processing.emissions import EmissionFactor
-from processing.scope3 import MeterMonth, temporal_rating
+from processing.scope3 import MeterMonth, SiteMonth, temporal_rating
 from supplymeter.carriers import CARRIERS
 from supplymeter.config import Product, Site, Supplier
 
@@ -93,13 +93,15 @@ def meter_shares(site: Site, units: dict[str, float]) -> list[MeterShare]:
                 out.append(MeterShare(meter.id, line_id, line.rule,
                                       _split(line.rule, made, units)))  # fmt: skip
         elif site.products:
-            if site.overhead == "share":
-                shares = {p.id: p.overhead_share or 0.0 for p in site.products
-                          if units.get(p.id, 0.0) > 0}  # fmt: skip
-            else:
-                shares = _split(site.overhead, site.products, units)
-            out.append(MeterShare(meter.id, "", site.overhead, shares))
+            out.append(MeterShare(meter.id, "", site.overhead, _overhead_split(site, units)))
     return out
+
+
+def _overhead_split(site: Site, units: dict[str, float]) -> dict[str, float]:
+    """Product id → fraction of an overhead (no line's) energy, by the site's overhead rule."""
+    if site.overhead == "share":
+        return {p.id: p.overhead_share or 0.0 for p in site.products if units.get(p.id, 0.0) > 0}
+    return _split(site.overhead, site.products, units)
 
 
 @dataclass
@@ -201,14 +203,16 @@ class ProductPeriod:
 def add_month(
     periods: dict[str, ProductPeriod], supplier: Supplier, site: Site, month: str,
     meters: Iterable[MeterMonth], units: dict[str, tuple[float, float]],
-    purchased_share: float, factors: dict[str, EmissionFactor], hours: int,
+    electricity: SiteMonth | None, factors: dict[str, EmissionFactor], hours: int,
 ) -> None:  # fmt: skip
     """Add one month of one site to its products' periods.
 
     ``meters``: the site's meter-months (stored emissions); ``units``: product id → (pieces,
-    estimated pieces); ``purchased_share``: the site's location-based electricity ÷ its
-    metered electricity emissions (1 without PV self-consumption); ``hours``: the month's
-    length, for declared yearly process emissions."""
+    estimated pieces); ``electricity``: the site's month of electricity — each electricity
+    meter carries its kWh at the site's location-based rate per kWh used (purchased
+    electricity shared with own PV), and the unmetered rest goes to the products by the
+    site's overhead rule, so the products and the unattributed rest add up to the site's
+    scope 2; ``hours``: the month's length, for declared yearly process emissions."""
     for p in site.products:
         periods.setdefault(p.id, ProductPeriod(supplier, site, p))
         got = units.get(p.id, (0.0, 0.0))
@@ -218,17 +222,18 @@ def add_month(
     by_meter = {m.ref.meter.id: m for m in meters}
     unattributed = 0.0
     site_kg = 0.0
+    year = int(month[:4])
+    rate = electricity.kgco2e_per_used_kwh if electricity is not None else None
     for share in meter_shares(site, counted):
         m = by_meter.get(share.meter)
         if m is None or not m.emissions_kgco2e:
             continue
         carrier = CARRIERS[m.ref.meter.carrier]
-        scale = purchased_share if carrier.name == "electricity" else 1.0
-        kg = m.emissions_kgco2e * scale
+        electric = carrier.name == "electricity" and rate is not None
+        kg = m.consumption * rate if electric else m.emissions_kgco2e  # type: ignore[operator]
         site_kg += kg
         estimated_kg = kg * (m.estimated / m.consumption) if m.consumption > 0 else 0.0
         used = [factors[f] for f in m.factor_ids if f in factors]
-        year = int(month[:4])
         rating = (max((f.dqr_technological or 3 for f in used), default=3),
                   max((temporal_rating(year, f.year) for f in used), default=3),
                   max((f.dqr_geographical or 3 for f in used), default=3))  # fmt: skip
@@ -247,6 +252,23 @@ def add_month(
             pp.dqr_weighted.append((*rating, part))
             pp.factor_ids.update(m.factor_ids)
             pp.provisional = pp.provisional or m.provisional
+    if electricity is not None and electricity.unmetered_kwh:
+        kwh, kg = electricity.unmetered_kwh, electricity.unmetered_kgco2e
+        site_kg += kg
+        split = _overhead_split(site, counted)
+        unattributed += kg * max(0.0, 1 - math.fsum(split.values()))
+        used = [factors[f] for f in electricity.factor_ids if f in factors]
+        rating = (max((f.dqr_technological or 3 for f in used), default=3),
+                  max((temporal_rating(year, f.year) for f in used), default=3),
+                  max((f.dqr_geographical or 3 for f in used), default=3))  # fmt: skip
+        for pid, fraction in split.items():
+            pp = periods[pid]
+            pp.energy["electricity"] = pp.energy.get("electricity", 0.0) + kwh * fraction
+            pp.electricity_kwh += kwh * fraction
+            pp.indirect_kgco2e += kg * fraction
+            pp.dqr_weighted.append((*rating, abs(kg * fraction)))
+            pp.factor_ids.update(electricity.factor_ids)
+            pp.provisional = pp.provisional or electricity.provisional
     for pe in site.process_emissions:
         kg = pe.tco2e_per_year * 1000 * hours / HOURS_PER_YEAR
         site_kg += kg

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from processing.emissions import EmissionFactor
+from supplymeter.carriers import CARRIERS
 from supplymeter.config import MeterRef, Registry, Supplier
 from supplymeter.errors import ConfigError, SupplymeterError
 from supplymeter.files import cell
-from supplymeter.records import MeterTotals, datetime_to_ns
+from supplymeter.records import MeterTotals, SiteTotals, datetime_to_ns
 
 if TYPE_CHECKING:
     from processing.reconcile import Reconciliation
@@ -85,6 +86,13 @@ class MeterMonth:
     emissions_kgco2e: float | None
     factor_ids: tuple[str, ...]
     provisional: bool
+    location_kgco2e: float | None = None
+    """The meter's part of its supplier's location-based emissions: an electricity meter
+    carries its kWh at its site's rate per kWh used (purchased electricity shared with own PV,
+    :attr:`SiteMonth.kgco2e_per_used_kwh`); any other meter its own emissions. ``None``: no
+    factor, or not a consumption meter. [kgCO2e]"""
+    events: Counter[str] = field(default_factory=Counter)
+    """Register corrections counted as events (a fall spanning two hours is one fall)."""
 
     @property
     def hours_missing(self) -> int:
@@ -116,13 +124,6 @@ class MeterMonth:
             return self.consumption / whole
         return 1.0 - self.hours_missing / self.hours_expected  # a month without consumption
 
-    @property
-    def allocated_kgco2e(self) -> float | None:
-        """The buyer's share of this meter's emissions (registry share). [kgCO2e]"""
-        if self.emissions_kgco2e is None:
-            return None
-        return self.emissions_kgco2e * self.ref.supplier.allocation.share
-
 
 def meter_month(
     ref: MeterRef, month: Month, totals: MeterTotals | None, has_factor: bool
@@ -153,7 +154,84 @@ def meter_month(
         emissions_kgco2e=t.emissions_kgco2e if has_factor else None,
         factor_ids=t.factor_ids,
         provisional=t.provisional_hours > 0,
+        location_kgco2e=t.emissions_kgco2e if has_factor else None,
+        events=Counter(t.events),
     )
+
+
+Read = tuple[int, float]
+"""(device time ns, raw register value) of one reading."""
+
+
+@dataclass(frozen=True)
+class MeterReads:
+    """A meter's register at its month's boundaries, from its own readings: what lets an
+    auditor recompute the month's consumption by hand, without database access::
+
+        consumption = (register at end − register at start + rollovers × rollover value)
+                      × multiplier
+
+    A boundary's register is interpolated linearly in time between the last reading at or
+    before it and the first after (as the rollup does at every hour boundary); without a
+    reading on one side, the reading on the other stands (the rollup has no hours there)."""
+
+    ref: MeterRef
+    month: Month
+    start: tuple[Read | None, Read | None]
+    end: tuple[Read | None, Read | None]
+    multiplier: float
+    rollover: float | None
+    rollovers: int
+    events: tuple[str, ...]
+    """Exchanges and CT changes within the month (the formula then runs per segment)."""
+
+    @property
+    def register_start(self) -> float | None:
+        return _register_at(self.start, self.month.bounds(self.ref.tz)[0], self.rollover)
+
+    @property
+    def register_end(self) -> float | None:
+        return _register_at(self.end, self.month.bounds(self.ref.tz)[1], self.rollover)
+
+    @property
+    def consumption(self) -> float | None:
+        """The formula above; ``None`` with events in the month or no reading. [unit]"""
+        a, b = self.register_start, self.register_end
+        if a is None or b is None or self.events:
+            return None
+        return (b - a + self.rollovers * (self.rollover or 0.0)) * self.multiplier
+
+
+def _register_at(pair: tuple[Read | None, Read | None], t: int, rollover: float | None
+                 ) -> float | None:  # fmt: skip
+    before, after = pair
+    if before is None or after is None:
+        return before[1] if before else after[1] if after else None
+    (t0, v0), (t1, v1) = before, after
+    if t0 == t:
+        return v0
+    if v1 < v0 and rollover:
+        v1 += rollover
+    value = v0 + (v1 - v0) * (t - t0) / (t1 - t0)
+    return value - rollover if rollover and value >= rollover else value
+
+
+def meter_reads(
+    ref: MeterRef, month: Month, start: tuple[Read | None, Read | None],
+    end: tuple[Read | None, Read | None], rollovers: int,
+) -> MeterReads:  # fmt: skip
+    """A meter's reads at its month's boundaries (see :class:`MeterReads`)."""
+    lo, hi = month.bounds(ref.tz)
+    segment = next((s for s in ref.segments() if s.end_ns is None or lo < s.end_ns),
+                   ref.segments()[-1])  # fmt: skip
+    events = tuple(
+        f"{e.type} at {e.time.isoformat()}: old final register {e.old_final_register}, new "
+        f"first register {e.new_first_register}, multiplier {e.new_multiplier}"
+        for e in ref.meter.events
+        if e.type in ("exchange", "ct_change") and lo <= e.time_ns < hi
+    )  # fmt: skip
+    return MeterReads(ref, month, start, end, segment.multiplier, segment.rollover, rollovers,
+                      events)  # fmt: skip
 
 
 class StaleRollup(SupplymeterError):
@@ -324,47 +402,71 @@ def load_certificates(
 
 @dataclass(frozen=True)
 class SiteMonth:
-    """A site's electricity for the month, location- and market-based (GHG Protocol Scope 2
-    Guidance, 2015: dual reporting)."""
+    """A site's electricity for the month from its stored site-hours (:mod:`processing.
+    sitehours`), location- and market-based (GHG Protocol Scope 2 Guidance, 2015: dual
+    reporting)."""
 
     supplier: str
     site: str
     month: Month
     electricity_kwh: float
-    """Sum of the site's consumption meters. [kWh]"""
+    """Σ the site's electricity consumption meters (``metered_consumption_kwh``). [kWh]"""
+    purchased_kwh: float
+    """Electricity bought from the grid: the grid meter's import; inferred from the
+    consumption meters without one (``inferred_hours``). [kWh]"""
     location_kgco2e: float
-    """Purchased electricity (consumption − PV self-consumption) × the grid factor of its
-    year: scope 2 is purchased electricity; what the site's own panels supplied is not (GHG
-    Protocol Scope 2 Guidance, 2015, ch. 5: on-site generation consumed on site is scope 1 —
-    zero for PV). [kgCO2e]"""
+    """Purchased electricity × the grid factor of each hour: scope 2 is purchased
+    electricity; what the site's own panels supplied is not (GHG Protocol Scope 2 Guidance,
+    2015, ch. 5). [kgCO2e]"""
     pv_generation_kwh: float | None
     grid_export_kwh: float | None
     pv_self_kwh: float
     """PV generated and used on site: generation − export (0 without a grid meter). [kWh]"""
     certificates: Certificates | None
     market_kwh: float
-    """Electricity not covered by PV self-consumption or certificates. [kWh]"""
+    """Purchased electricity not covered by certificates (own-PV certificates sold count
+    again). [kWh]"""
     market_kgco2e: float
     note: str = ""
-    metered_kgco2e: float | None = None
-    """All metered electricity × the grid factor — the sum of the meter rows; the difference
-    to ``location_kgco2e`` is the PV self-consumption. [kgCO2e]"""
+    grid_import_kwh: float | None = None
+    unmetered_kwh: float | None = None
+    """import + PV self-consumption − Σ consumption meters: circuits without a meter
+    (negative when meters disagree); ``None`` where purchased electricity is inferred."""
+    hours: int = 0
+    inferred_hours: int = 0
+    """Hours whose purchased electricity was inferred from consumption meters (no grid
+    meter, or no grid data in the hour)."""
+    estimated_kwh: float = 0.0
+    """The estimated part of ``purchased_kwh``. [kWh]"""
+    factor_ids: tuple[str, ...] = ()
+    provisional: bool = False
+
+    @property
+    def inferred(self) -> bool:
+        """Whether any of the month's purchased electricity was inferred."""
+        return self.inferred_hours > 0
+
+    @property
+    def used_kwh(self) -> float:
+        """Electricity used on site: purchased + PV self-consumption (= Σ consumption meters +
+        unmetered). [kWh]"""
+        return self.purchased_kwh + self.pv_self_kwh
+
+    @property
+    def kgco2e_per_used_kwh(self) -> float:
+        """Location-based kgCO2e per kWh used on site: every consumer's kWh is part grid, part
+        own PV, in the month's proportion — the rate at which meters and the unmetered rest
+        carry the site's scope 2. [kgCO2e/kWh]"""
+        return self.location_kgco2e / self.used_kwh if self.used_kwh > 0 else 0.0
+
+    @property
+    def unmetered_kgco2e(self) -> float:
+        """The unmetered rest's share of the site's location-based emissions. [kgCO2e]"""
+        return (self.unmetered_kwh or 0.0) * self.kgco2e_per_used_kwh
 
     @property
     def certificates_kwh(self) -> float:
         return self.certificates.kwh if self.certificates else 0.0
-
-    @property
-    def purchased_kwh(self) -> float:
-        """Electricity from the grid: consumption − PV self-consumption. [kWh]"""
-        return max(0.0, self.electricity_kwh - self.pv_self_kwh)
-
-    @property
-    def pv_self_kgco2e(self) -> float:
-        """The metered electricity's emissions that PV self-consumption takes out of scope 2
-        (location-based). [kgCO2e]"""
-        metered = self.location_kgco2e if self.metered_kgco2e is None else self.metered_kgco2e
-        return metered - self.location_kgco2e
 
     @property
     def unused_certificates_kwh(self) -> float:
@@ -380,43 +482,33 @@ def pv_sold_kwh(certificates: Certificates | None, pv_self_kwh: float) -> float:
 
 
 def site_month(
-    supplier: str, site: str, month: Month, meters: list[MeterMonth],
-    pv_generation_kwh: float | None, grid_export_kwh: float | None,
-    certificates: Certificates | None,
+    supplier: str, site: str, month: Month, totals: SiteTotals | None,
+    certificates: Certificates | None, has_pv: bool = False,
 ) -> SiteMonth:  # fmt: skip
-    """A site's scope 2 electricity. Location-based: purchased electricity (consumption − PV
-    self-consumption) at the grid factor. Market-based: consumption − PV self-consumption −
-    certificates, at the grid factor (Taiwan publishes no residual mix; the grid average
-    stands in for it, as the methodology sheet says). Exact per month: a month's hours share
-    one year's factor, so the metered emissions scale with the kWh."""
-    electric = [m for m in meters if m.ref.meter.carrier == "electricity"]
-    kwh = math.fsum(m.consumption for m in electric)
-    metered = math.fsum(m.emissions_kgco2e or 0.0 for m in electric)
-    note = ""
-    if pv_generation_kwh is None:
-        pv_self = 0.0
-    elif grid_export_kwh is None:
-        pv_self = 0.0
-        note = "PV without a grid meter: self-consumption not measurable, counted as 0"
-    else:
-        pv_self = max(0.0, pv_generation_kwh - grid_export_kwh)
-    if pv_self > kwh:
-        note = (f"PV self-consumption {pv_self:,.0f} kWh exceeds the metered consumption "
-                f"{kwh:,.0f} kWh: circuits without a consumption meter?")  # fmt: skip
+    """A site's scope 2 electricity from its summed site-hours (``None``: none stored).
+    Location-based: purchased electricity at the grid factor of each hour. Market-based:
+    purchased − certificates (+ own-PV certificates sold), at the grid factor (Taiwan publishes
+    no residual mix; the grid average stands in for it, as the methodology sheet says); a
+    month's hours share one year's factor, so the kWh scale exactly."""
+    t = totals or SiteTotals()
+    notes = []
+    if t.inferred_hours:
+        notes.append("purchased electricity inferred from consumption meters"
+                     + ("" if t.inferred_hours == t.hours else
+                        f" for {t.inferred_hours} h without grid meter data"))  # fmt: skip
+    if has_pv and t.grid_import_kwh is None and t.hours:
+        notes.append("PV without a grid meter: self-consumption not measurable, counted as 0")
     certs = certificates.kwh if certificates else 0.0
-    purchased = max(0.0, kwh - pv_self)
-    location = metered * purchased / kwh if kwh > 0 else 0.0
-    # Certificates sold from the site's own PV carry its renewable attribute away: those kWh
-    # count at the grid factor in the market-based figure (never claimed twice).
-    sold = pv_sold_kwh(certificates, pv_self)
+    sold = pv_sold_kwh(certificates, t.pv_self_kwh)
     if certificates and certificates.issues:
-        note = "; ".join(x for x in (note, "certificates not applied: "
-                                     + "; ".join(certificates.issues)) if x)  # fmt: skip
-    market_kwh = max(0.0, purchased + sold - certs)
-    market = metered * market_kwh / kwh if kwh > 0 else 0.0
+        notes.append("certificates not applied: " + "; ".join(certificates.issues))
+    market_kwh = max(0.0, t.purchased_kwh + sold - certs)
+    rate = t.location_kgco2e / t.purchased_kwh if t.purchased_kwh > 0 else t.factor_value or 0.0
     return SiteMonth(
-        supplier, site, month, kwh, location, pv_generation_kwh, grid_export_kwh, pv_self,
-        certificates, market_kwh, market, note, metered,
+        supplier, site, month, t.consumption_kwh, t.purchased_kwh, t.location_kgco2e,
+        t.pv_generation_kwh, t.grid_export_kwh, t.pv_self_kwh, certificates, market_kwh,
+        market_kwh * rate, "; ".join(notes), t.grid_import_kwh, t.unmetered_kwh, t.hours,
+        t.inferred_hours, t.estimated_kwh, t.factor_ids, t.provisional_hours > 0,
     )  # fmt: skip
 
 
@@ -464,6 +556,14 @@ class SupplierMonth:
     quality: DataQuality | None = None
     """Uncertainty, data quality ratings and per-gas results (:func:`data_quality`); set by
     the export, which knows the factors."""
+    purchased_electricity_kwh: float = 0.0
+    """Σ the sites' purchased electricity (grid import, else inferred). [kWh]"""
+    pv_self_kwh: float = 0.0
+    unmetered_kwh: float = 0.0
+    inferred_sites: tuple[str, ...] = ()
+    """Sites whose purchased electricity was (partly) inferred from consumption meters."""
+    has_data: bool = True
+    """False for a month without any stored hour: its shares then say nothing."""
 
     @property
     def excluded_pct(self) -> float:
@@ -496,8 +596,10 @@ def supplier_month(
     sites: list[SiteMonth] | None = None,
     allocation: AllocationShare | None = None,
 ) -> SupplierMonth:
-    """Roll a supplier's meter-months up. Carriers without a factor are named, not zeroed."""
+    """Roll a supplier's meter-months up (its consumption meters; PV and grid meters are
+    read through ``sites``). Carriers without a factor are named, not zeroed."""
     allocation = allocation or registry_share(supplier)
+    meters = [m for m in meters if m.ref.meter.role == "consumption"]
     consumption: dict[str, float] = {}
     measured: dict[str, float] = {}
     estimated: dict[str, float] = {}
@@ -512,12 +614,14 @@ def supplier_month(
     emissions = math.fsum(m.emissions_kgco2e or 0.0 for m in meters)
     market = None
     if sites is not None:
-        # Scope 2 is purchased electricity: PV self-consumption leaves the location-based
-        # figure too (see SiteMonth.location_kgco2e).
-        pv_self = math.fsum(s.pv_self_kgco2e for s in sites)
-        emissions -= pv_self
-        by_scope["2"] = by_scope.get("2", 0.0) - pv_self
+        # Scope 2 electricity is what the sites bought (their site-hours), not what the
+        # consumption meters read: the meters only explain where it went.
+        metered = math.fsum(m.emissions_kgco2e or 0.0 for m in meters
+                            if m.ref.meter.carrier == "electricity")  # fmt: skip
         electric = math.fsum(s.location_kgco2e for s in sites)
+        emissions += electric - metered
+        scope = CARRIERS["electricity"].scope
+        by_scope[scope] = by_scope.get(scope, 0.0) + electric - metered
         market = emissions - electric + math.fsum(s.market_kgco2e for s in sites)
     flags: Counter[str] = Counter()
     for m in meters:
@@ -537,7 +641,7 @@ def supplier_month(
         allocated_kgco2e=emissions * allocation.share,
         completeness=_weighted([(m.completeness, w) for m, w in weights], 1.0 if any_data else 0.0),
         primary_data_share=_weighted([(m.primary_data_share, w) for m, w in weights], 1.0),
-        provisional=any(m.provisional for m in meters),
+        provisional=any(m.provisional for m in meters) or any(s.provisional for s in sites or ()),
         carriers_without_factor=tuple(
             sorted({m.ref.meter.carrier for m in meters if m.emissions_kgco2e is None})
         ),
@@ -548,6 +652,11 @@ def supplier_month(
         instrument_uncertainty_pct=uncertainty,
         instrument_coverage=coverage,
         excluded_kgco2e=excluded_per_month(supplier),
+        purchased_electricity_kwh=math.fsum(s.purchased_kwh for s in sites or ()),
+        pv_self_kwh=math.fsum(s.pv_self_kwh for s in sites or ()),
+        unmetered_kwh=math.fsum(s.unmetered_kwh or 0.0 for s in sites or ()),
+        inferred_sites=tuple(s.site for s in sites or () if s.inferred),
+        has_data=any_data or any(s.hours for s in sites or ()),
     )
 
 
@@ -704,3 +813,5 @@ class MonthFigures:
     factors: list[EmissionFactor]
     reconciliations: list[Reconciliation] = field(default_factory=list)
     """The bills whose billing period ends in the month, against the meters."""
+    reads: list[MeterReads] = field(default_factory=list)
+    """Each meter's register at the month's boundaries (the Meter reads sheet)."""

@@ -92,8 +92,8 @@ def differences(
                     rows.append([supplier, metric, _fmt(a), _fmt(b), "", "", ""])
                 continue
             change = b - a
-            if is_quality(metric) or metric == "share":
-                if abs(change) > (QUALITY_TOLERANCE if metric != "share" else 1e-9):
+            if is_quality(metric) or metric == "allocation_share_pct":
+                if abs(change) > (QUALITY_TOLERANCE if is_quality(metric) else 1e-7):
                     rows.append([supplier, metric, _fmt(a), _fmt(b), _fmt(change), "", ""])
                 continue
             pct = 100 * change / a if a else (math.inf if change else 0.0)
@@ -140,8 +140,7 @@ def publish(
         with (staging / diff_name).open("w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(DIFF_COLUMNS)
-            writer.writerows(diff_rows)
-            writer.writerows(["*", "reason", "", "", "", "", why] for why in reasons)
+            writer.writerows(with_reasons(diff_rows, reasons))
     target = directory / f"v{version}"
     staging.rename(target)
     return Published(version, target, target / diff_name if diff_name else None)
@@ -168,6 +167,15 @@ def version_rows(
     head = [str((found[-1] + 1) if found else 1), "this version", str(found[-1] if found else "")]
     if not found:
         return [[*head, "*", "first version", "", "", "", "", ""]]
-    rows += [[*head, *row] for row in diff_rows]
-    rows += [[*head, "*", "reason", "", "", "", "", why] for why in reasons]
+    rows += [[*head, *row] for row in with_reasons(diff_rows, reasons)]
     return rows
+
+
+def with_reasons(diff_rows: list[list[str]], reasons: list[str]) -> list[list[str]]:
+    """Diff rows each carrying the reasons recorded for the version in its ``why`` column (a
+    reader filtering one supplier's rows still sees why); a version due to its reasons alone
+    (a method or input change that moved no figure) gets one row per reason."""
+    why = "; ".join(reasons)
+    if not diff_rows:
+        return [["*", "reason", "", "", "", "", r] for r in reasons]
+    return [[*row[:6], row[6] or why] for row in diff_rows]

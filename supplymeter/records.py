@@ -148,6 +148,9 @@ class MeterTotals:
     provisional_hours: int = 0
     exported_kwh: float = 0.0
     """A grid meter's export. [kWh]"""
+    events: Counter[str] = field(default_factory=Counter)
+    """Runs of consecutive hours carrying each correction label: one fall or rollover that
+    spans two hours is one event."""
 
     @classmethod
     def of(cls, hours: list[HourlyConsumption], emissions: list[HourlyEmissions]) -> MeterTotals:
@@ -162,4 +165,90 @@ class MeterTotals:
             emission_hours=len(emissions),
             factor_ids=tuple(sorted({e.factor_id for e in emissions})),
             provisional_hours=sum(e.provisional for e in emissions),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SiteHour:
+    """A site's electricity in one UTC hour, from its meters' stored hours: where the power
+    came from (grid import, PV), where it went (consumption meters, the unmetered rest) and
+    the purchased electricity's location-based emissions (GHG Protocol Scope 2 Guidance,
+    2015: scope 2 is the electricity bought from the grid). [kWh, kgCO2e]"""
+
+    supplier: str
+    site: str
+    hour_start_ns: int
+    consumption_kwh: float
+    """Σ the site's electricity consumption meters. [kWh]"""
+    purchased_kwh: float
+    """The grid meter's import; without one (or in an hour it has no data), inferred from
+    the consumption meters (``inferred``). [kWh]"""
+    estimated_kwh: float
+    """The estimated part of ``purchased_kwh`` (gaps, resets). [kWh]"""
+    inferred: bool
+    grid_import_kwh: float | None = None
+    """``None``: the site has no grid meter, or it has no data for the hour."""
+    grid_export_kwh: float | None = None
+    pv_generation_kwh: float | None = None
+    """``None``: the site has no PV meter."""
+    pv_self_kwh: float = 0.0
+    """PV generated and used on site: generation − export (0 without a grid meter, where
+    the export cannot be measured). [kWh]"""
+    unmetered_kwh: float | None = None
+    """import + PV self-consumption − Σ consumption meters: the circuits without a meter
+    (negative when the meters disagree); ``None`` when purchased electricity is inferred."""
+    location_kgco2e: float | None = None
+    """purchased × the grid factor of the hour's local year; ``None``: no factor. [kgCO2e]"""
+    factor_id: str = ""
+    factor_value: float = 0.0
+    """[kgCO2e/kWh]"""
+    provisional: bool = False
+
+
+@dataclass(frozen=True)
+class SiteTotals:
+    """A site's stored site-hours summed over a period (see :class:`SiteHour`)."""
+
+    hours: int = 0
+    consumption_kwh: float = 0.0
+    purchased_kwh: float = 0.0
+    estimated_kwh: float = 0.0
+    inferred_hours: int = 0
+    grid_import_kwh: float | None = None
+    grid_export_kwh: float | None = None
+    pv_generation_kwh: float | None = None
+    pv_self_kwh: float = 0.0
+    unmetered_kwh: float | None = None
+    location_kgco2e: float = 0.0
+    emission_hours: int = 0
+    factor_ids: tuple[str, ...] = ()
+    factor_value: float | None = None
+    """The largest factor value of the period (for kWh without any purchased kWh to
+    weigh, e.g. sold certificates at a site that bought nothing). [kgCO2e/kWh]"""
+    provisional_hours: int = 0
+
+    @classmethod
+    def of(cls, hours: list[SiteHour]) -> SiteTotals:
+        """The totals of these site-hours (what :meth:`Store.site_totals` sums in InfluxDB)."""
+
+        def opt(values: list[float | None]) -> float | None:
+            known = [v for v in values if v is not None]
+            return math.fsum(known) if known else None
+
+        return cls(
+            hours=len(hours),
+            consumption_kwh=math.fsum(h.consumption_kwh for h in hours),
+            purchased_kwh=math.fsum(h.purchased_kwh for h in hours),
+            estimated_kwh=math.fsum(h.estimated_kwh for h in hours),
+            inferred_hours=sum(h.inferred for h in hours),
+            grid_import_kwh=opt([h.grid_import_kwh for h in hours]),
+            grid_export_kwh=opt([h.grid_export_kwh for h in hours]),
+            pv_generation_kwh=opt([h.pv_generation_kwh for h in hours]),
+            pv_self_kwh=math.fsum(h.pv_self_kwh for h in hours),
+            unmetered_kwh=opt([h.unmetered_kwh for h in hours]),
+            location_kgco2e=math.fsum(h.location_kgco2e or 0.0 for h in hours),
+            emission_hours=sum(h.location_kgco2e is not None for h in hours),
+            factor_ids=tuple(sorted({h.factor_id for h in hours if h.factor_id})),
+            factor_value=max((h.factor_value for h in hours if h.factor_id), default=None),
+            provisional_hours=sum(h.provisional for h in hours),
         )

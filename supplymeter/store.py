@@ -30,6 +30,13 @@ hourly_consumption     supplier, site, meter, carrier   the carrier's register f
                                                         energy_export_kwh (grid meters)
 hourly_emissions       supplier, site, meter, carrier   emissions_kgco2e, factor_id, factor_value,
                                                         provisional (bool)
+site_hourly            supplier, site                   consumption_kwh, purchased_kwh,
+                                                        estimated_kwh, inferred (bool),
+                                                        grid_import_kwh, grid_export_kwh,
+                                                        pv_generation_kwh, pv_self_kwh,
+                                                        unmetered_kwh, location_kgco2e,
+                                                        factor_id, factor_value, provisional
+                                                        (:class:`~supplymeter.records.SiteHour`)
 quality_issue          code, supplier, site, meter      detail, open (bool): data problems that
                                                         need a person (a register fall without a
                                                         recorded meter event)
@@ -37,7 +44,9 @@ alert                  type, supplier, site, subject,   incident, title, detail,
                        event (open/reminder/resolved)   baseline, open (bool)
 scope3_monthly         supplier                         location_kgco2e, market_kgco2e,
                                                         allocated_kgco2e, allocated_market_kgco2e,
-                                                        share, completeness, primary_data_share,
+                                                        allocation_share_pct, completeness_pct,
+                                                        primary_data_share_pct (percent, as in
+                                                        every file), purchased_electricity_kwh,
                                                         provisional (bool), version (int)
 scope3_pathway         —                                tco2e (the reduction pathway's month)
 collector_stats        collector                        the collector's counters and gauges
@@ -71,6 +80,8 @@ from supplymeter.records import (
     MeterTotals,
     Reading,
     Rejection,
+    SiteHour,
+    SiteTotals,
     datetime_to_ns,
 )
 
@@ -92,6 +103,7 @@ ALERT = "alert"
 SCOPE3_MONTHLY = "scope3_monthly"
 SCOPE3_PATHWAY = "scope3_pathway"
 HOURLY_PRODUCTION = "hourly_production"
+SITE_HOURLY = "site_hourly"
 
 HOUR_NS = 3600 * 10**9
 NS = "ns"
@@ -291,6 +303,26 @@ def emissions_line(record: HourlyEmissions) -> str:
     })  # fmt: skip
 
 
+def site_hour_line(h: SiteHour) -> str:
+    """A site-hour point (absent fields: what the site does not have, e.g. no grid meter)."""
+    fields: dict[str, float | int | bool | str] = {
+        "consumption_kwh": float(h.consumption_kwh), "purchased_kwh": float(h.purchased_kwh),
+        "estimated_kwh": float(h.estimated_kwh), "inferred": h.inferred,
+        "pv_self_kwh": float(h.pv_self_kwh), "provisional": h.provisional,
+    }  # fmt: skip
+    optional = {"grid_import_kwh": h.grid_import_kwh, "grid_export_kwh": h.grid_export_kwh,
+                "pv_generation_kwh": h.pv_generation_kwh, "unmetered_kwh": h.unmetered_kwh,
+                "location_kgco2e": h.location_kgco2e}  # fmt: skip
+    fields.update({k: float(v) for k, v in optional.items() if v is not None})
+    if h.location_kgco2e is not None:
+        fields["factor_id"] = h.factor_id
+        fields["factor_value"] = float(h.factor_value)
+    parts = [f"{name}={text}" for name in sorted(fields)
+             if (text := _field(fields[name])) is not None]  # fmt: skip
+    return (f"{SITE_HOURLY},site={h.site},supplier={h.supplier} {','.join(parts)} "
+            f"{h.hour_start_ns}")  # fmt: skip
+
+
 def quality_issue_line(code: str, key: MeterKey, at_ns: int, detail: str, is_open: bool) -> str:
     """A data problem that needs a person, e.g. a register fall without a meter event."""
     supplier, site, meter = key
@@ -311,11 +343,12 @@ class MonthlyTotals:
     market_kgco2e: float | None
     allocated_kgco2e: float
     allocated_market_kgco2e: float | None
-    share: float
-    completeness: float
-    primary_data_share: float
+    allocation_share_pct: float
+    completeness_pct: float
+    primary_data_share_pct: float
     provisional: bool
     version: int
+    purchased_electricity_kwh: float | None = None
 
 
 def monthly_line(t: MonthlyTotals) -> str:
@@ -323,13 +356,15 @@ def monthly_line(t: MonthlyTotals) -> str:
         _point(SCOPE3_MONTHLY).tag("supplier", t.supplier)
         .field("location_kgco2e", float(t.location_kgco2e))
         .field("allocated_kgco2e", float(t.allocated_kgco2e))
-        .field("share", float(t.share))
-        .field("completeness", float(t.completeness))
-        .field("primary_data_share", float(t.primary_data_share))
+        .field("allocation_share_pct", float(t.allocation_share_pct))
+        .field("completeness_pct", float(t.completeness_pct))
+        .field("primary_data_share_pct", float(t.primary_data_share_pct))
         .field("provisional", t.provisional)
         .field("version", int(t.version))
         .time(t.month_start_ns, NS)
     )  # fmt: skip
+    if t.purchased_electricity_kwh is not None:
+        point = point.field("purchased_electricity_kwh", float(t.purchased_electricity_kwh))
     if t.market_kgco2e is not None:
         point = point.field("market_kgco2e", float(t.market_kgco2e))
         point = point.field("allocated_market_kgco2e", float(t.allocated_market_kgco2e or 0.0))
@@ -469,6 +504,26 @@ class Store:
                 out.setdefault(key, [None, None])[i] = int(s.values[0][0])
         return {k: (v[0], v[1]) for k, v in out.items()}
 
+    def boundary_reads(
+        self, supplier: str, field: str, at_ns: int, window_ns: int
+    ) -> dict[tuple[str, str], tuple[tuple[int, float] | None, tuple[int, float] | None]]:
+        """Per (site, meter): the last reading of ``field`` at or before ``at_ns`` and the first
+        after it, each within ``window_ns`` (``None`` where there is none) — what a month's
+        register at its boundary is interpolated from."""
+        out: dict[tuple[str, str], list[tuple[int, float] | None]] = {}
+        for i, (fn, cond) in enumerate((
+            ("last", f"time <= {int(at_ns)} AND time > {int(at_ns - window_ns)}"),
+            ("first", f"time > {int(at_ns)} AND time <= {int(at_ns + window_ns)}"),
+        )):  # fmt: skip
+            q = (f"SELECT {fn}({quote_ident(field)}) FROM {quote_ident(READING)} "
+                 f"WHERE {cond}{_tags(supplier=supplier)} GROUP BY site, meter")  # fmt: skip
+            for s in self.client.query(q):
+                row = s.values[0]
+                if row[1] is not None:
+                    key = (s.tags["site"], s.tags["meter"])
+                    out.setdefault(key, [None, None])[i] = (int(row[0]), float(row[1]))
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
     def readings_window(
         self, start_ns: int, end_ns: int
     ) -> Iterator[tuple[MeterKey, int, float | None, float | None]]:
@@ -591,6 +646,123 @@ class Store:
                 ))  # fmt: skip
         return hours, exported
 
+    def hourly_exports(
+        self, start_ns: int, end_ns: int, *, supplier: str, site: str
+    ) -> dict[int, float]:
+        """A site's grid export per hour start in [start, end). [kWh]"""
+        q = (f'SELECT "energy_export_kwh" FROM {quote_ident(HOURLY_CONSUMPTION)} '
+             f"WHERE {_time_range(start_ns, end_ns)}"
+             f"{_tags(supplier=supplier, site=site)}")  # fmt: skip
+        return {int(r[0]): float(r[1]) for s in self.client.query(q) for r in s.values
+                if r[1] is not None}  # fmt: skip
+
+    def site_hours(
+        self, start_ns: int, end_ns: int, *, supplier: str | None = None, site: str | None = None
+    ) -> list[SiteHour]:
+        """Stored site-hours in [start, end)."""
+        q = (f"SELECT * FROM {quote_ident(SITE_HOURLY)} WHERE {_time_range(start_ns, end_ns)}"
+             f"{_tags(supplier=supplier, site=site)} GROUP BY supplier, site")  # fmt: skip
+        out = []
+        for s in self.client.query(q):
+            for r in s.rows():
+                out.append(SiteHour(
+                    s.tags["supplier"], s.tags["site"], int(r["time"]),
+                    float(r["consumption_kwh"] or 0.0), float(r["purchased_kwh"] or 0.0),
+                    float(r.get("estimated_kwh") or 0.0), bool(r.get("inferred")),
+                    _opt(r.get("grid_import_kwh")), _opt(r.get("grid_export_kwh")),
+                    _opt(r.get("pv_generation_kwh")), float(r.get("pv_self_kwh") or 0.0),
+                    _opt(r.get("unmetered_kwh")), _opt(r.get("location_kgco2e")),
+                    str(r.get("factor_id") or ""), float(r.get("factor_value") or 0.0),
+                    bool(r.get("provisional")),
+                ))  # fmt: skip
+        return out
+
+    def site_totals(
+        self, start_ns: int, end_ns: int, *, supplier: str, site: str | None = None
+    ) -> dict[tuple[str, str], SiteTotals]:
+        """Each site's site-hours in [start, end) summed by InfluxDB, per (supplier, site)."""
+        where = f"WHERE {_time_range(start_ns, end_ns)}{_tags(supplier=supplier, site=site)}"
+        sh = quote_ident(SITE_HOURLY)
+        sums = ("consumption_kwh", "purchased_kwh", "estimated_kwh", "grid_import_kwh",
+                "grid_export_kwh", "pv_generation_kwh", "pv_self_kwh", "unmetered_kwh",
+                "location_kgco2e")  # fmt: skip
+        fields: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
+
+        def collect(q: str, names: tuple[str, ...]) -> None:
+            for series in self.client.query(q):
+                row = series.values[0]
+                key = (series.tags["supplier"], series.tags["site"])
+                for i, name in enumerate(names, start=1):
+                    fields[key][name] = row[i]
+
+        group = "GROUP BY supplier, site"
+        collect(f"SELECT {', '.join(f'sum({quote_ident(f)})' for f in sums)}, "
+                f'count("purchased_kwh"), count("location_kgco2e"), max("factor_value") '
+                f"FROM {sh} {where} {group}",
+                (*sums, "hours", "emission_hours", "factor_value"))  # fmt: skip
+        collect(f'SELECT count("purchased_kwh") FROM {sh} {where} AND "inferred" = true {group}',
+                ("inferred_hours",))  # fmt: skip
+        collect(f'SELECT count("purchased_kwh") FROM {sh} {where} AND "provisional" = true '
+                f"{group}", ("provisional_hours",))  # fmt: skip
+        ids: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for series in self.client.query(f'SELECT distinct("factor_id") FROM {sh} {where} {group}'):
+            ids[(series.tags["supplier"], series.tags["site"])].update(
+                str(r[1]) for r in series.values if r[1]
+            )
+        return {key: SiteTotals(
+            hours=int(f.get("hours") or 0),
+            consumption_kwh=float(f.get("consumption_kwh") or 0.0),
+            purchased_kwh=float(f.get("purchased_kwh") or 0.0),
+            estimated_kwh=float(f.get("estimated_kwh") or 0.0),
+            inferred_hours=int(f.get("inferred_hours") or 0),
+            grid_import_kwh=_opt(f.get("grid_import_kwh")),
+            grid_export_kwh=_opt(f.get("grid_export_kwh")),
+            pv_generation_kwh=_opt(f.get("pv_generation_kwh")),
+            pv_self_kwh=float(f.get("pv_self_kwh") or 0.0),
+            unmetered_kwh=_opt(f.get("unmetered_kwh")),
+            location_kgco2e=float(f.get("location_kgco2e") or 0.0),
+            emission_hours=int(f.get("emission_hours") or 0),
+            factor_ids=tuple(sorted(ids.get(key, ()))),
+            factor_value=_opt(f.get("factor_value")),
+            provisional_hours=int(f.get("provisional_hours") or 0),
+        ) for key, f in fields.items()}  # fmt: skip
+
+    def stored_factors(
+        self, start_ns: int, end_ns: int
+    ) -> dict[tuple[str, ...], tuple[set[str], set[float]]]:
+        """The factor ids and values the stored hours in [start, end) were computed with:
+        per (supplier, site, meter) of ``hourly_emissions`` and per (supplier, site) of
+        ``site_hourly`` — what lineage checks compare with today's resolution."""
+        out: dict[tuple[str, ...], tuple[set[str], set[float]]] = {}
+        where = f"WHERE {_time_range(start_ns, end_ns)}"
+        for measurement, group in ((HOURLY_EMISSIONS, ("supplier", "site", "meter")),
+                                   (SITE_HOURLY, ("supplier", "site"))):  # fmt: skip
+            m = quote_ident(measurement)
+            for i, fname in enumerate(("factor_id", "factor_value")):
+                q = f'SELECT distinct("{fname}") FROM {m} {where} GROUP BY {", ".join(group)}'
+                for series in self.client.query(q):
+                    key = tuple(series.tags[g] for g in group)
+                    entry = out.setdefault(key, (set(), set()))
+                    entry[i].update(  # type: ignore[attr-defined]
+                        (str(r[1]) if i == 0 else float(r[1])) for r in series.values
+                        if r[1] is not None)  # fmt: skip
+        return out
+
+    def meters_with_hours(self, start_ns: int, end_ns: int) -> set[MeterKey]:
+        """Meters with stored consumption hours in [start, end)."""
+        q = (f'SELECT count("coverage") FROM {quote_ident(HOURLY_CONSUMPTION)} '
+             f"WHERE {_time_range(start_ns, end_ns)} GROUP BY supplier, site, meter")  # fmt: skip
+        return {(s.tags["supplier"], s.tags["site"], s.tags["meter"])
+                for s in self.client.query(q)}  # fmt: skip
+
+    def first_hour(self, measurement: str = HOURLY_CONSUMPTION) -> int | None:
+        """The earliest stored hour of consumption or of site-hours (``None``: none)."""
+        field = "coverage" if measurement == HOURLY_CONSUMPTION else "purchased_kwh"
+        q = f'SELECT first("{field}") FROM {quote_ident(measurement)}'
+        for series in self.client.query(q):
+            return int(series.values[0][0])
+        return None
+
     def hourly_emissions(
         self, start_ns: int, end_ns: int, *, supplier: str | None = None,
         site: str | None = None, meter: str | None = None,
@@ -645,11 +817,19 @@ class Store:
         collect(f'SELECT count("emissions_kgco2e") FROM {he} {where} AND "provisional" = true '
                 f"{group}", ("provisional_hours",))  # fmt: skip
         flags: dict[MeterKey, Counter[str]] = defaultdict(Counter)
+        events: dict[MeterKey, Counter[str]] = defaultdict(Counter)
         for series in self.client.query(f'SELECT "flags" FROM {hc} {where} AND "flags" != \'\' '
                                         f"{group}"):  # fmt: skip
             key = (series.tags["supplier"], series.tags["site"], series.tags["meter"])
+            previous: tuple[int, tuple[str, ...]] = (0, ())
             for row in series.values:
-                flags[key].update(_flags(row[1]))
+                labels = _flags(row[1])
+                flags[key].update(labels)
+                t = int(row[0])
+                follows = t - previous[0] == HOUR_NS
+                events[key].update(x for x in set(labels)
+                                   if not (follows and x in previous[1]))  # fmt: skip
+                previous = (t, labels)
         factor_ids: dict[MeterKey, set[str]] = defaultdict(set)
         for series in self.client.query(f'SELECT distinct("factor_id") FROM {he} {where} {group}'):
             key = (series.tags["supplier"], series.tags["site"], series.tags["meter"])
@@ -666,6 +846,7 @@ class Store:
                 factor_ids=tuple(sorted(factor_ids.get(key, ()))),
                 provisional_hours=int(f.get("provisional_hours") or 0),
                 exported_kwh=float(f.get("energy_export_kwh") or 0.0),
+                events=events.get(key, Counter()),
             )  # fmt: skip
         return out
 
@@ -694,10 +875,17 @@ class Store:
                 for s in self.client.query(q)}  # fmt: skip
 
     def emissions_by_supplier(self, start_ns: int, end_ns: int) -> dict[str, float]:
-        """Stored hourly emissions summed per supplier over [start, end). [kgCO2e]"""
-        q = (f"SELECT sum(emissions_kgco2e) FROM {quote_ident(HOURLY_EMISSIONS)} "
-             f"WHERE {_time_range(start_ns, end_ns)} GROUP BY supplier")  # fmt: skip
-        return {s.tags["supplier"]: float(s.values[0][1] or 0.0) for s in self.client.query(q)}
+        """Location-based emissions per supplier over [start, end): the sites' purchased
+        electricity (site-hours) and every other carrier's meters. [kgCO2e]"""
+        where = f"WHERE {_time_range(start_ns, end_ns)}"
+        out: dict[str, float] = defaultdict(float)
+        for q in (f'SELECT sum("emissions_kgco2e") FROM {quote_ident(HOURLY_EMISSIONS)} {where} '
+                  "AND \"carrier\" != 'electricity' GROUP BY supplier",
+                  f'SELECT sum("location_kgco2e") FROM {quote_ident(SITE_HOURLY)} {where} '
+                  "GROUP BY supplier"):  # fmt: skip
+            for s in self.client.query(q):
+                out[s.tags["supplier"]] += float(s.values[0][1] or 0.0)
+        return dict(out)
 
     def monthly_totals(self, start_ns: int, end_ns: int) -> list[MonthlyTotals]:
         """``scope3_monthly`` points in [start, end)."""
@@ -712,8 +900,11 @@ class Store:
                     market_kgco2e=_opt(row.get("market_kgco2e")),
                     allocated_kgco2e=float(row["allocated_kgco2e"]),
                     allocated_market_kgco2e=_opt(row.get("allocated_market_kgco2e")),
-                    share=float(row["share"]), completeness=float(row["completeness"]),
-                    primary_data_share=float(row.get("primary_data_share") or 0.0),
+                    allocation_share_pct=_pct(row, "allocation_share_pct", "share"),
+                    completeness_pct=_pct(row, "completeness_pct", "completeness"),
+                    primary_data_share_pct=_pct(row, "primary_data_share_pct",
+                                                "primary_data_share"),
+                    purchased_electricity_kwh=_opt(row.get("purchased_electricity_kwh")),
                     provisional=bool(row["provisional"]), version=int(row.get("version") or 0),
                 ))  # fmt: skip
         return out
@@ -761,7 +952,7 @@ class Store:
         ``start``/``end`` are datetimes or ISO strings (read in ``tz`` without an offset).
         Columns: ``hour_start`` (UTC), supplier, site, meter, carrier, unit, ``consumption``,
         ``measured``, ``estimated`` (in ``unit``), ``coverage``, ``flags``,
-        ``emissions_kgco2e``, ``factor_id``, ``provisional``.
+        ``metered_kgco2e``, ``factor_id``, ``provisional``.
         """
         import pandas as pd
 
@@ -783,12 +974,12 @@ class Store:
                 "carrier": h.carrier, "unit": h.unit, "consumption": h.consumption,
                 "measured": h.measured_consumption, "estimated": h.estimated_consumption,
                 "coverage": h.coverage, "flags": ",".join(h.flags),
-                "emissions_kgco2e": e.emissions_kgco2e if e else math.nan,
+                "metered_kgco2e": e.emissions_kgco2e if e else math.nan,
                 "factor_id": e.factor_id if e else "",
                 "provisional": e.provisional if e else False,
             })  # fmt: skip
         columns = ["hour_start", "supplier", "site", "meter", "carrier", "unit", "consumption",
-                   "measured", "estimated", "coverage", "flags", "emissions_kgco2e",
+                   "measured", "estimated", "coverage", "flags", "metered_kgco2e",
                    "factor_id", "provisional"]  # fmt: skip
         return pd.DataFrame(rows, columns=columns)
 
@@ -798,7 +989,8 @@ class Store:
     ) -> pd.DataFrame:  # fmt: skip
         """Monthly consumption and emissions per meter (calendar months in ``tz``), summed
         from the hourly rollups: columns ``month``, supplier, site, meter, carrier, unit,
-        ``consumption``, ``measured``, ``estimated``, ``emissions_kgco2e``."""
+        ``consumption``, ``measured``, ``estimated``, ``metered_kgco2e`` (consumption × factor,
+        before a site's PV self-consumption: the meter's, not the site's scope 2)."""
         hourly = self.hourly_frame(start=start, end=end, supplier=supplier, tz=tz)
         if hourly.empty:
             hourly["month"] = []
@@ -806,8 +998,15 @@ class Store:
             local = hourly["hour_start"].dt.tz_convert(ZoneInfo(tz))
             hourly["month"] = local.dt.strftime("%Y-%m")
         keys = ["month", "supplier", "site", "meter", "carrier", "unit"]
-        sums = ["consumption", "measured", "estimated", "emissions_kgco2e"]
+        sums = ["consumption", "measured", "estimated", "metered_kgco2e"]
         return hourly.groupby(keys, as_index=False)[sums].sum(min_count=1)
+
+
+def _pct(row: dict[str, Any], name: str, fraction: str) -> float:
+    """A percent field, or the fraction field points written before shares were percent."""
+    if row.get(name) is not None:
+        return float(row[name])
+    return 100 * float(row.get(fraction) or 0.0)
 
 
 def _opt(value: Any) -> float | None:

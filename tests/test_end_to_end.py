@@ -68,16 +68,17 @@ def test_exported_months_equal_ground_truth(
                 else (GAS, "tw-ng-ipcc2006-8000kcal")
             )
             kgco2e = expected * factor
-            assert abs(Decimal(row["emissions_kgco2e"]) - kgco2e) <= Decimal("0.001"), key
+            assert abs(Decimal(row["metered_kgco2e"]) - kgco2e) <= Decimal("0.001"), key
+            assert abs(Decimal(row["location_kgco2e"]) - kgco2e) <= Decimal("0.001"), key
             assert row["factor_ids"] == factor_id
-            share = Decimal(row["allocation_share"])
+            share = Decimal(row["allocation_share_pct"]) / 100
             assert abs(Decimal(row["allocated_kgco2e"]) - kgco2e * share) <= Decimal("0.001")
         suppliers = {r["supplier"]: r for r in read_csv(result.paths[0])}
         forge_kwh = sum(v for h, v in truth[("forge-a", "plant-1", "main")].items() if lo <= h < hi)
         assert abs(Decimal(suppliers["forge-a"]["electricity_kwh"]) - forge_kwh) <= Decimal("0.001")
         assert suppliers["forge-a"]["carriers_without_factor"] == ""
         # No PV, no certificates: market-based equals location-based.
-        assert suppliers["forge-a"]["market_kgco2e"] == suppliers["forge-a"]["emissions_kgco2e"]
+        assert suppliers["forge-a"]["market_kgco2e"] == suppliers["forge-a"]["location_kgco2e"]
         assert suppliers["cnc-d"]["allocation_method"] == "dedicated"
         factors = read_csv(result.paths[3])
         assert [f["id"] for f in factors] == [f"tw-grid-{month.year}", "tw-ng-ipcc2006-8000kcal"]

@@ -87,7 +87,7 @@ def test_demo_runs_end_to_end_and_matches_its_ledger(
     with (out / "2024-01" / "v1" / "scope3-2024-01-suppliers.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert [r["supplier"] for r in rows] == ["forge-a", "cnc-d"]
-    assert all(float(r["electricity_kwh"]) > 0 and float(r["emissions_kgco2e"]) > 0 for r in rows)
+    assert all(float(r["electricity_kwh"]) > 0 and float(r["location_kgco2e"]) > 0 for r in rows)
     assert (out / "ledger.csv").exists()
     # Simulated bills over billing periods that straddle the month (18 Dec – 17 Jan; gas 22 –
     # 21) reconcile with the meters within the utility-meter spread (0.3%): none flagged.

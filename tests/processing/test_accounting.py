@@ -13,7 +13,7 @@ import pytest
 
 from processing.emissions import FactorLibrary, emissions_for
 from processing.export import export_month
-from processing.jobs import restate_emissions
+from processing.jobs import rebuild_site_hours, restate_emissions
 from processing.rollup import HOUR_NS
 from processing.scope3 import (
     Certificates,
@@ -23,10 +23,11 @@ from processing.scope3 import (
     site_month,
     supplier_month,
 )
+from processing.sitehours import SiteHourInputs, site_hours
 from supplymeter.config import Config
 from supplymeter.errors import ConfigError
 from supplymeter.influx import InfluxClient
-from supplymeter.records import HourlyConsumption
+from supplymeter.records import HourlyConsumption, SiteTotals
 from supplymeter.store import Store, consumption_line, emissions_line
 from tests.processing.test_scope3 import hours_of, month_of
 
@@ -41,25 +42,52 @@ def electricity_month(config: Config, kwh_per_hour: float = 1000 / 744):
     return month_of(ref, OCT, hours_of(ref, start, 744, kwh_per_hour), FactorLibrary.load())
 
 
+def electricity_site(
+    config: Config, supplier: str, site: str, consumed: float, imported: float | None = None,
+    pv: float | None = None, export: float = 0.0,
+) -> SiteTotals:  # fmt: skip
+    """October's site-hours (744, even per hour) from the pure site-hour calculation: the
+    consumption meters ``consumed`` kWh, the grid meter ``imported`` (``None``: no grid data),
+    the PV meter ``pv``, the grid meter's ``export``."""
+    found = config.registry.site(supplier, site)
+    assert found is not None
+    start, _ = OCT.bounds(TPE)
+    inputs = SiteHourInputs()
+    for i in range(744):
+        t = start + i * HOUR_NS
+
+        def hour(kwh: float, t: int = t) -> HourlyConsumption:
+            return HourlyConsumption(supplier, site, "x", "electricity", "kWh", t, kwh / 744,
+                                     1.0, 4)  # fmt: skip
+
+        inputs.add("consumption", hour(consumed))
+        if imported is not None:
+            inputs.add("grid", hour(imported))
+            inputs.add_export(t, export / 744)
+        if pv is not None:
+            inputs.add("pv", hour(pv))
+    return SiteTotals.of(site_hours(*found, inputs, FactorLibrary.load()))
+
+
 def test_pv_self_consumption_leaves_scope_2_and_certificates_lower_market_based(
     example_config: Config,
 ) -> None:  # fmt: skip
-    """Scope 2 is purchased electricity (GHG Protocol Scope 2 Guidance, ch. 5): what the
-    site's own panels supplied leaves the location-based figure as well; certificates lower
-    the market-based one only."""
+    """Scope 2 is purchased electricity (GHG Protocol Scope 2 Guidance, ch. 5): the grid
+    meter's import; what the site's own panels supplied leaves the location-based figure;
+    certificates lower the market-based one only."""
     m = electricity_month(example_config)
     certs = Certificates(100.0, "TW-REC-1..100", "T-REC", "x.csv:2")
-    s = site_month("forge-a", "taichung-1", OCT, [m], pv_generation_kwh=300.0,
-                   grid_export_kwh=50.0, certificates=certs)  # fmt: skip
+    totals = electricity_site(example_config, "forge-a", "taichung-1", 1000.0, imported=750.0,
+                              pv=300.0, export=50.0)  # fmt: skip
+    s = site_month("forge-a", "taichung-1", OCT, totals, certs, has_pv=True)
     assert s.electricity_kwh == pytest.approx(1000.0)
     assert s.pv_self_kwh == pytest.approx(250.0)  # generated 300, fed back 50
     assert s.purchased_kwh == pytest.approx(750.0)
-    assert s.metered_kgco2e == pytest.approx(466.0)  # the meter rows' sum
+    assert s.unmetered_kwh == pytest.approx(0.0, abs=1e-9)  # 750 + 250 − 1000
     assert s.location_kgco2e == pytest.approx(750.0 * 0.466)
-    assert s.pv_self_kgco2e == pytest.approx(250.0 * 0.466)
-    assert s.market_kwh == pytest.approx(650.0)  # 1000 − 250 − 100
+    assert s.market_kwh == pytest.approx(650.0)  # 750 − 100
     assert s.market_kgco2e == pytest.approx(650.0 * 0.466)
-    assert s.unused_certificates_kwh == 0
+    assert s.unused_certificates_kwh == 0 and not s.inferred
     supplier = example_config.registry.supplier("forge-a")
     assert supplier is not None
     month = supplier_month(supplier, OCT, [m], [s])
@@ -69,19 +97,46 @@ def test_pv_self_consumption_leaves_scope_2_and_certificates_lower_market_based(
     assert month.allocated_kgco2e == pytest.approx(750.0 * 0.466 * supplier.allocation.share)
 
 
+def test_the_grid_meter_is_purchased_electricity_and_the_unmetered_rest_is_its_own_line(
+    example_config: Config,
+) -> None:  # fmt: skip
+    """A PV site whose consumption meters miss an 80 kWh office circuit: purchased = the grid
+    meter's 160 kWh, not consumption − PV self-consumption (80 kWh)."""
+    totals = electricity_site(example_config, "forge-a", "taichung-1", 100.0, imported=160.0,
+                              pv=30.0, export=10.0)  # fmt: skip
+    s = site_month("forge-a", "taichung-1", OCT, totals, None, has_pv=True)
+    assert s.purchased_kwh == pytest.approx(160.0)
+    assert s.location_kgco2e == pytest.approx(160.0 * 0.466)  # 74.56 kg
+    assert s.pv_self_kwh == pytest.approx(20.0)
+    assert s.unmetered_kwh == pytest.approx(80.0)  # 160 + 20 − 100
+    # Meters and the unmetered line carry the site's scope 2 at one rate per kWh used.
+    assert s.kgco2e_per_used_kwh * (100.0 + 80.0) == pytest.approx(s.location_kgco2e)
+    assert s.unmetered_kgco2e == pytest.approx(80.0 * 160.0 * 0.466 / 180.0)
+
+
+def test_without_a_grid_meter_purchased_electricity_is_inferred_and_said_so(
+    example_config: Config,
+) -> None:  # fmt: skip
+    totals = electricity_site(example_config, "spring-b", "changhua-1", 1000.0)
+    s = site_month("spring-b", "changhua-1", OCT, totals, None)
+    assert s.purchased_kwh == pytest.approx(1000.0) and s.inferred_hours == 744
+    assert s.unmetered_kwh is None and "inferred" in s.note
+
+
 def test_certificates_beyond_consumption_are_not_negative_emissions(
     example_config: Config,
 ) -> None:
-    m = electricity_month(example_config)
     certs = Certificates(900.0, "", "T-REC", "x")
-    s = site_month("forge-a", "taichung-1", OCT, [m], 300.0, 50.0, certs)
+    totals = electricity_site(example_config, "forge-a", "taichung-1", 1000.0, imported=750.0,
+                              pv=300.0, export=50.0)  # fmt: skip
+    s = site_month("forge-a", "taichung-1", OCT, totals, certs, has_pv=True)
     assert s.market_kwh == 0 and s.market_kgco2e == 0
-    assert s.unused_certificates_kwh == pytest.approx(150.0)  # 900 − (1000 − 250)
+    assert s.unused_certificates_kwh == pytest.approx(150.0)  # 900 − 750
 
 
 def test_pv_without_a_grid_meter_is_said_not_guessed(example_config: Config) -> None:
-    m = electricity_month(example_config)
-    s = site_month("forge-a", "taichung-1", OCT, [m], 300.0, None, None)
+    totals = electricity_site(example_config, "forge-a", "taichung-1", 1000.0, pv=300.0)
+    s = site_month("forge-a", "taichung-1", OCT, totals, None, has_pv=True)
     assert s.pv_self_kwh == 0 and s.market_kwh == pytest.approx(1000.0)
     assert "not measurable" in s.note
 
@@ -108,7 +163,7 @@ def test_monthly_allocation_shares_by_method(example_config: Config, tmp_path: P
     assert shares[("spring-b", OCT)].share == pytest.approx(4.15 / 22.6)
     assert shares[("heat-c", OCT)].share == 1 and shares[("heat-c", OCT)].method == "dedicated"
     m = electricity_month(example_config)
-    s = supplier_month(example_config.registry.supplier("forge-a"), OCT, [m], [], physical)
+    s = supplier_month(example_config.registry.supplier("forge-a"), OCT, [m], None, physical)
     assert s.allocated_kgco2e == pytest.approx(466.0 * 11020 / 25100)
     assert s.allocation is physical
 
@@ -174,8 +229,8 @@ def test_certificates_that_fail_the_quality_criteria_are_listed_not_applied(
     assert any("vintage 2024-01-01–2024-12-31 outside 2026" in i for i in certs.issues)
     assert any("retired for 'someone-else'" in i for i in certs.issues)
     assert any("missing generation_start" in i for i in certs.issues)
-    m = electricity_month(example_config)
-    s = site_month("cnc-d", "tainan-1", OCT, [m], None, None, certs)
+    totals = electricity_site(example_config, "cnc-d", "tainan-1", 1000.0)
+    s = site_month("cnc-d", "tainan-1", OCT, totals, certs)
     assert s.market_kwh == pytest.approx(1000.0 - 1000.0)  # only the valid 1,000 kWh
     assert "certificates not applied" in s.note
 
@@ -185,11 +240,12 @@ def test_pv_certificates_sold_cannot_also_be_claimed_as_self_consumed(
 ) -> None:  # fmt: skip
     """The site used 250 kWh of its own PV but sold T-RECs for 200 kWh of that generation:
     market-based, those 200 kWh count at the grid factor; location-based is physical."""
-    m = electricity_month(example_config)
     sold = Certificates(0.0, "TW-REC-9", "T-REC", "x", sold_kwh=200.0)
-    s = site_month("forge-a", "taichung-1", OCT, [m], 300.0, 50.0, sold)
+    totals = electricity_site(example_config, "forge-a", "taichung-1", 1000.0, imported=750.0,
+                              pv=300.0, export=50.0)  # fmt: skip
+    s = site_month("forge-a", "taichung-1", OCT, totals, sold, has_pv=True)
     assert s.location_kgco2e == pytest.approx(750.0 * 0.466)
-    assert s.market_kwh == pytest.approx(950.0)  # 1000 − 250 + 200
+    assert s.market_kwh == pytest.approx(950.0)  # 750 + 200
     assert s.market_kgco2e == pytest.approx(950.0 * 0.466)
 
 
@@ -211,6 +267,9 @@ def write_month(config: Config, influx: InfluxClient, kwh: float, estimated: flo
             if (e := emissions_for(h, ref, library)) is not None:
                 lines.append(emissions_line(e))
     influx.write_lines(lines)
+    start, end = OCT.bounds(TPE)
+    sites = {(r.supplier.id, r.site.id): [(start, end)] for r in config.registry.meters()}
+    rebuild_site_hours(config, Store(influx), sites, library)
 
 
 def test_restatement_writes_a_new_version_with_a_diff_and_keeps_the_old(
@@ -297,8 +356,7 @@ def test_a_change_of_quality_alone_makes_a_new_version(
     rows = list(csv.DictReader(second.diff_path.open()))
     assert {r["metric"] for r in rows} >= {"estimated_electricity_kwh", "primary_data_share_pct"}
     assert not any(r["metric"] == "location_kgco2e" for r in rows)  # totals did not move
-    assert ["*", "reason", "late data recomputed: x"] in [
-        [r["supplier"], r["metric"], r["why"]] for r in rows]  # fmt: skip
+    assert all(r["why"] == "late data recomputed: x" for r in rows)  # each row says why
     meters = list(csv.DictReader(second.paths[2].open()))
     assert all(float(m["estimated"]) == 0 and float(m["measured"]) == float(m["consumption"])
                for m in meters)  # fmt: skip

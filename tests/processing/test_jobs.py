@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import processing.jobs as jobs_module
 from collector.service import Collector
 from processing.emissions import FactorLibrary
-from processing.export import compute_month, previous_month
+from processing.export import compute_month, export_month, previous_month
 from processing.jobs import HOUR_NS, Jobs, JobState, restate_emissions
 from processing.rollup import RegisterSeries, hourly_consumption
 from processing.scope3 import Month
@@ -590,3 +590,57 @@ def test_a_water_register_jump_is_estimated_and_raised_naming_the_meter(
     [(code, key, _, detail)] = store.quality_issues(start, start + 2 * HOUR_NS)
     assert (code, key) == ("implausible_step", ("heat-c", "plant-1", "water"))
     assert "heat-c/plant-1/water" in detail and "500 m3/h" in detail
+
+
+def test_a_factor_file_edited_while_nothing_ran_is_found_by_the_first_scheduled_run(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
+) -> None:
+    """The operator rolled up and exported March 2025 by hand with the old factor file, then
+    corrected the file and started the jobs: their first run compares the stored hours' factor
+    with today's resolution (it has no earlier run to compare with), recomputes them and
+    restates the month naming the factor."""
+    config, store, factors, text, month = factor_case(make_config, influx, tmp_path)
+    old = FactorLibrary.for_config(config)
+    restate_emissions(config, store, old, ["electricity/TW/2025", "natural_gas/TW/2025"])
+    v1 = export_month(config, store, month, tmp_path / "exports", old)
+    assert v1.written and v1.version == 1
+    factors.write_text("".join(text), "utf-8")  # corrected while nothing ran
+    jobs = Jobs(config, store, FactorLibrary.for_config(config), clock=lambda: at(2026, 11, 5))
+    assert not jobs.state.factor_resolutions  # a first run: nothing saved to compare with
+    assert jobs.run("rollup") and "tw-grid-2025-industry" in jobs.last_summary
+    start, end = month.bounds(TPE)
+    assert {e.factor_id for e in store.hourly_emissions(start, end, supplier="forge-a")} >= {
+        "tw-grid-2025-industry"}  # fmt: skip
+    site = store.site_totals(start, end, supplier="forge-a")[("forge-a", "plant-1")]
+    assert site.factor_ids == ("tw-grid-2025-industry",)
+    assert site.location_kgco2e == pytest.approx(744 * 10.0 * 0.466, abs=1e-3)
+    assert jobs.run("export")
+    v2 = latest_manifest(tmp_path / "exports" / "2025-03")
+    assert v2 and v2["version"] == 2
+    assert any("tw-grid-2025-industry" in why and "tw-grid-2024" in why for why in v2["reasons"])
+
+
+def test_hours_restored_from_an_older_backup_are_recomputed_at_the_next_start(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
+) -> None:
+    """The jobs already took up the 2025 factors (their state says so); then the database is
+    restored from a backup taken before: the stored hours carry the old factor again. The next
+    start of the jobs finds them by the hours themselves, not by its saved copy."""
+    config, store, factors, text, month = factor_case(make_config, influx, tmp_path)
+    old = FactorLibrary.for_config(config)
+    jobs, now, _ = provisional_export(config, store, month, tmp_path / "exports")
+    factors.write_text("".join(text), "utf-8")
+    now[0] += HOUR_NS
+    assert jobs.run("rollup") and jobs.run("export")
+    assert latest_manifest(tmp_path / "exports" / "2025-03")["version"] == 2
+    # The restore: the hours as they were stored before the new factors.
+    restate_emissions(config, store, old, ["electricity/TW/2025", "natural_gas/TW/2025"])
+    restarted = Jobs(config, store, FactorLibrary.for_config(config), clock=lambda: now[0])
+    assert restarted.state.factor_resolutions  # its saved copy already has the new factors
+    assert restarted.run("rollup") and "tw-grid-2025-industry" in restarted.last_summary
+    start, end = month.bounds(TPE)
+    stored = store.hourly_emissions(start, end, supplier="forge-a")
+    assert "tw-grid-2024" not in {e.factor_id for e in stored}
+    # A run with nothing changed since finds nothing more to do.
+    again = Jobs(config, store, FactorLibrary.for_config(config), clock=lambda: now[0])
+    assert again.run("rollup") and "factors changed" not in again.last_summary

@@ -13,6 +13,7 @@ from openpyxl import load_workbook
 
 from processing.emissions import FactorLibrary, emissions_for
 from processing.export import export_month
+from processing.jobs import rebuild_site_hours
 from processing.reconcile import load_bills
 from processing.scope3 import Month
 from supplymeter.config import Config
@@ -71,6 +72,7 @@ def write_hours(influx: InfluxClient, config: Config, meter: str, per_hour: floa
         if ref.meter.role == "consumption" and (e := emissions_for(h, ref, library)):
             lines.append(emissions_line(e))
     Store(influx).write(lines)
+    rebuild_site_hours(config, Store(influx), {("cnc-d", "plant-1"): [(lo, hi)]}, library)
 
 
 def test_bills_are_reconciled_on_their_own_billing_period(

