@@ -57,6 +57,7 @@ from processing.scope3 import (
     Certificates,
     DataQuality,
     MeterMonth,
+    MeterReads,
     Month,
     MonthFigures,
     QualityAssumptions,
@@ -67,6 +68,7 @@ from processing.scope3 import (
     load_allocations,
     load_certificates,
     meter_month,
+    meter_reads,
     registry_share,
     site_month,
     supplier_month,
@@ -79,7 +81,7 @@ from supplymeter.records import datetime_to_ns, ns_to_datetime
 from supplymeter.store import MonthlyTotals, Store, monthly_line, pathway_line
 
 NAMES = ("suppliers", "sites", "meters", "factors")
-OPTIONAL_NAMES = ("quality", "reconciliation", "boundary")
+OPTIONAL_NAMES = ("quality", "reads", "reconciliation", "boundary")
 """Tables written when there is something to show (quality: versions from method 3 on)."""
 
 
@@ -162,6 +164,7 @@ def compute_month(
     meters: list[MeterMonth] = []
     sites: list[SiteMonth] = []
     suppliers: list[SupplierMonth] = []
+    reads: list[MeterReads] = []
     for supplier in config.registry.suppliers:
         supplier_meters: list[MeterMonth] = []
         supplier_sites: list[SiteMonth] = []
@@ -205,6 +208,7 @@ def compute_month(
             ]  # fmt: skip
             supplier_sites.append(sm)
             supplier_meters += site_meters
+            reads += site_reads(store, month, site_meters, start, end)
         share = inputs.allocations.get((supplier.id, month)) or registry_share(supplier)
         sm = supplier_month(supplier, month, supplier_meters, supplier_sites, share)
         quality = data_quality(supplier_meters, by_id, assumptions)
@@ -216,7 +220,33 @@ def compute_month(
     }
     factors = [f for f in library.factors if f.id in used]
     reconciliations = [reconcile_bill(config, store, b) for b in inputs.bills_of(month)]
-    return MonthFigures(month, suppliers, sites, meters, factors, reconciliations)
+    return MonthFigures(month, suppliers, sites, meters, factors, reconciliations, reads)
+
+
+READS_WINDOW_NS = 31 * 24 * 3600 * 10**9
+"""How far from a month's boundary the reading on either side of it is looked for."""
+
+
+def site_reads(
+    store: Store, month: Month, meters: list[MeterMonth], start: int, end: int
+) -> list[MeterReads]:
+    """Each of a site's meters' register at the month's boundaries, from its readings."""
+    if not meters:
+        return []
+    supplier, site = meters[0].ref.supplier.id, meters[0].ref.site.id
+    at: dict[tuple[str, int], dict] = {}
+    for register in sorted({m.ref.register_field for m in meters}):
+        for t in (start, end):
+            at[(register, t)] = store.boundary_reads(supplier, site, register, t,
+                                                     READS_WINDOW_NS)  # fmt: skip
+    none = (None, None)
+    return [
+        meter_reads(m.ref, month, at[(m.ref.register_field, start)].get((site, m.ref.meter.id),
+                                                                         none),
+                    at[(m.ref.register_field, end)].get((site, m.ref.meter.id), none),
+                    m.events.get("rollover", 0))
+        for m in meters
+    ]  # fmt: skip
 
 
 def reconcile_bill(config: Config, store: Store, bill: Bill) -> Reconciliation:
@@ -306,6 +336,19 @@ site's purchased electricity; no emissions of their own) — and per site with a
 ``unmetered`` row (the circuits without a meter): the rows' ``location_kgco2e`` and
 ``allocated_kgco2e`` add up to the supplier's. ``metered_kgco2e``: consumption × factor,
 before the site's PV self-consumption. Corrections are counted as events."""
+READS_COLUMNS = (
+    "month", "supplier", "site", "meter", "role", "carrier", "unit", "register",
+    "multiplier", "rollover_value", "read_before_start_utc", "register_before_start",
+    "read_after_start_utc", "register_after_start", "register_at_start",
+    "read_before_end_utc", "register_before_end", "read_after_end_utc", "register_after_end",
+    "register_at_end", "rollovers", "events", "consumption_from_reads", "consumption",
+    "difference",
+)  # fmt: skip
+"""The Meter reads table: per meter and month, the readings either side of the month's first
+and last instant (device time, UTC; raw register, before the multiplier), the register
+interpolated at each, and ``consumption_from_reads`` = (at end − at start + rollovers ×
+rollover value) × multiplier beside the month's ``consumption`` (Detail). A difference means
+estimated steps (reset, fall, implausible) or events: see the hourly CSV of the meter."""
 FACTOR_COLUMNS = (
     "id", "carrier", "region", "year", "period", "use", "value", "unit", "basis", "co2_kg",
     "ch4_kg", "n2o_kg", "gwp", "uncertainty_pct", "dqr_technological", "dqr_geographical",
@@ -475,6 +518,34 @@ def unmetered_row(s: SiteMonth, timezone: str, share: float) -> list[str]:
     return list(row.values())
 
 
+def _utc(read: tuple[int, float] | None) -> str:
+    return ns_to_datetime(read[0]).strftime("%Y-%m-%dT%H:%M:%SZ") if read else ""
+
+
+def reads_row(r: MeterReads, consumption: float) -> list[str]:
+    ref = r.ref
+    computed = r.consumption
+    return [
+        str(r.month), ref.supplier.id, ref.site.id, ref.meter.id, ref.meter.role,
+        ref.meter.carrier, ref.unit, ref.register_field, f"{r.multiplier:g}",
+        "" if r.rollover is None else f"{r.rollover:g}",
+        _utc(r.start[0]), _fmt(r.start[0][1] if r.start[0] else None, 6),
+        _utc(r.start[1]), _fmt(r.start[1][1] if r.start[1] else None, 6),
+        _fmt(r.register_start, 6),
+        _utc(r.end[0]), _fmt(r.end[0][1] if r.end[0] else None, 6),
+        _utc(r.end[1]), _fmt(r.end[1][1] if r.end[1] else None, 6),
+        _fmt(r.register_end, 6), str(r.rollovers), "; ".join(r.events), _fmt(computed),
+        _fmt(consumption), _fmt(None if computed is None else consumption - computed),
+    ]  # fmt: skip
+
+
+HOURLY_COLUMNS = (
+    "hour_start_utc", "hour_start_local", "consumption", "measured", "estimated", "unit",
+    "coverage", "readings", "flags", "metered_kgco2e", "factor_id", "provisional",
+)  # fmt: skip
+"""One meter's hours of the month (``hourly/<supplier>/<site>/<meter>.csv``)."""
+
+
 def factor_row(f: EmissionFactor) -> list[str]:
     def g(v: float | int | None) -> str:
         return "" if v is None else f"{v:g}"
@@ -503,6 +574,9 @@ def tables(figures: MonthFigures) -> dict[str, tuple[tuple[str, ...], list[list[
         "factors": (FACTOR_COLUMNS, [factor_row(f) for f in figures.factors]),
     }  # fmt: skip
     out["quality"] = (QUALITY_COLUMNS, quality_rows(figures))
+    consumption = {m.ref.key: m.consumption for m in figures.meters}
+    out["reads"] = (READS_COLUMNS,
+                    [reads_row(r, consumption[r.ref.key]) for r in figures.reads])  # fmt: skip
     if figures.reconciliations:
         rows = [reconciliation_row(r) for r in figures.reconciliations]
         out["reconciliation"] = (RECONCILIATION_COLUMNS, rows)
@@ -615,6 +689,7 @@ def export_month(
         for name, (columns, rows) in sheets.items():  # reconciliation too, when bills exist
             _write_csv(staging / f"scope3-{month}-{name}.csv", columns, rows)
         write_chart(paths[5], month, history, [s.id for s in config.registry.suppliers])
+        write_hourly(config, store, month, staging / "hourly")
         write_xlsx(paths[4], figures, sheets, paths[5], version, diff_rows, why,
                    base_year_policy(config),
                    version_rows(month_dir, diff_rows, why))  # fmt: skip
@@ -634,6 +709,36 @@ def export_month(
         month, figures.suppliers, figures.sites, figures.meters, figures.factors, done.version,
         True, done.directory, _paths(done.directory, month), done.diff_path, tuple(why),
     )  # fmt: skip
+
+
+def write_hourly(config: Config, store: Store, month: Month, directory: Path) -> None:
+    """Every meter's hours of the month as its own CSV (:data:`HOURLY_COLUMNS`), one supplier
+    read at a time: the hours behind each Detail figure, without database access."""
+    for supplier in config.registry.suppliers:
+        for site in supplier.sites:
+            tz = ZoneInfo(site.timezone)
+            start, end = month.bounds(tz)
+            hours, _ = store.hourly_consumption(start, end, supplier=supplier.id, site=site.id)
+            kg = {(e.meter, e.hour_start_ns): e
+                  for e in store.hourly_emissions(start, end, supplier=supplier.id,
+                                                  site=site.id)}  # fmt: skip
+            by_meter: dict[str, list[list[str]]] = {m.id: [] for m in site.meters}
+            for h in sorted(hours, key=lambda h: (h.meter, h.hour_start_ns)):
+                if h.meter not in by_meter:
+                    continue  # a meter since removed from the registry
+                e = kg.get((h.meter, h.hour_start_ns))
+                local = ns_to_datetime(h.hour_start_ns).astimezone(tz)
+                by_meter[h.meter].append([
+                    ns_to_datetime(h.hour_start_ns).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    local.isoformat(), _fmt(h.consumption, 6), _fmt(h.measured_consumption, 6),
+                    _fmt(h.estimated_consumption, 6), h.unit, f"{h.coverage:.4f}",
+                    str(h.readings), ";".join(h.flags), _fmt(e.emissions_kgco2e if e else None, 6),
+                    e.factor_id if e else "", _bool(e.provisional) if e else "",
+                ])  # fmt: skip
+            folder = directory / supplier.id / site.id
+            folder.mkdir(parents=True, exist_ok=True)
+            for meter_id, rows in by_meter.items():
+                _write_csv(folder / f"{meter_id}.csv", HOURLY_COLUMNS, rows)
 
 
 def base_year_policy(config: Config) -> list[tuple[str, str]]:

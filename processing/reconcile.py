@@ -76,7 +76,8 @@ def load_bills(path: Path) -> list[Bill]:
             if not billed >= 0:
                 raise ValueError("billed must be >= 0")
             bills.append(Bill(row["supplier"], row["site"], carrier.name, row["account"],
-                              start, end, billed, row["bill_id"], where))  # fmt: skip
+                              start, end, billed, row["bill_id"],
+                              f"{path.name}:{line}"))  # fmt: skip
         except (KeyError, ValueError) as exc:
             problems.append(f"{where}: {exc}")
     if problems:

@@ -1,10 +1,13 @@
 """The export's workbook (openpyxl) and chart (matplotlib).
 
-The XLSX an auditor receives holds the same tables as the CSVs — Summary (scope 1, scope 2
-location/market, allocated, data quality), Sites, Reconciliation, Boundary, Data quality &
-uncertainty, Factors (with retrieval dates), Detail — then Methodology (how every number was
-made, method names per GHG Protocol), Restatements (every version of the month and why) and
-the chart of monthly tCO2e by supplier with the previous 12 months.
+The XLSX an auditor receives opens on a Summary a person reads (one row per supplier: what it
+bought, location- and market-based kgCO2e, the buyer's share, primary data, completeness and
+uncertainty, headers in words with units, number formats, filters, a total), then the same
+tables as the CSVs — Sites (purchased electricity from the grid meter, PV, the unmetered rest,
+certificates), Meter reads (each meter's register at the month's boundaries: the month
+recomputed by hand), Detail (every meter, PV and grid meters with their role, the unmetered
+line), Suppliers (all figures), Data quality & uncertainty, Reconciliation, Boundary, Factors —
+then Methodology, Restatements (every version of the month and why) and the chart.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import matplotlib.pyplot as plt
 from openpyxl import Workbook
 from openpyxl.drawing.image import Image
 from openpyxl.styles import Alignment, Font
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.worksheet import Worksheet
 
 if TYPE_CHECKING:
     from processing.scope3 import Month, MonthFigures
@@ -66,14 +71,18 @@ METHODOLOGY = [
     ("Location-based", "Consumption × the emission factor of the hour's local year (Factors "
      "sheet). Where the year's factor is not published yet, the latest earlier one is used and "
      "the figure is marked provisional; it is restated when the factor is published. "
-     "Electricity counts as purchased electricity: a site's PV self-consumption (PV generated "
-     "− exported) is not scope 2 (GHG Protocol Scope 2 Guidance, 2015, ch. 5 — electricity "
-     "generated and used on site is scope 1, zero for PV), so the supplier's location-based "
-     "total is the meters' sum less the Sites sheet's pv_self_consumption_kgco2e."),
-    ("Market-based", "GHG Protocol Scope 2 Guidance (2015) dual reporting: electricity minus "
-     "on-site PV self-consumption (PV generated − exported to the grid, from the PV and grid "
-     "meters) minus renewable energy certificates retired for the site and month, at the grid "
-     "factor: Taiwan publishes no residual mix, so the grid average stands in for it (this "
+     "Electricity counts as purchased electricity (GHG Protocol Scope 2 Guidance, 2015, ch. 5 "
+     "and 6): where a site has a grid (utility) meter, its import, hour by hour; the "
+     "consumption meters explain where it went, and what they do not explain is the "
+     "'(unmetered)' line of the Detail sheet (import + PV self-consumption − Σ consumption "
+     "meters; negative when meters disagree). Without a grid meter, purchased electricity is "
+     "inferred from the consumption meters and the site says so (Sites sheet, "
+     "purchased_from). PV generated and used on site (generation − export) is not scope 2. "
+     "Each meter row carries its kWh at its site's kgCO2e per kWh used (purchased + PV "
+     "self-consumption), so the rows of the Detail sheet add up to the supplier's figure."),
+    ("Market-based", "GHG Protocol Scope 2 Guidance (2015) dual reporting: purchased "
+     "electricity minus renewable energy certificates retired for the site and month, at the "
+     "grid factor: Taiwan publishes no residual mix, so the grid average stands in for it (this "
      "overstates market-based emissions slightly). Other carriers as location-based. A "
      "certificate is applied only with the Scope 2 Quality Criteria's attributes (generation "
      "period in the consumption's year, technology, facility, retirement date, retired for "
@@ -82,14 +91,14 @@ METHODOLOGY = [
     ("Boundary", "Each site lists its emission sources (Boundary sheet): metered ones are in "
      "the figures; excluded ones (refrigerant leaks, forklifts and generators, process "
      "atmospheres, unmetered buildings) carry a yearly estimate and its basis, a twelfth of "
-     "which is the month's excluded estimate in the Summary sheet beside its share of metered "
-     "+ excluded emissions (ISO 14064-1 §5.2.3: exclusions listed and justified)."),
+     "which is the month's excluded estimate in the Suppliers sheet beside its share of "
+     "metered + excluded emissions (ISO 14064-1 §5.2.3: exclusions listed and justified)."),
     ("Instrument uncertainty", "Each meter's accuracy class limit (IEC 62053-21/-22 for "
      "electricity meters, IEC 61869-2 for current transformers, OIML R 137 for gas meters) "
      "combined in quadrature with its CT's, weighted by the meter's emissions and combined "
      "across meters as independent (GUM, JCGM 100:2008). Instruments only — estimated energy "
      "and emission factors add their own uncertainty; class limits are bounds, so the figure "
-     "is conservative. The Meters sheet lists serials, classes and calibration dates and flags "
+     "is conservative. The Detail sheet lists serials, classes and calibration dates and flags "
      "overdue calibrations."),
     ("Uncertainty", "± % at 95% of each supplier's metered emissions, by error propagation "
      "(IPCC 2006 Guidelines Vol. 1 ch. 3, Approach 1; GHG Protocol 'Quantitative Inventory "
@@ -108,9 +117,15 @@ METHODOLOGY = [
      "(meters); their share is the primary-data share."),
     ("Allocation", "The buyer's share of each supplier's emissions: physical (units shipped "
      "to the buyer / units produced), economic (purchase value / supplier revenue) or "
-     "dedicated (1). Inputs and source per supplier are in the Summary sheet."),
-    ("Carriers without factor", "Named in the Summary sheet and counted as unknown, never as "
-     "zero."),
+     "dedicated (1). Inputs and source per supplier are in the Suppliers sheet."),
+    ("Carriers without factor", "Named in the Summary and Suppliers sheets and counted as "
+     "unknown, never as zero."),
+    ("Meter reads", "Per meter and month: the readings either side of the month's first and "
+     "last instant as the meter sent them (device time, raw register), the register "
+     "interpolated at each boundary in time, rollovers and exchanges: consumption = (register "
+     "at end − register at start + rollovers × rollover value) × multiplier, beside the "
+     "Detail figure. Each meter's hours are in hourly/<supplier>/<site>/<meter>.csv beside "
+     "the workbook."),
     ("Reconciliation", "Each utility bill whose billing period ends in the month is compared "
      "with what the meters measured over that billing period (not the calendar month): the "
      "site's grid meter for electricity where it has one, else its consumption meters. The "
@@ -120,11 +135,12 @@ METHODOLOGY = [
 
 
 SHEETS = (
-    ("Summary", "suppliers"), ("Sites", "sites"), ("Reconciliation", "reconciliation"),
-    ("Boundary", "boundary"), ("Data quality & uncertainty", "quality"), ("Factors", "factors"),
-    ("Detail", "meters"),
+    ("Sites", "sites"), ("Meter reads", "reads"), ("Detail", "meters"),
+    ("Suppliers (all figures)", "suppliers"), ("Data quality & uncertainty", "quality"),
+    ("Reconciliation", "reconciliation"), ("Boundary", "boundary"), ("Factors", "factors"),
 )  # fmt: skip
-"""Workbook sheets in the order an auditor reads them, and the table each shows."""
+"""Workbook sheets after the Summary, in the order an auditor reads them, and the table each
+shows (the CSV of the same name, column for column)."""
 RESTATEMENT_COLUMNS = ("version", "written_utc", "restates", "supplier", "metric", "previous",
                        "new", "change", "change_pct", "why")  # fmt: skip
 
@@ -156,16 +172,35 @@ def write_chart(
     return path
 
 
-def _sheet(wb: Workbook, title: str, columns: tuple[str, ...], rows: list[list[str]]) -> None:
-    ws = wb.create_sheet(title)
-    ws.append(list(columns))
+KWH, KG, PCT, NUM = "#,##0", "#,##0.0", "0.0", "#,##0.000"
+"""Number formats: energy in whole units, kgCO2e to 0.1 kg, percent to 0.1, other tables'
+figures to three decimals (as in the CSVs)."""
+
+
+def _header(ws: Worksheet, columns: list[str], widths: list[int] | None = None) -> None:
+    ws.append(columns)
     for cell in ws[1]:
         cell.font = Font(bold=True)
-    for row in rows:
-        ws.append([_number(v) for v in row])
+        cell.alignment = Alignment(wrap_text=True, vertical="top")
     ws.freeze_panes = "A2"
     for i, name in enumerate(columns, start=1):
-        ws.column_dimensions[ws.cell(1, i).column_letter].width = max(10, min(40, len(name) + 2))
+        width = widths[i - 1] if widths else max(10, min(40, len(name) + 2))
+        ws.column_dimensions[get_column_letter(i)].width = width
+
+
+def _sheet(wb: Workbook, title: str, columns: tuple[str, ...], rows: list[list[str]]) -> None:
+    ws = wb.create_sheet(title)
+    _header(ws, list(columns))
+    for row in rows:
+        ws.append([_number(v) for v in row])
+    for row in ws.iter_rows(min_row=2):
+        for cell in row:
+            if isinstance(cell.value, float):
+                cell.number_format = NUM
+    if rows:
+        ws.auto_filter.ref = ws.dimensions
+    else:
+        ws.append(["no rows this month"])
 
 
 def _number(text: str) -> float | str:
@@ -174,6 +209,82 @@ def _number(text: str) -> float | str:
         return float(text) if text and text.lstrip("-")[0].isdigit() else text
     except ValueError:
         return text
+
+
+SUMMARY_CARRIERS = {"natural_gas": "Natural gas (m³)", "steam": "Steam (kg)",
+                    "water": "Water (m³)"}  # fmt: skip
+
+
+def summary_sheet(wb: Workbook, figures: MonthFigures) -> None:
+    """The first sheet, for a person: one row per supplier with what it bought, its emissions
+    both ways, the buyer's share and how far the figures can be trusted, then the total."""
+    ws = wb.create_sheet("Summary")
+    carriers = [c for c in SUMMARY_CARRIERS
+                if any(c in s.consumption for s in figures.suppliers)]  # fmt: skip
+    head: list[tuple[str, str, int]] = [
+        ("Supplier", "", 14), ("Name", "", 28), ("Purchased electricity (kWh)", KWH, 16),
+        ("PV used on site (kWh)", KWH, 13),
+        *((SUMMARY_CARRIERS[c], KWH, 13) for c in carriers),
+        ("Location-based (kg CO2e)", KG, 16), ("Market-based (kg CO2e)", KG, 16),
+        ("Buyer's share (%)", PCT, 10),
+        ("Allocated to the buyer, location-based (kg CO2e)", KG, 18),
+        ("Allocated to the buyer, market-based (kg CO2e)", KG, 18),
+        ("Primary data (%)", PCT, 10), ("Completeness (%)", PCT, 12),
+        ("Uncertainty ± (%, 95 % confidence)", PCT, 14), ("Provisional factor", "", 11),
+        ("Notes", "", 60),
+    ]  # fmt: skip
+    _header(ws, [h for h, _, _ in head], [w for _, _, w in head])
+    ws.row_dimensions[1].height = 45
+    for s in figures.suppliers:
+        a = s.allocation
+        notes = []
+        if not s.has_data:
+            notes.append("no data for the month")
+        if s.inferred_sites:
+            notes.append("purchased electricity inferred from consumption meters at "
+                         + ", ".join(s.inferred_sites))  # fmt: skip
+        if s.carriers_without_factor:
+            notes.append("no emission factor for " + ", ".join(s.carriers_without_factor))
+        if s.unmetered_kwh:
+            notes.append(f"{s.unmetered_kwh:,.0f} kWh unmetered (Sites sheet)")
+        q = s.quality
+        ws.append([
+            s.supplier.id, s.supplier.name, s.purchased_electricity_kwh, s.pv_self_kwh,
+            *(s.consumption.get(c) for c in carriers), s.emissions_kgco2e, s.market_kgco2e,
+            100 * a.share if a else None, s.allocated_kgco2e, s.allocated_market_kgco2e,
+            100 * s.primary_data_share if s.has_data else None,
+            100 * s.completeness if s.has_data else None,
+            q.uncertainty_pct if q else None, "yes" if s.provisional else "no",
+            "; ".join(notes),
+        ])  # fmt: skip
+    last = ws.max_row
+    ws.append(["Total", f"{len(figures.suppliers)} suppliers"] + [
+        _total(figures, h) for h, _, _ in head[2:]])  # fmt: skip
+    for cell in ws[ws.max_row]:
+        cell.font = Font(bold=True)
+    for row in ws.iter_rows(min_row=2):
+        for (_, fmt, _), cell in zip(head, row, strict=False):
+            if fmt:
+                cell.number_format = fmt
+    ws.auto_filter.ref = f"A1:{get_column_letter(len(head))}{last}"
+
+
+def _total(figures: MonthFigures, header: str) -> float | None:
+    """The Summary's total row: sums of the additive columns, empty for the others."""
+    sums = {
+        "Purchased electricity (kWh)": [s.purchased_electricity_kwh for s in figures.suppliers],
+        "PV used on site (kWh)": [s.pv_self_kwh for s in figures.suppliers],
+        "Location-based (kg CO2e)": [s.emissions_kgco2e for s in figures.suppliers],
+        "Market-based (kg CO2e)": [s.market_kgco2e or 0.0 for s in figures.suppliers],
+        "Allocated to the buyer, location-based (kg CO2e)":
+            [s.allocated_kgco2e for s in figures.suppliers],
+        "Allocated to the buyer, market-based (kg CO2e)":
+            [s.allocated_market_kgco2e or 0.0 for s in figures.suppliers],
+        **{name: [s.consumption.get(c, 0.0) for s in figures.suppliers]
+           for c, name in SUMMARY_CARRIERS.items()},
+    }  # fmt: skip
+    values = sums.get(header)
+    return math.fsum(values) if values is not None else None
 
 
 def write_xlsx(
@@ -189,6 +300,7 @@ def write_xlsx(
 ) -> Path:
     wb = Workbook()
     wb.remove(wb.active)
+    summary_sheet(wb, figures)
     for title, name in SHEETS:
         if name in tables:  # reconciliation: only with bills; boundary: when sites list one
             _sheet(wb, title, *tables[name])

@@ -253,7 +253,8 @@ class AllocationShare:
     share: float
     basis: str
     source: str
-    """``registry`` or ``FILE:LINE`` of the monthly allocation CSV."""
+    """``registry`` or ``FILE:LINE`` of the monthly allocation CSV (the file's name only:
+    no path of the machine in a signed file)."""
     numerator: float | None = None
     denominator: float | None = None
     unit: str = ""
@@ -298,7 +299,8 @@ def load_allocations(path: Path) -> dict[tuple[str, Month], AllocationShare]:
             key = (row["supplier"], month)
             if key in out:
                 raise ValueError(f"{row['supplier']} {month} appears twice")
-            out[key] = AllocationShare(method, share, row["basis"], where, num, den, row["unit"])
+            out[key] = AllocationShare(method, share, row["basis"], f"{path.name}:{line}", num,
+                                       den, row["unit"])  # fmt: skip
         except (ValueError, KeyError) as exc:
             problems.append(f"{where}: {exc}")
     if problems:
@@ -388,7 +390,7 @@ def load_certificates(
             ids = ";".join(x for x in (prev.ids, row["certificate_ids"]) if x)
             out[key] = Certificates(
                 prev.kwh + applied, ids, issuer,
-                f"{path}:{line}" if not prev.source else f"{prev.source},{line}",
+                f"{path.name}:{line}" if not prev.source else f"{prev.source},{line}",
                 rejected_kwh=prev.rejected_kwh + (kwh if use == "retired" and issues else 0.0),
                 sold_kwh=prev.sold_kwh + (kwh if use == "sold" else 0.0),
                 issues=prev.issues + tuple(f"line {line}: {i}" for i in issues),

@@ -505,7 +505,7 @@ class Store:
         return {k: (v[0], v[1]) for k, v in out.items()}
 
     def boundary_reads(
-        self, supplier: str, field: str, at_ns: int, window_ns: int
+        self, supplier: str, site: str, field: str, at_ns: int, window_ns: int
     ) -> dict[tuple[str, str], tuple[tuple[int, float] | None, tuple[int, float] | None]]:
         """Per (site, meter): the last reading of ``field`` at or before ``at_ns`` and the first
         after it, each within ``window_ns`` (``None`` where there is none) — what a month's
@@ -516,7 +516,8 @@ class Store:
             ("first", f"time > {int(at_ns)} AND time <= {int(at_ns + window_ns)}"),
         )):  # fmt: skip
             q = (f"SELECT {fn}({quote_ident(field)}) FROM {quote_ident(READING)} "
-                 f"WHERE {cond}{_tags(supplier=supplier)} GROUP BY site, meter")  # fmt: skip
+                 f"WHERE {cond}{_tags(supplier=supplier, site=site)} "
+                 "GROUP BY site, meter")  # fmt: skip
             for s in self.client.query(q):
                 row = s.values[0]
                 if row[1] is not None:

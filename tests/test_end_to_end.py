@@ -83,12 +83,52 @@ def test_exported_months_equal_ground_truth(
         factors = read_csv(result.paths[3])
         assert [f["id"] for f in factors] == [f"tw-grid-{month.year}", "tw-ng-ipcc2006-8000kcal"]
         assert result.paths[4].stat().st_size > 5000  # the workbook
+        check_meter_reads_by_hand(result.paths[4], meters)
+        hourly = result.directory / "hourly" / "forge-a" / "plant-1" / "main.csv"
+        hours = read_csv(hourly)
+        assert len(hours) == (hi - lo) // (3600 * 10**9)
+        assert abs(sum(Decimal(h["consumption"]) for h in hours)
+                   - Decimal(meters[0]["consumption"])) <= Decimal("0.001")  # fmt: skip
 
     # Recomputing changes nothing: no new version, the same files.
     before = result.paths[2].read_text()
     run_rollup(config, Store(influx), datetime_to_ns(start), datetime_to_ns(end), library)
     again = export_month(config, Store(influx), Month(2024, 1), tmp_path / "out", library)
     assert not again.written and again.version == 1 and again.paths[2].read_text() == before
+
+
+def check_meter_reads_by_hand(workbook: Path, detail: list[dict[str, str]]) -> None:
+    """From the Meter reads sheet alone: each meter's register at the month's boundaries,
+    interpolated in time between the readings either side, then (end − start + rollovers ×
+    rollover value) × multiplier — the Detail sheet's consumption to 0.001."""
+    from openpyxl import load_workbook
+
+    ws = load_workbook(workbook)["Meter reads"]
+    head = [c.value for c in ws[1]]
+    rows = [dict(zip(head, (c.value for c in r), strict=True)) for r in ws.iter_rows(min_row=2)]
+    assert len(rows) == len(detail)
+
+    def at(row: dict, boundary: str, t: datetime) -> float:
+        before, after = row[f"register_before_{boundary}"], row[f"register_after_{boundary}"]
+        if before is None or after is None:
+            return float(before if before is not None else after)
+        t0 = datetime.fromisoformat(row[f"read_before_{boundary}_utc"].replace("Z", "+00:00"))
+        t1 = datetime.fromisoformat(row[f"read_after_{boundary}_utc"].replace("Z", "+00:00"))
+        if after < before:  # the register wrapped between the two readings
+            after += float(row["rollover_value"])
+        value = before + (after - before) * (t - t0) / (t1 - t0)
+        rollover = row["rollover_value"]
+        return value - float(rollover) if rollover and value >= float(rollover) else value
+
+    consumption = {(r["supplier"], r["site"], r["meter"]): Decimal(r["consumption"])
+                   for r in detail}  # fmt: skip
+    for row in rows:
+        month = Month.parse(row["month"])
+        lo, hi = (datetime.fromtimestamp(b / 1e9, TPE) for b in month.bounds(TPE))
+        wraps = row["rollovers"] * float(row["rollover_value"] or 0)
+        by_hand = (at(row, "end", hi) - at(row, "start", lo) + wraps) * float(row["multiplier"])
+        key = (row["supplier"], row["site"], row["meter"])
+        assert abs(Decimal(repr(by_hand)) - consumption[key]) <= Decimal("0.001"), key
 
 
 FAULTY_REGISTRY = """

@@ -159,7 +159,7 @@ def test_monthly_allocation_shares_by_method(example_config: Config, tmp_path: P
     ])  # fmt: skip
     shares = load_allocations(path)
     physical = shares[("forge-a", OCT)]
-    assert physical.share == pytest.approx(11020 / 25100) and physical.source == f"{path}:2"
+    assert physical.share == pytest.approx(11020 / 25100) and physical.source == "alloc.csv:2"
     assert shares[("spring-b", OCT)].share == pytest.approx(4.15 / 22.6)
     assert shares[("heat-c", OCT)].share == 1 and shares[("heat-c", OCT)].method == "dedicated"
     m = electricity_month(example_config)
@@ -281,7 +281,7 @@ def test_restatement_writes_a_new_version_with_a_diff_and_keeps_the_old(
     write_month(config, influx, 10.0)
     first = export_month(config, Store(influx), OCT, out, library)
     assert first.written and first.version == 1 and first.diff_path is None
-    v1 = {p.name: p.read_bytes() for p in first.directory.iterdir()}
+    v1 = {p.name: p.read_bytes() for p in first.directory.rglob("*") if p.is_file()}
 
     write_month(config, influx, 10.004)  # +0.04%: within the 0.1% threshold
     same = export_month(config, Store(influx), OCT, out, library)
@@ -294,7 +294,8 @@ def test_restatement_writes_a_new_version_with_a_diff_and_keeps_the_old(
     assert {r["supplier"] for r in diff} == {"forge-a", "cnc-d"}
     moved = [r for r in diff if r["metric"].endswith("kgco2e")]
     assert moved and all(float(r["change_pct"]) == pytest.approx(5.0) for r in moved)
-    assert {p.name: p.read_bytes() for p in first.directory.iterdir()} == v1  # v1 untouched
+    files = {p.name: p.read_bytes() for p in first.directory.rglob("*") if p.is_file()}
+    assert files == v1  # v1 untouched
     assert json.loads((second.directory / "manifest.json").read_text())["restates"] == 1
 
     # The year's factor gets published: the stored emissions are recomputed (the one emissions
@@ -314,8 +315,10 @@ def test_restatement_writes_a_new_version_with_a_diff_and_keeps_the_old(
     from openpyxl import load_workbook
 
     wb = load_workbook(third.paths[4])
-    assert wb.sheetnames == ["Summary", "Sites", "Data quality & uncertainty", "Factors",
-                             "Detail", "Methodology", "Restatements", "Chart"]  # fmt: skip
+    assert wb.sheetnames == [
+        "Summary", "Sites", "Meter reads", "Detail", "Suppliers (all figures)",
+        "Data quality & uncertainty", "Factors", "Methodology", "Restatements", "Chart",
+    ]  # fmt: skip
     history = [[c.value for c in r] for r in wb["Restatements"].iter_rows(min_row=2)]
     assert [r[0] for r in history if r[4] == "first version"] == [1]
     assert {r[0] for r in history} == {1, 2, 3}
