@@ -500,7 +500,7 @@ def footprint_notifier(config: Config, wait: bool = False) -> Callable[[list[str
 
 
 def cmd_cbam(config: Config, args: argparse.Namespace) -> int:
-    from processing.cbam import installations, write_workbook
+    from processing.cbam import installations, publish_workbook, write_workbook
     from processing.scope3 import Month
 
     first = Month.parse(args.month)
@@ -511,8 +511,14 @@ def cmd_cbam(config: Config, args: argparse.Namespace) -> int:
     if not found:
         say("no installation has products with a CN code: nothing to report")
         return 0
-    out = args.out or config.resolve(config.pact.cbam_dir) / f"cbam-{first}-{last}.xlsx"
-    write_workbook(out, found, year)
+    if args.out:
+        out = write_workbook(args.out, found, year)
+    else:
+        directory = config.resolve(config.pact.cbam_dir) / f"{first}--{last}"
+        out, written = publish_workbook(directory, found, year, first, last,
+                                        config.jobs.restate_threshold_pct)  # fmt: skip
+        if not written:
+            say(f"unchanged since {out.parent.name}: nothing new written")
     for inst in found:
         for g in inst.goods:
             see = "n/a (nothing counted)" if g.see_direct is None else f"{g.see_direct:.3f}"
@@ -800,7 +806,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", help="last month (default: --month)")
     p.add_argument("--year", type=int, help="import year of the defaults compared "
                    "(default: the year of the period)")  # fmt: skip
-    p.add_argument("--out", type=Path, help="workbook path (default: [pact] cbam_dir)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="write one workbook here, unversioned (default: a "
+        "new version under [pact] cbam_dir/FIRST--LAST/ when a figure changed)",
+    )
     p.set_defaults(func=cmd_cbam)
 
     p = sub.add_parser("demo", help="stack → simulate a month → collect → process → export")

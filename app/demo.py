@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from deploy.stack import LocalStack
     from processing.emissions import FactorLibrary
     from processing.export import ExportResult
-    from processing.scope3 import Month
+    from processing.scope3 import Month, MonthFigures
     from simulators.run import SimulationResult
     from supplymeter.store import Store
 
@@ -100,18 +100,19 @@ def _write_kept_config(config: Config, stack: LocalStack, out: Path) -> Path:
 
 
 def _products(config: Config, store: Store, library: FactorLibrary, month: Month,
-              out: Path) -> list[Path]:  # fmt: skip
+              out: Path, figures: MonthFigures | None = None) -> list[Path]:  # fmt: skip
     """Footprints per product (PACT v3, published to a log under ``out``) and the CBAM
-    workbook of the month."""
+    workbook of the month, from the month's ``figures`` as the export computed them."""
     import dataclasses
 
-    from processing.cbam import installations, write_workbook
+    from processing.cbam import installations, publish_workbook
     from processing.footprints import publish_period
 
     pact = config.pact.model_copy(update={"footprints_file": (out / "pact" / "footprints.jsonl")
                                           .resolve()})  # fmt: skip
     cfg = dataclasses.replace(config, services=config.services.model_copy(update={"pact": pact}))
-    published, skipped = publish_period(cfg, store, library, month, month)
+    computed = {month: figures} if figures is not None else None
+    published, skipped = publish_period(cfg, store, library, month, month, computed=computed)
     for pf in published.created:
         c = pf["pcf"]
         say(
@@ -125,8 +126,9 @@ def _products(config: Config, store: Store, library: FactorLibrary, month: Month
         f"  {len(published.created)} PACT v3 footprints: {pact.footprints_file} "
         "(serve them: supplymeter pact serve)"
     )
-    found = installations(cfg, store, library, month, month)
-    path = write_workbook(out / "cbam" / f"cbam-{month}.xlsx", found, month.year)
+    found = installations(cfg, store, library, month, month, computed=computed)
+    path, _ = publish_workbook(out / "cbam" / f"{month}--{month}", found, month.year, month,
+                               month, cfg.jobs.restate_threshold_pct)  # fmt: skip
     for inst in found:
         for g in inst.goods:
             if g.see_direct is None:
@@ -217,7 +219,7 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
             panels = render_all(cfg, store, start_ns, end_ns, out / "dashboards")
             say(f"  rendered {len(panels)} dashboard panels into {out / 'dashboards'}")
             example = [p for p in panels if "pv-generation" in p.name]
-            product_files = _products(cfg, store, library, month, out)
+            product_files = _products(cfg, store, library, month, out, result.figures)
             product_totals = {
                 (s.id, site.id, pid): t.units
                 for s in cfg.registry.suppliers for site in s.sites if site.products

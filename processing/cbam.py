@@ -38,7 +38,7 @@ from pathlib import Path
 from processing.emissions import FactorLibrary
 from processing.footprints import months_between, product_periods
 from processing.products import ProductPeriod
-from processing.scope3 import MeterMonth, Month
+from processing.scope3 import MeterMonth, Month, MonthFigures
 from supplymeter.config import Config, Site, Supplier
 from supplymeter.errors import SupplymeterError
 from supplymeter.store import Store
@@ -163,12 +163,14 @@ def installations(
     config: Config, store: Store, library: FactorLibrary, first: Month, last: Month,
     defaults: dict[str, DefaultValue] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    computed: dict[Month, MonthFigures] | None = None,
 ) -> list[Installation]:  # fmt: skip
-    """Every site with CN-coded products, over ``first``–``last``."""
+    """Every site with CN-coded products, over ``first``–``last`` (``computed``: months this
+    run already computed, taken as they are)."""
     defaults = load_defaults() if defaults is None else defaults
     meters: dict[tuple[str, str], list[MeterMonth]] = {}
     periods = product_periods(config, store, library, months_between(first, last), progress,
-                              meters)  # fmt: skip
+                              meters, computed=computed)  # fmt: skip
     out: dict[tuple[str, str], Installation] = {}
     for pp in periods:
         if not pp.product.cn_code:
@@ -218,6 +220,47 @@ def _num(value: float | None, digits: int = 3) -> float | str:
 
 def _per_t(value: float, tonnes: float) -> float | None:
     return value / tonnes if tonnes > 0 else None
+
+
+def cbam_totals(found: list[Installation]) -> dict[str, dict[str, float | None]]:
+    """What a new CBAM version is judged on, per installation and CN code."""
+    return {
+        f"{inst.supplier.id}/{inst.site.id}/{g.cn_code}": {
+            "tonnes": g.tonnes, "direct_tco2e": g.direct_t, "indirect_tco2e": g.indirect_t,
+            "electricity_mwh": g.electricity_mwh, "see_direct_tco2e_per_t": g.see_direct,
+            "precursors_tco2e": math.fsum(p.embedded_t for p in g.precursors),
+        }
+        for inst in found for g in inst.goods
+    }  # fmt: skip
+
+
+def publish_workbook(
+    directory: Path, found: list[Installation], year: int, first: Month, last: Month,
+    threshold_pct: float, reasons: list[str] | None = None,
+) -> tuple[Path, bool]:  # fmt: skip
+    """The CBAM workbook as a versioned dataset in ``directory`` (the policy of
+    :mod:`processing.versions`, as the scope-3 export): a version is never rewritten; a new
+    one appears only when a figure moved beyond ``threshold_pct`` (or a flag changed), with a
+    diff whose rows carry their reasons. Returns (the standing workbook, written now)."""
+    from processing.versions import differences, latest_manifest, publish
+
+    name = f"cbam-{first}-{last}.xlsx"
+    totals = cbam_totals(found)
+    latest = latest_manifest(directory)
+    diff_rows: list[list[str]] = []
+    why = list(reasons or [])
+    if latest is not None:
+        diff_rows = differences(latest["totals"], totals, threshold_pct)
+        if not diff_rows and latest.get("defaults_year") == year:
+            return directory / f"v{latest['version']}" / name, False
+        if latest.get("defaults_year") != year:
+            why.append(f"defaults compared for imports in {year}")
+    manifest = {"first": str(first), "last": str(last), "totals": totals,
+                "defaults_year": year}  # fmt: skip
+    done = publish(directory, manifest, lambda staging, _v: write_workbook(staging / name, found,
+                                                                           year),
+                   diff_rows, why or (["figures changed"] if diff_rows else []))  # fmt: skip
+    return done.directory / name, True
 
 
 def write_workbook(path: Path, found: list[Installation], year: int) -> Path:

@@ -100,6 +100,9 @@ class ExportResult:
     """The version's files: suppliers, sites, meters, factors CSVs, XLSX, chart, manifest."""
     diff_path: Path | None = None
     reasons: tuple[str, ...] = ()
+    figures: MonthFigures | None = None
+    """The month as computed for this export: footprints and CBAM of the same run take these
+    figures instead of computing the month again."""
 
 
 def previous_month(now_ns: int, tz: str) -> Month:
@@ -676,7 +679,7 @@ def export_month(
             return ExportResult(
                 month, figures.suppliers, figures.sites, figures.meters, figures.factors,
                 latest["version"], False, directory, _paths(directory, month),
-                reasons=tuple(why),
+                reasons=tuple(why), figures=figures,
             )  # fmt: skip
     sheets = tables(figures)
     history = monthly_history(config, store, month, 12)
@@ -708,6 +711,7 @@ def export_month(
     return ExportResult(
         month, figures.suppliers, figures.sites, figures.meters, figures.factors, done.version,
         True, done.directory, _paths(done.directory, month), done.diff_path, tuple(why),
+        figures,
     )  # fmt: skip
 
 

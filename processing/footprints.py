@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 from processing.emissions import EmissionFactor, FactorLibrary
 from processing.export import Inputs, compute_month
 from processing.products import HOURS_PER_YEAR, ProductPeriod, add_month
-from processing.scope3 import MeterMonth, Month
+from processing.scope3 import MeterMonth, Month, MonthFigures
 from supplymeter.calendar import add_years
 from supplymeter.config import Config
 from supplymeter.errors import SupplymeterError
@@ -68,17 +68,21 @@ def product_periods(
     progress: Callable[[int, int, str], None] | None = None,
     meters_out: dict[tuple[str, str], list[MeterMonth]] | None = None,
     inputs: Inputs | None = None,
+    computed: dict[Month, MonthFigures] | None = None,
 ) -> list[ProductPeriod]:  # fmt: skip
     """Every product's period over ``months`` (site-local calendar months); ``meters_out``
     collects the meter-months of each (supplier, site) with products. ``inputs``: the
-    allocation and certificate inputs (``None``: read from the configured files)."""
+    allocation and certificate inputs (``None``: read from the configured files).
+    ``computed``: months already computed in this run (the export's): the same figures,
+    never computed twice."""
     by_id = {f.id: f for f in library.factors}
     periods: dict[tuple[str, str], dict[str, ProductPeriod]] = {}
     # The month figures without their bill reconciliations: footprints use none of them,
     # and each bill would cost its own queries.
     inputs = dataclasses.replace(inputs or Inputs.load(config), bills=[])
     for k, month in enumerate(months):
-        figures = compute_month(config, store, month, library, inputs)
+        figures = (computed or {}).get(month) or compute_month(config, store, month, library,
+                                                                inputs)  # fmt: skip
         for supplier in config.registry.suppliers:
             for site in supplier.sites:
                 if not site.products:
@@ -380,12 +384,12 @@ def _content(pf: dict[str, Any]) -> dict[str, Any]:
 def publish_period(
     config: Config, store: Store, library: FactorLibrary, first: Month, last: Month,
     now: datetime | None = None, progress: Callable[[int, int, str], None] | None = None,
-    inputs: Inputs | None = None,
+    inputs: Inputs | None = None, computed: dict[Month, MonthFigures] | None = None,
 ) -> tuple[Published, list[str]]:  # fmt: skip
     """Compute and publish every product's footprint over ``first``–``last``; returns what
     was published and the products skipped, each with its reason."""
     periods = product_periods(config, store, library, months_between(first, last), progress,
-                              inputs=inputs)  # fmt: skip
+                              inputs=inputs, computed=computed)  # fmt: skip
     factors = {f.id: f for f in library.factors}
     contents, skipped = [], []
     for pp in periods:

@@ -62,6 +62,7 @@ from supplymeter.store import (
 
 if TYPE_CHECKING:
     from processing.export import Inputs
+    from processing.scope3 import MonthFigures
 
 log = logging.getLogger(__name__)
 
@@ -829,7 +830,7 @@ class Jobs:
                                   inputs=inputs)  # fmt: skip
             self.step("export:written")
             done.append(f"{target} v{result.version}{'' if result.written else ' (unchanged)'}"
-                        + self._footprints(target))  # fmt: skip
+                        + self._footprints(target, result.figures))  # fmt: skip
             self.step("export:published")
             if month is None:
                 self.state.last_export_month = str(target)
@@ -848,7 +849,7 @@ class Jobs:
             done.append(
                 f"{month_dir.name} "
                 + (f"restated as v{again.version}" if again.written else "unchanged")
-                + self._footprints(Month.parse(month_dir.name))
+                + self._footprints(Month.parse(month_dir.name), again.figures)
             )
             self.step("restate:published")
         self.state.last_success_ns["export"] = self.clock()
@@ -871,15 +872,17 @@ class Jobs:
             keep("bills.csv", resolve(j.bills_file), load_bills) if j.bills_file else [],
         )  # fmt: skip
 
-    def _footprints(self, month: Month) -> str:
+    def _footprints(self, month: Month, figures: MonthFigures | None = None) -> str:
         """Publish the month's product footprints when the registry has products: a new
-        footprint (deprecating the old) only where the content changed."""
+        footprint (deprecating the old) only where the content changed. ``figures``: the
+        month as the export just computed it (not computed again)."""
         if not any(site.products for s in self.config.registry.suppliers for site in s.sites):
             return ""
         from processing.footprints import publish_period
 
-        published, skipped = publish_period(self.config, self.store, self.library, month, month,
-                                            inputs=self.inputs())  # fmt: skip
+        published, skipped = publish_period(
+            self.config, self.store, self.library, month, month, inputs=self.inputs(),
+            computed={month: figures} if figures is not None else None)  # fmt: skip
         for reason in skipped:
             log.warning("footprints %s: %s", month, reason)
         note = ""

@@ -24,7 +24,7 @@ from supplymeter.errors import SupplymeterError
 from supplymeter.influx import InfluxClient
 from supplymeter.records import Reading, datetime_to_ns
 from supplymeter.store import Store, reading_line
-from tests.conftest import pointed_at, write_config
+from tests.conftest import pointed_at, with_settings, write_config
 
 HOUR = 3600 * 10**9
 
@@ -141,3 +141,51 @@ def test_a_mistyped_default_is_refused(tmp_path: Path) -> None:
                    "7318,bolts,2.707,2.978,3.294,3.519,\n")  # fmt: skip
     with pytest.raises(SupplymeterError, match=r"3\.294"):
         load_defaults(bad)
+
+
+@pytest.mark.integration
+def test_one_computation_of_the_month_feeds_export_footprints_and_cbam_each_versioned(
+    tmp_path: Path, influx: InfluxClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export computes the month once; footprints and CBAM take the same figures. The
+    CBAM workbook is a versioned dataset as the export: a run with nothing changed writes
+    nothing, a changed figure writes v2 beside v1 with a diff naming its reasons."""
+    import csv
+
+    import processing.export as export_module
+    import processing.footprints as footprints_module
+    from processing.cbam import publish_workbook
+    from processing.export import export_month
+    from processing.footprints import publish_period
+
+    config = _config(tmp_path, influx)
+    config = with_settings(config, "pact", footprints_file=tmp_path / "pf.jsonl")
+    store, library = Store(influx), FactorLibrary.load()
+    _month_of_readings(store, library, config)
+    month = Month(2025, 10)
+    computed: list[Month] = []
+    real = export_module.compute_month
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        computed.append(args[2])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(export_module, "compute_month", counting)
+    monkeypatch.setattr(footprints_module, "compute_month", counting)
+    result = export_month(config, store, month, tmp_path / "out", library)
+    figures = {month: result.figures}
+    published, _ = publish_period(config, store, library, month, month, computed=figures)
+    found = installations(config, store, library, month, month, computed=figures)
+    assert computed == [month] and published.created
+    cbam = tmp_path / "cbam" / "2025-10--2025-10"
+    first, written = publish_workbook(cbam, found, 2026, month, month, 0.1)
+    assert written and first.parent.name == "v1"
+    same, written = publish_workbook(cbam, found, 2026, month, month, 0.1)
+    assert not written and same == first
+    found[0].goods[0].precursors.clear()  # e.g. the bar mill's actual value arrives
+    second, written = publish_workbook(cbam, found, 2026, month, month, 0.1,
+                                       ["precursor actual value recorded"])  # fmt: skip
+    assert written and second.parent.name == "v2" and first.exists()
+    diff = list(csv.DictReader((second.parent / "diff-v1.csv").open()))
+    assert {r["metric"] for r in diff} == {"precursors_tco2e", "see_direct_tco2e_per_t"}
+    assert all(r["why"] == "precursor actual value recorded" for r in diff)
