@@ -80,7 +80,7 @@ def check_inputs(config: Config) -> list[str]:
     """Every input file the jobs read besides the TOML — emission factors, allocations,
     certificates — loaded and checked; returns what was checked (raises ConfigError listing
     every problem)."""
-    from processing.scope3 import load_allocations, load_certificates
+    from processing.inputs import load_allocations, load_certificates
 
     problems: list[str] = []
     checked: list[str] = []
@@ -93,7 +93,7 @@ def check_inputs(config: Config) -> list[str]:
         loaders.append(("certificates", lambda: load_certificates(config.resolve(
             j.certificates_file), config.registry), j.certificates_file))  # fmt: skip
     if j.bills_file:
-        from processing.reconcile import load_bills
+        from processing.inputs import load_bills
 
         loaders.append(("bills", lambda: load_bills(config.resolve(j.bills_file)),
                         j.bills_file))  # fmt: skip

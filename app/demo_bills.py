@@ -18,7 +18,8 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from processing.reconcile import BILL_COLUMNS, billed_meters
+from processing.inputs import BILL_COLUMNS
+from processing.reconcile import billed_meters
 from processing.scope3 import Month
 from simulators.ledger import Ledger
 from supplymeter.carriers import CARRIERS

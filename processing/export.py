@@ -35,26 +35,23 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from processing.emissions import EmissionFactor, FactorLibrary
+from processing.inputs import Inputs
 from processing.reconcile import (
     RECONCILIATION_COLUMNS,
     Bill,
     Reconciliation,
     billed_meters,
-    load_bills,
     reconciliation_row,
 )
 from processing.scope3 import (
-    AllocationShare,
-    Certificates,
     DataQuality,
     MeterMonth,
     MeterReads,
@@ -65,8 +62,6 @@ from processing.scope3 import (
     StaleRollup,
     SupplierMonth,
     data_quality,
-    load_allocations,
-    load_certificates,
     meter_month,
     meter_reads,
     registry_share,
@@ -112,43 +107,6 @@ def previous_month(now_ns: int, tz: str) -> Month:
 
 
 # --- computing a month --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """The month's inputs besides the meters: allocation shares and certificates."""
-
-    allocations: dict[tuple[str, Month], AllocationShare]
-    certificates: dict[tuple[str, str, Month], Certificates]
-    bills: list[Bill] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, config: Config) -> Inputs:
-        j = config.jobs
-        return cls(
-            load_allocations(config.resolve(j.allocations_file)) if j.allocations_file else {},
-            load_certificates(config.resolve(j.certificates_file), config.registry)
-            if j.certificates_file else {},
-            load_bills(config.resolve(j.bills_file)) if j.bills_file else [],
-        )  # fmt: skip
-
-    def bills_of(self, month: Month) -> list[Bill]:
-        """The bills whose billing period ends (its last day) in ``month``."""
-        return [b for b in self.bills
-                if Month((b.period_end - timedelta(days=1)).year,
-                         (b.period_end - timedelta(days=1)).month) == month]  # fmt: skip
-
-    def digest(self, month: Month) -> str:
-        """A fingerprint of this month's allocation and certificate rows."""
-        rows = sorted(
-            [repr((k[0], a.method, a.share, a.numerator, a.denominator, a.basis))
-             for k, a in self.allocations.items() if k[1] == month]
-            + [repr((k[0], k[1], c.kwh, c.ids, c.issuer))
-               for k, c in self.certificates.items() if k[2] == month]
-            + [repr((b.supplier, b.site, b.carrier, b.account, b.period_start, b.period_end,
-                     b.billed, b.bill_id)) for b in self.bills_of(month)]
-        )  # fmt: skip
-        return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
 def compute_month(

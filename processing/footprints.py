@@ -29,7 +29,8 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from processing.emissions import EmissionFactor, FactorLibrary
-from processing.export import Inputs, compute_month
+from processing.export import compute_month
+from processing.inputs import Inputs
 from processing.products import HOURS_PER_YEAR, ProductPeriod, add_month
 from processing.scope3 import MeterMonth, Month, MonthFigures
 from supplymeter.calendar import add_years

@@ -61,7 +61,7 @@ from supplymeter.store import (
 )
 
 if TYPE_CHECKING:
-    from processing.export import Inputs
+    from processing.inputs import Inputs
     from processing.scope3 import MonthFigures
 
 log = logging.getLogger(__name__)
@@ -858,9 +858,7 @@ class Jobs:
 
     def inputs(self) -> Inputs:
         """Allocations, certificates and bills, each file at its last good version."""
-        from processing.export import Inputs
-        from processing.reconcile import load_bills
-        from processing.scope3 import load_allocations, load_certificates
+        from processing.inputs import Inputs, load_allocations, load_bills, load_certificates
 
         j, resolve, keep = self.config.jobs, self.config.resolve, self.last_good.load
         return Inputs(

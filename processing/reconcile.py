@@ -20,17 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 
-from processing.scope3 import csv_rows
 from supplymeter.carriers import CARRIERS
 from supplymeter.config import Meter, Site
-from supplymeter.errors import ConfigError
-from supplymeter.files import cell
 from supplymeter.records import datetime_to_ns
-
-BILL_COLUMNS = ("supplier", "site", "carrier", "account", "period_start", "period_end",
-                "billed", "unit", "bill_id")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -55,34 +48,6 @@ class Bill:
         end = datetime(self.period_end.year, self.period_end.month, self.period_end.day,
                        tzinfo=tz)  # type: ignore[arg-type]  # fmt: skip
         return datetime_to_ns(start), datetime_to_ns(end)
-
-
-def load_bills(path: Path) -> list[Bill]:
-    """Bills from a CSV with :data:`BILL_COLUMNS`; every problem reported at once."""
-    bills, problems = [], []
-    for line, row in csv_rows(path, BILL_COLUMNS):
-        where = f"{path}:{line}"
-        try:
-            carrier = CARRIERS.get(row["carrier"])
-            if carrier is None:
-                raise ValueError(f"carrier must be one of {', '.join(CARRIERS)}")
-            if row["unit"] != carrier.unit:
-                raise ValueError(f"unit must be {carrier.unit} for {carrier.name}")
-            start = cell(row, "period_start", date.fromisoformat)
-            end = cell(row, "period_end", date.fromisoformat)
-            if end <= start:
-                raise ValueError("period_end must be after period_start (end is exclusive)")
-            billed = cell(row, "billed", float)
-            if not billed >= 0:
-                raise ValueError("billed must be >= 0")
-            bills.append(Bill(row["supplier"], row["site"], carrier.name, row["account"],
-                              start, end, billed, row["bill_id"],
-                              f"{path.name}:{line}"))  # fmt: skip
-        except (KeyError, ValueError) as exc:
-            problems.append(f"{where}: {exc}")
-    if problems:
-        raise ConfigError(problems)
-    return bills
 
 
 @dataclass(frozen=True)

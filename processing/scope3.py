@@ -12,21 +12,18 @@ registry or the monthly allocation file and shown in the export.
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from processing.emissions import EmissionFactor
 from supplymeter.carriers import CARRIERS
-from supplymeter.config import MeterRef, Registry, Supplier
-from supplymeter.errors import ConfigError, SupplymeterError
-from supplymeter.files import cell
+from supplymeter.config import MeterRef, Supplier
+from supplymeter.errors import SupplymeterError
 from supplymeter.records import MeterTotals, SiteTotals, datetime_to_ns
 
 if TYPE_CHECKING:
@@ -240,8 +237,6 @@ class StaleRollup(SupplymeterError):
 
 # --- allocation ------------------------------------------------------------------------------
 
-ALLOCATION_COLUMNS = ("supplier", "month", "method", "numerator", "denominator", "unit", "basis")
-
 
 @dataclass(frozen=True)
 class AllocationShare:
@@ -266,62 +261,7 @@ def registry_share(supplier: Supplier) -> AllocationShare:
                            a.unit)  # fmt: skip
 
 
-def csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
-    """(line number, row) of a CSV input file whose header must hold ``columns``."""
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        missing = set(columns) - set(reader.fieldnames or ())
-        if missing:
-            raise ConfigError([f"{path}: missing columns {sorted(missing)}"])
-        return list(enumerate(reader, start=2))
-
-
-def load_allocations(path: Path) -> dict[tuple[str, Month], AllocationShare]:
-    """Monthly shares from a CSV (columns :data:`ALLOCATION_COLUMNS`); share = numerator /
-    denominator, 1 for ``dedicated``. Every problem is reported at once (ConfigError)."""
-    out: dict[tuple[str, Month], AllocationShare] = {}
-    problems: list[str] = []
-    for line, row in csv_rows(path, ALLOCATION_COLUMNS):
-        where = f"{path}:{line}"
-        try:
-            month = cell(row, "month", Month.parse)
-            method = row["method"]
-            if method not in ("physical", "economic", "dedicated"):
-                raise ValueError("method must be physical, economic or dedicated")
-            if method == "dedicated":
-                num = den = None
-                share = 1.0
-            else:
-                num, den = cell(row, "numerator", float), cell(row, "denominator", float)
-                if not (num >= 0 and den > 0 and num <= den):
-                    raise ValueError("need 0 <= numerator <= denominator, denominator > 0")
-                share = num / den
-            key = (row["supplier"], month)
-            if key in out:
-                raise ValueError(f"{row['supplier']} {month} appears twice")
-            out[key] = AllocationShare(method, share, row["basis"], f"{path.name}:{line}", num,
-                                       den, row["unit"])  # fmt: skip
-        except (ValueError, KeyError) as exc:
-            problems.append(f"{where}: {exc}")
-    if problems:
-        raise ConfigError(problems)
-    return out
-
-
 # --- market-based: PV self-consumption and certificates -------------------------------------
-
-CERTIFICATE_COLUMNS = ("supplier", "site", "month", "kwh", "certificate_ids", "issuer")
-CERTIFICATE_ATTRIBUTES = (
-    "generation_start", "generation_end", "technology", "facility", "retired_on", "beneficiary",
-)  # fmt: skip
-"""What a certificate must say to count (GHG Protocol Scope 2 Guidance, 2015, ch. 7.1, Scope 2
-Quality Criteria: the generation it stands for — vintage, technology, facility — and its
-retirement on behalf of the consumer). Optional columns in the file: a retired row without
-them is listed, not applied. A ``use`` column says ``retired`` (the default: claimed for this
-site's consumption) or ``sold`` (issued for this site's own PV and sold to someone else)."""
-T_REC_KWH = 1000.0
-"""One T-REC stands for 1,000 kWh (BSMI National Renewable Energy Certification Center,
-Taiwan)."""
 
 
 @dataclass(frozen=True)
@@ -341,65 +281,6 @@ class Certificates:
     buyer of the certificates, so the site cannot also claim them as self-consumed
     renewable electricity (no double counting). [kWh]"""
     issues: tuple[str, ...] = ()
-
-
-def _certificate_issues(row: dict[str, str], month: Month, supplier: Supplier | None) -> list[str]:
-    """Why a retired row cannot count (empty: it counts)."""
-    missing = [c for c in CERTIFICATE_ATTRIBUTES if not (row.get(c) or "").strip()]
-    if missing:
-        return [f"missing {', '.join(missing)}"]
-    issues = []
-    start = date.fromisoformat(row["generation_start"].strip())
-    end = date.fromisoformat(row["generation_end"].strip())
-    if end < start:
-        raise ValueError("generation_end is before generation_start")
-    if not start.year <= month.year <= end.year:
-        issues.append(f"vintage {start}–{end} outside {month.year}")
-    date.fromisoformat(row["retired_on"].strip())
-    beneficiary = row["beneficiary"].strip()
-    if supplier is not None and beneficiary not in (supplier.id, supplier.name):
-        issues.append(f"retired for {beneficiary!r}, not {supplier.id}")
-    return issues
-
-
-def load_certificates(
-    path: Path, registry: Registry | None = None
-) -> dict[tuple[str, str, Month], Certificates]:
-    """Certificates per site and month from a CSV (columns :data:`CERTIFICATE_COLUMNS`, and
-    :data:`CERTIFICATE_ATTRIBUTES` to be applied). A T-REC row must be whole certificates."""
-    out: dict[tuple[str, str, Month], Certificates] = {}
-    problems: list[str] = []
-    for line, row in csv_rows(path, CERTIFICATE_COLUMNS):
-        try:
-            kwh = cell(row, "kwh", float)
-            if not kwh > 0:
-                raise ValueError("kwh must be > 0")
-            issuer = row["issuer"]
-            if ("T-REC" in issuer or "Renewable Energy Certification Center" in issuer) and (
-                    kwh % T_REC_KWH):  # fmt: skip
-                raise ValueError(f"{kwh:g} kWh is not whole T-RECs of {T_REC_KWH:g} kWh")
-            month = cell(row, "month", Month.parse)
-            key = (row["supplier"], row["site"], month)
-            use = (row.get("use") or "retired").strip()
-            if use not in ("retired", "sold"):
-                raise ValueError("use must be retired or sold")
-            supplier = registry.supplier(row["supplier"]) if registry else None
-            issues = [] if use == "sold" else _certificate_issues(row, month, supplier)
-            prev = out.get(key) or Certificates(0.0, "", issuer, "")
-            applied = kwh if use == "retired" and not issues else 0.0
-            ids = ";".join(x for x in (prev.ids, row["certificate_ids"]) if x)
-            out[key] = Certificates(
-                prev.kwh + applied, ids, issuer,
-                f"{path.name}:{line}" if not prev.source else f"{prev.source},{line}",
-                rejected_kwh=prev.rejected_kwh + (kwh if use == "retired" and issues else 0.0),
-                sold_kwh=prev.sold_kwh + (kwh if use == "sold" else 0.0),
-                issues=prev.issues + tuple(f"line {line}: {i}" for i in issues),
-            )  # fmt: skip
-        except (ValueError, KeyError) as exc:
-            problems.append(f"{path}:{line}: {exc}")
-    if problems:
-        raise ConfigError(problems)
-    return out
 
 
 @dataclass(frozen=True)

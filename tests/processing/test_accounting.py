@@ -13,16 +13,10 @@ import pytest
 
 from processing.emissions import FactorLibrary, emissions_for
 from processing.export import export_month
+from processing.inputs import load_allocations, load_certificates
 from processing.jobs import rebuild_site_hours, restate_emissions
 from processing.rollup import HOUR_NS
-from processing.scope3 import (
-    Certificates,
-    Month,
-    load_allocations,
-    load_certificates,
-    site_month,
-    supplier_month,
-)
+from processing.scope3 import Certificates, Month, site_month, supplier_month
 from processing.sitehours import SiteHourInputs, site_hours
 from supplymeter.config import Config
 from supplymeter.errors import ConfigError

@@ -13,8 +13,8 @@ from openpyxl import load_workbook
 
 from processing.emissions import FactorLibrary, emissions_for
 from processing.export import export_month
+from processing.inputs import load_bills
 from processing.jobs import rebuild_site_hours
-from processing.reconcile import load_bills
 from processing.scope3 import Month
 from supplymeter.config import Config
 from supplymeter.errors import ConfigError
