@@ -650,7 +650,8 @@ def export_month(
         for name, (columns, rows) in sheets.items():  # reconciliation too, when bills exist
             _write_csv(staging / f"scope3-{month}-{name}.csv", columns, rows)
         write_chart(paths[5], month, history, [s.id for s in config.registry.suppliers])
-        write_hourly(config, store, month, staging / "hourly")
+        if len(config.registry.meters()) <= config.jobs.hourly_csv_max_meters:
+            write_hourly(config, store, month, staging / "hourly")
         write_xlsx(paths[4], figures, sheets, paths[5], version, diff_rows, why,
                    base_year_policy(config),
                    version_rows(month_dir, diff_rows, why))  # fmt: skip
