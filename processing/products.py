@@ -200,6 +200,14 @@ class ProductPeriod:
                      for k in range(3))  # fmt: skip
 
 
+def _ratings(used: list[EmissionFactor], year: int) -> tuple[float, float, float]:
+    """(technological, temporal, geographical) of the factors behind one energy figure: the
+    worst of each (3 where a factor gives none, or none is known)."""
+    return (max((f.dqr_technological or 3 for f in used), default=3),
+            max((temporal_rating(year, f.year) for f in used), default=3),
+            max((f.dqr_geographical or 3 for f in used), default=3))  # fmt: skip
+
+
 def add_month(
     periods: dict[str, ProductPeriod], supplier: Supplier, site: Site, month: str,
     meters: Iterable[MeterMonth], units: dict[str, tuple[float, float]],
@@ -234,9 +242,7 @@ def add_month(
         site_kg += kg
         estimated_kg = kg * (m.estimated / m.consumption) if m.consumption > 0 else 0.0
         used = [factors[f] for f in m.factor_ids if f in factors]
-        rating = (max((f.dqr_technological or 3 for f in used), default=3),
-                  max((temporal_rating(year, f.year) for f in used), default=3),
-                  max((f.dqr_geographical or 3 for f in used), default=3))  # fmt: skip
+        rating = _ratings(used, year)
         unattributed += kg * share.unattributed
         for pid, fraction in share.shares.items():
             pp = periods[pid]
@@ -258,9 +264,7 @@ def add_month(
         split = _overhead_split(site, counted)
         unattributed += kg * max(0.0, 1 - math.fsum(split.values()))
         used = [factors[f] for f in electricity.factor_ids if f in factors]
-        rating = (max((f.dqr_technological or 3 for f in used), default=3),
-                  max((temporal_rating(year, f.year) for f in used), default=3),
-                  max((f.dqr_geographical or 3 for f in used), default=3))  # fmt: skip
+        rating = _ratings(used, year)
         for pid, fraction in split.items():
             pp = periods[pid]
             pp.energy["electricity"] = pp.energy.get("electricity", 0.0) + kwh * fraction

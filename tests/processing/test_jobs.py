@@ -275,22 +275,11 @@ def test_the_2025_factors_by_use_restate_a_provisional_2025_month(
     industry factor (0.466) for electricity and NG2's heating value for heat-c's gas (its gas
     bill's type), hand-computed."""
 
-    shipped = Path(jobs_module.__file__).parent / "data" / "emission_factors.csv"
-    text = shipped.read_text("utf-8").splitlines(keepends=True)
-    factors = tmp_path / "factors.csv"
-    factors.write_text("".join(line for line in text if ",2025," not in line), "utf-8")
     registry = SMALL_REGISTRY.replace(
         'id = "plant-1"\n', 'id = "plant-1"\n  factor_use = { natural_gas = "NG2" }\n', 1
     )
-    config = with_settings(make_config(registry), "jobs", export_day=1, export_hour=0,
-                           export_dir=tmp_path / "exports", factors_file=factors)  # fmt: skip
-    store = Store(influx)
-    month = Month(2025, 3)
+    config, store, factors, text, month = factor_case(make_config, influx, tmp_path, registry)
     start, end = month.bounds(TPE)
-    store.write([consumption_line(HourlyConsumption(
-        *ref.key, ref.meter.carrier, ref.unit, hour, 10.0, 1.0, 4))
-        for ref in config.registry.meters() if ref.supplier.id == "forge-a"
-        for hour in range(start, end, HOUR_NS)])  # fmt: skip
     jobs, now, v1 = provisional_export(config, store, month, tmp_path / "exports")
     hours = 744
     assert v1 and v1["totals"]["forge-a"]["provisional"] is True
@@ -409,16 +398,18 @@ class FlakyStore(Store):
 
 
 def factor_case(
-    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
-) -> tuple[Config, FlakyStore, Path, list[str], Month]:
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path,
+    registry: str = SMALL_REGISTRY,
+) -> tuple[Config, FlakyStore, Path, list[str], Month]:  # fmt: skip
     """March 2025 of forge-a stored at 10 kWh / 10 m³ an hour, with a factor file from before
     the 2025 announcement (the 2024 grid factor, 0.474, stands in: provisional)."""
     shipped = Path(jobs_module.__file__).parent / "data" / "emission_factors.csv"
     text = shipped.read_text("utf-8").splitlines(keepends=True)
     factors = tmp_path / "factors.csv"
     factors.write_text("".join(line for line in text if ",2025," not in line), "utf-8")
-    config = with_settings(make_config(), "jobs", export_day=1, export_hour=0, retry_delay_s=0,
-                           export_dir=tmp_path / "exports", factors_file=factors)  # fmt: skip
+    config = with_settings(make_config(registry), "jobs", export_day=1, export_hour=0,
+                           retry_delay_s=0, export_dir=tmp_path / "exports",
+                           factors_file=factors)  # fmt: skip
     store = FlakyStore(influx)
     month = Month(2025, 3)
     start, end = month.bounds(TPE)
