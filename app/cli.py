@@ -612,7 +612,7 @@ def cmd_dashboards(config: Config, args: argparse.Namespace) -> int:
         start, end = local_bounds(month, config.jobs.timezone)
         with open_store(config) as store:
             paths = render_all(config, store, start, end, args.out)
-        say(f"rendered {len(paths)} panels for {month} into {args.out}")
+        say(f"rendered {len(paths)} dashboards for {month} into {args.out}")
         return 0
     plan = dash.push(config, dash.connect(config), dry_run=args.dry_run)
     for line in plan:

@@ -216,9 +216,12 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
             result = export_month(cfg, store, month, out, library)
             from dashboards.render import render_all
 
-            panels = render_all(cfg, store, start_ns, end_ns, out / "dashboards")
-            say(f"  rendered {len(panels)} dashboard panels into {out / 'dashboards'}")
-            example = [p for p in panels if "pv-generation" in p.name]
+            pngs = render_all(cfg, store, start_ns, end_ns, out / "dashboards")
+            say(
+                f"  rendered {len(pngs)} dashboards into {out / 'dashboards'}: "
+                + ", ".join(p.name for p in pngs)
+            )
+            example = [p for p in pngs if p.name == "sm-supplier.png"]
             product_files = _products(cfg, store, library, month, out, result.figures)
             product_totals = {
                 (s.id, site.id, pid): t.units
@@ -242,8 +245,8 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
             f"{args.samples / 'sample-product-footprint.json'}"
         )
         if example:
-            shutil.copyfile(example[0], args.samples / "dashboard-panel-example.png")
-            say(f"  sample panel: {args.samples / 'dashboard-panel-example.png'}")
+            shutil.copyfile(example[0], args.samples / "dashboard-example.png")
+            say(f"  sample dashboard: {args.samples / 'dashboard-example.png'}")
     if args.keep_stack and started_stack and not args.use_stack:
         kept = _write_kept_config(config, stack, out)
         say(f"  stack left running; explore it with: supplymeter -c {kept} ...; "

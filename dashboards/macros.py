@@ -20,7 +20,8 @@ from supplymeter.records import datetime_to_ns, ns_to_datetime
 _UNITS = {"m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400, "M": 30 * 86_400, "y": 365 * 86_400}
 
 
-def _span_s(text: str) -> int:
+def span_s(text: str) -> int:
+    """Seconds of a Grafana relative span (``7d``, ``13M``: a month counted as 30 days)."""
     match = re.fullmatch(r"(\d+)([mhdwMy])", text)
     if not match:
         raise ValueError(f"unsupported relative time {text!r}")
@@ -38,7 +39,7 @@ def panel_range(panel: dict[str, Any], start_ns: int, end_ns: int, tz: str) -> t
             first = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
             start_ns = datetime_to_ns(first)
         else:
-            start_ns = end_ns - _span_s(time_from) * 10**9
+            start_ns = end_ns - span_s(time_from) * 10**9
     shift = panel.get("timeShift")
     if shift:
         if shift.endswith("y"):  # calendar years, as Grafana does
@@ -50,7 +51,7 @@ def panel_range(panel: dict[str, Any], start_ns: int, end_ns: int, tz: str) -> t
 
             start_ns, end_ns = back(start_ns), back(end_ns)
         else:
-            delta = _span_s(shift) * 10**9
+            delta = span_s(shift) * 10**9
             start_ns, end_ns = start_ns - delta, end_ns - delta
     return start_ns, end_ns
 

@@ -23,7 +23,7 @@ from dashboards.render import render_all
 from processing.alerts import Event, IncidentBook, alert_lines
 from processing.detect import Condition
 from processing.emissions import FactorLibrary
-from processing.export import export_month, previous_month
+from processing.export import ExportResult, export_month, previous_month
 from processing.jobs import run_rollup
 from processing.scope3 import Month
 from simulators.run import simulate
@@ -33,6 +33,7 @@ from supplymeter.influx import InfluxClient
 from supplymeter.records import datetime_to_ns
 from supplymeter.store import Store
 from tests.conftest import pointed_at, with_settings, write_config
+from tests.dashboards.consistency import compare, undeclared
 from tests.helpers import wait_until
 
 TPE = ZoneInfo("Asia/Taipei")
@@ -231,7 +232,7 @@ allocation = { method = "physical", share = 0.65 }
 @pytest.fixture(scope="module")
 def filled(
     tmp_path_factory: pytest.TempPathFactory, influx_server: Any
-) -> Iterator[tuple[Config, InfluxClient, int, int]]:
+) -> Iterator[tuple[Config, InfluxClient, int, int, dict[str, ExportResult]]]:
     """Five weeks up to now and two days a year ago, through broker, collector (with its
     self-metrics), rollup, monthly export and an alert."""
     from deploy.stack import Mosquitto, free_port
@@ -267,22 +268,24 @@ def filled(
         last = previous_month(now, "Asia/Taipei")
         this = Month(datetime.fromtimestamp(now / 1e9, TPE).year,
                      datetime.fromtimestamp(now / 1e9, TPE).month)  # fmt: skip
-        for month in (last, this):
-            export_month(config, Store(client), month, tmp / "exports", library)
+        a_year_ago = Month(this.year - 1, this.month)
+        exports = {str(month): export_month(config, Store(client), month, tmp / "exports",
+                                            library)
+                   for month in (a_year_ago, last, this)}  # fmt: skip
         condition = Condition("spike", "cnc-d", "tainan-1", "main", 30.0, 10.0, "kWh",
                               now - 15 * 60 * 10**9, now, "+200%")  # fmt: skip
         [event] = IncidentBook(tmp / "b.json").update([condition], now, 24, 60, 3)
         client.write_lines(alert_lines(Event("open", now, event.incidents)))
-        yield config, client, datetime_to_ns(start), time.time_ns()
+        yield config, client, datetime_to_ns(start), time.time_ns(), exports
     finally:
         client.execute("DROP DATABASE dashboards")
         broker.stop()
 
 
 def test_every_panel_query_runs_and_returns_data(
-    filled: tuple[Config, InfluxClient, int, int],
+    filled: tuple[Config, InfluxClient, int, int, dict[str, ExportResult]],
 ) -> None:
-    config, client, _, now = filled
+    config, client, _, now, _ = filled
     failures = []
     checked = 0
     for dashboard in all_dashboards(config):
@@ -304,24 +307,56 @@ def test_every_panel_query_runs_and_returns_data(
 
 
 def test_panels_with_one_supplier_site_and_meter_selected(
-    filled: tuple[Config, InfluxClient, int, int],
+    filled: tuple[Config, InfluxClient, int, int, dict[str, ExportResult]],
 ) -> None:
-    config, client, start, now = filled
+    config, client, start, now, _ = filled
     [supplier] = [d for d in all_dashboards(config) if d["uid"] == "sm-supplier"]
-    chosen = {"supplier": ["cnc-d"], "site": ["tainan-1"], "meter": ["main"]}
-    power = supplier["panels"][0]
-    [series] = client.query(substitute(power["targets"][0]["query"], start, now, "1h", chosen))
-    assert series.tags == {"meter": "main"} and len(series.values) > 24 * 30
+    [variable] = [v for v in supplier["templating"]["list"] if v["name"] == "supplier"]
+    assert variable["current"]["value"] == "cnc-d" and not variable["includeAll"]
+    chosen = {"supplier": ["cnc-d"], "site": ["tainan-1"], "meter": ["$__all"]}
+    [power] = [p for p in supplier["panels"] if p["title"].startswith("$supplier — power")]
+    result = client.query(substitute(power["targets"][0]["query"], start, now, "1h", chosen))
+    # consumption meters only, each named by supplier, site and meter: never averaged
+    assert [s.tags for s in result] == [{"supplier": "cnc-d", "site": "tainan-1", "meter": "main"}]
+    assert len(result[0].values) > 24 * 30
 
 
-def test_render_writes_pngs_of_the_chartable_panels(
-    filled: tuple[Config, InfluxClient, int, int], tmp_path: Path
+def test_every_month_figure_on_every_dashboard_equals_the_export(
+    filled: tuple[Config, InfluxClient, int, int, dict[str, ExportResult]],
 ) -> None:
-    config, client, start, now = filled
+    config, client, _, now, exports = filled
+    failures, compared = compare(config, Store(client), now, exports)
+    assert not failures, "\n".join(failures)
+    assert compared >= 20
+
+
+def test_a_month_panel_without_its_export_figure_is_found(example_config: Config) -> None:
+    from dashboards import model
+
+    assert undeclared(example_config) == []
+
+    def extra(config: Config) -> model.Built:
+        b = model.Builder("ds")
+        b.add("Gas this month", "bargauge", [model.q("A", 'SELECT sum("volume_m3") FROM x')],
+              timeFrom="now/M")  # fmt: skip
+        return model._dashboard("sm-extra", "extra", b)
+
+    original = model.BUILDERS
+    model.BUILDERS = (*original, extra)
+    try:
+        assert undeclared(example_config) == ["sm-extra / Gas this month"]
+    finally:
+        model.BUILDERS = original
+
+
+def test_render_writes_one_png_per_dashboard(
+    filled: tuple[Config, InfluxClient, int, int, dict[str, ExportResult]], tmp_path: Path
+) -> None:
+    config, client, start, now, _ = filled
     paths = render_all(config, Store(client), start, now, tmp_path)
-    names = {p.name.split("-")[0] + "-" + p.name.split("-")[1] for p in paths}
-    assert names == {"sm-overview", "sm-supplier", "sm-scope3", "sm-ingest"}
-    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths) and len(paths) >= 14
+    assert [p.name for p in paths] == ["sm-overview.png", "sm-supplier.png", "sm-scope3.png",
+                                       "sm-ingest.png"]  # fmt: skip
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
 
 
 def test_dashboards_are_stable_and_uniquely_identified(example_config: Config) -> None:
