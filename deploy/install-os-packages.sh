@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the servers supplymeter runs locally (Debian/Ubuntu packages) when they are missing:
 #   mosquitto  (Mosquitto 2 broker)    influxdb  (InfluxDB 1.x, the v1 HTTP API)
+#   nodejs, npm (the test that checks the dashboards against Grafana's published schema)
 # and python3-venv when Python's venv cannot bootstrap pip.
 set -euo pipefail
 
@@ -9,6 +10,8 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/
 missing=()
 have mosquitto || missing+=(mosquitto)
 have influxd || missing+=(influxdb)
+have node || missing+=(nodejs)
+have npm || missing+=(npm)
 python3 -c "import ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
