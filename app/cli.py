@@ -603,6 +603,26 @@ def cmd_dashboards(config: Config, args: argparse.Namespace) -> int:
         for path in dash.export(config, args.dir or Path("deploy/compose/grafana/dashboards")):
             say(f"wrote {path}")
         return 0
+    if args.action == "provision":
+        out = args.out if args.out != Path("out/dashboards") else Path("out/grafana")
+        for path in dash.provision(config, out, args.reader, args.dashboards_path):
+            say(f"wrote {path}")
+        say(f"copy {out / 'dashboards'}/*.json to {args.dashboards_path} and the provisioning "
+            f"files into Grafana's provisioning directory; Grafana needs "
+            f"{dash.READER_PASSWORD_ENV} in its environment (docs/operations.md)")  # fmt: skip
+        return 0
+    if args.action == "reader":
+        password = os.environ.get(dash.READER_PASSWORD_ENV, "")
+        if not password:
+            raise ConfigError([f"{dash.READER_PASSWORD_ENV} is not set (the read-only user's "
+                               "password, also given to Grafana)"])  # fmt: skip
+        from app.common import open_influx
+
+        with open_influx(config) as client:
+            client.create_reader(args.reader, password)
+        say(f"InfluxDB user {args.reader!r} can read {config.influxdb.database!r} and nothing "
+            "else")  # fmt: skip
+        return 0
     if args.action == "render":
         from dashboards.macros import local_bounds
         from dashboards.render import render_all
@@ -762,11 +782,27 @@ def build_parser() -> argparse.ArgumentParser:
             help="run the scheduled jobs (rollup with late data, events and factors; "
             "alerts; export and restatements; dashboards push) until interrupted",
         ).set_defaults(func=cmd_scheduler)
-    p = sub.add_parser("dashboards", help="Grafana dashboards: push, export, render")
-    p.add_argument("action", choices=("push", "export", "render"))
+    p = sub.add_parser(
+        "dashboards",
+        help="Grafana dashboards: push, export, render, provision (files for the buyer's "
+        "Grafana), reader (a read-only InfluxDB user for it)",
+    )
+    p.add_argument("action", choices=("push", "export", "render", "provision", "reader"))
+    p.add_argument(
+        "--reader",
+        default="grafana",
+        help="provision/reader: the read-only InfluxDB user (default grafana)",
+    )
+    p.add_argument("--dashboards-path", default="/var/lib/grafana/dashboards/supplymeter",
+                   help="provision: where Grafana reads the dashboard JSON files")  # fmt: skip
     p.add_argument("dir", nargs="?", type=Path, help="export: target directory")
     p.add_argument("--dry-run", action="store_true", help="push: show what would change")
-    p.add_argument("--out", type=Path, default=Path("out/dashboards"), help="render: PNG dir")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/dashboards"),
+        help="render: PNG dir; provision: output dir (default out/grafana)",
+    )
     p.add_argument("--month", help="render: YYYY-MM (default last month)")
     p.set_defaults(func=cmd_dashboards)
 

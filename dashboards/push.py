@@ -118,6 +118,52 @@ def _secure(config: Config) -> dict[str, Any]:
     return {}
 
 
+READER_PASSWORD_ENV = "SUPPLYMETER_GRAFANA_READER_PASSWORD"
+"""Where the read-only InfluxDB user's password comes from: set for ``dashboards reader`` and
+in Grafana's environment (its provisioning files expand ``${…}``)."""
+
+
+def provision(
+    config: Config, out: Path, reader: str = "grafana",
+    dashboards_path: str = "/var/lib/grafana/dashboards/supplymeter",
+) -> list[Path]:  # fmt: skip
+    """Grafana file provisioning for the buyer's Grafana, to drop into its configuration:
+    ``provisioning/datasources/supplymeter.yaml`` (the InfluxDB datasource as the read-only
+    user ``reader``, password from ``${SUPPLYMETER_GRAFANA_READER_PASSWORD}``),
+    ``provisioning/dashboards/supplymeter.yaml`` (a file provider reading
+    ``dashboards_path``) and ``dashboards/<uid>.json`` (to copy to that path)."""
+    import yaml
+
+    ds = datasource(config)
+    source = {
+        "apiVersion": 1,
+        "datasources": [{
+            "name": ds["name"], "uid": ds["uid"], "type": ds["type"], "access": ds["access"],
+            "url": ds["url"], "user": reader, "jsonData": ds["jsonData"],
+            "secureJsonData": {"password": "${" + READER_PASSWORD_ENV + "}"},
+            "editable": False,
+        }],
+    }  # fmt: skip
+    g = config.grafana
+    provider = {
+        "apiVersion": 1,
+        "providers": [{
+            "name": "supplymeter", "folder": g.folder, "folderUid": g.folder_uid, "type": "file",
+            "disableDeletion": True, "allowUiUpdates": False, "updateIntervalSeconds": 60,
+            "options": {"path": dashboards_path},
+        }],
+    }  # fmt: skip
+    head = "# written by `supplymeter dashboards provision`; see docs/operations.md\n"
+    paths = []
+    for rel, content in (("provisioning/datasources/supplymeter.yaml", source),
+                         ("provisioning/dashboards/supplymeter.yaml", provider)):  # fmt: skip
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(head + yaml.safe_dump(content, sort_keys=False))
+        paths.append(path)
+    return paths + export(config, out / "dashboards")
+
+
 def export(config: Config, directory: Path) -> list[Path]:
     """Write every dashboard as ``<uid>.json`` for Grafana's file provisioning."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -198,9 +198,12 @@ class InfluxDB(Server):
 
     name = "influxd"
 
-    def __init__(self, *, root: Path, port: int, rpc_port: int) -> None:
+    def __init__(self, *, root: Path, port: int, rpc_port: int, auth: bool = False) -> None:
+        """``auth``: HTTP authentication on (a first admin user is then created through the
+        API, as on a production server)."""
         super().__init__(root=root, port=port)
         self.rpc_port = rpc_port
+        self.auth = auth
 
     @property
     def url(self) -> str:
@@ -235,7 +238,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 [http]
   enabled = true
   bind-address = "127.0.0.1:{self.port}"
-  auth-enabled = false
+  auth-enabled = {"true" if self.auth else "false"}
   log-enabled = false
   max-row-limit = 0
   max-body-size = 0

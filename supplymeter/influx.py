@@ -41,6 +41,11 @@ def quote_ident(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def quote_string(value: str) -> str:
+    """An InfluxQL string literal: ``'it\\'s'``."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def rfc3339(ts: datetime) -> str:
     """A UTC timestamp literal for an InfluxQL ``WHERE time ...`` clause."""
     if ts.tzinfo is None:
@@ -236,6 +241,25 @@ class InfluxClient:
         for result in json.loads(resp.data).get("results", []):
             if "error" in result:
                 raise RequestRejected(f"cannot create database: {result['error']}")
+
+    def create_reader(self, user: str, password: str) -> None:
+        """A user that can only read this database (InfluxDB 1.x ``CREATE USER`` + ``GRANT
+        READ``), e.g. for Grafana: it cannot write, delete or see other databases. An existing
+        user gets the new password and the grant. Needs an admin connection when the server
+        has ``auth-enabled``."""
+        if not user or not password:
+            raise ValueError("a reader needs a user name and a password")
+        statements = [
+            f"CREATE USER {quote_ident(user)} WITH PASSWORD {quote_string(password)}",
+            f"SET PASSWORD FOR {quote_ident(user)} = {quote_string(password)}",
+            f"GRANT READ ON {quote_ident(self.database)} TO {quote_ident(user)}",
+        ]
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        for statement in statements:  # in the body: a password never sits in a logged URL
+            resp = self._request("POST", "/query", {}, urlencode({"q": statement}).encode(), form)
+            for result in json.loads(resp.data).get("results", []):
+                if "error" in result and "already exists" not in result["error"]:
+                    raise RequestRejected(f"cannot create reader {user!r}: {result['error']}")
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         """Block until ``/ping`` answers, or raise :class:`SourceUnavailable`."""
