@@ -19,6 +19,7 @@ from processing.export import ExportResult
 from processing.scope3 import Month
 from supplymeter import store as schema
 from supplymeter.config import Config
+from supplymeter.records import ns_to_datetime
 from supplymeter.store import Store
 
 TOLERANCE = 0.001
@@ -89,11 +90,13 @@ def panel_values(
 def compare(
     config: Config, store: Store, now_ns: int, exports: dict[str, ExportResult]
 ) -> tuple[list[str], int]:
-    """Failures (one line each) and the number of figures compared."""
+    """Failures (one line each) and the number of figures compared. ``now_ns``: the
+    dashboards' "now" (month to date is its month); ``exports``: by ``YYYY-MM``, every month
+    exported (a month panel's month missing here must show nothing)."""
     tz = config.jobs.timezone
     zone = ZoneInfo(tz)
-    this = Month(*(int(x) for x in datetime.fromtimestamp(now_ns / 1e9, zone).strftime(
-        "%Y %m").split()))  # fmt: skip
+    local_now = ns_to_datetime(now_ns - 1).astimezone(zone)  # "now" is inside the range
+    this = Month(local_now.year, local_now.month)
     failures: list[str] = []
     compared = 0
     for b in built(config):
@@ -120,9 +123,9 @@ def compare(
                 else:
                     months = sorted(exports)
                 for month in months:
-                    result = exports[month]
                     table = "sites" if figure.table == "sites" else "suppliers"
-                    rows = export_rows(result, table)
+                    # a month never exported has no figure: its panel must show none
+                    rows = export_rows(exports[month], table) if month in exports else []
                     if "supplier" in variables and variables["supplier"] != ALL:
                         rows = [r for r in rows if r["supplier"] in variables["supplier"]]
                     for name, column in figure.columns.items():

@@ -25,6 +25,7 @@ from supplymeter.influx import InfluxClient
 from supplymeter.records import Reading
 from supplymeter.store import HOUR_NS, Store, reading_line
 from tests.conftest import with_settings
+from tests.dashboards.consistency import compare
 
 pytestmark = pytest.mark.integration
 
@@ -165,3 +166,8 @@ def test_purchased_electricity_is_the_grid_meter_everywhere(
     assert blank.site_kgco2e == pytest.approx(location, abs=1e-3)
     assert blank.gate_kgco2e == pytest.approx(location, abs=1e-3)
     assert blank.electricity_kwh == pytest.approx(74_400 + unmetered, abs=1e-3)
+
+    # Every month figure on the dashboards, "now" the month's last millisecond: the same numbers.
+    failures, compared = compare(config, store, end - 10**6, {str(OCT): result})
+    assert not failures, "\n".join(failures)
+    assert compared >= 12
