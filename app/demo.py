@@ -216,6 +216,7 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
             result = export_month(cfg, store, month, out, library)
             from dashboards.render import render_all
 
+            shutil.rmtree(out / "dashboards", ignore_errors=True)  # no stale renders beside
             pngs = render_all(cfg, store, start_ns, end_ns, out / "dashboards")
             say(
                 f"  rendered {len(pngs)} dashboards into {out / 'dashboards'}: "

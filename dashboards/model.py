@@ -332,7 +332,7 @@ def _supplier_detail(config: Config) -> Built:
         '"PV self-consumed kWh", sum("consumption_kwh") AS "metered consumption kWh", '
         'sum("unmetered_kwh") AS "unmetered kWh", sum("location_kgco2e") AS '
         f'"location-based kgCO2e" FROM "{sh}" WHERE {sites} GROUP BY "supplier", "site"'),
-        fmt="table")], w=24, h=6, timeFrom="now/M",
+        fmt="table")], w=24, h=4, timeFrom="now/M",
         no_data="No stored site-hours this month: has the rollup run?",
         description="From the stored site-hours. Purchased: the grid meter's import (inferred "
                     "from the consumption meters without one). Unmetered: import + PV "
@@ -449,7 +449,7 @@ def _ingest(config: Config) -> Built:
         # raw points (one per stats_interval_s): a derivative needs two per bucket otherwise
         f'SELECT non_negative_derivative("messages", 1s) FROM "{cs}" WHERE $timeFilter '
         'GROUP BY "collector"'), alias="$tag_collector")], unit="reqps",
-        no_data="No collector reported in this period: is it running?")  # fmt: skip
+        no_data="No rate: under two collector reports in this period (is it running?)")  # fmt: skip
     b.add("Rejected messages by reason (count)", "timeseries", [q("A", (
         f'SELECT sum("count") FROM "{schema.REJECTED}" WHERE $timeFilter '
         'GROUP BY time($__interval), "reason" fill(none)'), alias="$tag_reason")],

@@ -14,7 +14,7 @@ time overrides), the aliases as legends and the panel's transformations (Grafana
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -124,6 +124,13 @@ def _fmt(value: float) -> str:
     return f"{value:,.2f}"
 
 
+def _thousands(axis: Any) -> None:
+    """Plain numbers with thousands separators on a value axis (no "1e6" offsets)."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 10 else f"{v:g}"))
+
+
 def _no_data(ax: Any, panel: dict[str, Any]) -> None:
     note = panel["fieldConfig"]["defaults"].get("noValue", "No data")
     ax.text(0.5, 0.5, note, ha="center", va="center", fontsize=9, color="#777777", wrap=True,
@@ -141,6 +148,7 @@ def _bars(ax: Any, panel: dict[str, Any], results: list[tuple[str, Series]], uni
     for i, v in enumerate(values):
         ax.text(v, i, f" {_fmt(v)} {unit}", va="center", fontsize=8)
     ax.set_xlabel(unit)
+    _thousands(ax.xaxis)
     ax.margins(x=0.25)
     ax.tick_params(axis="y", labelsize=8)
 
@@ -225,8 +233,19 @@ def _timeseries(ax: Any, panel: dict[str, Any], results: list[tuple[str, Series]
     lines = [(legend, points) for legend, points in drawn if legend in as_line]
     drawn = [(legend, points) for legend, points in drawn if legend not in as_line]
     if bars:
-        slots = sorted({x for _, points in drawn for x, _ in points})
+        slots = sorted({x for _, points in drawn + lines for x, _ in points})
         monthly = all(x.day == 1 and x.hour == 0 for x in slots)
+        if monthly and span:  # every month of the period, so one month is one bar of many
+            first = ns_to_datetime(span[0]).astimezone(zone)
+            month = first.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+            if month < first:
+                month = (month + timedelta(days=32)).replace(day=1)
+            last = ns_to_datetime(span[1]).astimezone(zone)
+            every = []
+            while month <= last:
+                every.append(month)
+                month = (month + timedelta(days=32)).replace(day=1)
+            slots = sorted(set(slots) | set(every))
         labels = [x.strftime("%Y-%m" if monthly else "%m-%d") for x in slots]
         index = {x: i for i, x in enumerate(slots)}
         bottom = [0.0] * len(slots)
@@ -261,6 +280,7 @@ def _timeseries(ax: Any, panel: dict[str, Any], results: list[tuple[str, Series]
                         ns_to_datetime(span[1]).astimezone(zone))  # fmt: skip
         ax.tick_params(axis="x", labelsize=7)
     ax.set_ylabel(unit, fontsize=8)
+    _thousands(ax.yaxis)
     ax.tick_params(axis="y", labelsize=7)
     if len(drawn) <= 12:
         ax.legend(fontsize=6, loc="upper left")
@@ -294,8 +314,12 @@ def _weekday_hour(ax: Any, results: list[tuple[str, Series]], tz: str, unit: str
 def draw_panel(ax: Any, panel: dict[str, Any], results: list[tuple[str, Series]], tz: str,
                variables: dict[str, list[str]], span: tuple[int, int] | None = None,
                ) -> None:  # fmt: skip
+    import textwrap
+
     unit = unit_words(panel["fieldConfig"]["defaults"].get("unit", ""))
-    ax.set_title(interpolate(panel["title"], variables), loc="left", fontsize=9, pad=4)
+    width_in = ax.get_position().width * ax.figure.get_figwidth() + 1.2
+    title = textwrap.fill(interpolate(panel["title"], variables), max(20, int(width_in * 13)))
+    ax.set_title(title, loc="left", fontsize=9, pad=4)
     has = [(legend, s) for legend, s in results if any(
         v is not None for row in s.values for v in row[1:])]  # fmt: skip
     if not has:
@@ -364,14 +388,22 @@ def render_all(
 ) -> list[Path]:  # fmt: skip
     """One PNG per dashboard for ``[start, end)``: ``<uid>.png`` in ``out``. A dashboard whose
     own default range is longer (scope 3: 13 months of monthly bars) keeps it, ending at
-    ``end``."""
+    ``end``; one about the live system (default under a day: ingest health) shows its default
+    range up to the wall clock's now, whatever period the others show."""
+    import time
+
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for d in dashboards or all_dashboards(config):
-        start = start_ns
+        start, end = start_ns, end_ns
         default = d["time"]["from"]
         if default.startswith("now-"):
-            start = min(start, end_ns - span_s(default[4:]) * 10**9)
-        paths.append(render_dashboard(store, d, start, end_ns, config.jobs.timezone,
+            span = span_s(default[4:]) * 10**9
+            if span < 86_400 * 10**9:
+                end = time.time_ns()
+                start = end - span
+            else:
+                start = min(start, end - span)
+        paths.append(render_dashboard(store, d, start, end, config.jobs.timezone,
                                       out / f"{d['uid']}.png"))  # fmt: skip
     return paths
