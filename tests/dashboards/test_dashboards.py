@@ -370,3 +370,30 @@ def test_dashboards_are_stable_and_uniquely_identified(example_config: Config) -
         for p in d["panels"]:
             assert p["datasource"]["uid"] == example_config.grafana.datasource_uid
             assert p["gridPos"]["x"] + p["gridPos"]["w"] <= 24
+
+
+def test_every_panel_says_its_unit_in_words_and_why_it_may_be_empty(
+    example_config: Config,
+) -> None:
+    from dashboards.render import unit_words
+
+    for dashboard in all_dashboards(example_config):
+        for panel in dashboard["panels"]:
+            defaults = panel["fieldConfig"]["defaults"]
+            where = f"{dashboard['uid']} / {panel['title']}"
+            assert defaults.get("noValue", "").strip(), f"{where}: no note for an empty panel"
+            unit = defaults.get("unit", "")
+            if panel["type"] not in ("table", "stat"):  # a stat maps values to words
+                assert unit and unit_words(unit) not in ("", unit.split(":")[0]), where
+                assert unit_words(unit) in (
+                    "kWh",
+                    "kW",
+                    "m³",
+                    "kg",
+                    "kgCO2e",
+                    "tCO2e",
+                    "%",
+                    "count",
+                    "seconds",
+                    "messages per second",
+                ), where
