@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dashboards.model import all_dashboards, datasource
 from dashboards.push import READER_PASSWORD_ENV, provision
@@ -82,3 +84,18 @@ def test_the_read_only_user_reads_and_cannot_write(secured: InfluxDB) -> None:
         reader.query('SELECT sum("purchased_kwh") FROM "site_hourly"')
     with pytest.raises(ValueError):
         admin.create_reader("grafana", "")
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(password=st.text(st.characters(exclude_categories=("Cs", "Cc")), min_size=1, max_size=40))
+def test_any_password_survives_the_quoting(secured: InfluxDB, password: str) -> None:
+    """Quotes, backslashes and any script in a password: the reader logs in with it."""
+    admin = InfluxClient(url=secured.url, database="supplymeter", username="admin",
+                         password="admin-pw", retries=0)  # fmt: skip
+    admin.ensure_database()
+    admin.create_reader("prop", password)
+    reader = InfluxClient(url=secured.url, database="supplymeter", username="prop",
+                          password=password, retries=0)  # fmt: skip
+    reader.query("SHOW MEASUREMENTS")
