@@ -212,12 +212,14 @@ def _follow_supervisor(pid: int | None, stop: threading.Event) -> None:
         raise SystemExit(1)
 
     def watch() -> None:
-        while os.getppid() == pid and not stop.is_set():
+        # Watched for as long as the worker lives, its own shutdown included: a worker told
+        # to stop that is still draining (e.g. into an InfluxDB refusing writes) when its
+        # supervisor is gone must not outlive it by more than the grace.
+        while os.getppid() == pid:
             time.sleep(0.2)
-        if stop.is_set() and os.getppid() == pid:
-            return
-        log.warning("collector worker: supervisor %d gone; stopping", pid)
-        stop.set()
+        if not stop.is_set():
+            log.warning("collector worker: supervisor %d gone; stopping", pid)
+            stop.set()
         time.sleep(WORKER_GRACE_S)
         os._exit(1)
 
