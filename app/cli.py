@@ -606,7 +606,7 @@ def cmd_dashboards(config: Config, args: argparse.Namespace) -> int:
             say(f"wrote {path}")
         return 0
     if args.action == "provision":
-        out = args.out if args.out != Path("out/dashboards") else Path("out/grafana")
+        out = args.out or Path("out/grafana")
         for path in dash.provision(config, out, args.reader, args.dashboards_path):
             say(f"wrote {path}")
         say(f"copy {out / 'dashboards'}/*.json to {args.dashboards_path} and the provisioning "
@@ -633,8 +633,9 @@ def cmd_dashboards(config: Config, args: argparse.Namespace) -> int:
         month = args.month or str(previous_month(time.time_ns(), config.jobs.timezone))
         start, end = local_bounds(month, config.jobs.timezone)
         with open_store(config) as store:
-            paths = render_all(config, store, start, end, args.out)
-        say(f"rendered {len(paths)} dashboards for {month} into {args.out}")
+            out = args.out or Path("out/dashboards")
+            paths = render_all(config, store, start, end, out)
+        say(f"rendered {len(paths)} dashboards for {month} into {out}")
         return 0
     plan = dash.push(config, dash.connect(config), dry_run=args.dry_run)
     for line in plan:

@@ -345,15 +345,12 @@ def _supplier_detail(config: Config) -> Built:
             "location-based kgCO2e": "location_kgco2e"}, "month to date",
             by=("supplier", "site")))  # fmt: skip
     b.add("$supplier — purchased, PV and unmetered electricity per hour (kWh)", "timeseries", [
-        q("A", f'SELECT sum("purchased_kwh") FROM "{sh}" WHERE {sites} '
+        q(ref, f'SELECT sum("{fld}") FROM "{sh}" WHERE {sites} '
                'GROUP BY time(1h), "supplier", "site" fill(none)',
-          alias="$tag_supplier / $tag_site purchased"),
-        q("B", f'SELECT sum("pv_self_kwh") FROM "{sh}" WHERE {sites} '
-               'GROUP BY time(1h), "supplier", "site" fill(none)',
-          alias="$tag_supplier / $tag_site PV self-consumed"),
-        q("C", f'SELECT sum("unmetered_kwh") FROM "{sh}" WHERE {sites} '
-               'GROUP BY time(1h), "supplier", "site" fill(none)',
-          alias="$tag_supplier / $tag_site unmetered"),
+          alias=f"$tag_supplier / $tag_site {what}")
+        for ref, fld, what in (("A", "purchased_kwh", "purchased"),
+                               ("B", "pv_self_kwh", "PV self-consumed"),
+                               ("C", "unmetered_kwh", "unmetered"))
     ], w=24, unit=KWH, no_data="No stored site-hours in this period")  # fmt: skip
     b.add("$supplier — power by consumption meter (kW)", "timeseries", [q("A", (
         f'SELECT mean("power_kw") FROM "{r}" WHERE {where}{consumers} '
@@ -485,22 +482,6 @@ def built(config: Config) -> list[Built]:
 
 def all_dashboards(config: Config) -> list[Dashboard]:
     return [b.dashboard for b in built(config)]
-
-
-def overview(config: Config) -> Dashboard:
-    return _overview(config).dashboard
-
-
-def supplier_detail(config: Config) -> Dashboard:
-    return _supplier_detail(config).dashboard
-
-
-def scope3(config: Config) -> Dashboard:
-    return _scope3(config).dashboard
-
-
-def ingest(config: Config) -> Dashboard:
-    return _ingest(config).dashboard
 
 
 def datasource(config: Config) -> dict[str, Any]:

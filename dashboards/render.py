@@ -14,6 +14,8 @@ time overrides), the aliases as legends and the panel's transformations (Grafana
 from __future__ import annotations
 
 import re
+import textwrap
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from zoneinfo import ZoneInfo
 import matplotlib
 
 matplotlib.use("Agg")
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 
 from dashboards.macros import panel_range, span_s, substitute
@@ -266,8 +269,6 @@ def _timeseries(ax: Any, panel: dict[str, Any], results: list[tuple[str, Series]
         step = max(1, len(slots) // 12)
         ax.set_xticks(range(0, len(slots), step), labels[::step], fontsize=7, rotation=30)
     else:
-        import matplotlib.dates as mdates
-
         for legend, points in drawn + lines:
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, label=legend, linewidth=1, marker="o" if len(xs) < 30 else None,
@@ -314,8 +315,6 @@ def _weekday_hour(ax: Any, results: list[tuple[str, Series]], tz: str, unit: str
 def draw_panel(ax: Any, panel: dict[str, Any], results: list[tuple[str, Series]], tz: str,
                variables: dict[str, list[str]], span: tuple[int, int] | None = None,
                ) -> None:  # fmt: skip
-    import textwrap
-
     unit = unit_words(panel["fieldConfig"]["defaults"].get("unit", ""))
     width_in = ax.get_position().width * ax.figure.get_figwidth() + 1.2
     title = textwrap.fill(interpolate(panel["title"], variables), max(20, int(width_in * 13)))
@@ -390,8 +389,6 @@ def render_all(
     own default range is longer (scope 3: 13 months of monthly bars) keeps it, ending at
     ``end``; one about the live system (default under a day: ingest health) shows its default
     range up to the wall clock's now, whatever period the others show."""
-    import time
-
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for d in dashboards or all_dashboards(config):

@@ -8,7 +8,6 @@ figure it equals (:class:`dashboards.model.Figure`), or :func:`undeclared` names
 from __future__ import annotations
 
 import csv
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -72,12 +71,9 @@ def panel_values(
     for legend, series in results:
         key = tuple(series.tags.get(k, "") for k in figure.by)
         for row in series.rows():
-            month = datetime.fromtimestamp(int(row["time"]) / 1e9, zone).strftime("%Y-%m")
-            names = [c for c in series.columns if c != "time"]
-            for name in names:
+            month = ns_to_datetime(int(row["time"])).astimezone(zone).strftime("%Y-%m")
+            for name in (c for c in series.columns if c != "time"):
                 wanted = name if name in figure.columns else ""
-                if figure.columns.keys() == {""} and len(names) == 1:
-                    wanted = ""
                 if figure.by == () and legend in figure.columns:
                     wanted = legend
                 if wanted in figure.columns:
@@ -97,6 +93,7 @@ def compare(
     zone = ZoneInfo(tz)
     local_now = ns_to_datetime(now_ns - 1).astimezone(zone)  # "now" is inside the range
     this = Month(local_now.year, local_now.month)
+    start = now_ns - 400 * 86_400 * 10**9  # wider than any panel's range
     failures: list[str] = []
     compared = 0
     for b in built(config):
@@ -111,7 +108,6 @@ def compare(
             if figure is None:
                 continue
             for variables in choices:
-                start = now_ns - 400 * 86_400 * 10**9
                 results = run_panel(store, panel, start, now_ns, tz, "1h", variables)
                 got = panel_values(results, figure, tz)
                 if figure.period == "month to date":
