@@ -76,65 +76,23 @@ def parse_time(text: str, tz: str = DEFAULT_TZ) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=ZoneInfo(tz))
 
 
-def check_inputs(config: Config) -> list[str]:
-    """Every input file the jobs read besides the TOML — emission factors, allocations,
-    certificates — loaded and checked; returns what was checked (raises ConfigError listing
-    every problem)."""
-    from processing.inputs import load_allocations, load_certificates
+def cmd_check(config: Config | None, args: argparse.Namespace) -> int:
+    """Every file and every layer in one pass; exit 2 listing every problem."""
+    from app.check import run_check
 
-    problems: list[str] = []
-    checked: list[str] = []
-    j = config.jobs
-    loaders = [("emission factors", lambda: factors(config), j.factors_file or "(shipped)")]
-    if j.allocations_file:
-        loaders.append(("allocations", lambda: load_allocations(config.resolve(
-            j.allocations_file)), j.allocations_file))  # fmt: skip
-    if j.certificates_file:
-        loaders.append(("certificates", lambda: load_certificates(config.resolve(
-            j.certificates_file), config.registry), j.certificates_file))  # fmt: skip
-    if j.bills_file:
-        from processing.inputs import load_bills
-
-        loaders.append(("bills", lambda: load_bills(config.resolve(j.bills_file)),
-                        j.bills_file))  # fmt: skip
-    for name, load, path in loaders:
-        try:
-            load()
-            checked.append(f"{name} {path}")
-        except ConfigError as exc:
-            problems += exc.problems
-        except OSError as exc:
-            problems.append(f"{config.path}: jobs: {name} file {path}: {exc.strerror}")
-    # The jobs write state and files here: find out now, not at the first alert.
-    for key, directory in (("alerts.state_dir", config.alerts.state_dir),
-                           ("jobs.export_dir", config.jobs.export_dir)):  # fmt: skip
-        where = config.resolve(directory)
-        try:
-            where.mkdir(parents=True, exist_ok=True)
-            probe = where / ".supplymeter-write-check"
-            probe.write_text("ok")
-            probe.unlink()
-            checked.append(f"{key} {where} writable")
-        except OSError as exc:
-            problems.append(f"{config.path}: {key}: must be a writable directory "
-                            f"({where}: {exc.strerror})")  # fmt: skip
-    if config.smtp.ca_file is not None and not config.resolve(config.smtp.ca_file).is_file():
-        problems.append(f"{config.path}: smtp.ca_file: file not found "
-                        f"({config.resolve(config.smtp.ca_file)})")  # fmt: skip
-    if config.mqtt.tls_ca_file is not None and not config.mqtt.tls_ca_file.is_file():
-        problems.append(f"{config.path}: mqtt.tls_ca_file: file not found "
-                        f"({config.mqtt.tls_ca_file})")  # fmt: skip
-    if problems:
-        raise ConfigError(problems)
-    return checked
-
-
-def cmd_check(config: Config, args: argparse.Namespace) -> int:
+    report = run_check(args.config)
+    if report.problems:
+        for problem in report.problems:
+            print(problem, file=sys.stderr)
+        files = len({getattr(p, "file", p) for p in report.problems})
+        print(f"{len(report.problems)} problems in {files} files", file=sys.stderr)
+        return 2
+    assert report.config is not None
+    config = report.config
     meters = config.registry.meters()
-    checked = check_inputs(config)
     events = sum(len(r.meter.events) for r in meters)
     say(f"{config.path}: OK — {len(config.registry.suppliers)} suppliers, {len(meters)} meters, "
-         f"{events} meter events; {', '.join(checked)}")  # fmt: skip
+         f"{events} meter events; {', '.join(report.checked)}")  # fmt: skip
     return 0
 
 
@@ -693,7 +651,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("check", help="validate the config and registry").set_defaults(func=cmd_check)
+    sub.add_parser(
+        "check",
+        help="check every input file at once: services, registry, factors, allocations, "
+        "certificates, bills, and the ids they name",
+        description="Read every input file, past every problem, and list each problem as "
+        "FILE:LINE: where: rule (got value) [code]. Exit 0 when all is well, 2 otherwise.",
+    ).set_defaults(func=cmd_check)
 
     p = sub.add_parser(
         "status",
@@ -901,6 +865,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quiet:
         common.QUIET = True
     try:
+        if args.func is cmd_check:  # reads the files itself, past every problem
+            return cmd_check(None, args)
         config = load_config(args.config)
         return int(args.func(config, args))
     except ConfigError as exc:

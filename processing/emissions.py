@@ -28,7 +28,7 @@ from pathlib import Path
 
 from supplymeter.carriers import CARRIERS
 from supplymeter.config import Config, MeterRef
-from supplymeter.errors import ConfigError
+from supplymeter.errors import ConfigError, Problem
 from supplymeter.files import cell
 from supplymeter.records import HourlyConsumption, HourlyEmissions, ns_to_datetime
 
@@ -115,7 +115,7 @@ class FactorLibrary:
         else:
             text, name = path.read_text("utf-8"), str(path)
         factors: list[EmissionFactor] = []
-        problems: list[str] = []
+        problems: list[Problem] = []
         seen_ids: set[str] = set()
         seen_keys: set[tuple[str, str, int, str]] = set()
         for line, row in enumerate(csv.DictReader(text.splitlines()), start=2):
@@ -136,30 +136,38 @@ class FactorLibrary:
                     if row.get("dqr_geographical") else None,
                     verification=row.get("verification") or "",
                 )  # fmt: skip
-            except (KeyError, TypeError, ValueError) as exc:
-                problems.append(f"{name}:{line}: {exc}")
+            except KeyError as exc:
+                problems.append(Problem(name, line, f"column {exc.args[0]}: missing",
+                                        "missing_column"))  # fmt: skip
+                continue
+            except (TypeError, ValueError) as exc:
+                problems.append(Problem(name, line, str(exc), "invalid_value"))
                 continue
             gases = factor.per_gas(1.0)
             if gases is not None:
                 co2e = math.fsum(GWP_AR5[g] * v for g, v in gases.items())
                 if abs(co2e - factor.value) > 1e-3 * factor.value:
-                    problems.append(f"{name}:{line}: per-gas factors give {co2e:.6g} kgCO2e "
-                                    f"with AR5 GWPs, not {factor.value:g}")  # fmt: skip
+                    problems.append(Problem(name, line, f"column value: per-gas factors give "
+                                            f"{co2e:.6g} kgCO2e with AR5 GWPs, not "
+                                            f"{factor.value:g}", "inconsistent"))  # fmt: skip
             if factor.uncertainty_pct is not None and not factor.uncertainty_pct >= 0:
-                problems.append(f"{name}:{line}: uncertainty_pct must be >= 0")
+                problems.append(Problem(name, line, "column uncertainty_pct: must be >= 0",
+                                        "invalid_value"))  # fmt: skip
             units = {c.unit for c in CARRIERS.values() if c.factor_key == factor.carrier}
             expected_unit = f"kgCO2e/{units.pop() if len(units) == 1 else '?'}"
             if factor.unit != expected_unit:
-                problems.append(
-                    f"{name}:{line}: unit must be {expected_unit} (got {factor.unit!r})"
-                )
+                problems.append(Problem(name, line, f"column unit: must be {expected_unit} "
+                                        f"(got {factor.unit!r})", "invalid_value"))  # fmt: skip
             if factor.period not in ("annual", "standing"):
-                problems.append(f"{name}:{line}: period must be annual or standing")
+                problems.append(Problem(name, line, "column period: must be annual or standing "
+                                        f"(got {factor.period!r})", "invalid_value"))  # fmt: skip
             if not factor.value > 0:
-                problems.append(f"{name}:{line}: value must be > 0 (got {factor.value})")
+                problems.append(Problem(name, line, f"column value: must be > 0 (got "
+                                        f"{factor.value})", "invalid_value"))  # fmt: skip
             key = (factor.carrier, factor.region, factor.year, factor.use)
             if factor.id in seen_ids or key in seen_keys:
-                problems.append(f"{name}:{line}: duplicate factor {factor.id!r} or {key}")
+                problems.append(Problem(name, line, f"duplicate factor {factor.id!r} or {key}",
+                                        "duplicate_row"))  # fmt: skip
             seen_ids.add(factor.id)
             seen_keys.add(key)
             factors.append(factor)

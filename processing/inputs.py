@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from processing.reconcile import Bill
 from processing.scope3 import AllocationShare, Certificates, Month
 from supplymeter.carriers import CARRIERS
 from supplymeter.config import Config, Registry, Supplier
-from supplymeter.errors import ConfigError
+from supplymeter.errors import ConfigError, Problem
 from supplymeter.files import cell
 
 ALLOCATION_COLUMNS = ("supplier", "month", "method", "numerator", "denominator", "unit", "basis")
@@ -28,37 +29,66 @@ def csv_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, 
         reader = csv.DictReader(fh)
         missing = set(columns) - set(reader.fieldnames or ())
         if missing:
-            raise ConfigError([f"{path}: missing columns {sorted(missing)}"])
+            raise ConfigError([Problem(str(path), 1, f"missing columns {sorted(missing)} "
+                                       f"(the header needs {', '.join(columns)})",
+                                       "missing_column")])  # fmt: skip
         return list(enumerate(reader, start=2))
+
+
+def _problem(path: Path, line: int, exc: Exception) -> Problem:
+    """A row's failure: ``column X: ...`` messages are invalid values, the rest duplicates or
+    rules across columns."""
+    text = f"column {exc.args[0]}: missing" if isinstance(exc, KeyError) else str(exc)
+    code = ("duplicate_row" if "appears twice" in text else
+            "invalid_value" if text.startswith("column ") else "inconsistent")  # fmt: skip
+    return Problem(str(path), line, text, code)
+
+
+def unknown_references(path: Path, sites: Mapping[str, Collection[str]]) -> list[Problem]:
+    """Rows of an input CSV whose ``supplier`` (and ``site``, where the file has that column)
+    are not in the registry: ``sites`` maps each supplier id to its site ids. Such a row would
+    otherwise be ignored without a word."""
+    problems = []
+    for line, row in csv_rows(path, ("supplier",)):
+        supplier, site = (row.get("supplier") or "").strip(), row.get("site")
+        if supplier not in sites:
+            problems.append(Problem(str(path), line, f"column supplier: {supplier!r} is not a "
+                                    "supplier of the registry", "unknown_reference"))  # fmt: skip
+        elif site is not None and site.strip() not in sites[supplier]:
+            problems.append(Problem(str(path), line, f"column site: {site!r} is not a site of "
+                                    f"supplier {supplier}", "unknown_reference"))  # fmt: skip
+    return problems
 
 
 def load_allocations(path: Path) -> dict[tuple[str, Month], AllocationShare]:
     """Monthly shares from a CSV (columns :data:`ALLOCATION_COLUMNS`); share = numerator /
     denominator, 1 for ``dedicated``. Every problem is reported at once (ConfigError)."""
     out: dict[tuple[str, Month], AllocationShare] = {}
-    problems: list[str] = []
+    problems: list[Problem] = []
     for line, row in csv_rows(path, ALLOCATION_COLUMNS):
-        where = f"{path}:{line}"
         try:
             month = cell(row, "month", Month.parse)
             method = row["method"]
             if method not in ("physical", "economic", "dedicated"):
-                raise ValueError("method must be physical, economic or dedicated")
+                raise ValueError(f"column method: must be physical, economic or dedicated "
+                                 f"(got {method!r})")  # fmt: skip
             if method == "dedicated":
                 num = den = None
                 share = 1.0
             else:
                 num, den = cell(row, "numerator", float), cell(row, "denominator", float)
                 if not (num >= 0 and den > 0 and num <= den):
-                    raise ValueError("need 0 <= numerator <= denominator, denominator > 0")
+                    raise ValueError(f"columns numerator, denominator: need 0 <= numerator "
+                                     f"<= denominator, denominator > 0 (got {num:g}, "
+                                     f"{den:g})")  # fmt: skip
                 share = num / den
             key = (row["supplier"], month)
             if key in out:
-                raise ValueError(f"{row['supplier']} {month} appears twice")
+                raise ValueError(f"supplier {row['supplier']} {month} appears twice")
             out[key] = AllocationShare(method, share, row["basis"], f"{path.name}:{line}", num,
                                        den, row["unit"])  # fmt: skip
         except (ValueError, KeyError) as exc:
-            problems.append(f"{where}: {exc}")
+            problems.append(_problem(path, line, exc))
     if problems:
         raise ConfigError(problems)
     return out
@@ -84,13 +114,13 @@ def _certificate_issues(row: dict[str, str], month: Month, supplier: Supplier | 
     if missing:
         return [f"missing {', '.join(missing)}"]
     issues = []
-    start = date.fromisoformat(row["generation_start"].strip())
-    end = date.fromisoformat(row["generation_end"].strip())
+    start = cell(row, "generation_start", date.fromisoformat)
+    end = cell(row, "generation_end", date.fromisoformat)
     if end < start:
-        raise ValueError("generation_end is before generation_start")
+        raise ValueError("column generation_end: before generation_start")
     if not start.year <= month.year <= end.year:
         issues.append(f"vintage {start}–{end} outside {month.year}")
-    date.fromisoformat(row["retired_on"].strip())
+    cell(row, "retired_on", date.fromisoformat)
     beneficiary = row["beneficiary"].strip()
     if supplier is not None and beneficiary not in (supplier.id, supplier.name):
         issues.append(f"retired for {beneficiary!r}, not {supplier.id}")
@@ -103,21 +133,22 @@ def load_certificates(
     """Certificates per site and month from a CSV (columns :data:`CERTIFICATE_COLUMNS`, and
     :data:`CERTIFICATE_ATTRIBUTES` to be applied). A T-REC row must be whole certificates."""
     out: dict[tuple[str, str, Month], Certificates] = {}
-    problems: list[str] = []
+    problems: list[Problem] = []
     for line, row in csv_rows(path, CERTIFICATE_COLUMNS):
         try:
             kwh = cell(row, "kwh", float)
             if not kwh > 0:
-                raise ValueError("kwh must be > 0")
+                raise ValueError(f"column kwh: must be > 0 (got {kwh:g})")
             issuer = row["issuer"]
             if ("T-REC" in issuer or "Renewable Energy Certification Center" in issuer) and (
                     kwh % T_REC_KWH):  # fmt: skip
-                raise ValueError(f"{kwh:g} kWh is not whole T-RECs of {T_REC_KWH:g} kWh")
+                raise ValueError(f"column kwh: {kwh:g} kWh is not whole T-RECs of "
+                                 f"{T_REC_KWH:g} kWh")  # fmt: skip
             month = cell(row, "month", Month.parse)
             key = (row["supplier"], row["site"], month)
             use = (row.get("use") or "retired").strip()
             if use not in ("retired", "sold"):
-                raise ValueError("use must be retired or sold")
+                raise ValueError(f"column use: must be retired or sold (got {use!r})")
             supplier = registry.supplier(row["supplier"]) if registry else None
             issues = [] if use == "sold" else _certificate_issues(row, month, supplier)
             prev = out.get(key) or Certificates(0.0, "", issuer, "")
@@ -131,7 +162,7 @@ def load_certificates(
                 issues=prev.issues + tuple(f"line {line}: {i}" for i in issues),
             )  # fmt: skip
         except (ValueError, KeyError) as exc:
-            problems.append(f"{path}:{line}: {exc}")
+            problems.append(_problem(path, line, exc))
     if problems:
         raise ConfigError(problems)
     return out
@@ -143,27 +174,30 @@ BILL_COLUMNS = ("supplier", "site", "carrier", "account", "period_start", "perio
 
 def load_bills(path: Path) -> list[Bill]:
     """Bills from a CSV with :data:`BILL_COLUMNS`; every problem reported at once."""
-    bills, problems = [], []
+    bills: list[Bill] = []
+    problems: list[Problem] = []
     for line, row in csv_rows(path, BILL_COLUMNS):
-        where = f"{path}:{line}"
         try:
             carrier = CARRIERS.get(row["carrier"])
             if carrier is None:
-                raise ValueError(f"carrier must be one of {', '.join(CARRIERS)}")
+                raise ValueError(f"column carrier: must be one of {', '.join(CARRIERS)} "
+                                 f"(got {row['carrier']!r})")  # fmt: skip
             if row["unit"] != carrier.unit:
-                raise ValueError(f"unit must be {carrier.unit} for {carrier.name}")
+                raise ValueError(f"column unit: must be {carrier.unit} for {carrier.name} "
+                                 f"(got {row['unit']!r})")  # fmt: skip
             start = cell(row, "period_start", date.fromisoformat)
             end = cell(row, "period_end", date.fromisoformat)
             if end <= start:
-                raise ValueError("period_end must be after period_start (end is exclusive)")
+                raise ValueError("column period_end: must be after period_start (end is "
+                                 "exclusive)")  # fmt: skip
             billed = cell(row, "billed", float)
             if not billed >= 0:
-                raise ValueError("billed must be >= 0")
+                raise ValueError(f"column billed: must be >= 0 (got {billed:g})")
             bills.append(Bill(row["supplier"], row["site"], carrier.name, row["account"],
                               start, end, billed, row["bill_id"],
                               f"{path.name}:{line}"))  # fmt: skip
         except (KeyError, ValueError) as exc:
-            problems.append(f"{where}: {exc}")
+            problems.append(_problem(path, line, exc))
     if problems:
         raise ConfigError(problems)
     return bills

@@ -13,7 +13,10 @@ Every problem found is reported at once, each naming the file, the key, the rule
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
+import difflib
 import os
 import re
 import tomllib
@@ -35,7 +38,8 @@ from pydantic import (
 )
 
 from supplymeter.carriers import CARRIERS, Carrier
-from supplymeter.errors import ConfigError
+from supplymeter.errors import ConfigError, Problem
+from supplymeter.locate import Loc, key_lines, label, line_of
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 """Ids of suppliers, sites, meters and gateways; they appear verbatim in MQTT topics."""
@@ -1357,6 +1361,90 @@ class Config:
 # --- loading ----------------------------------------------------------------------------
 
 
+_CODES = {"extra_forbidden": "unknown_key", "missing": "missing_key"}
+_REFERENCE = re.compile(r"\bno (meter|line) '")
+
+
+def _walk(doc: Any, loc: Loc) -> Any:
+    for part in loc:
+        if isinstance(doc, dict) and isinstance(part, str):
+            doc = doc.get(part)
+        elif isinstance(doc, list) and isinstance(part, int) and 0 <= part < len(doc):
+            doc = doc[part]
+        else:
+            return None
+    return doc
+
+
+def _misspelt(errors: list[Any]) -> dict[Loc, str]:
+    """Unknown keys that are a close spelling of a missing required key beside them
+    (``carier`` for ``carrier``): loc of the unknown key → the key meant."""
+    missing: dict[Loc, list[str]] = {}
+    for err in errors:
+        if err["type"] == "missing" and err["loc"] and isinstance(err["loc"][-1], str):
+            missing.setdefault(tuple(err["loc"][:-1]), []).append(err["loc"][-1])
+    meant = {}
+    for err in errors:
+        loc = tuple(err["loc"])
+        if err["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
+            close = difflib.get_close_matches(loc[-1], missing.get(loc[:-1], []), n=1)
+            if close:
+                meant[loc] = close[0]
+    return meant
+
+
+def _describe(
+    file: str,
+    exc: ValidationError,
+    raw: Any = None,
+    lines: dict[Loc, int] | None = None,
+    skip: set[Loc] | frozenset[Loc] = frozenset(),
+) -> list[Problem]:
+    """Each validation error as a :class:`Problem`: its line, its key path by ids, the rule,
+    the value found (never a secret), and a stable code. Errors at ``skip`` are left out."""
+    problems = []
+    lines = lines or {}
+    meant = _misspelt(exc.errors())
+    for err in exc.errors():
+        if tuple(err["loc"]) in skip:
+            continue
+        loc = tuple(err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        name = label(raw, loc) if raw is not None else _format_loc(loc)
+        code = _CODES.get(err["type"], "invalid_value")
+        if err["type"] == "extra_forbidden":
+            msg = (f"unknown key (did you mean {meant[loc]!r}?)" if loc in meant else
+                   "unknown key (misspelt? secrets come from SUPPLYMETER_* environment "
+                   "variables)")  # fmt: skip
+        if err["type"] == "missing" and any(loc[:-1] == m[:-1] and v == loc[-1]
+                                            for m, v in meant.items()):  # fmt: skip
+            continue  # said once, as the misspelt key
+        if isinstance(err["input"], dict) and err["type"] == "value_error":
+            # A table-level check: one problem per rule broken, on the line of its key.
+            for m in msg.split("; "):
+                name = m.split(":", 1)[0]
+                field = name if name in err["input"] else None
+                kind = (
+                    "invalid_value"
+                    if field
+                    else "unknown_reference"
+                    if _REFERENCE.search(m)
+                    else "inconsistent"
+                )
+                at = loc + ((field,) if field else ())
+                if field:
+                    m = m.split(":", 1)[1].lstrip()
+                    name = label(raw, at) if raw is not None else _format_loc(at)
+                problems.append(Problem(file, line_of(lines, at),
+                                        f"{name}: {m}" if name else m, kind))  # fmt: skip
+            continue
+        hidden = err["type"] in ("missing", "extra_forbidden") or msg == CREDENTIALS_IN_URL
+        got = "" if hidden else f" (got {err['input']!r})"
+        text = f"{name}: {msg}{got}" if name else f"{msg}{got}"
+        problems.append(Problem(file, line_of(lines, loc), text, code))
+    return problems
+
+
 def _format_loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -1364,100 +1452,185 @@ def _format_loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-def _describe(file: str, exc: ValidationError) -> list[str]:
-    problems = []
-    for err in exc.errors():
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        loc = _format_loc(err["loc"])
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (misspelt? secrets come from SUPPLYMETER_* environment variables)"
-        if isinstance(err["input"], dict) and err["type"] == "value_error":
-            # A table-level check (field types): one line per field, already with its value.
-            problems += [f"{file}: {loc + '.' if loc else ''}{m}" for m in msg.split("; ")]
-            continue
-        hidden = err["type"] in ("missing", "extra_forbidden") or msg == CREDENTIALS_IN_URL
-        got = "" if hidden else f" (got {err['input']!r})"
-        problems.append(f"{file}: {loc}: {msg}{got}")
-    return problems
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path) -> tuple[dict[str, Any], dict[Loc, int]]:
+    """The parsed file and the line of each of its keys."""
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        text = path.read_text(encoding="utf-8")
+        return tomllib.loads(text), key_lines(text)
     except FileNotFoundError as exc:
-        raise ConfigError([f"{path}: file not found"]) from exc
+        raise ConfigError([Problem(str(path), None, "file not found", "file_not_found")]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(path), None, f"not UTF-8 text ({exc.reason})",
+                                   "not_toml")]) from exc  # fmt: skip
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+        at = re.search(r"at line (\d+)", str(exc))
+        raise ConfigError([Problem(str(path), int(at.group(1)) if at else None,
+                                   f"not valid TOML: {exc}", "not_toml")]) from exc  # fmt: skip
 
 
-def _duplicates(file: str, suppliers: list[Supplier]) -> list[str]:
-    problems = []
+def _pruned(doc: Any, errors: list[Any]) -> tuple[Any, bool]:
+    """``doc`` without the keys that failed validation (a misspelt key renamed to the one
+    meant), so that a second validation reaches the checks the failures stood in front of."""
+    doc = copy.deepcopy(doc)
+    changed = False
+    meant = _misspelt(errors)
+    for err in errors:
+        loc = tuple(err["loc"])
+        if not loc or err["type"] == "missing":
+            continue
+        node = _walk(doc, loc)
+        if isinstance(err["input"], dict) and err["type"] == "value_error" and isinstance(
+                node, dict):  # fmt: skip
+            for m in str(err["msg"]).removeprefix("Value error, ").split("; "):
+                name = m.split(":", 1)[0]
+                if name in node:
+                    del node[name]
+                    changed = True
+            continue
+        parent = _walk(doc, loc[:-1])
+        if isinstance(parent, dict) and isinstance(loc[-1], str) and loc[-1] in parent:
+            value = parent.pop(loc[-1])
+            if loc in meant:
+                parent[meant[loc]] = value
+            changed = True
+    return doc, changed
 
-    def check(where: str, ids: list[str]) -> None:
+
+def _validate_registry(
+    file: str, raw: dict[str, Any], lines: dict[Loc, int]
+) -> tuple[list[Supplier], list[Problem]]:
+    """The registry's suppliers and every problem, found in one pass: after a failed
+    validation the failing keys are set aside and the rest validated again (up to four
+    rounds), so a type error in one meter does not hide a reference error beside it. Only a
+    registry without problems is returned whole; otherwise the suppliers that validate (for
+    the duplicate checks)."""
+    problems: list[Problem] = []
+    seen: set[Loc] = set()
+    doc: Any = raw
+    for _ in range(4):
+        try:
+            suppliers = RegistryFile.model_validate(doc).suppliers
+            return suppliers, problems
+        except ValidationError as exc:
+            problems += _describe(file, exc, raw, lines, skip=seen)
+            fresh = {tuple(e["loc"]) for e in exc.errors()} - seen
+            seen |= fresh
+            doc, changed = _pruned(doc, exc.errors())
+            if not changed or not fresh:
+                break
+    valid = []
+    for i, item in enumerate(doc.get("suppliers", []) if isinstance(doc, dict) else []):
+        with contextlib.suppress(ValidationError):
+            valid.append((i, Supplier.model_validate(item)))
+    return [s for _, s in valid], problems
+
+
+def _duplicates(
+    file: str, suppliers: list[Supplier], raw: Any = None, lines: dict[Loc, int] | None = None
+) -> list[Problem]:
+    problems: list[Problem] = []
+    lines = lines or {}
+    index = {s.get("id"): i for i, s in enumerate((raw or {}).get("suppliers", []))
+             if isinstance(s, dict)}  # fmt: skip
+
+    def problem(loc: Loc, text: str, code: str = "inconsistent") -> None:
+        name = label(raw, loc) if raw is not None else _format_loc(loc)
+        problems.append(Problem(file, line_of(lines, loc), f"{name}: {text}", code))
+
+    def check(loc: Loc, ids: list[str]) -> None:
         seen = set()
-        for item in ids:
+        for n, item in enumerate(ids):
             if item in seen:
-                problems.append(f"{file}: {where}: id {item!r} appears more than once")
+                problem((*loc, n, "id"), f"id {item!r} appears more than once", "duplicate_id")
             seen.add(item)
 
-    check("suppliers", [s.id for s in suppliers])
-    for i, supplier in enumerate(suppliers):
-        check(f"suppliers[{i}].sites", [s.id for s in supplier.sites])
+    check(("suppliers",), [s.id for s in suppliers])
+    for supplier in suppliers:
+        i = index.get(supplier.id, 0)
+        check(("suppliers", i, "sites"), [s.id for s in supplier.sites])
         for j, site in enumerate(supplier.sites):
-            check(f"suppliers[{i}].sites[{j}].meters", [m.id for m in site.meters])
+            at = ("suppliers", i, "sites", j)
+            check((*at, "meters"), [m.id for m in site.meters])
             if sum(m.role == "grid" for m in site.meters) > 1:
-                problems.append(
-                    f"{file}: suppliers[{i}].sites[{j}].meters: more than one 'grid' meter"
-                )
+                problem((*at, "meters"), "more than one 'grid' meter")
             if site.contract_capacity_kw is None:
                 continue
             if not any(m.carrier == "electricity" for m in site.meters):
-                problems.append(
-                    f"{file}: suppliers[{i}].sites[{j}].contract_capacity_kw: "
-                    "set on a site without an electricity meter"
-                )
+                problem((*at, "contract_capacity_kw"),
+                        "set on a site without an electricity meter")  # fmt: skip
         if supplier.allocation.method == "dedicated" and supplier.allocation.share != 1:
-            problems.append(
-                f"{file}: suppliers[{i}].allocation.share: must be 1 when method is "
-                f"'dedicated' (got {supplier.allocation.share!r})"
+            share = supplier.allocation.share
+            problem(
+                ("suppliers", i, "allocation", "share"),
+                f"must be 1 when method is 'dedicated' (got {share!r})",
+                "invalid_value",
             )
     return problems
 
 
-def load_config(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Config:
-    """Load and validate the services file, its registry and the secrets.
+@dataclass(frozen=True)
+class Inspection:
+    """What :func:`inspect_config` found: every problem, and what could be read despite them
+    (the parsed files, for checks of the other input files against the registry's ids)."""
 
-    ``path`` defaults to ``$SUPPLYMETER_CONFIG`` or ``./supplymeter.toml``; ``environ``
-    to ``os.environ``. Raises :class:`ConfigError` listing every problem found.
-    """
+    path: Path
+    problems: list[str]
+    services: dict[str, Any]
+    registry_path: Path | None
+    registry: dict[str, Any]
+    config: Config | None
+    """The loaded configuration; ``None`` when there are problems."""
+
+
+def load_registry(path: Path) -> Registry:
+    """The registry file alone (a live reload), or :class:`ConfigError` with every problem."""
+    raw, lines = _read_toml(path)
+    suppliers, problems = _validate_registry(str(path), raw, lines)
+    problems += _duplicates(str(path), suppliers, raw, lines)
+    if problems:
+        raise ConfigError(problems)
+    return Registry.build(suppliers)
+
+
+def inspect_config(path: Path | str | None = None,
+                   environ: Mapping[str, str] | None = None) -> Inspection:  # fmt: skip
+    """Read and validate the services file, its registry and the secrets, collecting every
+    problem of every layer in one pass (nothing is raised)."""
     environ = os.environ if environ is None else environ
     path = Path(path or environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
     problems: list[str] = []
-    raw = _read_toml(path)
+    raw: dict[str, Any] = {}
+    lines: dict[Loc, int] = {}
+    try:
+        raw, lines = _read_toml(path)
+    except ConfigError as exc:
+        problems += exc.problems
     services: ServicesFile | None = None
     try:
         services = ServicesFile.model_validate(raw)
     except ValidationError as exc:
-        problems += _describe(str(path), exc)
+        problems += _describe(str(path), exc, raw, lines)
     # Even with errors above, check the registry too: report every problem in one go.
     raw_registry = services.registry if services else raw.get("registry", "suppliers.toml")
     if not isinstance(raw_registry, str | Path):
-        raise ConfigError([*problems, f"{path}: registry: must be the path of the registry file "
-                           f"(got {raw_registry!r})"])  # fmt: skip
+        problems.append(Problem(str(path), line_of(lines, ("registry",)), "registry: must be "
+                                f"the path of the registry file (got {raw_registry!r})",
+                                "invalid_value"))  # fmt: skip
+        return Inspection(path, problems, raw, None, {}, None)
     registry_path = Path(raw_registry)
     if not registry_path.is_absolute():
         registry_path = path.parent / registry_path
     suppliers: list[Supplier] = []
+    registry: dict[str, Any] = {}
     try:
-        suppliers = RegistryFile.model_validate(_read_toml(registry_path)).suppliers
-    except ValidationError as exc:
-        problems += _describe(str(registry_path), exc)
+        registry, reg_lines = _read_toml(registry_path)
+        suppliers, found = _validate_registry(str(registry_path), registry, reg_lines)
+        problems += found
+        problems += _duplicates(str(registry_path), suppliers, registry, reg_lines)
     except ConfigError as exc:
         problems += exc.problems
-    problems += _duplicates(str(registry_path), suppliers)
     if problems or services is None:
-        raise ConfigError(problems)
+        return Inspection(path, problems, raw, registry_path, registry, None)
     user = environ.get(INFLUXDB_USERNAME_ENV)
     if user:  # one config file for several services, each with its own database user
         influxdb = services.influxdb.model_copy(update={"username": user})
@@ -1466,9 +1639,22 @@ def load_config(path: Path | str | None = None, environ: Mapping[str, str] | Non
     if ca is not None and not ca.is_absolute():
         mqtt = services.mqtt.model_copy(update={"tls_ca_file": path.parent / ca})
         services = services.model_copy(update={"mqtt": mqtt})
-    return Config(
+    config = Config(
         path=path,
         services=services,
         registry=Registry.build(suppliers),
         secrets=Secrets.from_env(environ),
     )
+    return Inspection(path, [], raw, registry_path, registry, config)
+
+
+def load_config(path: Path | str | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Load and validate the services file, its registry and the secrets.
+
+    ``path`` defaults to ``$SUPPLYMETER_CONFIG`` or ``./supplymeter.toml``; ``environ``
+    to ``os.environ``. Raises :class:`ConfigError` listing every problem found.
+    """
+    found = inspect_config(path, environ)
+    if found.config is None:
+        raise ConfigError(found.problems)
+    return found.config

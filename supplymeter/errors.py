@@ -6,9 +6,28 @@ whether an error is retryable is decided where it is raised.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class SupplymeterError(Exception):
     """Base of every error supplymeter raises on purpose."""
+
+
+class Problem(str):
+    """One problem in an input file, as text (``FILE:LINE: where: key: rule (got value)
+    [code]``) that also carries its parts: ``code`` is stable (``unknown_key``,
+    ``invalid_value``, ``unknown_reference``...) for scripts and tests to match on, ``file``
+    and ``line`` say where to look (``line`` is ``None`` when the file has no line for it)."""
+
+    code: str
+    file: str
+    line: int | None
+
+    def __new__(cls, file: str, line: int | None, text: str, code: str) -> Problem:
+        where = f"{file}:{line}" if line is not None else file
+        self = super().__new__(cls, f"{where}: {text} [{code}]")
+        self.code, self.file, self.line = code, file, line
+        return self
 
 
 class ConfigError(SupplymeterError):
@@ -17,7 +36,7 @@ class ConfigError(SupplymeterError):
     ``problems`` lists every problem found, each already naming file, key, rule and value.
     """
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
 

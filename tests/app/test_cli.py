@@ -182,9 +182,9 @@ def test_check_validates_every_input_file_and_reports_all_problems(
     path = write_config(tmp_path / "cfg", SMALL_REGISTRY, services)
     assert main(["--config", str(path), "check"]) == 2
     err = capsys.readouterr().err
-    assert "factors.csv:2: unit must be kgCO2e/kWh" in err
-    assert "allocations file missing.csv: No such file" in err
-    assert "certs.csv: missing columns" in err
+    assert "factors.csv:2: column unit: must be kgCO2e/kWh" in err
+    assert "missing.csv: jobs: allocations file: No such file" in err
+    assert "certs.csv:1: missing columns" in err and "3 problems in 3 files" in err
     good = write_config(tmp_path / "ok", SMALL_REGISTRY.replace(
         'id = "main"\n    carrier = "electricity"\n    multiplier = 40',
         'id = "main"\n    carrier = "electricity"\n    multiplier = 40\n    events = [{ type = '
@@ -378,3 +378,66 @@ def test_a_worker_stops_when_its_supervisor_is_killed_at_any_moment(
     finally:
         for pid in _processes_with(marker):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_check_reports_every_layer_in_one_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Six planted errors in four files and two rows naming ids the registry does not have:
+    one run lists all eight, each with its file, line, path by ids or column, and code."""
+    from tests.conftest import SMALL_REGISTRY, write_config
+
+    registry = (
+        SMALL_REGISTRY.replace('id = "gas"\n    carrier', 'id = "gas"\n    carier')  # misspelt key
+        .replace("interval_s = 300", "interval_s = 700")  # a rule
+        .replace('id = "gas"', 'id = "main"')
+    )  # a duplicate beside the misspelling
+    (tmp_path / "allocations.csv").write_text(
+        "supplier,month,method,numerator,denominator,unit,basis\n"
+        "forge-a,2026-10,physical,ten,100,pcs,x\n"
+        "ghost,2026-10,dedicated,,,,x\n")  # fmt: skip
+    (tmp_path / "certificates.csv").write_text(
+        "supplier,site,month,kwh,certificate_ids,issuer,use\n"
+        "forge-a,plant-1,2026-10,-5,C1,T-REC,sold\n"
+        "cnc-d,plant-9,2026-10,1000,C2,T-REC,sold\n")  # fmt: skip
+    services = ('[mqtt]\nqos = 3\n[jobs]\nallocations_file = "allocations.csv"\n'
+                'certificates_file = "certificates.csv"\nfactors_file = "nope.csv"\n')  # fmt: skip
+    path = write_config(tmp_path, registry, services)
+    assert main(["--config", str(path), "check"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == "9 problems in 5 files", err
+    expected = [
+        ("allocations.csv:2:", "column numerator: cannot read 'ten'", "[invalid_value]"),
+        ("allocations.csv:3:", "column supplier: 'ghost' is not a supplier", "[unknown_reference]"),
+        ("certificates.csv:2:", "column kwh: must be > 0 (got -5)", "[invalid_value]"),
+        (
+            "certificates.csv:3:",
+            "column site: 'plant-9' is not a site of supplier cnc-d",
+            "[unknown_reference]",
+        ),
+        ("nope.csv:", "emission factors file: No such file", "[file_not_found]"),
+        (
+            "suppliers.toml:17:",
+            "supplier forge-a / site plant-1 / meter main: carier: unknown key "
+            "(did you mean 'carrier'?)",
+            "[unknown_key]",
+        ),
+        (
+            "suppliers.toml:16:",
+            "meter main: id: id 'main' appears more than once",
+            "[duplicate_id]",
+        ),
+        (
+            "suppliers.toml:",
+            "supplier cnc-d / site plant-1 / meter main: interval_s: must divide 3600",
+            "[invalid_value]",
+        ),
+        ("supplymeter.toml:", "mqtt.qos: must be 0, 1 or 2 (got 3)", "[invalid_value]"),
+    ]
+    text = "\n".join(err)
+    for where, what, code in expected:
+        assert any(where in line and what in line and line.endswith(code) for line in err), (
+            where,
+            what,
+            text,
+        )

@@ -158,7 +158,8 @@ def test_bad_factor_file_lists_every_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         FactorLibrary.load(path)
     text = "\n".join(caught.value.problems)
-    assert ":2: unit must be kgCO2e/kWh" in text and ":3: value must be > 0" in text
+    assert ":2: column unit: must be kgCO2e/kWh" in text
+    assert ":3: column value: must be > 0" in text
     assert ":3: duplicate factor" in text and ":4: column year: cannot read 'twenty'" in text
 
 

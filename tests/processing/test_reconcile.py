@@ -134,8 +134,9 @@ def test_bad_bills_are_all_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_bills(bills)
     text = "\n".join(caught.value.problems)
-    assert ":2: period_end must be after period_start" in text
-    assert ":3: unit must be kWh" in text and ":4: carrier must be one of" in text
+    assert ":2: column period_end: must be after period_start" in text
+    assert ":3: column unit: must be kWh" in text and ":4: column carrier: must be one of" in text
+    assert {p.code for p in caught.value.problems} == {"invalid_value"}
     ok = tmp_path / "ok.csv"
     ok.write_text(HEADER + "cnc-d,plant-1,steam,S,2026-10-01,2026-11-01,5000,kg,S-1\n")
     [bill] = load_bills(ok)

@@ -28,7 +28,10 @@ def test_example_config_describes_four_supplier_kinds(example_config: Config) ->
 
 def test_error_names_file_key_rule_and_value(tmp_path: Path) -> None:
     found = problems(tmp_path, services="[mqtt]\nqos = 3\n")
-    assert found == [f"{tmp_path / 'supplymeter.toml'}: mqtt.qos: must be 0, 1 or 2 (got 3)"]
+    config = tmp_path / "supplymeter.toml"
+    line = config.read_text().splitlines().index("qos = 3") + 1
+    assert found == [f"{config}:{line}: mqtt.qos: must be 0, 1 or 2 (got 3) [invalid_value]"]
+    assert found[0].code == "invalid_value" and found[0].line == line
 
 
 def test_all_problems_reported_at_once(tmp_path: Path) -> None:
@@ -38,7 +41,8 @@ def test_all_problems_reported_at_once(tmp_path: Path) -> None:
     found = problems(tmp_path, registry, services="[influxdb]\nurl = 'localhost:8086'\n")
     text = "\n".join(found)
     assert "influxdb.url: must be an http:// or https:// URL (got 'localhost:8086')" in text
-    assert "suppliers[0].sites[0].meters[1].carrier" in text and "'hydrogen'" in text
+    assert "suppliers.toml:17: supplier forge-a / site plant-1 / meter gas: carrier" in text
+    assert "'hydrogen'" in text
     assert "suppliers[1].id: must match" in text and "'CNC D'" in text
     assert len(found) == 3
 
@@ -65,8 +69,8 @@ def test_registry_rules(tmp_path: Path, change: tuple[str, str], message: str) -
 def test_secret_in_file_is_refused_and_points_to_env(tmp_path: Path) -> None:
     found = problems(tmp_path, services="[mqtt]\npassword = 'hunter2'\n")
     assert found == [
-        f"{tmp_path / 'supplymeter.toml'}: mqtt.password: unknown key (misspelt? "
-        "secrets come from SUPPLYMETER_* environment variables)"
+        f"{tmp_path / 'supplymeter.toml'}:3: mqtt.password: unknown key (misspelt? "
+        "secrets come from SUPPLYMETER_* environment variables) [unknown_key]"
     ]
 
 
@@ -86,7 +90,7 @@ def test_missing_registry_and_bad_toml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nowhere.toml: file not found"):
         load_config(path, {})
     path.write_text("[mqtt\n")
-    with pytest.raises(ConfigError, match=r"supplymeter.toml: not valid TOML"):
+    with pytest.raises(ConfigError, match=r"supplymeter.toml:1: not valid TOML"):
         load_config(path, {})
 
 
