@@ -99,7 +99,7 @@ def cmd_check(config: Config | None, args: argparse.Namespace) -> int:
 def cmd_status(config: Config, args: argparse.Namespace) -> int:
     from app.status import cmd_status as status
 
-    return status(config)
+    return status(config, verbose=args.details or args.verbose > 0)
 
 
 def cmd_stack(config: Config, args: argparse.Namespace) -> int:
@@ -662,8 +662,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "status",
         help="one screen: stack, collector health and backlog, last "
-        "job runs, gateways offline, open incidents, months awaiting restatement",
+        "job runs, gateways down, open incidents, months awaiting restatement",
+        description="A summary that fits 80×24; -v lists every item. Exit 1 when something "
+        "needs the operator.",
     )
+    p.add_argument("-v", "--verbose", dest="details", action="store_true",
+                   help="every incident, month and issue, not only the newest")  # fmt: skip
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("stack", help="local Mosquitto + InfluxDB under .stack/")

@@ -1,8 +1,10 @@
 """``supplymeter status``: one screen an operator on call reads first.
 
-The local stack, the collector's health and backlog, the last run of each job, gateways
-offline, open incidents, months waiting to be restated and data-quality issues to act on —
-each section says what it could not find out instead of failing.
+A summary that fits an 80×24 terminal — the local stack, the collector's health and backlog,
+the last run of each job, gateways down, open incidents, months waiting for their first export
+or a restatement, data-quality issues — with every detail behind ``-v``. One time convention:
+the jobs' timezone, named once in the heading. Each section says what it could not find out
+instead of failing.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime
+from collections import Counter
+from zoneinfo import ZoneInfo
 
 from app.common import open_store, say
 from supplymeter.config import Config
@@ -18,6 +21,9 @@ from supplymeter.errors import SupplymeterError
 from supplymeter.records import ns_to_datetime
 
 DAY_NS = 86_400 * 10**9
+WIDTH = 80
+SHOWN = 3
+"""Items listed per section in the summary (all of them with ``-v``)."""
 
 
 def _ago(ts_ns: int, now_ns: int) -> str:
@@ -31,10 +37,12 @@ def _ago(ts_ns: int, now_ns: int) -> str:
     return f"{seconds // 86_400} days ago"
 
 
-def _local(ts_ns: int, tz: str) -> str:
-    from zoneinfo import ZoneInfo
-
-    return f"{ns_to_datetime(ts_ns).astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M}"
+def _local(ts_ns: int, tz: str, now_ns: int) -> str:
+    """``15:23`` today, ``12-04 15:23`` this year, else the full date (in ``tz``)."""
+    at, now = (ns_to_datetime(t).astimezone(ZoneInfo(tz)) for t in (ts_ns, now_ns))
+    if at.date() == now.date():
+        return f"{at:%H:%M}"
+    return f"{at:%m-%d %H:%M}" if at.year == now.year else f"{at:%Y-%m-%d %H:%M}"
 
 
 def collector_health(config: Config) -> str:
@@ -49,74 +57,139 @@ def collector_health(config: Config) -> str:
     except urllib.error.HTTPError as exc:
         return f"UNHEALTHY ({url}): {exc.read().decode('utf-8', 'replace')[:300].strip()}"
     except (urllib.error.URLError, OSError) as exc:
-        return f"not answering at {url} ({getattr(exc, 'reason', exc)})"
+        reason = getattr(exc, "reason", exc)
+        return f"not answering at {url} ({getattr(reason, 'strerror', None) or reason})"
 
 
-def cmd_status(config: Config, now_ns: int | None = None) -> int:
+class Screen:
+    """Lines of the status screen: sections of ``name  text``, with indented items that
+    only ``-v`` shows beyond :data:`SHOWN`; every line cut to :data:`WIDTH`."""
+
+    def __init__(self, verbose: bool) -> None:
+        self.verbose = verbose
+        self.lines: list[str] = []
+
+    def line(self, text: str) -> None:
+        self.lines.append(text if len(text) <= WIDTH else text[: WIDTH - 1] + "…")
+
+    def section(self, name: str, text: str) -> None:
+        self.line(f"{name:<11}{text}")
+
+    def items(self, items: list[str]) -> None:
+        shown = items if self.verbose else items[:SHOWN]
+        for item in shown:
+            self.line(f"  {item}")
+        if len(items) > len(shown):
+            self.line(f"  … {len(items) - len(shown)} more (supplymeter status -v)")
+
+
+def cmd_status(config: Config, now_ns: int | None = None, verbose: bool = False) -> int:
     """Print the status screen; 1 when something needs the operator, else 0."""
     from deploy.stack import stack_from_config
     from processing.alerts import IncidentBook
     from processing.jobs import JOB_NAMES, JobState
+    from processing.versions import versions
 
     now = now_ns or time.time_ns()
     tz = config.jobs.timezone
+    screen = Screen(verbose)
     attention = False
-    say(f"supplymeter status, {datetime.now().astimezone():%Y-%m-%d %H:%M %Z}")
-    say("stack (local, [stack]):")
-    for line in stack_from_config(config).status():
-        say(f"  {line}")
+    zone = ns_to_datetime(now).astimezone(ZoneInfo(tz))
+    screen.line(f"supplymeter status {zone:%Y-%m-%d %H:%M} {zone:%Z} (UTC{zone:%z}, {tz}; "
+                "all times)")  # fmt: skip
+    stack = stack_from_config(config).status()
+    screen.section("stack", " · ".join(
+        f"{s.name} {'up' if s.pid and s.answering else 'DOWN'} :{s.port}" for s in stack)
+        + " (local [stack])")  # fmt: skip
     health = collector_health(config)
     attention |= health.startswith(("UNHEALTHY", "not answering"))
-    say(f"collector: {health}")
+    screen.section("collector", health)
+    stats_at = len(screen.lines)
     state = JobState.load(config.resolve(config.jobs.export_dir) / "jobs-state.json")
-    say("jobs (last success):")
+    runs = []
     for name in JOB_NAMES:
         last = state.last_success_ns.get(name)
-        say(f"  {name:<11} " + (f"{_local(last, tz)} ({_ago(last, now)})" if last else "never"))
-    if state.pending:
-        attention = True
-        say("months waiting to be restated by the export job:")
-        for month, reasons in sorted(state.pending.items()):
-            say(f"  {month}: {'; '.join(reasons)[:200]}")
-    else:
-        say("months waiting to be restated: none")
+        runs.append(f"{name} {_local(last, tz, now) if last else 'never'}")
+    screen.section("jobs", " · ".join(runs))
     book = IncidentBook.load(config.resolve(config.alerts.state_dir) / "incidents.json")
-    say(f"open incidents: {len(book.open) or 'none'}")
-    for incident in sorted(book.open.values(), key=lambda i: i.opened_ns):
-        attention = True
-        where = "/".join(x for x in (incident.supplier, incident.site, incident.subject) if x)
-        say(f"  {incident.type:<10} {where} since {_local(incident.opened_ns, tz)}: "
-            f"{incident.detail[:120]}")  # fmt: skip
+    incidents = sorted(book.open.values(), key=lambda i: i.opened_ns, reverse=True)
+    silent = {(i.supplier, i.site): i.opened_ns for i in incidents if i.type == "gateway_silent"}
+    gateways_at = len(screen.lines)
+    kinds = Counter(i.type for i in incidents)
+    screen.section("incidents", f"{len(incidents)} open" + (
+        f" ({', '.join(f'{n} {k}' for k, n in kinds.most_common())}), newest first"
+        if incidents else ""))  # fmt: skip
+    attention |= bool(incidents)
+    screen.items([
+        f"{i.type} {'/'.join(x for x in (i.supplier, i.site, i.subject) if x)} since "
+        f"{_local(i.opened_ns, tz, now)}: {i.detail}" for i in incidents
+    ])  # fmt: skip
+    exported = config.resolve(config.jobs.export_dir)
+    first = sorted(m for m in state.pending if not versions(exported / m))
+    restate = sorted(m for m in state.pending if m not in first)
+    attention |= bool(restate)
+    screen.section("months", f"{len(restate)} to restate" + (f": {', '.join(restate)}"
+                   if restate else "") + (f" · first export due: {', '.join(first)}"
+                   if first else ""))  # fmt: skip
+    screen.items([f"{m}: {'; '.join(state.pending[m])}" for m in restate])
     try:
         with open_store(config, retries=0) as store:
-            attention |= _from_influxdb(store, now, tz)
+            attention |= _from_influxdb(screen, store, now, tz, silent, stats_at, gateways_at)
     except SupplymeterError as exc:
-        say(f"InfluxDB: unreachable ({exc})")
-        return 1
+        reason = getattr(exc, "reason", "") or str(exc)
+        screen.section("InfluxDB", f"UNREACHABLE at {config.influxdb.url}: {reason}")
+        attention = True
+    for line in screen.lines:
+        say(line)
     return 1 if attention else 0
 
 
-def _from_influxdb(store, now: int, tz: str) -> bool:  # type: ignore[no-untyped-def]
+def _from_influxdb(  # type: ignore[no-untyped-def]
+    screen: Screen, store, now: int, tz: str, silent: dict[tuple[str, str], int],
+    stats_at: int, gateways_at: int,
+) -> bool:  # fmt: skip
+    """The collectors' stats (under the collector heading), gateways (before the incidents)
+    and data-quality issues, read from InfluxDB."""
     attention = False
     stats = store.collector_stats(now - DAY_NS, now + 1)
+    lines = []
     if not stats:
-        say("collector stats: none in the last 24 h (is a collector running?)")
+        lines.append("  no collector stats in the last 24 h (is a collector running?)")
         attention = True
     for name, (ts, values) in sorted(stats.items()):
-        say(f"  {name}: {_ago(ts, now)}: backlog {values.get('backlog_lines', 0):,.0f} lines, "
+        lines.append(
+            f"  {name}: {_ago(ts, now)}, backlog {values.get('backlog_lines', 0):,.0f} lines, "
             f"ack lag {values.get('ack_lag_s', 0.0):.1f} s, "
             f"{values.get('messages', 0):,.0f} messages, "
-            f"{'healthy' if values.get('healthy') else 'UNHEALTHY'}")  # fmt: skip
+            f"{'healthy' if values.get('healthy') else 'UNHEALTHY'}"
+        )  # fmt: skip
         attention |= not values.get("healthy")
-    offline = [(s, site, ts) for s, site, state, ts in store.gateway_states(now)
-               if state != "online"]  # fmt: skip
-    say(f"gateways offline: {len(offline) or 'none'}")
-    for supplier, site, ts in offline:
-        attention = True
-        say(f"  {supplier}/{site} since {_local(ts, tz)} ({_ago(ts, now)})")
+    if not screen.verbose and len(lines) > SHOWN:
+        lines = [*lines[:SHOWN], f"  … {len(lines) - SHOWN} more (supplymeter status -v)"]
+    screen.lines[stats_at:stats_at] = [line[:WIDTH] for line in lines]
+    gateways_at += len(lines)
+    states = store.gateway_states(now)
+    down: dict[tuple[str, str], str] = {}
+    for supplier, site, state, ts in states:
+        if state != "online":
+            down[(supplier, site)] = f"{supplier}/{site} {state} since {_local(ts, tz, now)}"
+    for (supplier, site), ts in silent.items():
+        if (supplier, site) not in down:
+            down[(supplier, site)] = (f"{supplier}/{site} silent since "
+                                      f"{_local(ts, tz, now)}")  # fmt: skip
+    known = len({(s, site) for s, site, _, _ in states} | set(silent))
+    attention |= bool(down)
+    gateways = Screen(screen.verbose)
+    gateways.section("gateways", f"{len(down)} of {known} down" if known else
+                     "none has reported a status yet")  # fmt: skip
+    gateways.items(sorted(down.values()))
+    screen.lines[gateways_at:gateways_at] = gateways.lines
     issues = store.quality_issues(now - 31 * DAY_NS, now + 1)
-    say(f"data-quality issues, last 31 days: {len(issues) or 'none'}")
-    for code, key, ts, detail in issues[-10:]:
-        attention = True
-        say(f"  {code} {'/'.join(key)} at {_local(ts, tz)}: {detail[:100]}")
+    codes = Counter(code for code, _, _, _ in issues)
+    screen.section("quality", f"{len(issues)} issues in 31 days" + (
+        f" ({', '.join(f'{n} {c}' for c, n in codes.most_common())}), newest first"
+        if issues else ""))  # fmt: skip
+    attention |= bool(issues)
+    screen.items([f"{code} {'/'.join(key)} at {_local(ts, tz, now)}: {detail}"
+                  for code, key, ts, detail in reversed(issues)])  # fmt: skip
     return attention

@@ -46,6 +46,8 @@ class SourceUnavailable(SupplymeterError):
     failure. Retrying later may succeed."""
 
     retryable = True
+    reason = ""
+    """The cause in a few words (``connection refused``), where known."""
 
 
 class RequestRejected(SupplymeterError):

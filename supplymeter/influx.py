@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -65,6 +66,19 @@ class Series:
     def rows(self) -> list[dict[str, Any]]:
         """The values as dicts keyed by column name."""
         return [dict(zip(self.columns, row, strict=True)) for row in self.values]
+
+
+def in_words(exc: BaseException) -> str:
+    """A connection failure as a person reads it (``connection refused``, ``timed out``),
+    without urllib3's pool and object reprs."""
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason)
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    if errno:
+        return errno.group(1).strip().lower()
+    if "timed out" in text.lower() or isinstance(reason, urllib3.exceptions.TimeoutError):
+        return "timed out"
+    return re.sub(r"<[^>]* object at 0x[0-9a-f]+>:\s*", "", text)[:200]
 
 
 class InfluxClient:
@@ -152,7 +166,7 @@ class InfluxClient:
                     method, url, body=body, headers=headers, preload_content=True
                 )
             except urllib3.exceptions.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
+                last = in_words(exc)
                 log.debug("influxdb %s %s failed (attempt %d): %s", method, path, attempt, last)
                 continue
             if resp.status in _RETRY_STATUS:
@@ -164,9 +178,12 @@ class InfluxClient:
                     f"{resp.data[:500].decode('utf-8', 'replace')}"
                 )
             return resp
-        raise SourceUnavailable(
-            f"InfluxDB at {self.url} unavailable after {self.retries + 1} attempts: {last}"
+        err = SourceUnavailable(
+            f"InfluxDB at {self.url} unavailable after {self.retries + 1} "
+            f"attempt{'s' if self.retries else ''}: {last}"
         )
+        err.reason = last
+        raise err
 
     def _db_params(self) -> dict[str, str]:
         params = {"db": self.database}

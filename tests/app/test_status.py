@@ -27,7 +27,7 @@ def test_status_shows_what_needs_the_operator(
     now = time.time_ns()
     store = Store(influx)
     assert cmd_status(config, now) == 1  # no collector has ever reported
-    assert "collector stats: none in the last 24 h" in capsys.readouterr().out
+    assert "no collector stats in the last 24 h" in capsys.readouterr().out
     store.write([
         stats_line("c0", {"messages": 1200, "backlog_lines": 40, "ack_lag_s": 0.4,
                           "healthy": True}, now - 30 * 10**9),
@@ -47,14 +47,75 @@ def test_status_shows_what_needs_the_operator(
     book.save()
     assert cmd_status(config, now) == 1
     out = capsys.readouterr().out
-    assert "c0: 30 s ago: backlog 40 lines, ack lag 0.4 s, 1,200 messages, healthy" in out
-    assert "gateways offline: 1" in out and "forge-a/plant-1 since" in out
-    assert "cnc-d/plant-1" not in out.split("gateways offline")[1].split("data-quality")[0]
-    assert "rollup      " in out and "(5 min ago)" in out and "export      never" in out
-    assert "2026-10: late data recomputed: forge-a/plant-1/main" in out
+    lines = out.splitlines()
+    assert lines[1].startswith("stack") and lines[2].startswith("collector  health endpoint off")
+    assert lines[3] == "  c0: 30 s ago, backlog 40 lines, ack lag 0.4 s, 1,200 messages, healthy"
+    assert "gateways   1 of 2 down" in out and "forge-a/plant-1 offline since" in out
+    assert "cnc-d/plant-1" not in out.split("gateways")[1].split("incidents")[0]
+    assert "rollup " in out and "export never" in out
+    assert "months     0 to restate · first export due: 2026-10" in out
     assert "register_fall_without_event cnc-d/plant-1/main" in out
-    assert "health endpoint off" in out
-    assert "open incidents: 1" in out and "spike      forge-a/plant-1/main since" in out
+    assert "incidents  1 open (1 spike)" in out and "spike forge-a/plant-1/main since" in out
+
+
+def test_status_fits_one_screen(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Five incidents (gateway silences among them), three months pending (one never
+    exported), quality issues and a collector: the summary fits 80×24, gateways and incidents
+    agree, a month never exported is not called a restatement, one zone throughout; -v lists
+    everything."""
+    config = with_settings(make_config(), "jobs", export_dir=tmp_path / "exports")
+    config = with_settings(config, "alerts", state_dir=tmp_path / "alerts")
+    now = time.time_ns()
+    store = Store(influx)
+    store.write([stats_line("c0", {"messages": 5, "healthy": True}, now - 10**10)]
+                + [quality_issue_line("implausible_step", ("cnc-d", "plant-1", "main"),
+                                      now - k * 3600 * 10**9, f"step {k}", True)
+                   for k in range(1, 8)])  # fmt: skip
+    state = JobState(tmp_path / "exports" / "jobs-state.json")
+    for month in ("2026-08", "2026-09"):  # exported before: a restatement is due
+        (tmp_path / "exports" / month / "v1").mkdir(parents=True)
+        (tmp_path / "exports" / month / "v1" / "manifest.json").write_text("{}")
+    state.pending = {"2026-08": ["factor changed"],
+                     "2026-09": ["late data recomputed: " + "x" * 300],
+                     "2026-10": ["late data recomputed"]}  # fmt: skip
+    state.save()
+    book = IncidentBook.load(tmp_path / "alerts" / "incidents.json")
+    conditions = [
+        Condition(
+            "gateway_silent",
+            "forge-a",
+            "plant-1",
+            "gw1",
+            40.0,
+            15.0,
+            "min",
+            now - 3600 * 10**9,
+            now,
+            "no status for 40 min",
+        )
+    ]
+    conditions += [Condition("spike", "forge-a", "plant-1", f"m{k}", 30.0, 10.0, "kWh",
+                             now - (k + 1) * 600 * 10**9, now, "+200% " + "y" * 200)
+                   for k in range(4)]  # fmt: skip
+    book.update(conditions, now, 24, 60, 3)
+    book.save()
+    assert cmd_status(config, now) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) <= 24 and max(map(len, lines)) <= 80, "\n".join(lines)
+    text = "\n".join(lines)
+    assert "gateways   1 of 1 down" in text and "forge-a/plant-1 silent since" in text
+    assert "incidents  5 open (4 spike, 1 gateway_silent)" in text
+    assert "months     2 to restate: 2026-08, 2026-09 · first export due: 2026-10" in text
+    assert "quality    7 issues in 31 days (7 implausible_step)" in text
+    assert "… 4 more (supplymeter status -v)" in text  # 7 issues, 3 shown
+    zone = lines[0].split(" (")[1]
+    assert zone.startswith("UTC+0800, Asia/Taipei")
+    assert cmd_status(config, now, verbose=True) == 1
+    full = capsys.readouterr().out
+    assert all(f"step {k}" in full for k in range(1, 8)) and "more (supplymeter" not in full
 
 
 def test_status_says_when_influxdb_cannot_be_reached(
@@ -62,8 +123,11 @@ def test_status_says_when_influxdb_cannot_be_reached(
 ) -> None:
     from deploy.stack import free_port
 
-    config = with_settings(make_config(), "influxdb", url=f"http://127.0.0.1:{free_port()}")
+    port = free_port()
+    config = with_settings(make_config(), "influxdb", url=f"http://127.0.0.1:{port}")
     config = with_settings(config, "jobs", export_dir=tmp_path / "exports")
     config = with_settings(config, "alerts", state_dir=tmp_path / "alerts")
     assert cmd_status(config) == 1
-    assert "InfluxDB: unreachable" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"InfluxDB   UNREACHABLE at http://127.0.0.1:{port}: connection refused" in out
+    assert "object at 0x" not in out and "urllib3" not in out
