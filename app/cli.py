@@ -334,11 +334,20 @@ def cmd_simulate(config: Config, args: argparse.Namespace) -> int:
         batch=args.batch,
         settings=settings,
     )
+    from collector.payload import format_ts
+
+    if result.continued_from_ns is not None:
+        say(f"continued the registers of the run that ended at "
+            f"{format_ts(result.continued_from_ns)}")  # fmt: skip
     say(
         f"published {result.readings:,} readings in {result.messages:,} messages in "
         f"{result.wall_s:.1f} s; ledger: {result.ledger_path}, faults: {result.faults_path} "
         f"({len(result.faults.events):,} events)"
     )
+    if result.interrupted:
+        say(f"interrupted: the ledger covers the hours before {format_ts(result.end_ns)}; "
+            f"continue with --start {format_ts(result.end_ns)} (same --ledger)")  # fmt: skip
+        return 130
     return 0
 
 
@@ -705,7 +714,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ledger",
         type=Path,
         default=Path("out/simulation/ledger.csv"),
-        help="where the ground-truth ledger goes (default out/simulation/ledger.csv)",
+        help="the ground-truth ledger (default out/simulation/ledger.csv); a later run on the "
+        "same ledger continues its registers and appends its hours",
     )
     p.add_argument("--tz", default=DEFAULT_TZ, help="timezone of times given without offset")
     p.add_argument(

@@ -151,7 +151,7 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     from processing.export import export_month, previous_month
     from processing.jobs import run_rollup
     from processing.scope3 import Month
-    from simulators.run import simulate
+    from simulators.run import simulate, state_path_for
 
     began = time.monotonic()
     month = Month.parse(args.month) if args.month else previous_month(time.time_ns(), DEFAULT_TZ)
@@ -189,8 +189,11 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
                     f"→ {end:%Y-%m-%d %H:%M} {DEFAULT_TZ}) for {len(cfg.registry.meters())} "
                     f"meters, seed {args.seed}"
                 )
-                # A rerun starts clean: this month's readings, rollups and statuses go.
+                # A rerun starts clean: this month's readings, rollups and statuses go, and
+                # so does the ledger the simulator would otherwise continue.
                 store.delete_range(sim_start_ns, end_ns)
+                for stale in (out / "ledger.csv", state_path_for(out / "ledger.csv")):
+                    stale.unlink(missing_ok=True)
                 sim = simulate(
                     cfg,
                     start=sim_start,

@@ -83,10 +83,14 @@ class FaultLog:
     def of_type(self, kind: str) -> list[Event]:
         return [e for _, e in sorted(self.events, key=_order) if e.type == kind]
 
-    def write_jsonl(self, path: Path) -> None:
+    def write_jsonl(self, path: Path, append: bool = False, before_ns: int | None = None) -> None:
+        """One JSON object per fault; ``append`` to the log of the run this one continues;
+        only faults starting before ``before_ns`` (an interrupted run)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w") as fh:
-            for _, event in sorted(self.events, key=_order):
+        with path.open("a" if append else "w") as fh:
+            for ts, event in sorted(self.events, key=_order):
+                if before_ns is not None and ts >= before_ns:
+                    continue
                 row = {k: v for k, v in asdict(event).items() if v not in (None, {})}
                 fh.write(json.dumps(row, sort_keys=True) + "\n")
 

@@ -99,12 +99,23 @@ class Ledger:
     def ref(self, key: MeterKey) -> MeterRef:
         return self._refs[key]
 
-    def write_csv(self, path: Path) -> None:
+    def truncate(self, before_ns: int) -> None:
+        """Forget the hours from ``before_ns`` on (an interrupted run: those hours are not
+        whole)."""
+        for hours in (*self._milli.values(), *self._pieces.values()):
+            for hour in [h for h in hours if h >= before_ns]:
+                del hours[hour]
+
+    def write_csv(self, path: Path, append: bool = False) -> None:
+        """The ledger as CSV; ``append`` adds its rows to an existing ledger of an earlier
+        run that this one continued (its hours come after that run's)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         columns = [self._column(i) for i in range(3)]
-        with path.open("w", newline="") as fh:
+        append = append and path.exists() and path.stat().st_size > 0
+        with path.open("a" if append else "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(FIELDS)
+            if not append:
+                writer.writerow(FIELDS)
             for key in sorted(self._milli):
                 ref = self._refs[key]
                 grid = ref.meter.role == "grid"
