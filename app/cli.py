@@ -102,6 +102,49 @@ def cmd_status(config: Config, args: argparse.Namespace) -> int:
     return status(config, verbose=args.details or args.verbose > 0)
 
 
+def cmd_readings(config: Config, args: argparse.Namespace) -> int:
+    from app import reads
+
+    ref = reads.find_meter(config, args.meter)
+    now = datetime.now(ref.tz)
+    start = reads.parse_since(args.since, now)
+    end = reads.parse_since(args.until, now) if args.until else now
+    with open_store(config) as store:
+        return reads.readings(config, store, ref, *_ns(start, end), args.limit, args.csv)
+
+
+def cmd_hours(config: Config, args: argparse.Namespace) -> int:
+    from app import reads
+    from processing.scope3 import Month
+
+    ref = reads.find_meter(config, args.meter)
+    if args.month:
+        start_ns, end_ns = Month.parse(args.month).bounds(ref.tz)
+    else:
+        now = datetime.now(ref.tz)
+        start_ns, end_ns = _ns(reads.parse_since(args.since, now), now)
+    with open_store(config) as store:
+        return reads.hours(config, store, ref, start_ns, end_ns, args.csv)
+
+
+def cmd_devices(config: Config, args: argparse.Namespace) -> int:
+    from app import reads
+
+    now = datetime.now(ZoneInfo(config.jobs.timezone))
+    start = reads.parse_since(args.since, now)
+    with open_store(config) as store:
+        return reads.unknown_devices(store, *_ns(start, now), config.jobs.timezone, args.csv)
+
+
+def _ns(start: datetime, end: datetime) -> tuple[int, int]:
+    from supplymeter.records import datetime_to_ns
+
+    if end <= start:
+        raise ConfigError([f"the end ({end:%Y-%m-%d %H:%M}) must be after the start "
+                           f"({start:%Y-%m-%d %H:%M})"])  # fmt: skip
+    return datetime_to_ns(start), datetime_to_ns(end)
+
+
 def cmd_stack(config: Config, args: argparse.Namespace) -> int:
     from deploy.stack import stack_from_config
 
@@ -678,6 +721,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", dest="details", action="store_true",
                    help="every incident, month and issue, not only the newest")  # fmt: skip
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser(
+        "readings",
+        help="one meter's stored readings and refused messages, newest first",
+        description="METER is SUPPLIER/SITE/METER, or a meter id the registry has once.",
+    )
+    p.add_argument("meter")
+    p.add_argument("--since", default="1d", help="7d, 36h, 90m or a time (default 1d)")
+    p.add_argument("--until", help="end, same forms (default now)")
+    p.add_argument("--limit", type=int, default=50, help="rows at most (default 50)")
+    p.add_argument("--csv", action="store_true", help="CSV on stdout, RFC 3339 times")
+    p.set_defaults(func=cmd_readings)
+
+    p = sub.add_parser(
+        "hours",
+        help="one meter's hourly consumption with its measured and estimated parts",
+        description="METER is SUPPLIER/SITE/METER, or a meter id the registry has once.",
+    )
+    p.add_argument("meter")
+    p.add_argument("--month", help="YYYY-MM in the site's timezone")
+    p.add_argument("--since", default="1d", help="without --month: 7d, 36h or a time (1d)")
+    p.add_argument("--csv", action="store_true", help="CSV on stdout, RFC 3339 times")
+    p.set_defaults(func=cmd_hours)
+
+    p = sub.add_parser("devices", help="devices publishing without being in the registry")
+    p.add_argument("--unknown", action="store_true", required=True,
+                   help="topics refused as unknown supplier, site or meter")  # fmt: skip
+    p.add_argument("--since", default="7d", help="7d, 36h or a time (default 7d)")
+    p.add_argument("--csv", action="store_true", help="CSV on stdout, RFC 3339 times")
+    p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("stack", help="local Mosquitto + InfluxDB under .stack/")
     p.add_argument("action", choices=("up", "down", "status"))

@@ -538,6 +538,41 @@ class Store:
                 register = next((v for v in row[1:-1] if v is not None), None)
                 yield key, int(row[0]), register, row[-1]
 
+    def meter_readings(
+        self, key: MeterKey, start_ns: int, end_ns: int, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """One meter's stored readings in [start, end), newest first, at most ``limit``: every
+        field as stored (``time`` is the device time, epoch ns)."""
+        supplier, site, meter = key
+        q = (f"SELECT * FROM {quote_ident(READING)} WHERE {_time_range(start_ns, end_ns)}"
+             f"{_tags(supplier=supplier, site=site, meter=meter)} "
+             f"ORDER BY time DESC LIMIT {int(limit)}")  # fmt: skip
+        rows = [row for s in self.client.query(q) for row in s.rows()]
+        return [{k: v for k, v in row.items() if v is not None and k not in (
+            "supplier", "site", "meter")} for row in rows]  # fmt: skip
+
+    def rejections(
+        self, start_ns: int, end_ns: int, *, topic: str | None = None,
+        reasons: Iterable[str] = (), limit: int = 10_000,
+    ) -> list[Rejection]:  # fmt: skip
+        """Rejected messages received in [start, end), newest first, at most ``limit``; only
+        those on ``topic`` and with one of ``reasons`` when given."""
+        where = _time_range(start_ns, end_ns)
+        if topic is not None:
+            where += f" AND topic = {quote_literal(topic)}"
+        codes = list(reasons)
+        if codes:
+            where += " AND (" + " OR ".join(f"reason = {quote_literal(c)}" for c in codes) + ")"
+        q = (f"SELECT * FROM {quote_ident(REJECTED)} WHERE {where} "
+             f"ORDER BY time DESC LIMIT {int(limit)}")  # fmt: skip
+        return [
+            Rejection(code=row.get("reason") or "", detail=row.get("detail") or "",
+                      topic=row.get("topic") or "", received_ns=int(row["time"]),
+                      supplier=row.get("supplier"), payload_bytes=int(
+                          row.get("payload_bytes") or 0), excerpt=row.get("excerpt") or "")
+            for s in self.client.query(q) for row in s.rows()
+        ]  # fmt: skip
+
     def register_samples(
         self, start_ns: int, end_ns: int, step_ns: int
     ) -> Iterator[tuple[MeterKey, list[int], list[float]]]:
