@@ -136,6 +136,33 @@ def cmd_devices(config: Config, args: argparse.Namespace) -> int:
         return reads.unknown_devices(store, *_ns(start, now), config.jobs.timezone, args.csv)
 
 
+def cmd_import(config: Config, args: argparse.Namespace) -> int:
+    from app import reads
+    from collector import importer
+
+    ref = reads.find_meter(config, args.meter)
+    text = importer.read_file(args.file)
+    history = importer.read_history(text, str(args.file), ref, time.time_ns())
+    if not history.readings:
+        say(f"{args.file}: no rows; nothing imported")
+        return 0
+    with open_store(config) as store:
+        clash = importer.overlapping(history, ref, store)
+        if clash and not args.replace:
+            raise ConfigError([f"{args.file}: {clash} readings the meter sent live lie inside "
+                               "the file's span; import only what the meter did not send, or "
+                               "give --replace to overwrite them"])  # fmt: skip
+        history = importer.anchored(history, ref, store)
+        written, hours = importer.write_history(store, history, time.time_ns())
+    first, last = (datetime.fromtimestamp(r.ts_ns / 1e9, ref.tz) for r in
+                   (history.readings[0], history.readings[-1]))  # fmt: skip
+    say(f"imported {written:,} readings ({history.form} form) for {'/'.join(ref.key)}, "
+        f"{first:%Y-%m-%d %H:%M} → {last:%Y-%m-%d %H:%M} {ref.site.timezone}; {hours:,} hours "
+        "marked: the rollup job recomputes them (or now: supplymeter rollup --start "
+        f"{first:%Y-%m-%dT%H:00%z} --end {last:%Y-%m-%dT%H:00%z} plus one hour)")  # fmt: skip
+    return 0
+
+
 def _ns(start: datetime, end: datetime) -> tuple[int, int]:
     from supplymeter.records import datetime_to_ns
 
@@ -744,6 +771,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", default="1d", help="without --month: 7d, 36h or a time (1d)")
     p.add_argument("--csv", action="store_true", help="CSV on stdout, RFC 3339 times")
     p.set_defaults(func=cmd_hours)
+
+    p = sub.add_parser(
+        "import",
+        help="a meter's history from a CSV (register or interval form), validated like live "
+        "readings, marked imported, recomputed by the rollup",
+        description="Register form: ts + protocol quantities (energy_kwh, volume_m3, ...). "
+        "Interval form: interval_start[, interval_end], consumption (the meter's unit). Times "
+        "without an offset are site-local. See docs/operations.md, 'Import history'.",
+    )
+    p.add_argument("file", type=Path)
+    p.add_argument("--meter", required=True, help="SUPPLIER/SITE/METER or a unique meter id")
+    p.add_argument("--replace", action="store_true",
+                   help="overwrite live readings inside the file's span")  # fmt: skip
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("devices", help="devices publishing without being in the registry")
     p.add_argument("--unknown", action="store_true", required=True,
