@@ -52,7 +52,7 @@ class History:
 def _time(text: str, ref: MeterRef) -> int:
     """A CSV time: with an offset or epoch ms as the protocol, otherwise site-local."""
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return parse_timestamp(int(text))
     try:
         at = datetime.fromisoformat(text)
@@ -73,13 +73,17 @@ def _number(text: str, column: str) -> float:
 def read_history(text: str, name: str, ref: MeterRef, now_ns: int) -> History:
     """Parse and validate a history file's text; :class:`ConfigError` lists every problem
     (``FILE:LINE: column X: ... [code]``) and nothing is imported."""
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip() for h in reader.fieldnames or []]
-    reader.fieldnames = header
-    if "ts" in header:
-        return History(_registers(reader, name, ref, now_ns), "register")
-    if "interval_start" in header and "consumption" in header:
-        return History(_intervals(reader, name, ref, now_ns), "interval")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in reader.fieldnames or []]
+        reader.fieldnames = header
+        if "ts" in header:
+            return History(_registers(reader, name, ref, now_ns), "register")
+        if "interval_start" in header and "consumption" in header:
+            return History(_intervals(reader, name, ref, now_ns), "interval")
+    except csv.Error as exc:
+        raise ConfigError([Problem(name, reader.line_num or None, f"not CSV: {exc}",
+                                   "not_csv")]) from None  # fmt: skip
     raise ConfigError([Problem(name, 1, "the header needs ts and quantities (register form) or "
                                "interval_start and consumption (interval form), got "
                                f"{', '.join(header) or 'nothing'}", "missing_column")])  # fmt: skip
