@@ -621,10 +621,18 @@ def cmd_deploy(config: Config, args: argparse.Namespace) -> int:
 
     files = write_mosquitto(config, args.out, args.runtime_dir)
     say(f"wrote {files.conf}, {files.passwd} (mode 0600), {files.acl}: {len(files.users)} users")
+    secrets_file = config.resolve(config.services.broker.secrets_file)
     if files.generated:
-        secrets_file = config.resolve(config.services.broker.secrets_file)
         say(f"generated passwords for {len(files.generated)} users into {secrets_file} "
              "(mode 0600; not shown here)")  # fmt: skip
+    if args.apply:
+        from deploy.mosquitto import apply_dynsec, load_passwords
+
+        changes = apply_dynsec(config, load_passwords(secrets_file))
+        say(f"applied to the running broker at {config.mqtt.host}:{config.mqtt.port}: "
+            + (f"{len(changes)} changes" if changes else "already up to date"))  # fmt: skip
+        for change in changes:
+            say(f"  {change}")
     return 0
 
 
@@ -914,6 +922,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("out/mosquitto"),
         help="directory for mosquitto.conf, passwd and acl (default out/mosquitto)",
     )
+    p.add_argument("--apply", action="store_true",
+                   help="also apply the identities to the running broker ([mqtt] host:port) "
+                   "through its Dynamic Security control API: no restart")  # fmt: skip
     p.add_argument("--runtime-dir", type=Path, default=None,
                    help="where Mosquitto will read passwd and acl, if not --out "
                    "(e.g. /mosquitto/config in the compose stack)")  # fmt: skip

@@ -426,6 +426,7 @@ class Lanes:
         if not suppliers:
             raise ValueError("a collector with a session per supplier needs suppliers")
         self.suppliers = list(suppliers)
+        self._settings, self._secrets, self._handler = settings, secrets, handler
         self.lanes = [
             MqttSubscriber(settings=lane_settings(settings, s), secrets=secrets, handler=handler,
                            retire=retire, topic_filter=supplier_filter(s), lane=i)
@@ -472,6 +473,22 @@ class Lanes:
             s, d = self.lanes[lane].ack_many(mine)
             sent, dropped = sent + s, dropped + d
         return sent, dropped
+
+    def add(self, supplier: str, timeout_s: float = 10.0) -> None:
+        """Open a session for a supplier added to the registry while running (its broker
+        identity must exist: ``supplymeter deploy mosquitto --apply``)."""
+        if supplier in self.suppliers:
+            return
+        lane = MqttSubscriber(settings=lane_settings(self._settings, supplier),
+                              secrets=self._secrets, handler=self._handler, retire=False,
+                              topic_filter=supplier_filter(supplier),
+                              lane=len(self.lanes))  # fmt: skip
+        lane.start(timeout_s)
+        self.lanes.append(lane)
+        self.suppliers.append(supplier)
+        share = max(YIELD_AFTER_S / len(self.lanes), 0.001)
+        for each in self.lanes:
+            each.set_yield_after(share)
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Connect every lane (in parallel); all or none."""

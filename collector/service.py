@@ -48,7 +48,13 @@ from collector.payload import (
     resolve_meter,
 )
 from collector.writer import BatchWriter
-from supplymeter.config import AUTO_MAX_PROCESSES, AUTO_SHARED_GROUP, Config, MeterRef
+from supplymeter.config import (
+    AUTO_MAX_PROCESSES,
+    AUTO_SHARED_GROUP,
+    Config,
+    MeterRef,
+    RegistryWatch,
+)
 from supplymeter.errors import BadReading, SourceUnavailable
 from supplymeter.influx import InfluxClient
 from supplymeter.records import Reading, Rejection
@@ -150,6 +156,59 @@ class Collector:
         self._last_summary = time.monotonic()
         self._summary_counts: Counter[str] = Counter()
         self._known_topics: dict[bytes, MeterRef] = {}
+        path = config.registry_path
+        following = not retire and only_supplier is None and path.exists()
+        self._watch = RegistryWatch(path, config.registry) if following else None
+        self._watch_thread = threading.Thread(target=self._follow_registry, name="registry",
+                                              daemon=True)  # fmt: skip
+        self._registry_lock = threading.Lock()
+        self._lanes_failing: set[str] = set()
+
+    REGISTRY_POLL_S = 2.0
+    """How often the registry file is looked at for changes."""
+
+    def _follow_registry(self) -> None:
+        """Take registry edits while running: new meters, sites, gateways and suppliers are
+        accepted within :attr:`REGISTRY_POLL_S` (a new supplier gets its own session, retried
+        until the broker knows its identity)."""
+        while not self._stopping.wait(self.REGISTRY_POLL_S):
+            try:
+                self.reload_registry()
+            except Exception:  # the collector must outlive any reload failure
+                log.exception("registry reload failed; the last good registry stays")
+
+    def reload_registry(self) -> bool:
+        """Look at the registry file once; True when a new registry was taken. Opens the
+        sessions of suppliers that have none yet."""
+        taken = self._take_registry()
+        if isinstance(self.subscriber, Lanes):
+            for supplier in self._registry.suppliers:
+                if supplier.id in self.subscriber.suppliers:
+                    continue
+                try:
+                    self.subscriber.add(supplier.id)
+                    log.warning("session opened for new supplier %s", supplier.id)
+                except Exception as exc:  # its identity may not be on the broker yet
+                    if supplier.id not in self._lanes_failing:
+                        log.warning("no session yet for new supplier %s (%s): run `supplymeter "
+                                    "deploy mosquitto --apply`; retrying", supplier.id,
+                                    exc)  # fmt: skip
+                    self._lanes_failing.add(supplier.id)
+                else:
+                    self._lanes_failing.discard(supplier.id)
+        return taken
+
+    def _take_registry(self) -> bool:
+        """Swap in the registry file's new content, if it changed and is valid."""
+        if self._watch is None:
+            return False
+        with self._registry_lock:
+            new = self._watch.poll()
+            if new is None:
+                return False
+            self._registry = new
+            self._known_topics = {}  # resolved topics are cached: resolve against the new one
+            return True
 
     def __enter__(self) -> Collector:
         self.start()
@@ -177,6 +236,8 @@ class Collector:
             self.writer.close()
             raise
         self._stats_thread.start()
+        if self._watch is not None:
+            self._watch_thread.start()
 
     def stop(self, end_session: bool = False) -> None:
         """Write and acknowledge everything received, then disconnect (``end_session``: and
@@ -290,8 +351,8 @@ class Collector:
     def _route(self, topic_bytes: bytes, topic: str) -> MeterRef | StatusTopic:
         """The registry meter a readings topic names, or the parsed status topic.
 
-        Resolved readings topics are cached (the registry does not change while running):
-        at most one entry per registry meter, since failures are not kept.
+        Resolved readings topics are cached (emptied when the registry is reloaded): at most
+        one entry per registry meter, since failures are not kept.
         """
         ref = self._known_topics.get(topic_bytes)
         if ref is not None:
@@ -299,7 +360,14 @@ class Collector:
         parsed = parse_topic(topic)
         if isinstance(parsed, StatusTopic):
             return parsed
-        ref = resolve_meter(parsed, self._registry)
+        try:
+            ref = resolve_meter(parsed, self._registry)
+        except BadReading:
+            # A device added to the registry a moment ago: look at the file now rather than
+            # refuse its first readings until the next poll.
+            if not self._take_registry():
+                raise
+            ref = resolve_meter(parsed, self._registry)
         self._known_topics[topic_bytes] = ref
         return ref
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supplymeter.config import AUTO_MAX_PROCESSES, Config, Registry, gateway_username
-from supplymeter.errors import ConfigError
+from supplymeter.errors import ConfigError, RequestRejected, SourceUnavailable
 
 PBKDF2_ITERATIONS = 101
 """Mosquitto 2.0's ``mosquitto_passwd`` default for ``$7$`` (PBKDF2-SHA512) hashes."""
@@ -96,20 +96,38 @@ def _dynsec_password(password: str) -> dict[str, object]:
             "iterations": PBKDF2_ITERATIONS}  # fmt: skip
 
 
-def dynsec_config(config: Config, passwords: dict[str, str]) -> dict[str, object]:
-    """The Dynamic Security plugin's configuration: clients bound to client ids, roles."""
-    clients: list[dict[str, object]] = []
+ADMIN_USER = "supplymeter-admin"
+"""The client that applies registry changes to a running broker through the plugin's control
+API (``$CONTROL/dynamic-security/v1``): it may use that API and nothing else."""
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+
+
+@dataclass(frozen=True)
+class Identity:
+    username: str
+    clientid: str
+    textname: str
+    role: str
+    password_of: str
+    """Whose password it uses (collector processes and sessions share the collector's)."""
+
+
+def identities(config: Config) -> tuple[list[Identity], list[dict[str, object]]]:
+    """Every client the broker must know, and every role, from the registry."""
     roles: list[dict[str, object]] = []
     collector_acls = [{"acltype": "subscribePattern", "topic": "energy/v1/#", "allow": True}]
     if config.mqtt.shared_group:
         shared = f"$share/{config.mqtt.shared_group}/energy/v1/#"
         collector_acls.append({"acltype": "subscribePattern", "topic": shared, "allow": True})
     roles.append({"rolename": "collector", "acls": collector_acls})
-    password = passwords[collector_user(config)]
+    roles.append({"rolename": "dynsec-admin", "acls": [
+        {"acltype": kind, "topic": f"{CONTROL_TOPIC}/#", "allow": True}
+        for kind in ("publishClientSend", "publishClientReceive", "subscribePattern")
+    ]})  # fmt: skip
+    clients = [Identity(ADMIN_USER, ADMIN_USER, "supplymeter admin", "dynsec-admin", ADMIN_USER)]
+    shared_pw = collector_user(config)
     for user, client_id in collector_identities(config) + lane_identities(config):
-        clients.append({"username": user, "clientid": client_id, "textName": "collector",
-                        "roles": [{"rolename": "collector"}],
-                        **_dynsec_password(password)})  # fmt: skip
+        clients.append(Identity(user, client_id, "collector", "collector", shared_pw))
     for supplier in config.registry.suppliers:
         for site in supplier.sites:
             user = gateway_username(supplier.id, site.id, site.gateway)
@@ -119,11 +137,24 @@ def dynsec_config(config: Config, passwords: dict[str, str]) -> dict[str, object
             roles.append({"rolename": f"gateway:{user}", "acls": [
                 {"acltype": "publishClientSend", "topic": t, "allow": True} for t in topics
             ]})  # fmt: skip
-            clients.append({"username": user, "clientid": user, "textName": "site gateway",
-                            "roles": [{"rolename": f"gateway:{user}"}],
-                            **_dynsec_password(passwords[user])})  # fmt: skip
+            clients.append(Identity(user, user, "site gateway", f"gateway:{user}", user))
+    return clients, roles
+
+
+def dynsec_config(config: Config, passwords: dict[str, str]) -> dict[str, object]:
+    """The Dynamic Security plugin's configuration: clients bound to client ids, roles."""
+    clients, roles = identities(config)
     return {
-        "clients": clients,
+        "clients": [
+            {
+                "username": c.username,
+                "clientid": c.clientid,
+                "textName": c.textname,
+                "roles": [{"rolename": c.role}],
+                **_dynsec_password(passwords[c.password_of]),
+            }
+            for c in clients
+        ],
         "roles": roles,
         "groups": [],
         "defaultACLAccess": {
@@ -133,6 +164,193 @@ def dynsec_config(config: Config, passwords: dict[str, str]) -> dict[str, object
             "unsubscribe": True,
         },
     }
+
+
+def _managed(username: str, config: Config) -> bool:
+    """Clients this project creates (and so may delete): gateways ``supplier.site.gateway``,
+    the collector's processes and sessions."""
+    collector = collector_user(config)
+    return username.count(".") == 2 or username == collector or username.startswith(
+        (f"{collector}.", f"{collector}-"))  # fmt: skip
+
+
+def plan_dynsec(config: Config, passwords: dict[str, str], current: dict[str, list]
+                ) -> list[dict[str, object]]:  # fmt: skip
+    """The control-API commands that turn the broker's ``current`` clients and roles (as
+    ``listClients`` / ``listRoles`` verbose answer) into what the registry says. Existing
+    clients keep their passwords; new ones get theirs from the secrets file."""
+    clients, roles = identities(config)
+    commands: list[dict[str, object]] = []
+    have_roles = {r["rolename"]: r for r in current.get("roles", [])}
+    for role in roles:
+        name = role["rolename"]
+        want = {(a["acltype"], a["topic"], a["allow"]) for a in role["acls"]}  # type: ignore[attr-defined]
+        if name not in have_roles:
+            commands.append({"command": "createRole", "rolename": name})
+            got: set[tuple[str, str, bool]] = set()
+        else:
+            got = {(a["acltype"], a["topic"], a.get("allow", False))
+                   for a in have_roles[name].get("acls", [])}  # fmt: skip
+        for kind, topic, _ in sorted(got - want):
+            commands.append({"command": "removeRoleACL", "rolename": name, "acltype": kind,
+                             "topic": topic})  # fmt: skip
+        for kind, topic, allow in sorted(want - got):
+            commands.append({"command": "addRoleACL", "rolename": name, "acltype": kind,
+                             "topic": topic, "allow": allow, "priority": 0})  # fmt: skip
+    have = {c["username"]: c for c in current.get("clients", [])}
+    for c in clients:
+        roles_ = [{"rolename": c.role}]
+        if c.username not in have:
+            commands.append({"command": "createClient", "username": c.username,
+                             "password": passwords[c.password_of], "clientid": c.clientid,
+                             "textname": c.textname, "roles": roles_})  # fmt: skip
+            continue
+        old = have[c.username]
+        if old.get("clientid") != c.clientid or [r.get("rolename") for r in old.get(
+                "roles", [])] != [c.role]:  # fmt: skip
+            commands.append({"command": "modifyClient", "username": c.username,
+                             "clientid": c.clientid, "roles": roles_})  # fmt: skip
+    wanted = {c.username for c in clients}
+    for username in sorted(set(have) - wanted):
+        if _managed(username, config):
+            commands.append({"command": "deleteClient", "username": username})
+    wanted_roles = {r["rolename"] for r in roles}
+    for name in sorted(set(have_roles) - wanted_roles):
+        if str(name).startswith("gateway:"):
+            commands.append({"command": "deleteRole", "rolename": name})
+    return commands
+
+
+def control(config: Config, password: str, commands: list[dict[str, object]],
+            timeout_s: float = 15.0) -> list[dict[str, object]]:  # fmt: skip
+    """Send commands to the broker's Dynamic Security control API as :data:`ADMIN_USER`;
+    their responses, in order. Raises :class:`SourceUnavailable` when the broker cannot be
+    reached or does not answer, :class:`RequestRejected` when it refuses the login."""
+    import threading
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    m = config.mqtt
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=ADMIN_USER,
+                         protocol=paho.MQTTv5 if m.protocol == "5" else paho.MQTTv311)  # fmt: skip
+    client.username_pw_set(ADMIN_USER, password)
+    if m.tls_ca_file is not None:
+        client.tls_set(ca_certs=str(m.tls_ca_file))
+    connected, subscribed, answered = threading.Event(), threading.Event(), threading.Event()
+    refused: list[str] = []
+    answers: list[dict[str, object]] = []
+
+    def on_connect(c, u, flags, reason, props) -> None:  # type: ignore[no-untyped-def]
+        if reason.is_failure:
+            refused.append(str(reason))
+        connected.set()
+
+    def on_message(c, u, msg) -> None:  # type: ignore[no-untyped-def]
+        answers.extend(json.loads(msg.payload).get("responses", []))
+        if len(answers) >= len(commands):
+            answered.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.on_message = on_message
+    try:
+        client.connect(m.host, m.port, 30)
+    except OSError as exc:
+        raise SourceUnavailable(f"MQTT broker {m.host}:{m.port}: {exc}") from exc
+    client.loop_start()
+    try:
+        if not connected.wait(timeout_s):
+            raise SourceUnavailable(f"MQTT broker {m.host}:{m.port} did not answer")
+        if refused:
+            raise RequestRejected(f"the broker refused {ADMIN_USER} ({refused[0]}): was the "
+                                  "broker started with files from this version of `deploy "
+                                  "mosquitto`?")  # fmt: skip
+        client.subscribe(f"{CONTROL_TOPIC}/response", qos=1)
+        if not subscribed.wait(timeout_s):
+            raise SourceUnavailable("the broker did not confirm the control subscription")
+        client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
+        if not answered.wait(timeout_s):
+            raise SourceUnavailable(f"no answer from the Dynamic Security plugin in {timeout_s:g} "
+                                    "s (is it loaded?)")  # fmt: skip
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return answers
+
+
+def apply_dynsec(config: Config, passwords: dict[str, str]) -> list[str]:
+    """Bring a running broker's clients and roles in line with the registry, without a
+    restart; returns what changed (``createClient forge-a.plant-2.gw1``...). Raises
+    :class:`RequestRejected` listing any command the broker refused."""
+    listed = control(config, passwords[ADMIN_USER], [
+        {"command": "listClients", "verbose": True},
+        {"command": "listRoles", "verbose": True},
+    ])  # fmt: skip
+    current: dict[str, list] = {"clients": [], "roles": []}
+    for answer in listed:
+        data = answer.get("data") or {}
+        if isinstance(data, dict):
+            current["clients"] += data.get("clients", [])
+            current["roles"] += data.get("roles", [])
+    commands = plan_dynsec(config, passwords, current)
+    if not commands:
+        return []
+    answers = control(config, passwords[ADMIN_USER], commands)
+    failed = [f"{a.get('command')}: {a['error']}" for a in answers if a.get("error")]
+    if failed:
+        raise RequestRejected("the broker refused: " + "; ".join(failed))
+    created = {c["username"] for c in commands if c["command"] == "createClient"}
+    for user, client_id in lane_identities(config):
+        if user in created:
+            prime_session(config, user, client_id, passwords[collector_user(config)])
+    return [f"{c['command']} {c.get('username') or c.get('rolename')}"
+            + (f" {c['topic']}" if "topic" in c else "") for c in commands]  # fmt: skip
+
+
+def prime_session(config: Config, user: str, client_id: str, password: str,
+                  timeout_s: float = 15.0) -> None:  # fmt: skip
+    """Create a new supplier's collector session on the broker before its gateway can
+    publish: subscribed and persistent, so the broker queues the first readings until the
+    collector, which takes the registry edit within seconds, connects as that session."""
+    import threading
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    m = config.mqtt
+    supplier = client_id.rsplit(".", 1)[1]
+    topic = f"energy/v1/{supplier}/#"  # the collector's filter of one supplier's session
+    if m.shared_group:
+        topic = f"$share/{m.shared_group}/{topic}"
+    v5 = m.protocol == "5"
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+                         clean_session=None if v5 else False)  # fmt: skip
+    client.username_pw_set(user, password)
+    if m.tls_ca_file is not None:
+        client.tls_set(ca_certs=str(m.tls_ca_file))
+    connected, subscribed = threading.Event(), threading.Event()
+    client.on_connect = lambda *a: connected.set()
+    client.on_subscribe = lambda *a: subscribed.set()
+    props, kwargs = None, {}
+    if v5:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = m.session_expiry_s
+        kwargs["clean_start"] = False
+    client.connect(m.host, m.port, 30, properties=props, **kwargs)
+    client.loop_start()
+    try:
+        if not connected.wait(timeout_s):
+            raise SourceUnavailable(f"could not open the session {client_id!r} on the broker")
+        client.subscribe(topic, qos=m.qos)
+        if not subscribed.wait(timeout_s):
+            raise SourceUnavailable(f"the broker did not confirm {client_id!r}'s subscription")
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def acl_text(registry: Registry, collector: str, also: list[str] | None = None) -> str:
@@ -259,7 +477,7 @@ def write_mosquitto(
     names = users(config)
     secrets_path = config.resolve(config.services.broker.secrets_file)
     before = set(load_passwords(secrets_path))
-    passwords = ensure_passwords(secrets_path, names)
+    passwords = ensure_passwords(secrets_path, [*names, ADMIN_USER])
     out_dir.mkdir(parents=True, exist_ok=True)
     passwd = out_dir / "passwd"
     # Every collector identity (processes, per-supplier sessions) shares the collector's

@@ -20,6 +20,7 @@ never double-counts.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -45,7 +46,7 @@ from processing.rollup import (
 from processing.scope3 import Month
 from processing.sitehours import SiteHourInputs, site_factor_use, site_hours
 from supplymeter.carriers import CARRIERS, COUNTERS
-from supplymeter.config import Config, Meter, MeterRef, Site, Supplier
+from supplymeter.config import Config, Meter, MeterRef, RegistryWatch, Site, Supplier
 from supplymeter.errors import ConfigError
 from supplymeter.files import locked, write_atomic, write_json_atomic
 from supplymeter.records import ns_to_datetime
@@ -652,6 +653,8 @@ class Jobs:
         export_dir = config.resolve(config.jobs.export_dir)
         self.state = JobState.load(export_dir / "jobs-state.json")
         self.last_good = LastGood(export_dir / ".last-good")
+        path = config.registry_path
+        self._registry = RegistryWatch(path, config.registry) if path.exists() else None
         self._alerts = None
         self.step: Callable[[str], None] = lambda name: None
         """Told each step boundary of the rollup's change tracking (``late``, ``events``,
@@ -906,6 +909,10 @@ class Jobs:
         if name not in JOB_NAMES:
             raise ValueError(f"no job {name!r}; jobs: {', '.join(JOB_NAMES)}")
         body = getattr(self, name)
+        new = self._registry.poll() if self._registry else None
+        if new is not None:  # an edited registry: the next job runs on it, no restart
+            self.config = dataclasses.replace(self.config, registry=new)
+            self._alerts = None
         attempts = 1 + self.config.jobs.job_retries
         for attempt in range(1, attempts + 1):
             try:

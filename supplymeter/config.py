@@ -17,6 +17,7 @@ import contextlib
 import copy
 import dataclasses
 import difflib
+import logging
 import os
 import re
 import tomllib
@@ -40,6 +41,8 @@ from pydantic import (
 from supplymeter.carriers import CARRIERS, Carrier
 from supplymeter.errors import ConfigError, Problem
 from supplymeter.locate import Loc, key_lines, label, line_of
+
+_log = logging.getLogger(__name__)
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 """Ids of suppliers, sites, meters and gateways; they appear verbatim in MQTT topics."""
@@ -1353,6 +1356,11 @@ class Config:
     def pact(self) -> PactSettings:
         return self.services.pact
 
+    @property
+    def registry_path(self) -> Path:
+        """The registry file this configuration was loaded from."""
+        return self.resolve(self.services.registry)
+
     def resolve(self, path: Path) -> Path:
         """A path from the config file, relative to the file's directory."""
         return path if path.is_absolute() else self.path.parent / path
@@ -1590,6 +1598,53 @@ def load_registry(path: Path) -> Registry:
     if problems:
         raise ConfigError(problems)
     return Registry.build(suppliers)
+
+
+class RegistryWatch:
+    """The registry file, re-read when it changes (its modification time, size or inode):
+    services that run for months take a new meter, gateway or supplier without a restart. A
+    bad edit is reported once, with every problem, and the last good registry stays in force
+    until the file is fixed."""
+
+    CODE = "registry_reload_failed"
+
+    def __init__(self, path: Path, registry: Registry) -> None:
+        self.path, self.registry = path, registry
+        self._seen = self._stamp()
+        self.problems: list[str] = []
+
+    def _stamp(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size, st.st_ino
+
+    def poll(self) -> Registry | None:
+        """The new registry when the file changed and is valid; ``None`` otherwise."""
+        stamp = self._stamp()
+        if stamp == self._seen or stamp is None:
+            return None
+        self._seen = stamp
+        try:
+            new = load_registry(self.path)
+        except ConfigError as exc:
+            if exc.problems != self.problems:
+                _log.error("%s: %s has %d problem(s); the last good registry stays in force "
+                           "until it is fixed:\n  %s", self.CODE, self.path, len(exc.problems),
+                           "\n  ".join(exc.problems))  # fmt: skip
+            self.problems = exc.problems
+            return None
+        self.problems = []
+        if new == self.registry:
+            return None
+        before = {r.key for r in self.registry.meters()}
+        after = {r.key for r in new.meters()}
+        _log.warning("registry %s reloaded: %d suppliers, %d meters (%d added, %d removed)",
+                     self.path, len(new.suppliers), len(after), len(after - before),
+                     len(before - after))  # fmt: skip
+        self.registry = new
+        return new
 
 
 def inspect_config(path: Path | str | None = None,

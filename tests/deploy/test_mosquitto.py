@@ -107,7 +107,7 @@ def test_files_are_private_and_passwords_never_printed(
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     config, _, passwords, _ = secured
-    assert set(passwords) == {"collector", FORGE_GW, CNC_GW}
+    assert set(passwords) == {"collector", FORGE_GW, CNC_GW, "supplymeter-admin"}
     dynsec = tmp_path / "mosquitto" / "dynamic-security.json"
     for path in (tmp_path / "secrets.toml", tmp_path / "mosquitto" / "passwd", dynsec):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -353,3 +353,92 @@ def test_the_broker_refuses_a_packet_larger_than_the_collector_accepts(
         gateway.disconnect()
         gateway.loop_stop()
     assert collector.stats.messages == 1 and collector.stats.rejected_total == 0
+
+
+NEW_SUPPLIER = """
+[[suppliers]]
+id = "weld-e"
+kind = "other"
+allocation = { method = "dedicated", share = 1.0 }
+  [[suppliers.sites]]
+  id = "plant-1"
+  gateway = "gw1"
+    [[suppliers.sites.meters]]
+    id = "main"
+    carrier = "electricity"
+"""
+
+
+def test_gateways_and_meters_are_added_live_with_one_edit_and_one_command(
+    secured: Secured, influx: InfluxClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new meter behind an existing gateway, and a new supplier with its gateway: one
+    registry edit and `deploy mosquitto --apply`, with the broker and the collector running.
+    The new readings are stored within a minute; the gateway that kept publishing throughout
+    lost nothing; nothing restarted."""
+    from supplymeter.store import Store
+
+    config, server, passwords, _ = secured
+    monkeypatch.setattr(Collector, "REGISTRY_POLL_S", 0.2)
+    broker_pid = server.pid()
+    port = config.mqtt.port
+    gw, reason = connect(port, FORGE_GW, passwords[FORGE_GW], client_id=FORGE_GW)
+    assert not getattr(reason, "is_failure", True)
+    sent: list[int] = []
+    stop = threading.Event()
+
+    def keep_publishing() -> None:
+        k = 0
+        while not stop.is_set():
+            ts = 1_788_220_800_000 + 60_000 * k
+            # As a gateway does: a reading not acknowledged (the broker drops a client's
+            # connection when its role changes; it reconnects) is sent again.
+            while True:
+                info = gw.publish("energy/v1/forge-a/plant-1/main/readings",
+                                  json.dumps({"ts": ts, "energy_kwh": 1.0 + k}), qos=1)  # fmt: skip
+                try:
+                    info.wait_for_publish(5)
+                    break
+                except (RuntimeError, ValueError):
+                    time.sleep(0.1)
+            sent.append(ts)
+            k += 1
+            time.sleep(0.02)
+
+    with Collector(config, client=influx) as collector:
+        connects = collector.subscriber.connects
+        publisher = threading.Thread(target=keep_publishing)
+        publisher.start()
+        try:
+            registry = config.registry_path
+            registry.write_text(registry.read_text().replace(
+                '    id = "gas"', '    id = "new-press"\n    carrier = "electricity"\n'
+                '    [[suppliers.sites.meters]]\n    id = "gas"', 1) + NEW_SUPPLIER)  # fmt: skip
+            assert main(["--config", str(config.path), "deploy", "mosquitto", "--apply",
+                         "--out", str(tmp_path / "mosquitto")]) == 0  # fmt: skip
+            fresh = load_passwords(tmp_path / "secrets.toml")
+            weld, reason = connect(port, "weld-e.plant-1.gw1", fresh["weld-e.plant-1.gw1"],
+                                   client_id="weld-e.plant-1.gw1")  # fmt: skip
+            assert not getattr(reason, "is_failure", True), reason
+            reading = json.dumps({"ts": 1_788_220_800_000, "energy_kwh": 7.0})
+            gw.publish("energy/v1/forge-a/plant-1/new-press/readings", reading, qos=1)
+            weld.publish("energy/v1/weld-e/plant-1/main/readings", reading, qos=1)
+
+            def stored() -> int:
+                return sum(len(Store(influx).meter_readings(key, 0, 2**62))
+                           for key in (("forge-a", "plant-1", "new-press"),
+                                       ("weld-e", "plant-1", "main")))  # fmt: skip
+
+            assert wait_until(lambda: stored() == 2, 60), "new meters' readings not stored"
+        finally:
+            stop.set()
+            publisher.join()
+        assert wait_until(lambda: collector.stats.readings_accepted >= len(sent) + 2, 30)
+        assert collector.writer.flush(30)
+        assert collector.subscriber.connects == connects + 1  # the new supplier's session only
+    main_readings = Store(influx).meter_readings(("forge-a", "plant-1", "main"), 0, 2**62,
+                                                 limit=10**6)  # fmt: skip
+    assert sorted(int(r["time"]) // 1_000_000 for r in main_readings) == sent
+    assert server.pid() == broker_pid and collector.stats.rejected_total == 0
+    assert main(["--config", str(config.path), "deploy", "mosquitto", "--apply",
+                 "--out", str(tmp_path / "mosquitto")]) == 0  # fmt: skip
