@@ -292,7 +292,7 @@ def _collect(config: Config, args: argparse.Namespace) -> int:
             pass
     if workers:
         workers.join()
-    say(f"stopped: {collector.stats}")
+    say(f"collector stopped: {collector.stats}")
     return 0
 
 
@@ -441,8 +441,9 @@ def cmd_rollup(config: Config, args: argparse.Namespace) -> int:
     )
     if report.falls:
         say(
-            f"WARNING: {report.falls} register falls without a recorded meter event: those "
-            "hours are estimated; record the exchange in the registry (meter events)"
+            f"WARNING: {report.falls} register falls without a recorded meter event, on "
+            f"{', '.join(report.fallen)}: those hours are estimated; record the exchange in "
+            "the registry (meter events; `supplymeter readings METER` shows the fall)"
         )
     if report.meters_without_data:
         say(f"no data for: {', '.join(report.meters_without_data)}")
@@ -716,7 +717,13 @@ def cmd_run_job(config: Config, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="supplymeter", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="supplymeter",
+        description="Suppliers' meters over MQTT into InfluxDB, hourly consumption and "
+        "emissions, alerts, and the monthly scope-3, PACT and CBAM figures. Start with "
+        "`check`, then `status`; exit codes: 0 ok, 1 a runtime failure, 2 bad "
+        "configuration or arguments.",
+    )
     parser.add_argument(
         "-c",
         "--config",
@@ -805,7 +812,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("up", "down", "status"))
     p.set_defaults(func=cmd_stack)
 
-    p = sub.add_parser("collect", help="run the MQTT → InfluxDB collector")
+    p = sub.add_parser(
+        "collect",
+        help="run the MQTT → InfluxDB collector",
+        description="Subscribe to every supplier's readings and statuses, validate them, "
+        "store them in InfluxDB and acknowledge them once stored; takes registry edits "
+        "while running. Until interrupted (SIGINT/SIGTERM: drains, then stops).",
+    )
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--processes", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--shared-group", default=None, help=argparse.SUPPRESS)
@@ -866,8 +879,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("rollup", help="recompute hourly consumption and emissions over a range")
-    p.add_argument("--start", type=parse_time, required=True)
-    p.add_argument("--end", type=parse_time, required=True)
+    p.add_argument("--start", type=parse_time, required=True,
+                   help="first hour: 2026-10-01, 2026-10-01T08:00 (Asia/Taipei) or with an "
+                   "offset, 2026-10-01T00:00:00+08:00")  # fmt: skip
+    p.add_argument("--end", type=parse_time, required=True,
+                   help="end (exclusive), same forms as --start")  # fmt: skip
     p.set_defaults(func=cmd_rollup)
 
     p = sub.add_parser(
@@ -879,12 +895,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="directory (default: [jobs] export_dir)")
     p.set_defaults(func=cmd_export)
 
-    for name in ("jobs", "scheduler"):
-        sub.add_parser(
-            name,
-            help="run the scheduled jobs (rollup with late data, events and factors; "
-            "alerts; export and restatements; dashboards push) until interrupted",
-        ).set_defaults(func=cmd_scheduler)
+    sub.add_parser(
+        "jobs",
+        aliases=["scheduler"],
+        help="run the scheduled jobs (rollup with late data, events and factors; "
+        "alerts; export and restatements; dashboards push) until interrupted",
+        description="The scheduled jobs, in one process, until interrupted: rollup every "
+        "[jobs] rollup_every_min, alerts every [alerts] every_min, the monthly export and "
+        "its restatements, the daily dashboards push. Registry edits are taken at the next "
+        "job.",
+    ).set_defaults(func=cmd_scheduler)
     p = sub.add_parser(
         "dashboards",
         help="Grafana dashboards: push, export, render, provision (files for the buyer's "

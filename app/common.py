@@ -77,8 +77,11 @@ class Progress:
             if self._bar is None:
                 from tqdm import tqdm
 
-                self._bar = tqdm(total=total, desc=f"  {self.label}", unit=self.unit,
-                                 leave=False)  # fmt: skip
+                # No rate: it would read "119837.26chunks/s" while a step's time says more.
+                self._bar = tqdm(total=total, desc=f"  {self.label}", unit=f" {self.unit}",
+                                 leave=False, bar_format="{desc}: {percentage:3.0f}%|{bar}| "
+                                 "{n_fmt}/{total_fmt}{unit} [{elapsed}<{remaining}]"
+                                 "{postfix}")  # fmt: skip
             self._bar.total = total
             self._bar.n = done
             self._bar.set_postfix_str(note, refresh=False)

@@ -92,6 +92,13 @@ class CollectorStats:
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
 
+    def __str__(self) -> str:
+        refused = ", ".join(f"{n:,} {code}" for code, n in self.rejected.most_common())
+        why = f" ({refused})" if refused else ""
+        return (f"{self.messages:,} messages, {self.readings_accepted:,} readings stored "
+                f"({self.late_readings:,} late), {self.statuses:,} statuses, "
+                f"{self.rejected_total:,} refused{why}")  # fmt: skip
+
 
 class Collector:
     """Subscribes, validates, writes, acknowledges. A context manager (or ``start``/``stop``).

@@ -99,6 +99,8 @@ class RollupReport:
     meters_without_data: list[str] = field(default_factory=list)
     falls: int = 0
     """Register falls without a meter event (each raised as a quality issue)."""
+    fallen: list[str] = field(default_factory=list)
+    """The meters (``supplier/site/meter``) whose register fell without an event."""
     implausible: int = 0
     """Register steps faster than the meter can go (each raised as a quality issue)."""
     touched: dict[tuple[str, str], set[str]] = field(default_factory=dict)
@@ -118,6 +120,7 @@ class RollupReport:
         self.flags.update(other.flags)
         self.meters_without_data += other.meters_without_data
         self.falls += other.falls
+        self.fallen += [m for m in other.fallen if m not in self.fallen]
         self.implausible += other.implausible
         self.emissions_hours += other.emissions_hours
         self.production_hours += other.production_hours
@@ -157,6 +160,8 @@ def rollup_meter(
     for t, label in measured.falls():
         if start_ns <= t < end_ns:
             report.falls += 1
+            if "/".join(ref.key) not in report.fallen:
+                report.fallen.append("/".join(ref.key))
             lines.append(quality_issue_line(
                 FALL_CODE, ref.key, t, f"register fell ({label}) without a recorded meter event: "
                 "the hours are estimated; record the exchange in the registry", True,
