@@ -61,7 +61,7 @@ def test_unreachable_influxdb_exits_1(tmp_path: Path, capsys: pytest.CaptureFixt
         f'[influxdb]\nurl = "http://127.0.0.1:{free_port()}"\nretries = 0\n',
     )
     assert main(["--config", str(path), "export", "--month", "2026-10"]) == 1
-    assert "unavailable after 1 attempts" in capsys.readouterr().err
+    assert "unavailable after 1 attempt: connection refused" in capsys.readouterr().err
 
 
 def test_stack_up_status_down(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
