@@ -97,6 +97,13 @@ def cmd_status(config: Config, now_ns: int | None = None, verbose: bool = False)
     zone = ns_to_datetime(now).astimezone(ZoneInfo(tz))
     screen.line(f"supplymeter status {zone:%Y-%m-%d %H:%M} {zone:%Z} (UTC{zone:%z}, {tz}; "
                 "all times)")  # fmt: skip
+    stored, unreachable = None, ""
+    try:
+        with open_store(config, retries=0) as store:
+            stored = (store.collector_stats(now - DAY_NS, now + 1), store.gateway_states(now),
+                      store.quality_issues(now - 31 * DAY_NS, now + 1))  # fmt: skip
+    except SupplymeterError as exc:
+        unreachable = getattr(exc, "reason", "") or str(exc)
     stack = stack_from_config(config).status()
     screen.section("stack", " · ".join(
         f"{s.name} {'up' if s.pid and s.answering else 'DOWN'} :{s.port}" for s in stack)
@@ -104,7 +111,19 @@ def cmd_status(config: Config, now_ns: int | None = None, verbose: bool = False)
     health = collector_health(config)
     attention |= health.startswith(("UNHEALTHY", "not answering"))
     screen.section("collector", health)
-    stats_at = len(screen.lines)
+    if stored is not None:
+        stats = stored[0]
+        if not stats:
+            screen.line("  no collector stats in the last 24 h (is a collector running?)")
+            attention = True
+        attention |= not all(values.get("healthy") for _, values in stats.values())
+        screen.items([
+            f"{name}: {_ago(ts, now)}, backlog {values.get('backlog_lines', 0):,.0f} lines, "
+            f"ack lag {values.get('ack_lag_s', 0.0):.1f} s, "
+            f"{values.get('messages', 0):,.0f} messages, "
+            f"{'healthy' if values.get('healthy') else 'UNHEALTHY'}"
+            for name, (ts, values) in sorted(stats.items())
+        ])  # fmt: skip
     state = JobState.load(config.resolve(config.jobs.export_dir) / "jobs-state.json")
     runs = []
     for name in JOB_NAMES:
@@ -113,8 +132,10 @@ def cmd_status(config: Config, now_ns: int | None = None, verbose: bool = False)
     screen.section("jobs", " · ".join(runs))
     book = IncidentBook.load(config.resolve(config.alerts.state_dir) / "incidents.json")
     incidents = sorted(book.open.values(), key=lambda i: i.opened_ns, reverse=True)
-    silent = {(i.supplier, i.site): i.opened_ns for i in incidents if i.type == "gateway_silent"}
-    gateways_at = len(screen.lines)
+    if stored is not None:
+        silent = {(i.supplier, i.site): i.opened_ns for i in incidents
+                  if i.type == "gateway_silent"}  # fmt: skip
+        attention |= _gateways(screen, stored[1], silent, tz, now)
     kinds = Counter(i.type for i in incidents)
     screen.section("incidents", f"{len(incidents)} open" + (
         f" ({', '.join(f'{n} {k}' for k, n in kinds.most_common())}), newest first"
@@ -132,43 +153,27 @@ def cmd_status(config: Config, now_ns: int | None = None, verbose: bool = False)
                    if restate else "") + (f" · first export due: {', '.join(first)}"
                    if first else ""))  # fmt: skip
     screen.items([f"{m}: {'; '.join(state.pending[m])}" for m in restate])
-    try:
-        with open_store(config, retries=0) as store:
-            attention |= _from_influxdb(screen, store, now, tz, silent, stats_at, gateways_at)
-    except SupplymeterError as exc:
-        reason = getattr(exc, "reason", "") or str(exc)
-        screen.section("InfluxDB", f"UNREACHABLE at {config.influxdb.url}: {reason}")
+    if stored is not None:
+        issues = stored[2]
+        codes = Counter(code for code, _, _, _ in issues)
+        screen.section("quality", f"{len(issues)} issues in 31 days" + (
+            f" ({', '.join(f'{n} {c}' for c, n in codes.most_common())}), newest first"
+            if issues else ""))  # fmt: skip
+        attention |= bool(issues)
+        screen.items([f"{code} {'/'.join(key)} at {_local(ts, tz, now)}: {detail}"
+                      for code, key, ts, detail in reversed(issues)])  # fmt: skip
+    else:
+        screen.section("InfluxDB", f"UNREACHABLE at {config.influxdb.url}: {unreachable}")
         attention = True
     for line in screen.lines:
         say(line)
     return 1 if attention else 0
 
 
-def _from_influxdb(  # type: ignore[no-untyped-def]
-    screen: Screen, store, now: int, tz: str, silent: dict[tuple[str, str], int],
-    stats_at: int, gateways_at: int,
-) -> bool:  # fmt: skip
-    """The collectors' stats (under the collector heading), gateways (before the incidents)
-    and data-quality issues, read from InfluxDB."""
-    attention = False
-    stats = store.collector_stats(now - DAY_NS, now + 1)
-    lines = []
-    if not stats:
-        lines.append("  no collector stats in the last 24 h (is a collector running?)")
-        attention = True
-    for name, (ts, values) in sorted(stats.items()):
-        lines.append(
-            f"  {name}: {_ago(ts, now)}, backlog {values.get('backlog_lines', 0):,.0f} lines, "
-            f"ack lag {values.get('ack_lag_s', 0.0):.1f} s, "
-            f"{values.get('messages', 0):,.0f} messages, "
-            f"{'healthy' if values.get('healthy') else 'UNHEALTHY'}"
-        )  # fmt: skip
-        attention |= not values.get("healthy")
-    if not screen.verbose and len(lines) > SHOWN:
-        lines = [*lines[:SHOWN], f"  … {len(lines) - SHOWN} more (supplymeter status -v)"]
-    screen.lines[stats_at:stats_at] = [line[:WIDTH] for line in lines]
-    gateways_at += len(lines)
-    states = store.gateway_states(now)
+def _gateways(screen: Screen, states: list[tuple[str, str, str, int]],
+              silent: dict[tuple[str, str], int], tz: str, now: int) -> bool:  # fmt: skip
+    """Gateways down: a last status other than online, or an open ``gateway_silent``
+    incident (so the count agrees with the incidents below it). True when any is down."""
     down: dict[tuple[str, str], str] = {}
     for supplier, site, state, ts in states:
         if state != "online":
@@ -178,18 +183,7 @@ def _from_influxdb(  # type: ignore[no-untyped-def]
             down[(supplier, site)] = (f"{supplier}/{site} silent since "
                                       f"{_local(ts, tz, now)}")  # fmt: skip
     known = len({(s, site) for s, site, _, _ in states} | set(silent))
-    attention |= bool(down)
-    gateways = Screen(screen.verbose)
-    gateways.section("gateways", f"{len(down)} of {known} down" if known else
-                     "none has reported a status yet")  # fmt: skip
-    gateways.items(sorted(down.values()))
-    screen.lines[gateways_at:gateways_at] = gateways.lines
-    issues = store.quality_issues(now - 31 * DAY_NS, now + 1)
-    codes = Counter(code for code, _, _, _ in issues)
-    screen.section("quality", f"{len(issues)} issues in 31 days" + (
-        f" ({', '.join(f'{n} {c}' for c, n in codes.most_common())}), newest first"
-        if issues else ""))  # fmt: skip
-    attention |= bool(issues)
-    screen.items([f"{code} {'/'.join(key)} at {_local(ts, tz, now)}: {detail}"
-                  for code, key, ts, detail in reversed(issues)])  # fmt: skip
-    return attention
+    screen.section("gateways", f"{len(down)} of {known} down" if known else
+                   "none has reported a status yet")  # fmt: skip
+    screen.items(sorted(down.values()))
+    return bool(down)
