@@ -282,12 +282,10 @@ def simulate(
         stopped_ns = min(reached_ns, time.time_ns())
         for gw in clients.values():
             gw.close(stopped_ns)
-    checkpoint = run.checkpoint() if interrupted else RunState(end_ns, {})
-    if not interrupted:
-        for key in run.sites:
-            checkpoint.meters.update(run.marks.get(key, {}).get(end_ns, {}))
-        if progress:
-            progress(1.0, messages)
+    # A run that finished marked every site at ``end`` (a whole hour): its checkpoint is there.
+    checkpoint = run.checkpoint()
+    if not interrupted and progress:
+        progress(1.0, messages)
     run.ledger.truncate(checkpoint.end_ns)
     faults_path = None
     if ledger_path is not None:

@@ -1527,10 +1527,10 @@ def _validate_registry(
             if not changed or not fresh:
                 break
     valid = []
-    for i, item in enumerate(doc.get("suppliers", []) if isinstance(doc, dict) else []):
+    for item in doc.get("suppliers", []) if isinstance(doc, dict) else []:
         with contextlib.suppress(ValidationError):
-            valid.append((i, Supplier.model_validate(item)))
-    return [s for _, s in valid], problems
+            valid.append(Supplier.model_validate(item))
+    return valid, problems
 
 
 def _duplicates(
