@@ -33,8 +33,8 @@ def _bracket_depth(line: str) -> int:
             quote = ch
         elif ch == "#":
             break
-        elif ch in "[{":
-            depth += ch == "["
+        elif ch == "[":
+            depth += 1
         elif ch == "]":
             depth -= 1
     return depth
