@@ -12,6 +12,9 @@ choose. CSV columns (quantities in the carrier's unit, CT multiplier applied):
     a ``grid`` meter's export register (PV fed back to the grid); empty for other meters
 ``pieces``
     whole pieces its ``production_units`` counter counted; empty for meters without one
+``saved``
+    what a simulated efficiency measure removed from the circuit's draw in the hour (the
+    counterfactual minus ``consumption``); empty for meters without one
 """
 
 from __future__ import annotations
@@ -29,9 +32,9 @@ from supplymeter.records import datetime_to_ns, ns_to_datetime
 HOUR_NS = 3600 * 10**9
 FIELDS = (
     "supplier", "site", "meter", "carrier", "unit", "role", "hour_start_utc",
-    "consumption", "metered", "export", "pieces",
+    "consumption", "metered", "export", "pieces", "saved",
 )  # fmt: skip
-COLUMNS = ("consumption", "metered", "export")
+COLUMNS = ("consumption", "metered", "export", "saved")
 
 MeterKey = tuple[str, str, str]
 
@@ -43,6 +46,8 @@ class Ledger:
     _milli: dict[MeterKey, dict[int, list[int]]] = field(default_factory=lambda: defaultdict(dict))
     _refs: dict[MeterKey, MeterRef] = field(default_factory=dict)
     _pieces: dict[MeterKey, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
+    _saved: dict[MeterKey, dict[int, int]] = field(default_factory=lambda: defaultdict(dict))
+    """0.001 units (true, multiplier applied) a simulated measure saved, per hour."""
 
     def add(
         self,
@@ -70,6 +75,17 @@ class Ledger:
         hour = step_start_ns - step_start_ns % HOUR_NS
         hours = self._pieces[ref.key]
         hours[hour] = hours.get(hour, 0) + pieces
+
+    def add_saved(self, ref: MeterRef, step_start_ns: int, amount: float) -> None:
+        """Book energy (kWh or m³, true) a simulated measure removed in a step."""
+        hour = step_start_ns - step_start_ns % HOUR_NS
+        hours = self._saved[ref.key]
+        hours[hour] = hours.get(hour, 0) + round(amount * 1000)
+
+    def saved(self) -> dict[MeterKey, dict[int, Decimal]]:
+        """Energy saved by simulated measures per meter per hour start. [kWh or m³]"""
+        return {key: {h: Decimal(v) / 1000 for h, v in sorted(hours.items())}
+                for key, hours in self._saved.items()}  # fmt: skip
 
     def pieces(self) -> dict[MeterKey, dict[int, int]]:
         """Whole pieces counted per counting meter per hour start (epoch ns)."""
@@ -102,7 +118,7 @@ class Ledger:
     def truncate(self, before_ns: int) -> None:
         """Forget the hours from ``before_ns`` on (an interrupted run: those hours are not
         whole)."""
-        for hours in (*self._milli.values(), *self._pieces.values()):
+        for hours in (*self._milli.values(), *self._pieces.values(), *self._saved.values()):
             for hour in [h for h in hours if h >= before_ns]:
                 del hours[hour]
 
@@ -123,22 +139,25 @@ class Ledger:
                     start = ns_to_datetime(hour).strftime("%Y-%m-%dT%H:%M:%SZ")
                     values = [str(c[key][hour]) for c in columns]
                     counted = self._pieces.get(key)
+                    saved = self._saved.get(key)
                     writer.writerow([
                         *key, ref.meter.carrier, ref.unit, ref.meter.role, start,
                         values[0], values[1], values[2] if grid else "",
                         counted.get(hour, 0) if counted is not None else "",
+                        str(Decimal(saved.get(hour, 0)) / 1000) if saved is not None else "",
                     ])  # fmt: skip
 
 
 def read_ledger(path: Path, column: str = "metered") -> dict[MeterKey, dict[int, Decimal]]:
     """A ledger CSV back as {meter key: {hour start (epoch ns): quantity}}; ``column`` is one
-    of ``consumption`` (true), ``metered`` (what the registers counted) or ``export``."""
+    of ``consumption`` (true), ``metered`` (what the registers counted), ``export`` or
+    ``saved`` (what simulated measures removed)."""
     if column not in COLUMNS:
         raise ValueError(f"column must be one of {COLUMNS}")
     out: dict[MeterKey, dict[int, Decimal]] = defaultdict(dict)
     with path.open(newline="") as fh:
         for row in csv.DictReader(fh):
-            if not row[column]:
+            if not row.get(column):
                 continue
             start = datetime.strptime(row["hour_start_utc"], "%Y-%m-%dT%H:%M:%SZ")
             hour = datetime_to_ns(start.replace(tzinfo=UTC))

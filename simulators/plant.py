@@ -108,6 +108,16 @@ class MeterModel:
             minutes = sim.cycle_min or self.cycle[0]
             self.cycle = (minutes * 60.0, self.cycle[1])
             self.phase_s = self.rng.uniform(0, minutes * 60.0)
+        self.savings = sorted((s.start_ns, s.share) for s in sim.savings)
+
+    def saving_share(self, ts_ns: int) -> float:
+        """Fraction of the load the simulated measures in force at ``ts_ns`` remove (the
+        latest measure started replaces the earlier ones' combined share)."""
+        share = 0.0
+        for start_ns, s in self.savings:
+            if start_ns <= ts_ns:
+                share = s
+        return share
 
     def _shown(self, milli: int) -> float:
         """A register as the meter displays it (wrapped at rollover). [register units]"""
@@ -365,6 +375,9 @@ class SiteModel:
                 load = sim.mean_load * share * math.exp(site_deviation + m.deviation)
                 if m.spikes or m.steps:
                     load *= m.multiplier_at(ts_ns, t1_ns, dt_s)
+                if m.savings and (saving := m.saving_share(ts_ns)):
+                    self.ledger.add_saved(m.ref, ts_ns, load * saving * dt_s / 3600.0)
+                    load *= 1.0 - saving
                 if meter.carrier == "electricity":
                     electric_kw += load
                 if sim.production_per_hour is not None:

@@ -634,6 +634,25 @@ Equipment = Literal["steady", "press", "induction", "furnace", "cnc", "compresso
 """How a simulated meter's production load moves within a shift (see simulators/profiles.py)."""
 
 
+class SimulatedSaving(_Model):
+    """A simulated measure's effect on one meter: its load drops by ``share`` from ``start``."""
+
+    start: datetime
+    share: float = Field(ge=0, lt=1)
+    """Fraction of the load the measure removes, e.g. 0.12 for −12 %."""
+
+    @property
+    def start_ns(self) -> int:
+        return _datetime_ns(self.start)
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("needs a UTC offset, e.g. 2026-03-01T00:00:00+08:00")
+        return value
+
+
 class MeterSimulation(_Model):
     """Simulator parameters of one meter (ignored by everything but the simulator)."""
 
@@ -653,6 +672,9 @@ class MeterSimulation(_Model):
     """Air conditioning at the hottest hour of the year, as a share of ``mean_load``."""
     production_per_hour: float | None = Field(None, gt=0)
     """Units produced per working hour; the meter then reports ``production_units``."""
+    savings: list[SimulatedSaving] = []
+    """Efficiency measures that really save: from ``start`` the load is ``1 − share`` of what
+    it would have been (the ground-truth ledger records the energy saved, column ``saved``)."""
 
 
 EventType = Literal["exchange", "ct_change", "commissioned", "decommissioned"]
