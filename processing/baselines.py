@@ -344,8 +344,11 @@ def _baseline(
     )  # fmt: skip
     fit = goodness(data["energy"].to_numpy(dtype=float), model.predict(data), len(subset) + 1,
                    list(data.index))  # fmt: skip
+    resid = pd.Series(data["energy"].to_numpy(dtype=float) - model.predict(data), data.index)
+    drift = residual_drift(resid)
     if "base" in data:
-        fit = dataclasses.replace(fit, drift_per_day=base_drift(data["base"]))
+        drift = max(drift, base_drift(data["base"]))
+    fit = dataclasses.replace(fit, drift_per_day=drift)
     return Baseline(
         period, subset, model.intercept, model.coefficients, model.p_values, fit, cooling,
         heating, used, excluded, judge(fit),
@@ -388,6 +391,34 @@ def goodness(y: np.ndarray, y_hat: np.ndarray, p: int, days: Sequence[date]) -> 
 
 DRIFT_LAGS = (7, 56)
 """Lags [days] between which the base load's variogram is differenced (see :func:`base_drift`)."""
+
+
+RESIDUAL_WINDOW = 28
+"""Days over which residuals are averaged before their drift is measured."""
+RESIDUAL_LAGS = (28, 56, 84, 112, 140)
+"""Lags [days] of the residual means' variogram (see :func:`residual_drift`)."""
+
+
+def residual_drift(resid: pd.Series) -> float:
+    """How fast the model's error wanders: q from the slope of Var(r̄(t+L) − r̄(t)) ≈ c + q·L
+    over :data:`RESIDUAL_LAGS`, with r̄ the residuals' :data:`RESIDUAL_WINDOW`-day means
+    (days without data skipped). Anything that moves the level without a driver moving — not
+    only the base load — shows here. [unit²/day² per day]"""
+    by_day = resid.copy()
+    by_day.index = pd.to_datetime(by_day.index)
+    full = by_day.asfreq("D")
+    means = full.rolling(RESIDUAL_WINDOW, min_periods=RESIDUAL_WINDOW // 2).mean()
+    lags, gammas = [], []
+    for lag in RESIDUAL_LAGS:
+        diff = (means.shift(-lag) - means).dropna()
+        if len(diff) < RESIDUAL_WINDOW:
+            break
+        lags.append(lag)
+        gammas.append(float(np.mean(diff.to_numpy() ** 2)))
+    if len(lags) < 3:
+        return 0.0
+    slope = float(np.polyfit(np.array(lags, float), np.array(gammas), 1)[0])
+    return max(0.0, slope)
 
 
 def base_drift(base: pd.Series) -> float:
