@@ -1129,6 +1129,109 @@ class SupplierSimulation(_Model):
     """Whether the plant works on Taiwan's public holidays."""
 
 
+class DatePeriod(_Model):
+    """Local dates ``start`` to ``end`` (``end`` excluded)."""
+
+    start: date
+    end: date
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _order(self) -> DatePeriod:
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must come after start ({self.start})")
+        return self
+
+
+TargetMetric = Literal["tco2e", "kgco2e_per_unit", "kgco2e_per_tonne", "kwh_per_unit"]
+
+
+class Target(_Model):
+    """A reduction target on a straight-line pathway from ``base_year`` to ``target_year``.
+
+    * ``tco2e``: absolute emissions (``basis`` location- or market-based, GHG Protocol Scope 2
+      Guidance), the supplier's monthly scope-3 figures (whole supplier only);
+    * ``kgco2e_per_unit`` / ``kgco2e_per_tonne`` / ``kwh_per_unit``: intensity on the pieces its
+      production counters counted (tonnes from the products' ``mass_kg``; kWh: purchased
+      electricity).
+
+    ``base_value`` is the figure the plan states for the base year (what was filed, not
+    recomputed); the pathway's value for year Y is base + (target − base)·(Y − base year) /
+    (target year − base year)."""
+
+    id: str
+    metric: TargetMetric = "tco2e"
+    basis: Literal["location", "market"] = "location"
+    site: str | None = None
+    """Only this site (intensity targets); none: the whole supplier."""
+    base_year: int = Field(ge=2000, le=2100)
+    base_value: float = Field(gt=0)
+    target_year: int = Field(ge=2000, le=2100)
+    target_value: float = Field(ge=0)
+    reference: str = ""
+    """The plan or programme the target belongs to, e.g. a voluntary reduction plan
+    (自主減量計畫) under Taiwan's carbon fee, with its approval number."""
+
+    _id = field_validator("id")(_check_id)
+
+    @model_validator(mode="after")
+    def _years(self) -> Target:
+        if self.target_year <= self.base_year:
+            raise ValueError(f"target_year ({self.target_year}) must come after base_year "
+                             f"({self.base_year})")  # fmt: skip
+        if self.metric == "tco2e" and self.site is not None:
+            raise ValueError("an absolute target covers the whole supplier (its scope-3 "
+                             "months); give intensity targets per site")  # fmt: skip
+        return self
+
+    def pathway(self, year: int) -> float:
+        """The pathway's value for ``year`` (the base value before the base year, the target
+        value after the target year)."""
+        share = (year - self.base_year) / (self.target_year - self.base_year)
+        share = min(1.0, max(0.0, share))
+        return self.base_value + (self.target_value - self.base_value) * share
+
+
+class Measure(_Model):
+    """An efficiency measure whose savings are measured (IPMVP): ``meters`` it is behind
+    (Option B, retrofit isolation) or, without meters, the whole site's purchased electricity
+    (Option C). Savings are counted from ``installed``; the baseline is the ``baseline``
+    period (default: the 365 days before ``installed``)."""
+
+    id: str
+    name: str
+    site: str
+    meters: list[str] = Field(default_factory=list)
+    installed: date
+    baseline: DatePeriod | None = None
+    reporting_end: date | None = None
+    """Last day (excluded) of the reporting period; default: as far as data goes."""
+    drivers: list[Literal["production", "saturday", "off_day", "cdd", "hdd"]] | None = None
+    """The baseline's drivers; none: chosen from the data (see processing/baselines.py)."""
+    counters: list[str] = Field(default_factory=list)
+    """Meters whose ``production_units`` drive the baseline; default: every counter of the
+    site."""
+    expected_saving_pct: float | None = Field(None, gt=-100, lt=100)
+    non_routine: list[DatePeriod] = Field(default_factory=list)
+    """Non-routine events (a shutdown week, a new line running in, a meter exchange) whose
+    days are left out of the baseline and the savings; ``reason`` says what happened."""
+    description: str = ""
+
+    _id = field_validator("id")(_check_id)
+
+    @model_validator(mode="after")
+    def _periods(self) -> Measure:
+        if self.baseline is not None and self.baseline.end > self.installed:
+            raise ValueError(f"the baseline must end by the installation ({self.installed})")
+        if self.reporting_end is not None and self.reporting_end <= self.installed:
+            raise ValueError("reporting_end must come after installed")
+        return self
+
+    @property
+    def option(self) -> str:
+        return "B (retrofit isolation: sub-meters)" if self.meters else "C (whole site)"
+
+
 class Supplier(_Model):
     id: str
     name: str = ""
@@ -1151,6 +1254,8 @@ class Supplier(_Model):
     company_ids: list[str] = Field(default_factory=list)
     """URNs identifying the supplier as the footprints' data owner (PACT ``companyIds``), e.g.
     its Taiwan unified business number as ``urn:pact:<domain>:company-id:<number>``."""
+    targets: list[Target] = Field(default_factory=list)
+    measures: list[Measure] = Field(default_factory=list)
 
     _id = field_validator("id")(_check_id)
     _use = field_validator("factor_use")(_check_factor_use)
@@ -1163,6 +1268,26 @@ class Supplier(_Model):
         if value and not re.fullmatch(r"(?=.{1,253}\Z)([a-z0-9-]{1,63}\.)+[a-z]{2,63}", value):
             raise ValueError(f"{value!r} is not a domain name (lower case, e.g. forge-a.com.tw)")
         return value
+
+    @model_validator(mode="after")
+    def _improvement(self) -> Supplier:
+        sites = {s.id: s for s in self.sites}
+        for kind, items in (("target", self.targets), ("measure", self.measures)):
+            ids = [i.id for i in items]
+            if len(ids) != len(set(ids)):
+                raise ValueError(f"{kind} ids must be unique (got {ids})")
+        for t in self.targets:
+            if t.site is not None and t.site not in sites:
+                raise ValueError(f"target {t.id}: no site {t.site!r} (sites: {list(sites)})")
+        for m in self.measures:
+            site = sites.get(m.site)
+            if site is None:
+                raise ValueError(f"measure {m.id}: no site {m.site!r} (sites: {list(sites)})")
+            known = {meter.id for meter in site.meters}
+            for meter in (*m.meters, *m.counters):
+                if meter not in known:
+                    raise ValueError(f"measure {m.id}: site {m.site} has no meter {meter!r}")
+        return self
 
     @model_validator(mode="after")
     def _owner_ids(self) -> Supplier:

@@ -126,9 +126,10 @@ def _simulate_measures(shares: dict[str, float], seed: int) -> tuple[Ledger, dic
             sites.append(site.model_copy(update={"meters": meters}))
         suppliers.append(supplier.model_copy(update={"sites": sites}))
     ledger = Ledger()
-    loads = site_loads(Registry.build(suppliers), "forge-a", "taichung-1",
-                       datetime_to_ns(datetime(2024, 12, 31, 16, tzinfo=UTC)),
-                       datetime_to_ns(installed.replace(year=2026)), seed, ledger=ledger)  # fmt: skip
+    start = datetime_to_ns(datetime(2024, 12, 31, 16, tzinfo=UTC))
+    end = datetime_to_ns(installed.replace(year=2026))
+    loads = site_loads(Registry.build(suppliers), "forge-a", "taichung-1", start, end, seed,
+                       ledger=ledger)  # fmt: skip
     return ledger, loads
 
 
