@@ -544,11 +544,12 @@ def _workbook(path: Path, report: ProgressReport, version: int,
             lines.append((f"Target {t.id}", "no data for the year yet"))
             continue
         verdict = "on track" if last.on_track else "behind"
+        pathway = (f"{t.base_value:g} in {t.base_year} → {t.target_value:g} in "
+                   f"{t.target_year}; {t.pathway(report.year):,.3f} for {report.year}")  # fmt: skip
+        gap = f"{abs(last.gap or 0):,.3f} ({abs(last.gap_pct or 0):.1f} %)"
         lines.append((f"Target {t.id}", (
             f"{TARGET_UNITS[t.metric]}: year to date {last.ytd:,.3f} against "
-            f"{last.allowed_ytd:,.3f} allowed by the pathway ({t.base_value:g} in "
-            f"{t.base_year} → {t.target_value:g} in {t.target_year}; {t.pathway(report.year):,.3f} for {report.year}) — "
-            f"{verdict} by {abs(last.gap or 0):,.3f} ({abs(last.gap_pct or 0):.1f} %). "
+            f"{last.allowed_ytd:,.3f} allowed by the pathway ({pathway}) — {verdict} by {gap}. "
             f"{t.reference}")))  # fmt: skip
     for r in report.measures:
         if r.result is not None:
