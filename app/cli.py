@@ -20,7 +20,7 @@ import signal
 import sys
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -467,6 +467,46 @@ def cmd_export(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_progress(config: Config, args: argparse.Namespace) -> int:
+    from processing.baselines import read_temperature
+    from processing.progress import build_report, write_report
+
+    temperature = None
+    if args.temperature is not None:
+        try:
+            temperature = read_temperature(args.temperature.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ConfigError([f"--temperature {args.temperature}: {e}"]) from None
+    today = datetime.now(ZoneInfo(config.jobs.timezone)).date()
+    until = min(date(args.year + 1, 1, 1), today)
+    if until <= date(args.year, 1, 1):
+        raise ConfigError([f"--year {args.year}: has not begun yet"])
+    out = args.out or config.resolve(config.jobs.export_dir).parent / "progress"
+    try:
+        with open_store(config) as store:
+            report = build_report(config, store, factors(config), args.supplier, args.year,
+                                  until, temperature, progress=lambda s: log.info("%s", s))  # fmt: skip
+    except ValueError as e:
+        raise ConfigError([str(e)]) from None
+    version, directory, written = write_report(config, report, out)
+    for t, months in report.targets:
+        last = next((m for m in reversed(months) if m.ytd is not None), None)
+        if last is None:
+            print(f"target {t.id}: no data for {args.year} yet")
+        else:
+            state = "on track" if last.on_track else "behind"
+            print(f"target {t.id}: year to date {last.ytd:,.3f} vs {last.allowed_ytd:,.3f} "
+                  f"allowed ({state}, {last.gap_pct or 0:+.1f} %)")  # fmt: skip
+    for r in report.measures:
+        if r.result is not None:
+            print(f"measure {r.measure.id}: avoided {r.result.saved:,.0f} ± "
+                  f"{r.result.uncertainty:,.0f} {r.unit} (90 %), {r.status}")  # fmt: skip
+        else:
+            print(f"measure {r.measure.id}: {r.status}{': ' + r.note if r.note else ''}")
+    print(f"{'wrote' if written else 'unchanged:'} v{version} {directory}")
+    return 0
+
+
 def cmd_pact(config: Config, args: argparse.Namespace) -> int:
     if args.action == "hash-secret":
         import getpass
@@ -786,6 +826,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", default="1d", help="without --month: 7d, 36h or a time (1d)")
     p.add_argument("--csv", action="store_true", help="CSV on stdout, RFC 3339 times")
     p.set_defaults(func=cmd_hours)
+
+    p = sub.add_parser(
+        "progress",
+        help="a supplier's annual progress report: targets against their pathway, measured "
+        "savings per measure with their uncertainty (versioned workbook)",
+        description="Targets and measures come from the registry (suppliers.targets, "
+        "suppliers.measures). See docs/operations.md, 'Targets and measured savings'.",
+    )
+    p.add_argument("supplier")
+    p.add_argument("--year", type=int, required=True, help="the report's calendar year")
+    p.add_argument(
+        "--temperature",
+        type=Path,
+        help="daily mean outdoor temperature, CSV date,mean_c (degree days)",
+    )
+    p.add_argument("--out", type=Path, help="directory (default: beside the exports)")
+    p.set_defaults(func=cmd_progress)
 
     p = sub.add_parser(
         "import",
