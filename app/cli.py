@@ -482,10 +482,15 @@ def cmd_progress(config: Config, args: argparse.Namespace) -> int:
     if until <= date(args.year, 1, 1):
         raise ConfigError([f"--year {args.year}: has not begun yet"])
     out = args.out or config.resolve(config.jobs.export_dir).parent / "progress"
+    known = [s.id for s in config.registry.suppliers]
+    if args.supplier not in known:
+        raise ConfigError([f"no supplier {args.supplier!r} in the registry (suppliers: "
+                           f"{', '.join(known)})"])  # fmt: skip
+    say = lambda text: log.info("%s", text)  # noqa: E731
     try:
         with open_store(config) as store:
             report = build_report(config, store, factors(config), args.supplier, args.year,
-                                  until, temperature, progress=lambda s: log.info("%s", s))  # fmt: skip
+                                  until, temperature, progress=say)  # fmt: skip
     except ValueError as e:
         raise ConfigError([str(e)]) from None
     version, directory, written = write_report(config, report, out)

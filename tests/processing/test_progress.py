@@ -121,7 +121,7 @@ def test_the_annual_report_states_targets_and_measured_savings(
     library = FactorLibrary.load()
     report = build_report(config, store, library, "forge-a", 2026, date(2027, 1, 1))
 
-    ((target, months),) = report.targets
+    ((_, months),) = report.targets
     assert months[2].ytd == pytest.approx(22.5) and months[2].on_track is True
 
     (measure,) = report.measures
