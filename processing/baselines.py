@@ -59,7 +59,6 @@ import statsmodels.api as sm
 from scipy import stats
 
 from supplymeter.calendar import public_holidays
-from supplymeter.records import ns_to_datetime
 
 MIN_DAY_COVERAGE = 0.95
 """Share of a day's hours that must be measured (not missing, not estimated) for the day to
@@ -121,35 +120,28 @@ def daily_frame(
     tz = ZoneInfo(timezone)
     days = [period.start + timedelta(days=i) for i in range(period.days)]
     index = pd.Index(days, name="day")
-    energy = dict.fromkeys(days, 0.0)
-    lowest = dict.fromkeys(days, math.inf)
-    measured_hours = dict.fromkeys(days, 0.0)
-    for start_ns, value, estimated in hours:
-        day = ns_to_datetime(start_ns).astimezone(tz).date()
-        if day not in energy:
-            continue
-        energy[day] += value
-        lowest[day] = min(lowest[day], value)
-        if value > 0 and estimated > 0:
-            measured_hours[day] += max(0.0, 1.0 - estimated / value)
-        else:
-            measured_hours[day] += 1.0
-    pieces = dict.fromkeys(days, 0.0)
-    for start_ns, count in production:
-        day = ns_to_datetime(start_ns).astimezone(tz).date()
-        if day in pieces:
-            pieces[day] += count
+    day_index = pd.DatetimeIndex(pd.to_datetime(days))
+    rows = np.array(list(hours), dtype=float).reshape(-1, 3)
+    local = _local_days(rows[:, 0], timezone)
+    value, estimated = rows[:, 1], rows[:, 2]
+    measured = np.clip(1.0 - estimated / np.where(value > 0, value, 1.0), 0.0, 1.0)
+    share = np.where((value > 0) & (estimated > 0), measured, 1.0)
+    by_day = pd.DataFrame({"energy": value, "lowest": value, "measured": share}, index=local)
+    grouped = by_day.groupby(level=0).agg({"energy": "sum", "lowest": "min", "measured": "sum"})
+    grouped = grouped.reindex(day_index)
+    counted = np.array(list(production), dtype=float).reshape(-1, 2)
+    pieces = (pd.Series(counted[:, 1], index=_local_days(counted[:, 0], timezone))
+              .groupby(level=0).sum().reindex(day_index).fillna(0.0))  # fmt: skip
+    lengths = np.array([_hours_in(d, tz) for d in days])
     holidays: set[date] = set()
     for year in {d.year for d in days}:
         holidays |= public_holidays(country, year)
     frame = pd.DataFrame(
         {
-            "energy": [energy[d] for d in days],
-            "coverage": [measured_hours[d] / _hours_in(d, tz) for d in days],
-            "base": [
-                lowest[d] * _hours_in(d, tz) if lowest[d] < math.inf else math.nan for d in days
-            ],
-            "production": [pieces[d] for d in days],
+            "energy": grouped["energy"].fillna(0.0).to_numpy(),
+            "coverage": grouped["measured"].fillna(0.0).to_numpy() / lengths,
+            "base": grouped["lowest"].to_numpy() * lengths,
+            "production": pieces.to_numpy(),
             "saturday": [float(d.weekday() == 5 and d not in holidays) for d in days],
             "off_day": [float(d.weekday() == 6 or d in holidays) for d in days],
         },
@@ -158,6 +150,12 @@ def daily_frame(
     if temperature is not None:
         frame["temp_c"] = [temperature.get(d, math.nan) for d in days]
     return frame
+
+
+def _local_days(ns: np.ndarray, timezone: str) -> pd.DatetimeIndex:
+    """Each epoch-ns instant's local calendar day (midnight, naive)."""
+    stamps = pd.to_datetime(ns.astype("int64"), utc=True).tz_convert(timezone)
+    return stamps.tz_localize(None).normalize()
 
 
 def _hours_in(day: date, tz: ZoneInfo) -> float:
