@@ -48,6 +48,7 @@ bench: setup
 	$(BIN)/python bench/bench_side_by_side.py
 	$(BIN)/python bench/bench_simulator.py
 	$(BIN)/python bench/bench_accounting.py
+	$(BIN)/python bench/bench_baselines.py
 	$(BIN)/python bench/bench_pact.py
 	$(BIN)/python bench/bench_sessions.py
 	$(BIN)/python bench/bench_alerts.py
