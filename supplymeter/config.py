@@ -634,6 +634,12 @@ Equipment = Literal["steady", "press", "induction", "furnace", "cnc", "compresso
 """How a simulated meter's production load moves within a shift (see simulators/profiles.py)."""
 
 
+def _check_aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a UTC offset, e.g. 2026-10-14T10:30:00+08:00")
+    return value
+
+
 class SimulatedSaving(_Model):
     """A simulated measure's effect on one meter: its load drops by ``share`` from ``start``."""
 
@@ -645,12 +651,7 @@ class SimulatedSaving(_Model):
     def start_ns(self) -> int:
         return _datetime_ns(self.start)
 
-    @field_validator("start")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("needs a UTC offset, e.g. 2026-03-01T00:00:00+08:00")
-        return value
+    _aware = field_validator("start")(_check_aware)
 
 
 class MeterSimulation(_Model):
@@ -701,12 +702,7 @@ class MeterEvent(_Model):
     new_rollover: float | None = Field(None, gt=0)
     note: str = ""
 
-    @field_validator("time")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("needs a UTC offset, e.g. 2026-10-14T10:30:00+08:00")
-        return value
+    _aware = field_validator("time")(_check_aware)
 
     @model_validator(mode="after")
     def _fields(self) -> MeterEvent:
