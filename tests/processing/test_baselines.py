@@ -29,7 +29,11 @@ from supplymeter.config import Registry, SimulatedSaving, load_config
 from supplymeter.records import datetime_to_ns
 
 ROOT = Path(__file__).resolve().parents[2]
-REAL = ROOT.parent / "shared" / "data" / "real-loads"
+REAL = next((p for p in (ROOT.parent / "shared" / "data" / "real-loads",
+                         Path("/work/shared/data/real-loads")) if p.is_dir()),
+            ROOT.parent / "shared" / "data" / "real-loads")  # fmt: skip
+"""The shared real loads beside the checkout, or where this machine keeps them (a clone
+elsewhere)."""
 HOUR_NS = 3600 * 10**9
 
 
