@@ -181,8 +181,9 @@ class Fit:
     monthly_nmbe_pct: float | None
     months: int
     drift_per_day: float = 0.0
-    """Growth per day of the variance of the base load's level (its random-walk part), from
-    the baseline period's daily base loads (see :func:`base_drift`). [unit²/day² per day]"""
+    """Growth per day of the variance of the level the model misses (its random-walk part):
+    the larger of :func:`residual_drift` and :func:`base_drift` over the baseline period.
+    [unit²/day² per day]"""
 
     @property
     def n_effective(self) -> float:
@@ -287,7 +288,8 @@ def fit_baseline(
                 if {"cdd", "hdd"} <= set(subset):
                     continue  # one temperature slope is enough on daily industrial data
                 candidates += _with_balance_points(subset)
-    best: tuple[float, Baseline] | None = None
+    best: tuple[float, tuple[str, ...], np.ndarray, np.ndarray, float | None, float | None]
+    best = None  # type: ignore[assignment]
     for subset, cooling, heating in candidates:
         if len(data) <= len(subset) + 2:
             continue
@@ -299,8 +301,7 @@ def fit_baseline(
             continue
         score = float(result.rsquared_adj) if subset else 0.0
         if best is None or score > best[0] + 1e-12:
-            best = (score, _baseline(data, period, subset, beta, pvalues, cooling, heating,
-                                     len(data), int((~ok).sum())))  # fmt: skip
+            best = (score, subset, beta, pvalues, cooling, heating)
     if best is None:
         return Baseline(
             period, (), math.nan, {}, {},
@@ -308,7 +309,7 @@ def fit_baseline(
             days_used=len(data), days_excluded=int((~ok).sum()),
             problems=(f"too few usable days to fit ({len(data)} of {len(days)})",),
         )  # fmt: skip
-    return best[1]
+    return _baseline(data, period, *best[1:], len(data), int((~ok).sum()))
 
 
 def _with_balance_points(
@@ -335,21 +336,18 @@ def _baseline(
     data: pd.DataFrame, period: Period, subset: tuple[str, ...], beta: np.ndarray,
     pvalues: np.ndarray, cooling: float | None, heating: float | None, used: int, excluded: int,
 ) -> Baseline:  # fmt: skip
-    model = Baseline(
-        period, subset, float(beta[0]), dict(zip(subset, map(float, beta[1:]), strict=True)),
-        dict(zip(subset, map(float, pvalues[1:]), strict=True)),
-        Fit(0, 0, 0.0, 0.0, 0.0, 0.0, None, None, 0), cooling, heating, used, excluded,
-    )  # fmt: skip
-    fit = goodness(data["energy"].to_numpy(dtype=float), model.predict(data), len(subset) + 1,
-                   list(data.index))  # fmt: skip
-    resid = pd.Series(data["energy"].to_numpy(dtype=float) - model.predict(data), data.index)
-    drift = residual_drift(resid)
+    """The chosen model with its statistics, drift and Guideline 14 verdict."""
+    y = data["energy"].to_numpy(dtype=float)
+    y_hat = design(data, subset, cooling, heating) @ beta
+    fit = goodness(y, y_hat, len(subset) + 1, list(data.index))
+    drift = residual_drift(pd.Series(y - y_hat, data.index))
     if "base" in data:
         drift = max(drift, base_drift(data["base"]))
     fit = dataclasses.replace(fit, drift_per_day=drift)
     return Baseline(
-        period, subset, model.intercept, model.coefficients, model.p_values, fit, cooling,
-        heating, used, excluded, judge(fit),
+        period, subset, float(beta[0]), dict(zip(subset, map(float, beta[1:]), strict=True)),
+        dict(zip(subset, map(float, pvalues[1:]), strict=True)), fit, cooling, heating, used,
+        excluded, judge(fit),
     )  # fmt: skip
 
 
@@ -397,6 +395,20 @@ RESIDUAL_LAGS = (28, 56, 84, 112, 140)
 """Lags [days] of the residual means' variogram (see :func:`residual_drift`)."""
 
 
+def _variogram(daily: pd.Series, lags: Sequence[int], least: int = 1) -> dict[int, float]:
+    """Lag → mean squared difference at that lag, of a series indexed by local date (days
+    without a value skipped), for each lag with at least ``least`` pairs."""
+    by_day = daily.copy()
+    by_day.index = pd.to_datetime(by_day.index)
+    full = by_day.asfreq("D")
+    out = {}
+    for lag in lags:
+        diff = (full.shift(-lag) - full).dropna()
+        if len(diff) >= least:
+            out[lag] = float(np.mean(diff.to_numpy() ** 2))
+    return out
+
+
 def residual_drift(resid: pd.Series) -> float:
     """How fast the model's error wanders: q from the slope of Var(r̄(t+L) − r̄(t)) ≈ c + q·L
     over :data:`RESIDUAL_LAGS`, with r̄ the residuals' :data:`RESIDUAL_WINDOW`-day means
@@ -404,17 +416,12 @@ def residual_drift(resid: pd.Series) -> float:
     only the base load — shows here. [unit²/day² per day]"""
     by_day = resid.copy()
     by_day.index = pd.to_datetime(by_day.index)
-    full = by_day.asfreq("D")
-    means = full.rolling(RESIDUAL_WINDOW, min_periods=RESIDUAL_WINDOW // 2).mean()
-    lags, gammas = [], []
-    for lag in RESIDUAL_LAGS:
-        diff = (means.shift(-lag) - means).dropna()
-        if len(diff) < RESIDUAL_WINDOW:
-            break
-        lags.append(lag)
-        gammas.append(float(np.mean(diff.to_numpy() ** 2)))
+    means = by_day.asfreq("D").rolling(RESIDUAL_WINDOW, min_periods=RESIDUAL_WINDOW // 2).mean()
+    gamma = _variogram(means, RESIDUAL_LAGS, least=RESIDUAL_WINDOW)
+    lags = list(itertools.takewhile(lambda lag: lag in gamma, RESIDUAL_LAGS))
     if len(lags) < 3:
         return 0.0
+    gammas = [gamma[lag] for lag in lags]
     slope = float(np.polyfit(np.array(lags, float), np.array(gammas), 1)[0])
     return max(0.0, slope)
 
@@ -435,14 +442,9 @@ def base_drift(base: pd.Series) -> float:
     values = base.dropna()
     if len(values) < 3 * DRIFT_LAGS[-1]:
         return 0.0
-    by_day = values.copy()
-    by_day.index = pd.to_datetime(by_day.index)
-    full = by_day.asfreq("D")
-    gamma = []
-    for lag in DRIFT_LAGS:
-        diff = (full.shift(-lag) - full).dropna()
-        gamma.append(float(np.mean(diff.to_numpy() ** 2)) if len(diff) else 0.0)
-    return max(0.0, (gamma[1] - gamma[0]) / (DRIFT_LAGS[1] - DRIFT_LAGS[0]))
+    gamma = _variogram(values, DRIFT_LAGS)
+    near, far = DRIFT_LAGS
+    return max(0.0, (gamma.get(far, 0.0) - gamma.get(near, 0.0)) / (far - near))
 
 
 def judge(fit: Fit) -> tuple[str, ...]:
