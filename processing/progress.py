@@ -41,6 +41,7 @@ from processing.baselines import (
     savings,
 )
 from processing.emissions import FactorLibrary
+from processing.scope3 import Month
 from processing.versions import differences, latest_manifest, publish, version_rows
 from supplymeter.carriers import CARRIERS
 from supplymeter.config import Config, Measure, Site, Supplier, Target
@@ -285,8 +286,7 @@ def monthly_figures(
     tz = ZoneInfo(supplier.sites[0].timezone)
     out: dict[int, tuple[float, float]] = {}
     for month in range(1, 13):
-        start = datetime_to_ns(datetime(year, month, 1, tzinfo=tz))
-        end = datetime_to_ns(datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=tz))
+        start, end = Month(year, month).bounds(tz)
         if target.metric == "tco2e":
             rows = [t for t in store.monthly_totals(start, end) if t.supplier == supplier.id]
             if not rows:
@@ -307,10 +307,8 @@ def monthly_figures(
         if not pieces:
             continue
         if target.metric == "kwh_per_unit":
-            kwh = 0.0
-            for s in sites:
-                kwh += math.fsum(h.purchased_kwh for h in store.site_hours(
-                    start, end, supplier=supplier.id, site=s.id))  # fmt: skip
+            kwh = math.fsum(t.purchased_kwh for s in sites for t in store.site_totals(
+                start, end, supplier=supplier.id, site=s.id).values())  # fmt: skip
             out[month] = (kwh, pieces)
             continue
         kg = _site_emissions(store, supplier, sites, start, end)
@@ -320,13 +318,16 @@ def monthly_figures(
 
 def _site_emissions(store: Store, supplier: Supplier, sites: list[Site], start: int,
                     end: int) -> float:  # fmt: skip
-    """Location-based kgCO2e of ``sites``: purchased electricity and every other carrier."""
+    """Location-based kgCO2e of ``sites``: purchased electricity (site-hours) and every other
+    carrier's meters, summed by InfluxDB."""
     kg = 0.0
     for s in sites:
-        kg += math.fsum(h.location_kgco2e or 0.0 for h in store.site_hours(
-            start, end, supplier=supplier.id, site=s.id))  # fmt: skip
-        kg += math.fsum(e.emissions_kgco2e for e in store.hourly_emissions(
-            start, end, supplier=supplier.id, site=s.id) if e.carrier != "electricity")  # fmt: skip
+        carrier_of = {m.id: m.carrier for m in s.meters}
+        kg += math.fsum(t.location_kgco2e for t in store.site_totals(
+            start, end, supplier=supplier.id, site=s.id).values())  # fmt: skip
+        kg += math.fsum(t.emissions_kgco2e for key, t in store.meter_totals(
+            start, end, supplier=supplier.id, site=s.id).items()
+            if carrier_of.get(key[2]) != "electricity")  # fmt: skip
     return kg
 
 
@@ -382,15 +383,11 @@ def _energy_rows(
     rows = []
     for site in supplier.sites:
         tz = ZoneInfo(site.timezone)
-        start = datetime_to_ns(datetime(year, 1, 1, tzinfo=tz))
-        end = datetime_to_ns(datetime(year + 1, 1, 1, tzinfo=tz))
-        hours = store.site_hours(start, end, supplier=supplier.id, site=site.id)
-        if hours:
-            kwh = math.fsum(h.purchased_kwh for h in hours)
-            est = math.fsum(h.estimated_kwh for h in hours)
-            factors = sorted({h.factor_id for h in hours if h.factor_id})
+        start, end = _ns(date(year, 1, 1), tz), _ns(date(year + 1, 1, 1), tz)
+        for t in store.site_totals(start, end, supplier=supplier.id, site=site.id).values():
+            kwh, est = t.purchased_kwh, t.estimated_kwh
             rows.append([site.id, "electricity (purchased)", f"{kwh:.3f}", "kWh", "",
-                         f"{kwh * 0.0036:.3f}", f"{est:.3f}", ", ".join(factors)])  # fmt: skip
+                         f"{kwh * 0.0036:.3f}", f"{est:.3f}", ", ".join(t.factor_ids)])  # fmt: skip
         totals = store.meter_totals(start, end, supplier=supplier.id, site=site.id)
         by_carrier: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
         carrier_of = {m.id: m.carrier for m in site.meters}

@@ -17,7 +17,7 @@ from processing.emissions import FactorLibrary
 from processing.progress import build_report, target_progress, write_report
 from supplymeter.config import Config, Measure, Registry, Target
 from supplymeter.influx import InfluxClient
-from supplymeter.records import HourlyConsumption, HourlyEmissions, datetime_to_ns
+from supplymeter.records import HourlyConsumption, HourlyEmissions, SiteHour, datetime_to_ns
 from supplymeter.store import (
     MonthlyTotals,
     Store,
@@ -25,6 +25,7 @@ from supplymeter.store import (
     emissions_line,
     monthly_line,
     production_line,
+    site_hour_line,
 )
 from tests.conftest import pointed_at
 
@@ -170,3 +171,46 @@ def test_a_year_not_begun_is_refused_by_the_command(tmp_path: Path) -> None:
     code = main(["--config", str(root / "supplymeter.toml"), "progress", "forge-a",
                  "--year", str(datetime.now(UTC).year + 1)])  # fmt: skip
     assert code != 0
+
+
+@pytest.mark.integration
+def test_intensity_targets_and_energy_rows_read_the_sums_the_export_reads(
+    example_config: Config, influx: InfluxClient
+) -> None:
+    """January 2026 at taichung-1: two site-hours of 100 kWh bought at 0.474 kg/kWh, 10 kg
+    of billet gas, 50 pieces: 104.8 kg / 50 = 2.096 kgCO2e a piece, 200 / 50 = 4 kWh a piece
+    (by hand); the Energy sheet's row says 200 kWh bought."""
+    targets = [Target(id="kg", metric="kgco2e_per_unit", base_year=2025, base_value=3,
+                      target_year=2030, target_value=2),
+               Target(id="kwh", metric="kwh_per_unit", base_year=2025, base_value=5,
+                      target_year=2030, target_value=4)]  # fmt: skip
+    suppliers = [s.model_copy(update={"targets": targets, "measures": []}) if s.id == "forge-a"
+                 else s for s in example_config.registry.suppliers]  # fmt: skip
+    config = pointed_at(
+        dataclasses.replace(example_config, registry=Registry.build(suppliers)), None, influx
+    )
+    store = Store(influx)
+    t0 = datetime_to_ns(datetime(2026, 1, 5, 9, tzinfo=TZ))
+    site = ("forge-a", "taichung-1")
+    lines = [site_hour_line(SiteHour(*site, t0 + i * 3_600_000_000_000, 100.0, 100.0, 0.0,
+                                     False, 100.0, 0.0, None, 0.0, 0.0, 47.4, "tw-grid",
+                                     FACTOR, False)) for i in range(2)]  # fmt: skip
+    gas = ("forge-a", "taichung-1", "billet-gas")
+    lines.append(consumption_line(HourlyConsumption(*gas, "natural_gas", "m3", t0, 5.0, 1.0, 1,
+                                                    (), 0.0)))  # fmt: skip
+    lines.append(emissions_line(HourlyEmissions(*gas, "natural_gas", t0, 10.0, "tw-ng", 2.0,
+                                                False)))  # fmt: skip
+    lines.append(production_line(HourlyConsumption(
+        "forge-a", "taichung-1", "press-line", "production", "pieces", t0, 50.0, 1.0, 1, (),
+        0.0), "wheel-20"))  # fmt: skip
+    store.write(lines)
+    report = build_report(config, store, FactorLibrary.load(), "forge-a", 2026,
+                          date(2027, 1, 1))  # fmt: skip
+    by_id = {t.id: months for t, months in report.targets}
+    assert by_id["kg"][0].value == pytest.approx(104.8 / 50)
+    assert by_id["kwh"][0].value == pytest.approx(4.0)
+    assert by_id["kwh"][0].on_track is True  # 4.0 ≤ the 2026 pathway's 4.8
+    electricity = next(r for r in report.energy if r[1] == "electricity (purchased)")
+    assert electricity[2] == "200.000" and electricity[7] == "tw-grid"
+    gas_row = next(r for r in report.energy if r[1] == "natural gas")
+    assert gas_row[2] == "5.000"
