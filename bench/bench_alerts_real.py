@@ -341,7 +341,8 @@ def simulated(directory: Path, seed: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--series", type=Path, help="directory of CSVs + series.toml")
+    parser.add_argument("--series", type=Path, action="append", default=[],
+                        help="directory of CSVs + series.toml (may be repeated)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--simulated", action="store_true",
                         help="add the simulator's site meters (one year each)")  # fmt: skip
@@ -355,7 +356,7 @@ def main() -> None:
         overrides[key] = float(value) if "." in value else int(value)
     if not args.series and not args.simulated:
         parser.error("give --series DIR and/or --simulated N")
-    series = read_series(args.series) if args.series else []
+    series = [s for directory in args.series for s in read_series(directory)]
     sim: list[Series] = []
     if args.simulated:
         import tempfile
