@@ -30,9 +30,11 @@ of raw readings. At any instant ``now`` it finds:
     incident, open while it lasts, with its excess energy so far. (Episodes longer than a spike
     and shorter than a regime are not reported.)
 ``level_shift``
-    the base load (10th percentile of a local day's slots, in kW) of the last three days
-    ``level_shift_pct`` away from the median of the two weeks before: one notice; then the new
-    level is the reference.
+    a lasting change of the base load (the 10th percentile of each local day's slots, kW):
+    a CUSUM on each day's deviation from the comparable days of its type, holidays and idle
+    days (shutdowns) left out, announced once it has lasted ``level_shift_min_days`` and moved
+    the base at least ``level_shift_pct`` — :mod:`processing.levels`. Then the new level is
+    the reference.
 
     Severity is excess energy over the *usual* value (the median of the comparable days at
     that time); every condition carries a plain sentence saying why and how unusual it is.
@@ -65,15 +67,16 @@ import math
 import statistics
 from array import array
 from dataclasses import dataclass, field
-from datetime import date, datetime, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
 
 import numpy as np
 
+from processing.levels import Day, LevelShift, LevelWatch
 from processing.rollup import RegisterSeries, cumulative_at, measure
 from supplymeter.calendar import public_holidays
 from supplymeter.config import AlertSettings, MeterRef, Registry
-from supplymeter.records import ns_to_datetime
+from supplymeter.records import datetime_to_ns, ns_to_datetime
 
 MIN_NS = 60 * 10**9
 HOUR_NS = 3600 * 10**9
@@ -93,8 +96,8 @@ LEVEL_FLOOR = 0.1
 """A level shift must also move the base by this share of the meter's median slot."""
 BASE_QUANTILE = 0.1
 """A day's base load: this quantile of its slots."""
-LEVEL_DAYS, LEVEL_REFERENCE_DAYS = 3, 14
-"""A level shift is the median base of the last 3 days against the 14 days before."""
+DAY_COVERAGE = 0.9
+"""A day is summarised for the level watch when this share of its slots is known."""
 
 
 def day_type(local: datetime, country: str) -> str:
@@ -233,8 +236,8 @@ class Track:
     episode: Episode | None = None
     base_day: date | None = None
     """The local day whose base loads were last judged."""
-    level_reset: int = -(2**62)
-    """Slot from which days count as reference for level shifts (moved on at each notice)."""
+    levels: LevelWatch | None = None
+    """Day summaries and the level-shift CUSUM (made by the detector)."""
     level: tuple[int, float] = (-1, 0.0)
     """(day number, median slot of the history) — refreshed daily."""
     seen_ns: int | None = None
@@ -395,6 +398,11 @@ def spike_floor(settings: AlertSettings, ref: MeterRef) -> float:
     / ``_m3`` where set for the meter's unit, else the carrier table's default."""
     overrides = {"kWh": settings.spike_min_abs_kwh, "m3": settings.spike_min_abs_m3}
     return overrides.get(ref.unit, ref.carrier.spike_min_abs)
+
+
+def _local_midnight(day: date, tz: tzinfo) -> int:
+    """Local midnight at the start of ``day`` (epoch ns)."""
+    return datetime_to_ns(datetime.combine(day, time(), tz))
 
 
 @lru_cache(maxsize=65536)
@@ -678,53 +686,76 @@ class Detector:
             reason=reason, late=ep.late,
         )  # fmt: skip
 
+    def _day(self, track: Track, day: date, kind: str) -> Day | None:
+        """The summary of local ``day`` from the slot history, or ``None`` when fewer than
+        :data:`DAY_COVERAGE` of its slots are known."""
+        tz = track.ref.tz
+        g0 = _local_midnight(day, tz) // self.slot_ns
+        g1 = _local_midnight(day + timedelta(days=1), tz) // self.slot_ns
+        values = track.get(np.arange(g0, g1))
+        known = values[~np.isnan(values)]
+        if len(known) < DAY_COVERAGE * len(values):
+            return None
+        hours = self.slot_ns / HOUR_NS
+        base = float(np.quantile(known, BASE_QUANTILE)) / hours
+        return Day(day.toordinal(), kind, max(0.0, base), max(0.0, float(known.mean())) / hours)
+
     def _level(self, track: Track, g: int) -> list[Condition]:
-        """At the first slot judged of a local day: the base load of each of the days before
-        (from the slot history), and a level-shift notice when the last ``LEVEL_DAYS`` stand
-        ``level_shift_pct`` off the ``LEVEL_REFERENCE_DAYS`` before them."""
+        """At the first slot judged of a local day: the days before it into the meter's
+        :class:`~processing.levels.LevelWatch`; a level-shift notice when yesterday completed
+        one. (Days caught up after a start are taken in silently: their news is old.)"""
         s, ref = self.settings, track.ref
         local = ns_to_datetime(g * self.slot_ns).astimezone(ref.tz)
         today = local.date()
         if track.base_day == today:
             return []
         track.base_day = today
-        day_start = g - round((local.hour * 60 + local.minute) * MIN_NS / self.slot_ns)
-        hours_per_slot = self.slot_ns / HOUR_NS
-        bases: list[float | None] = []
-        for back in range(LEVEL_DAYS + LEVEL_REFERENCE_DAYS, 0, -1):
-            first = day_start - back * self.per_day
-            values = track.get(np.arange(first, first + self.per_day))
-            usable = first >= track.level_reset and np.isnan(values).mean() <= 0.1
-            bases.append(float(np.nanquantile(values, BASE_QUANTILE)) / hours_per_slot
-                         if usable else None)  # fmt: skip
-        recent = bases[-LEVEL_DAYS:]
-        reference_days = [b for b in bases[:-LEVEL_DAYS] if b is not None]
-        if any(b is None for b in recent) or len(reference_days) < 7:
+        watch = track.levels
+        if watch is None:
+            watch = track.levels = LevelWatch(s.level_shift_pct, s.level_shift_min_days)
+        first = today - timedelta(days=self.days)
+        if watch.last is not None:
+            first = max(first, date.fromordinal(watch.last + 1))
+        # A base-load change lasts all day: the spike floor per hour (2 kWh → 2 kW, 48 kWh a
+        # day) or a tenth of the meter's median load, whichever is more.
+        floor_kw = max(spike_floor(s, ref),
+                       LEVEL_FLOOR * self.level(track, g) / (self.slot_ns / HOUR_NS))  # fmt: skip
+        found: LevelShift | None = None
+        day = first
+        while day < today:
+            summary = self._day(track, day, day_type(datetime.combine(day, time()),
+                                                     ref.supplier.country))  # fmt: skip
+            if summary is not None:
+                shift = watch.add(summary, floor_kw)
+                found = shift if day == today - timedelta(days=1) else None
+            day += timedelta(days=1)
+        if found is None:
             return []
-        reference = statistics.median(reference_days)
-        now = statistics.median(recent)  # type: ignore[type-var]
-        floor_kw = max(spike_floor(s, ref), LEVEL_FLOOR * self.level(track, g)) / hours_per_slot
-        change = now / reference - 1 if reference > 0 else math.inf
-        limit = s.level_shift_pct / 100 * reference
-        each = all(abs(b - reference) >= max(limit, floor_kw) and (b > reference) == (change > 0)
-                   for b in recent)  # type: ignore[operator]  # fmt: skip
-        if not each:
-            return []  # every one of the days, each beyond the threshold on the same side
-        since_slot = day_start - LEVEL_DAYS * self.per_day
-        track.level_reset = since_slot  # the new level is the reference from now on
-        since = ns_to_datetime(since_slot * self.slot_ns).astimezone(ref.tz)
-        direction = "up" if change > 0 else "down"
-        return [Condition(
-            "level_shift", *ref.key, value=now, baseline=reference, unit="kW",
-            window_start_ns=since_slot * self.slot_ns, window_end_ns=day_start * self.slot_ns,
-            detail=f"base load {direction} {abs(change) * 100:.0f}% since {since:%d %b} "
-                   f"({reference:,.1f} → {now:,.1f} kW)",
-            excess=(now - reference) * 24, over=True,
-            reason=f"The lowest tenth of each day's load has stood {abs(change) * 100:.0f}% "
-                   f"{'above' if change > 0 else 'below'} the two weeks before for "
-                   f"{LEVEL_DAYS} days running; it is now the new normal the alerts compare "
-                   "with.",
-        )]  # fmt: skip
+        return [self._level_notice(track, found)]
+
+    def _level_notice(self, track: Track, shift: LevelShift) -> Condition:
+        """The notice of a level shift, with its evidence."""
+        ref = track.ref
+        t0 = _local_midnight(shift.start_date, ref.tz)
+        t1 = _local_midnight(date.fromordinal(shift.last + 1), ref.tz)
+        direction = "up" if shift.change > 0 else "down"
+        pct = abs(shift.change) * 100
+        since = f"{shift.start_date:%a %d %b}"
+        skipped = (f"; {shift.skipped} holiday or idle day{'s' if shift.skipped != 1 else ''} "
+                   "left out" if shift.skipped else "")  # fmt: skip
+        return Condition(
+            "level_shift", *ref.key, value=shift.after_kw, baseline=shift.before_kw,
+            unit="kW", window_start_ns=t0, window_end_ns=t1,
+            detail=f"base load {direction} {pct:.0f}% since {since} "
+                   f"({shift.before_kw:,.1f} → {shift.after_kw:,.1f} kW)",
+            excess=(shift.after_kw - shift.before_kw) * 24, over=True,
+            reason=f"The lowest tenth of each day's load has stood {pct:.0f}% "
+                   f"{'above' if shift.change > 0 else 'below'} the usual since {since}: "
+                   f"{shift.beyond} of {shift.days} days since then, compared with "
+                   f"{shift.reference_days} days of the same weekday type in the weeks before "
+                   f"(day to day it usually varies by {shift.spread_pct:.0f}%){skipped}. It "
+                   "is now the new normal the alerts compare with.",
+        )  # fmt: skip
 
     def _replaying(self, ref: MeterRef, now_ns: int) -> bool:
         """Whether the meter's gateway is offline or came back less than ``silent_after_min``

@@ -314,9 +314,10 @@ class AlertSettings(_Model):
     quiet_min: int = Field(60, ge=10)
     """Unusual slots less than this apart belong to one event; a spike is reported once this
     long has passed without another. [min]"""
-    level_shift_pct: float = Field(25.0, gt=0)
-    """Base load this much off the two weeks before, three days running: a level-shift
-    notice. [%]"""
+    level_shift_pct: float = Field(15.0, gt=0)
+    """Smallest lasting change of the base load told as a level shift. [%]"""
+    level_shift_min_days: int = Field(7, ge=2, le=28)
+    """A level shift is told once it has lasted this many days. [d]"""
     budget_per_site_day: int = Field(4, ge=1)
     """Emails that open an incident, per site and local day; the rest wait for the daily
     digest, so no configuration can flood a mailbox."""

@@ -138,14 +138,14 @@ def test_an_hours_long_excursion_is_one_regime_incident(config: Config) -> None:
 
 
 def test_a_lasting_base_load_rise_is_one_notice(config: Config) -> None:
-    """Base load up 50% from Thursday on: one notice once three days confirm it, then the new
-    level is normal."""
+    """Base load up 50% from Thursday on: one notice once it has lasted a week, with its
+    evidence, then the new level is normal."""
     change = MONDAY - 4 * DAY_NS
     kw = lambda ts: plant_kw(ts) + (50.0 if ts >= change else 0.0)  # noqa: E731
     d = Detector(config.registry, AlertSettings())
     book = IncidentBook(Path("/nonexistent/incidents.json"))
     register, opened = 1000.0, []
-    for ts in range(START, MONDAY + 3 * DAY_NS, 5 * MIN_NS):
+    for ts in range(START, MONDAY + 8 * DAY_NS, 5 * MIN_NS):
         d.add_reading(PRESS, ts, register, None)
         register += kw(ts) * 5 / 60
         if ts >= change - DAY_NS and ts % (15 * MIN_NS) == 0:
@@ -153,7 +153,8 @@ def test_a_lasting_base_load_rise_is_one_notice(config: Config) -> None:
                 opened += [i for i in event.incidents if event.kind == "open"]
     shifts = [i for i in opened if i.type == "level_shift"]
     assert len(shifts) == 1
-    assert "base load up 54% since 22 Oct" in shifts[0].detail and "new normal" in shifts[0].reason
+    assert "base load up 51% since Thu 22 Oct (93.0 → 143.0 kW)" in shifts[0].detail
+    assert "new normal" in shifts[0].reason and "5 of 5 days since then" in shifts[0].reason
     assert [i for i in opened if i.type == "spike"] == []
 
 
