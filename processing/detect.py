@@ -96,6 +96,9 @@ LEVEL_FLOOR = 0.1
 """A level shift must also move the base by this share of the meter's median slot."""
 BASE_QUANTILE = 0.1
 """A day's base load: this quantile of its slots."""
+USUAL_SHARE = 0.2
+"""A spike or regime whose energy over its length the meter reached on this share of its
+comparable days near this time of day (at least two days) is routine, not an alert."""
 DAY_COVERAGE = 0.9
 """A day is summarised for the level watch when this share of its slots is known."""
 
@@ -188,6 +191,8 @@ class Baseline:
     reached: int = 0
     """Days of the history on which this slot's value was reached near this time."""
     history_days: int = 0
+    comparable: np.ndarray | None = None
+    """How many days back each comparable day is (1 = yesterday)."""
 
     def band(self) -> tuple[float, float]:
         return self.median, self.threshold
@@ -205,6 +210,8 @@ class Episode:
     peak_ratio: float = 0.0
     reached: int = 0
     history_days: int = 0
+    comparable: np.ndarray | None = None
+    """The comparable days at the episode's first slot (days back)."""
     late: bool = False
 
     @property
@@ -393,6 +400,16 @@ class Track:
         self.set_slots(g[good], values[good])
 
 
+def _strongest(values: np.ndarray, width: int) -> np.ndarray:
+    """Per row, the highest sum over ``width`` consecutive slots (NaN slots count as 0; NaN
+    for a row shorter than ``width``)."""
+    if values.shape[1] < width:
+        return np.full(values.shape[0], np.nan)
+    filled = np.nan_to_num(values, nan=0.0)
+    cum = np.concatenate([np.zeros((values.shape[0], 1)), np.cumsum(filled, axis=1)], axis=1)
+    return (cum[:, width:] - cum[:, :-width]).max(axis=1)
+
+
 def spike_floor(settings: AlertSettings, ref: MeterRef) -> float:
     """Smallest excess worth a spike alert per window [unit]: ``[alerts] spike_min_abs_kwh``
     / ``_m3`` where set for the meter's unit, else the carrier table's default."""
@@ -520,7 +537,8 @@ class Detector:
         day_highs = np.nanmax(np.where(np.isnan(near), -np.inf, near), axis=1)
         y = track.slot(g)
         reached = int((day_highs[usable] >= y).sum()) if y == y else 0
-        return Baseline(usual, upper, len(chosen), threshold, reached, int(usable.sum()))
+        return Baseline(usual, upper, len(chosen), threshold, reached, int(usable.sum()),
+                        self._back[chosen])  # fmt: skip
 
     # --- checks -------------------------------------------------------------------------------
 
@@ -607,7 +625,9 @@ class Detector:
             found += self._level(track, g)
         ep = track.episode
         if ep is not None and ep.last - ep.start + 1 >= self._regime_slots:
-            found.append(self._regime(track, ep))
+            regime = self._regime(track, ep)
+            if regime is not None:
+                found.append(regime)
         return found, lacks
 
     def _episode(
@@ -617,7 +637,7 @@ class Detector:
         ep = track.episode
         if base is not None and y > base.threshold:
             if ep is None:
-                ep = track.episode = Episode(g, g)
+                ep = track.episode = Episode(g, g, comparable=base.comparable)
             ep.last = g
             ep.values.append(y)
             ep.usual.append(base.median)
@@ -643,6 +663,9 @@ class Detector:
         mean = statistics.fmean(ep.values)
         if around and mean <= (1 + s.spike_return_pct / 100) * max(around):
             return None  # a step into another level, not an excursion that came and went
+        reached, days = self._reached(track, ep)
+        if reached >= max(2, USUAL_SHARE * days):
+            return None  # this much energy at this time of day is part of the plant's routine
         t0, t1 = ep.start * self.slot_ns, (ep.last + 1) * self.slot_ns
         usual = sum(ep.usual)
         excess = ep.excess
@@ -663,8 +686,38 @@ class Detector:
             reason=reason, over=True, late=ep.late,
         )  # fmt: skip
 
-    def _regime(self, track: Track, ep: Episode) -> Condition:
-        """An episode unusual for ``regime_min_min`` or longer: one incident while it lasts."""
+    def _reached(self, track: Track, ep: Episode) -> tuple[int, int]:
+        """On how many of the episode's comparable days its energy was reached near this time
+        of day, and of how many with data: the episode's strongest run of L slots (L its
+        length, at most a regime's) against each comparable day's strongest run of L slots
+        within ``shift_tolerance_min`` of it. Energy over a window, not single slots: a forge's
+        presses and furnaces draw in bursts whose timing wanders, and a burst of the usual size
+        is routine even when no past day had it at the same quarter-hour."""
+        n = ep.last - ep.start + 1
+        width = min(n, self._regime_slots)
+        values = track.get(np.arange(ep.start, ep.last + 1))
+        level = _strongest(values[None, :], width)[0]
+        if level != level:
+            return 0, 0
+        tol = self._tolerance
+        base = self._neighbour_slots(track, ep.start)
+        country, tz = track.ref.supplier.country, track.ref.tz
+        working = day_type(ns_to_datetime(ep.start * self.slot_ns).astimezone(tz), country)
+        same = np.array([
+            (day_type(ns_to_datetime(int(b) * self.slot_ns).astimezone(tz), country) == "workday")
+            == (working == "workday") for b in base
+        ])  # fmt: skip
+        history = track.get(base[same, None] + np.arange(-tol, n + tol)[None, :])
+        usable = (~np.isnan(history)).mean(axis=1) >= 0.75
+        strongest = _strongest(history[usable], width)
+        return int((strongest >= level).sum()), int(usable.sum())
+
+    def _regime(self, track: Track, ep: Episode) -> Condition | None:
+        """An episode unusual for ``regime_min_min`` or longer: one incident while it lasts
+        (none while its energy is one the plant reaches routinely at this time of day)."""
+        reached, days = self._reached(track, ep)
+        if reached >= max(2, USUAL_SHARE * days):
+            return None
         ref = track.ref
         t0, t1 = ep.start * self.slot_ns, (ep.last + 1) * self.slot_ns
         local = ns_to_datetime(t0).astimezone(ref.tz)
