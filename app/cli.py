@@ -42,6 +42,8 @@ from supplymeter.errors import ConfigError, SupplymeterError
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from supplymeter.store import Store
+
 
 log = logging.getLogger("supplymeter")
 
@@ -374,6 +376,29 @@ def cmd_load_test(config: Config, args: argparse.Namespace) -> int:
     return 0 if result.achieved_rate >= 0.95 * result.target_rate else 1
 
 
+def simulated_alerts(config: Config, store: Store) -> Callable[[int], None]:
+    """The alert job on simulated time: every ``[alerts] every_min`` of it, one run judged at
+    the simulated instant (the collector stores what the simulator publishes; slots whose
+    readings have not arrived yet wait for the next run). Events are printed as they come."""
+    from processing.alerts import AlertRunner
+
+    runner = AlertRunner(config, store)
+    every_ns = config.alerts.every_min * 60 * 10**9
+    last = [0]
+
+    def tick(now_ns: int) -> None:
+        if now_ns - last[0] < every_ns:
+            return
+        last[0] = now_ns - now_ns % every_ns
+        summary = runner.run(now_ns)
+        if " 0 events" not in summary:
+            from collector.payload import format_ts
+
+            say(f"alerts at {format_ts(now_ns)} (simulated): {summary}")
+
+    return tick
+
+
 def cmd_simulate(config: Config, args: argparse.Namespace) -> int:
     from simulators.run import simulate
 
@@ -392,18 +417,24 @@ def cmd_simulate(config: Config, args: argparse.Namespace) -> int:
         from deploy.mosquitto import load_passwords
 
         passwords = load_passwords(args.gateway_passwords)
-    result = simulate(
-        config,
-        start=start,
-        end=end,
-        seed=args.seed,
-        speed=speed,
-        ledger_path=args.ledger,
-        progress=progress("simulate"),
-        gateway_passwords=passwords,
-        batch=args.batch,
-        settings=settings,
-    )
+    store = open_store(config) if args.alerts else None
+    try:
+        result = simulate(
+            config,
+            start=start,
+            end=end,
+            seed=args.seed,
+            speed=speed,
+            ledger_path=args.ledger,
+            progress=progress("simulate"),
+            gateway_passwords=passwords,
+            batch=args.batch,
+            settings=settings,
+            tick=simulated_alerts(config, store) if store is not None else None,
+        )
+    finally:
+        if store is not None:
+            store.client.close()
     from collector.payload import format_ts
 
     if result.continued_from_ns is not None:
@@ -734,6 +765,25 @@ def cmd_dashboards(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
+    """``alerts test --site S``: one test alert through the outbox and ``[smtp]``."""
+    from processing.alerts import send_test
+
+    supplier, _, site = args.site.rpartition("/")
+    if not supplier:
+        owners = [s.id for s in config.registry.suppliers if any(x.id == site for x in s.sites)]
+        if len(owners) != 1:
+            where = f"suppliers {', '.join(owners)}" if owners else "no supplier"
+            raise ConfigError([f"--site {site}: {where} has it; give SUPPLIER/SITE"])
+        supplier = owners[0]
+    if config.registry.site(supplier, site) is None:
+        raise ConfigError([f"--site {args.site}: no such site in the registry"])
+    people, sent, waiting = send_test(config, supplier, site, time.time_ns())
+    say(f"test alert for {supplier}/{site} to {', '.join(people) or 'nobody (no recipients)'}: "
+        f"{sent} sent, {waiting} waiting in the outbox")  # fmt: skip
+    return 0 if waiting == 0 else 1
+
+
 def cmd_run_job(config: Config, args: argparse.Namespace) -> int:
     from processing.jobs import Jobs
     from processing.scope3 import Month
@@ -931,6 +981,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch", type=int, default=None,
         help="readings per message (default: [simulator] backfill_batch; real time 1)",
     )  # fmt: skip
+    p.add_argument(
+        "--alerts", action="store_true",
+        help="run the alert job on the simulated clock as readings are published (emails "
+        "through [smtp], state in [alerts] state_dir): try alerts out at --speed 60 or more",
+    )  # fmt: skip
     p.add_argument("--meters", type=int, help="--load-test: synthetic meters")
     p.add_argument("--rate", type=float, help="--load-test: target readings per second")
     p.add_argument("--duration", type=float, default=30.0, help="--load-test: seconds (30)")
@@ -990,6 +1045,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--month", help="render: YYYY-MM (default last month)")
     p.set_defaults(func=cmd_dashboards)
+
+    p = sub.add_parser("alerts", help="alerts: send a test alert for a site (test)")
+    p.add_argument("action", choices=("test",))
+    p.add_argument("--site", required=True,
+                   help="SUPPLIER/SITE, or a site id that only one supplier has")  # fmt: skip
+    p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("run-job", help="run one scheduled job once, now")
     p.add_argument("name", choices=("rollup", "export", "alerts", "dashboards"))

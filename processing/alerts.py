@@ -59,6 +59,7 @@ TITLES = {
     "ingest_rejects": "Ingest trouble",
     "regime": "Unusual load",
     "level_shift": "Base load changed",
+    "test": "Test alert",
 }
 
 
@@ -232,7 +233,7 @@ def subject(event: Event, tz: str) -> str:
 BASELINE_WORDS = {
     "spike": "usual (median of the most similar past days)",
     "regime": "usual (median of the most similar past days)",
-    "level_shift": "before (median of the two weeks before)",
+    "level_shift": "before (median base load of the comparable days before the change)",
     "over_capacity": "contract capacity",
     "gateway_silent": "threshold",
     "meter_silent": "threshold",
@@ -666,6 +667,28 @@ class AlertRunner:
                                f"{events} at {incidents[0].supplier}")  # fmt: skip
             self.outbox.put(msg)
         self.digest_path.unlink()
+
+
+def send_test(config: Config, supplier: str, site: str, now_ns: int) -> tuple[list[str], int, int]:
+    """A test alert for one site through the real path — rendered like any alert, queued in
+    the outbox, flushed to ``[smtp]`` — so a plant manager sees what an alert looks like and an
+    operator sees that mail leaves. Returns (recipients, sent, still waiting)."""
+    found = config.registry.site(supplier, site)
+    if found is None:
+        raise KeyError(f"no site {supplier}/{site} in the registry")
+    incident = Incident(
+        id=f"test/{supplier}/{site}@{now_ns}", key=f"test/{supplier}/{site}/", type="test",
+        supplier=supplier, site=site, subject="", opened_ns=now_ns, last_seen_ns=now_ns,
+        last_notified_ns=now_ns, value=0.0, baseline=None, unit="", detail="a test alert, "
+        "sent on request: nothing is wrong at this site", window_start_ns=now_ns,
+        window_end_ns=now_ns, reason="Sent with `supplymeter alerts test` to check that alert "
+        "emails reach their recipients.", over=True,
+    )  # fmt: skip
+    event = Event("open", now_ns, (incident,))
+    outbox = Outbox(config.resolve(config.alerts.state_dir))
+    outbox.put(render(config, event, None))
+    sent, waiting = outbox.flush(config)
+    return recipients(config, event), sent, waiting
 
 
 def alert_lines(event: Event) -> list[str]:

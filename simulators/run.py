@@ -208,13 +208,16 @@ def simulate(
     gateway_passwords: Mapping[str, str] | None = None,
     batch: int | None = None,
     settings: SimulatorSettings | None = None,
+    tick: Callable[[int], None] | None = None,
 ) -> SimulationResult:
     """Simulate ``[start, end]`` for every meter in the registry and publish it over MQTT.
 
     ``batch`` readings per message (default: ``[simulator] backfill_batch`` in backfill, 1 in
     real time). ``clock`` and ``sleep`` pace real-time mode (injected by tests).
     ``gateway_passwords`` (user name → password, as ``supplymeter deploy mosquitto`` generates
-    them) makes each gateway log in as itself; without it they connect anonymously. The ledger
+    them) makes each gateway log in as itself; without it they connect anonymously. ``tick``
+    is told the simulated time reached (epoch ns) after each message: the alert job judges
+    simulated time through it (``simulate --alerts``). The ledger
     CSV goes to ``ledger_path``, the fault list beside it (``<stem>-faults.jsonl``).
     """
     start_ns, end_ns = check_range(start, end)
@@ -270,6 +273,8 @@ def simulate(
             if action.readings:
                 messages += 1
                 readings += action.readings
+            if tick is not None:
+                tick(reached_ns)
             now = clock()
             if progress and now - last_report >= 2.0:
                 progress((action.due_ns - start_ns) / (end_ns - start_ns), messages)

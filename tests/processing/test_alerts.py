@@ -504,3 +504,26 @@ def test_a_killed_alert_job_sends_every_email_exactly_once(
     assert [i.split("@")[0] for i in opened] == [
         f"gateway_silent/spring-b/plant-{n}/gw{n}" for n in range(4)
     ]
+
+
+def test_a_test_alert_for_a_site_goes_through_the_real_mail_path(
+    config: Config, smtp: tuple[list, int], tmp_path: Path
+) -> None:
+    """``supplymeter alerts test --site S``: rendered like an alert, to the site's recipients
+    and the admins, through the outbox to the SMTP server; a wrong site is a clear error."""
+    import argparse
+
+    from app.cli import cmd_alerts
+    from supplymeter.errors import ConfigError
+
+    received, port = smtp
+    cfg = mail_config(config, port, tmp_path)
+    assert cmd_alerts(cfg, argparse.Namespace(site="changhua-1")) == 0
+    [envelope] = received
+    assert sorted(envelope.rcpt_tos) == ["energy@spring-b.example", "programme@buyer.example"]
+    msg = email.message_from_bytes(envelope.content, policy=policy.default)
+    assert msg["Subject"].startswith("Test alert at spring-b / changhua-1: ")
+    assert "nothing is wrong at this site" in msg.get_body(("plain",)).get_content()
+    assert list((tmp_path / "alerts" / "outbox").glob("*.eml")) == []
+    with pytest.raises(ConfigError, match="no supplier has it"):
+        cmd_alerts(cfg, argparse.Namespace(site="nowhere"))
