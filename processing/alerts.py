@@ -370,39 +370,53 @@ def chart(history: list[tuple[int, float | None, object]], title: str, unit: str
 
 @dataclass
 class Budget:
-    """Incident emails per site and local day (``[alerts] budget_per_site_day``): an event that
-    would open one more goes to the daily digest, and so do the later events of its incident."""
+    """One budget for everything a person receives about a site: incident emails of every
+    kind (spike, regime, level shift, silent, stuck, capacity, …) count together, per site and
+    local day (``[alerts] budget_per_site_day``) and per meter and ISO week
+    (``budget_per_meter_week``). An event that would open one more goes to the daily digest,
+    and so do the later events of its incident."""
 
     path: Path
     per_day: int
+    per_week: int = 0
+    """Per meter and week; 0: no weekly limit."""
     sent: dict[str, int] = field(default_factory=dict)
-    """``"YYYY-MM-DD supplier/site"`` → emails that opened an incident."""
+    """``"YYYY-MM-DD supplier/site"`` and ``"YYYY-Www supplier/site/meter"`` → emails that
+    opened an incident."""
     deferred: dict[str, None] = field(default_factory=dict)
     """Incidents whose opening went to the digest (insertion-ordered: the oldest are dropped
     first)."""
 
     @classmethod
-    def load(cls, path: Path, per_day: int) -> Budget:
+    def load(cls, path: Path, per_day: int, per_week: int = 0) -> Budget:
         if not path.exists():
-            return cls(path, per_day)
+            return cls(path, per_day, per_week)
         data = json.loads(path.read_text())
-        return cls(path, per_day, dict(data["sent"]), dict.fromkeys(data["deferred"]))
+        return cls(path, per_day, per_week, dict(data["sent"]),
+                   dict.fromkeys(data["deferred"]))  # fmt: skip
 
     def allows(self, event: Event, tz: str) -> bool:
         first = event.incidents[0]
         ids = {i.id for i in event.incidents}
         if event.kind != "open":
             return not any(i in self.deferred for i in ids)
-        day = f"{_local(event.at_ns, tz):%Y-%m-%d} {first.supplier}/{first.site}"
-        if self.sent.get(day, 0) >= self.per_day:
+        local = _local(event.at_ns, tz)
+        day = f"{local:%Y-%m-%d} {first.supplier}/{first.site}"
+        year, week, _ = local.isocalendar()
+        weeks = {f"{year}-W{week:02d} {i.supplier}/{i.site}/{i.subject}"
+                 for i in event.incidents if i.subject}  # fmt: skip
+        over_week = self.per_week and any(self.sent.get(w, 0) >= self.per_week for w in weeks)
+        if self.sent.get(day, 0) >= self.per_day or over_week:
             self.deferred.update(dict.fromkeys(sorted(ids)))
             return False
-        self.sent[day] = self.sent.get(day, 0) + 1
+        for key in (day, *weeks):
+            self.sent[key] = self.sent.get(key, 0) + 1
         return True
 
     def save(self) -> None:
-        days = sorted({k.split(" ")[0] for k in self.sent})[-3:]
-        self.sent = {k: v for k, v in self.sent.items() if k.split(" ")[0] in days}
+        days = sorted({k.split(" ")[0] for k in self.sent if "-W" not in k})[-3:]
+        weeks = sorted({k.split(" ")[0] for k in self.sent if "-W" in k})[-2:]
+        self.sent = {k: v for k, v in self.sent.items() if k.split(" ")[0] in (*days, *weeks)}
         self.deferred = dict.fromkeys(list(self.deferred)[-10_000:])
         write_json(self.path, {"sent": self.sent, "deferred": list(self.deferred)})
 
@@ -553,7 +567,8 @@ class AlertRunner:
         state_dir = config.resolve(config.alerts.state_dir)
         self.book = IncidentBook.load(state_dir / "incidents.json")
         self.outbox = Outbox(state_dir)
-        self.budget = Budget.load(state_dir / "budget.json", config.alerts.budget_per_site_day)
+        self.budget = Budget.load(state_dir / "budget.json", config.alerts.budget_per_site_day,
+                                  config.alerts.budget_per_meter_week)  # fmt: skip
         self.digest_path = state_dir / "digest.jsonl"
         self.judged_path = state_dir / "judged.json"
         """Each meter's last window judged: a restart carries on from there, so windows that
@@ -604,7 +619,8 @@ class AlertRunner:
         # Another process (a one-shot ``run-job alerts`` beside the scheduler) may have moved
         # the state on: start from what is on disk.
         self.book = IncidentBook.load(self.book.path)
-        self.budget = Budget.load(self.budget.path, a.budget_per_site_day)
+        self.budget = Budget.load(self.budget.path, a.budget_per_site_day,
+                                  a.budget_per_meter_week)  # fmt: skip
         self.load(now_ns)
         evaluation = self.detector.evaluate(now_ns)
         events = self.book.update(evaluation.conditions, now_ns, a.reminder_h, a.cooldown_min,

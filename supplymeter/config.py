@@ -319,8 +319,11 @@ class AlertSettings(_Model):
     level_shift_min_days: int = Field(7, ge=2, le=28)
     """A level shift is told once it has lasted this many days. [d]"""
     budget_per_site_day: int = Field(4, ge=1)
-    """Emails that open an incident, per site and local day; the rest wait for the daily
-    digest, so no configuration can flood a mailbox."""
+    """Emails that open an incident (of any kind), per site and local day; the rest wait for
+    the daily digest, so no configuration can flood a mailbox."""
+    budget_per_meter_week: int = Field(3, ge=0)
+    """The same per meter and ISO week (0: no weekly limit): a meter that keeps tripping goes
+    to the digest instead of a fourth email that week."""
     tariff_ntd_per_kwh: float | None = Field(None, gt=0)
     """Energy price for the NT$ estimate in spike emails (e.g. the supplier's average
     Taipower rate from its bills). Unset: no NT$ figure. [NT$/kWh]"""

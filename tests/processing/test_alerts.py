@@ -439,6 +439,27 @@ def test_a_refused_email_is_set_aside_and_never_blocks_the_others(
     assert len(refused) == 2 and all("energy@spring-b.example" in r["refused"] for r in refused)
 
 
+def test_the_weekly_budget_per_meter_counts_every_kind_together(tmp_path: Path) -> None:
+    """Three emails per meter and week whatever their kind (spike, regime, stuck); the fourth
+    goes to the digest, another meter still has its own; a new ISO week starts afresh."""
+    budget = Budget.load(tmp_path / "budget.json", per_day=99, per_week=3)
+    book = IncidentBook(tmp_path / "b.json")
+    allowed = []
+    for n, kind in enumerate(("spike", "regime", "stuck", "level_shift")):
+        events = book.update([cond("m0", kind)], NOW + n * HOUR_NS, 0, 0, 99)
+        [event] = [e for e in events if e.kind == "open"]
+        allowed.append(budget.allows(event, "Asia/Taipei"))
+    assert allowed == [True, True, True, False]
+    [other] = [e for e in book.update([cond("m1", "spike")], NOW + 5 * HOUR_NS, 0, 0, 99)
+               if e.kind == "open"]  # fmt: skip
+    assert budget.allows(other, "Asia/Taipei")
+    budget.save()
+    budget = Budget.load(tmp_path / "budget.json", per_day=99, per_week=3)
+    events = book.update([cond("m0", "meter_silent")], NOW + 7 * 86_400 * 10**9, 0, 0, 99)
+    [next_week] = [e for e in events if e.kind == "open"]
+    assert budget.allows(next_week, "Asia/Taipei")
+
+
 def test_the_daily_budget_sends_the_rest_to_the_digest(tmp_path: Path) -> None:
     """Four incident emails per site and day; the fifth incident and its later events wait for
     the digest; the next day the budget is new."""
