@@ -29,6 +29,13 @@ of raw readings. At any instant ``now`` it finds:
     an episode unusual for ``regime_min_min`` (2 h): an hours-long abnormal regime is one
     incident, open while it lasts, with its excess energy so far. (Episodes longer than a spike
     and shorter than a regime are not reported.)
+
+    **Routine energy is not news** (heavy industry): a spike or regime is not reported when
+    the meter's energy over the same length — its strongest run of slots, up to a regime's —
+    was reached on ``USUAL_SHARE`` (a fifth, at least two) of its recent days of the same kind
+    (working or not) within ``shift_tolerance_min`` of this time. Presses, induction heaters
+    and furnaces draw in bursts whose timing wanders; a burst of the usual energy belongs to
+    the duty cycle even when no comparable day had it at the same quarter-hour.
 ``level_shift``
     a lasting change of the base load (the 10th percentile of each local day's slots, kW):
     a CUSUM on each day's deviation from the comparable days of its type, holidays and idle
