@@ -105,7 +105,8 @@ BASE_QUANTILE = 0.1
 """A day's base load: this quantile of its slots."""
 USUAL_SHARE = 0.2
 """A spike or regime whose energy over its length the meter reached on this share of its
-comparable days near this time of day (at least two days) is routine, not an alert."""
+history days of the same kind (working or not) near this time of day, at least two, is
+routine, not an alert."""
 DAY_COVERAGE = 0.9
 """A day is summarised for the level watch when this share of its slots is known."""
 
@@ -198,8 +199,6 @@ class Baseline:
     reached: int = 0
     """Days of the history on which this slot's value was reached near this time."""
     history_days: int = 0
-    comparable: np.ndarray | None = None
-    """How many days back each comparable day is (1 = yesterday)."""
 
     def band(self) -> tuple[float, float]:
         return self.median, self.threshold
@@ -217,8 +216,6 @@ class Episode:
     peak_ratio: float = 0.0
     reached: int = 0
     history_days: int = 0
-    comparable: np.ndarray | None = None
-    """The comparable days at the episode's first slot (days back)."""
     late: bool = False
 
     @property
@@ -544,8 +541,7 @@ class Detector:
         day_highs = np.nanmax(np.where(np.isnan(near), -np.inf, near), axis=1)
         y = track.slot(g)
         reached = int((day_highs[usable] >= y).sum()) if y == y else 0
-        return Baseline(usual, upper, len(chosen), threshold, reached, int(usable.sum()),
-                        self._back[chosen])  # fmt: skip
+        return Baseline(usual, upper, len(chosen), threshold, reached, int(usable.sum()))
 
     # --- checks -------------------------------------------------------------------------------
 
@@ -644,7 +640,7 @@ class Detector:
         ep = track.episode
         if base is not None and y > base.threshold:
             if ep is None:
-                ep = track.episode = Episode(g, g, comparable=base.comparable)
+                ep = track.episode = Episode(g, g)
             ep.last = g
             ep.values.append(y)
             ep.usual.append(base.median)
@@ -694,12 +690,12 @@ class Detector:
         )  # fmt: skip
 
     def _reached(self, track: Track, ep: Episode) -> tuple[int, int]:
-        """On how many of the episode's comparable days its energy was reached near this time
-        of day, and of how many with data: the episode's strongest run of L slots (L its
-        length, at most a regime's) against each comparable day's strongest run of L slots
-        within ``shift_tolerance_min`` of it. Energy over a window, not single slots: a forge's
-        presses and furnaces draw in bursts whose timing wanders, and a burst of the usual size
-        is routine even when no past day had it at the same quarter-hour."""
+        """On how many history days of the same kind (working or not) the episode's energy was
+        reached near this time of day, and of how many with data: the episode's strongest run
+        of L slots (L its length, at most a regime's) against each day's strongest run of L
+        slots within ``shift_tolerance_min`` of it. Energy over a window, not single slots:
+        a forge's presses and furnaces draw in bursts whose timing wanders, and a burst of the
+        usual size is routine even when no past day had it at the same quarter-hour."""
         n = ep.last - ep.start + 1
         width = min(n, self._regime_slots)
         values = track.get(np.arange(ep.start, ep.last + 1))
