@@ -347,7 +347,7 @@ def figures(rows: list[dict]) -> dict:
         "series": len(rows),
         "meter_weeks": round(weeks, 1),
         "messages_per_meter_week": ratio(sum(r["messages_untouched"] for r in rows), weeks),
-        "busiest_site_day": max(r["busiest_day"] for r in rows),
+        "busiest_site_day": max((r["busiest_day"] for r in rows), default=0),
         "false_alarms_per_meter_week": ratio(sum(r["false_alarms"] for r in rows), weeks),
         "regime_notices_per_meter_week_untouched": ratio(
             sum(r["regime_notices_untouched"] for r in rows), weeks),

@@ -86,9 +86,11 @@ def test_the_cli_writes_the_figures_the_issue_names(tmp_path: Path) -> None:
     for scope in (figures["per_series"]["plant"], figures["pooled"]["all"],
                   figures["pooled"]["industrial"]):  # fmt: skip
         for name in ("false_alarms_per_meter_week", "spike_precision", "spike_recall",
-                     "recall_100pct_30min"):  # fmt: skip
+                     "recall_100pct_30min", "messages_per_meter_week", "busiest_site_day",
+                     "regime_precision", "level_shift_recall"):  # fmt: skip
             assert name in scope
     assert figures["pooled"]["all"]["false_alarms_per_meter_week"] == 0
+    assert figures["pooled"]["all"]["messages_per_meter_week"] == 0
     assert figures["pooled"]["industrial"]["spike_recall"] > 0.5
     # Without an industrial series the key is still there, its figures empty.
     write(tmp_path, values, kind="commercial")
