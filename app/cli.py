@@ -767,17 +767,10 @@ def cmd_dashboards(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
     """``alerts test --site S``: one test alert through the outbox and ``[smtp]``."""
+    from app.reads import find_site
     from processing.alerts import send_test
 
-    supplier, _, site = args.site.rpartition("/")
-    if not supplier:
-        owners = [s.id for s in config.registry.suppliers if any(x.id == site for x in s.sites)]
-        if len(owners) != 1:
-            where = f"suppliers {', '.join(owners)}" if owners else "no supplier"
-            raise ConfigError([f"--site {site}: {where} has it; give SUPPLIER/SITE"])
-        supplier = owners[0]
-    if config.registry.site(supplier, site) is None:
-        raise ConfigError([f"--site {args.site}: no such site in the registry"])
+    supplier, site = find_site(config, args.site)
     people, sent, waiting = send_test(config, supplier, site, time.time_ns())
     say(f"test alert for {supplier}/{site} to {', '.join(people) or 'nobody (no recipients)'}: "
         f"{sent} sent, {waiting} waiting in the outbox")  # fmt: skip

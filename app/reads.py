@@ -46,6 +46,20 @@ def find_meter(config: Config, text: str) -> MeterRef:
     return found[0]
 
 
+def find_site(config: Config, text: str) -> tuple[str, str]:
+    """``supplier/site``, or a site id only one supplier has: (supplier, site)."""
+    supplier, _, site = text.rpartition("/")
+    if not supplier:
+        owners = [s.id for s in config.registry.suppliers if any(x.id == site for x in s.sites)]
+        if len(owners) != 1:
+            where = f"suppliers {', '.join(owners)}" if owners else "no supplier"
+            raise ConfigError([f"--site {site}: {where} has it; give SUPPLIER/SITE"])
+        supplier = owners[0]
+    if config.registry.site(supplier, site) is None:
+        raise ConfigError([f"--site {text}: no such site in the registry"])
+    return supplier, site
+
+
 def _time(ts_ns: int, tz: ZoneInfo, as_csv: bool) -> str:
     at = ns_to_datetime(ts_ns).astimezone(tz)
     return at.isoformat() if as_csv else f"{at:%Y-%m-%d %H:%M:%S}"
