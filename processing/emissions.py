@@ -8,9 +8,11 @@ A reading uses the factor of its own year — the calendar year of the hour in t
 time — and of its meter's **use** (:attr:`MeterRef.factor_use`): since 2025 Taiwan's
 electricity factor is announced by use (industry inventories, average, residential), and
 natural gas by gas type (NG1, NG2). For a year, the row of the meter's use is taken, else the
-row without a use, else the ``average`` row. Where the year has none yet, the latest earlier
-one (same order) is used and the result is marked ``provisional`` (to be restated once the
-year's factor appears).
+row without a use. Where the year has none yet, the latest earlier one (same order) is used and
+the result is marked ``provisional`` (to be restated once the year's factor appears). A row
+marked ``inventory = no`` is kept for reference and never resolved: Taiwan's 2025 average
+(0.467) is for managing utilities, not for a company's inventory (MOENV GHG registry,
+2026-06-17; ``standards/tw-factors.md``).
 
 A row may carry per-gas factors (kg CO2, CH4, N2O per unit) and the GWP set that turned them
 into CO2e; its uncertainty (± %, 95 %), its technological and geographical data quality
@@ -69,7 +71,13 @@ class EmissionFactor:
     dqr_geographical: int | None = None
     """Data quality ratings of the factor for its intended use, 1 (best) – 5 (PACT v3)."""
     verification: str = ""
-    """How the value was checked against its publication (or that it was not)."""
+    """How the value was checked against its publication: ``verified: <notice>`` when the
+    publisher's notice is cited, ``secondary: …`` or ``NOT VERIFIED …`` otherwise."""
+    inventory: bool = True
+    """Whether a GHG inventory may use the row; ``False`` rows are never resolved."""
+    lhv_kcal: float | None = None
+    """Lower heating value of a fuel the row was derived from [kcal per unit]; ``None`` for
+    carriers that are not fuels."""
 
     def per_gas(self, quantity: float) -> dict[str, float] | None:
         """kg of CO2, CH4 and N2O for ``quantity`` units, when the row gives them."""
@@ -82,8 +90,12 @@ class EmissionFactor:
 GWP_AR5 = {"co2": 1.0, "ch4": 28.0, "n2o": 265.0}
 """GWP100 of IPCC AR5 (WG1, ch. 8, Table 8.7, without climate-carbon feedbacks), the set
 Taiwan's MOENV adopted for GHG inventories; per-gas rows must add up to their CO2e with it."""
-FALLBACK_USE = "average"
-"""The variant taken for a meter whose use a year does not publish (nor a row for every use)."""
+
+
+def _yes_no(text: str) -> bool:
+    if text.strip().lower() not in ("yes", "no"):
+        raise ValueError(f"column inventory: yes or no (got {text!r})")
+    return text.strip().lower() == "yes"
 
 
 def _optional_float(text: str | None) -> float | None:
@@ -104,7 +116,7 @@ class FactorLibrary:
 
     def __init__(self, factors: list[EmissionFactor]) -> None:
         self.factors = factors
-        self._by_key = {(f.carrier, f.region, f.year, f.use): f for f in factors}
+        self._by_key = {(f.carrier, f.region, f.year, f.use): f for f in factors if f.inventory}
 
     @classmethod
     def load(cls, path: Path | None = None) -> FactorLibrary:
@@ -135,6 +147,8 @@ class FactorLibrary:
                     dqr_geographical=cell(row, "dqr_geographical", _rating)
                     if row.get("dqr_geographical") else None,
                     verification=row.get("verification") or "",
+                    inventory=_yes_no(row.get("inventory") or "yes"),
+                    lhv_kcal=cell(row, "lhv_kcal", _optional_float) if "lhv_kcal" in row else None,
                 )  # fmt: skip
             except KeyError as exc:
                 problems.append(Problem(name, line, f"column {exc.args[0]}: missing",
@@ -161,6 +175,9 @@ class FactorLibrary:
             if factor.period not in ("annual", "standing"):
                 problems.append(Problem(name, line, "column period: must be annual or standing "
                                         f"(got {factor.period!r})", "invalid_value"))  # fmt: skip
+            if factor.lhv_kcal is not None and not factor.lhv_kcal > 0:
+                problems.append(Problem(name, line, "column lhv_kcal: must be > 0",
+                                        "invalid_value"))  # fmt: skip
             if not factor.value > 0:
                 problems.append(Problem(name, line, f"column value: must be > 0 (got "
                                         f"{factor.value})", "invalid_value"))  # fmt: skip
@@ -186,7 +203,8 @@ class FactorLibrary:
         out = {}
         keys = {(f.carrier, f.region) for f in self.factors}
         for carrier, region in sorted(keys):
-            named = {f.use for f in self.factors if f.carrier == carrier} | {""}
+            named = {f.use for f in self.factors if f.carrier == carrier and f.inventory}
+            named.add("")
             named |= {u for c, u in uses if c == carrier}
             for use in sorted(named):
                 for year in years:
@@ -207,8 +225,8 @@ class FactorLibrary:
         return any(f.carrier == carrier and f.region == region for f in self.factors)
 
     def _of_year(self, carrier: str, region: str, year: int, use: str) -> EmissionFactor | None:
-        """The year's row for ``use``: its own, else the one for every use, else average."""
-        for u in dict.fromkeys((use, "", FALLBACK_USE)):
+        """The year's row for ``use``, else the one for every use (inventory rows only)."""
+        for u in dict.fromkeys((use, "")):
             found = self._by_key.get((carrier, region, year, u))
             if found is not None:
                 return found

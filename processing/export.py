@@ -160,7 +160,8 @@ def compute_month(
                 progress(done, total, f"{supplier.id}/{site.id}")
             certs = inputs.certificates.get((supplier.id, site.id, month))
             has_pv = any(m.role == "pv" for m in site.meters)
-            sm = site_month(supplier.id, site.id, month, site_totals, certs, has_pv)
+            sm = site_month(supplier.id, site.id, month, site_totals, certs, has_pv,
+                            site.tariff_class or "")  # fmt: skip
             rate = sm.kgco2e_per_used_kwh
             site_meters = [
                 dataclasses.replace(m, location_kgco2e=m.consumption * rate)
@@ -281,7 +282,7 @@ SITE_COLUMNS = (
     "certificates_applied_kwh", "certificate_ids", "certificate_issuer",
     "certificates_rejected_kwh", "certificates_rejected_reason", "certificates_sold_kwh",
     "unused_certificates_kwh", "market_kwh", "location_kgco2e", "market_kgco2e",
-    "unmetered_kgco2e", "factor_ids", "provisional", "note",
+    "unmetered_kgco2e", "tariff_class", "factor_ids", "provisional", "note",
 )  # fmt: skip
 METER_COLUMNS = (
     "month", "supplier", "site", "meter", "role", "timezone", "carrier", "unit", "consumption",
@@ -426,7 +427,7 @@ def site_row(s: SiteMonth) -> list[str]:
         _fmt(c.sold_kwh if c else None), _fmt(s.unused_certificates_kwh), _fmt(s.market_kwh),
         _fmt(s.location_kgco2e), _fmt(s.market_kgco2e),
         _fmt(s.unmetered_kgco2e if s.unmetered_kwh is not None else None),
-        ";".join(s.factor_ids), _bool(s.provisional), s.note,
+        s.tariff_class or "not recorded", ";".join(s.factor_ids), _bool(s.provisional), s.note,
     ]  # fmt: skip
 
 

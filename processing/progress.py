@@ -20,7 +20,6 @@ For one supplier and year:
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,11 +43,12 @@ from processing.emissions import FactorLibrary
 from processing.scope3 import Month
 from processing.versions import differences, latest_manifest, publish, version_rows
 from supplymeter.carriers import CARRIERS
-from supplymeter.config import Config, Measure, Site, Supplier, Target
+from supplymeter.config import Config, Measure, Site, Supplier, Target, factor_use
 from supplymeter.records import datetime_to_ns
 from supplymeter.store import Store
 
-KCAL_RE = re.compile(r"([\d,]+(?:\.\d+)?)\s*kcal/m3")
+KCAL_TO_GJ = 4.1868e-6
+"""GJ per kcal (International Table calorie, 4.1868 J; ISO 80000-5)."""
 
 
 def _ns(day: date, tz: ZoneInfo) -> int:
@@ -399,16 +399,15 @@ def _energy_rows(
             by_carrier[carrier][1] += t.estimated
         for carrier, (amount, est) in sorted(by_carrier.items()):
             c = CARRIERS[carrier]
-            use = site.factor_use.get(c.factor_key) or supplier.factor_use.get(c.factor_key, "")
-            found = library.lookup(c.factor_key, supplier.country, year, use)
+            found = library.lookup(c.factor_key, supplier.country, year,
+                                   factor_use(supplier, site, c))  # fmt: skip
             heating, gj, factor = "", "", ""
             if found is not None:
                 factor = found[0].id
-                kcal = KCAL_RE.search(found[0].title)
-                if kcal:
-                    value = float(kcal.group(1).replace(",", ""))
-                    heating = f"{value:g} kcal/m3 ({found[0].title})"
-                    gj = f"{amount * value * 4.1868e-6:.3f}"  # kcal → GJ
+                value = found[0].lhv_kcal
+                if value is not None:
+                    heating = f"{value:g} kcal/{c.unit} ({found[0].title})"
+                    gj = f"{amount * value * KCAL_TO_GJ:.3f}"
             rows.append([site.id, carrier.replace("_", " "), f"{amount:.3f}", c.unit, heating,
                          gj, f"{est:.3f}", factor])  # fmt: skip
     return rows

@@ -323,6 +323,9 @@ class SiteMonth:
     """The estimated part of ``purchased_kwh``. [kWh]"""
     factor_ids: tuple[str, ...] = ()
     provisional: bool = False
+    tariff_class: str = ""
+    """The site's Taipower tariff class, which picked its grid factor ("": not recorded, the
+    supplier's factor use)."""
 
     @property
     def inferred(self) -> bool:
@@ -366,7 +369,7 @@ def pv_sold_kwh(certificates: Certificates | None, pv_self_kwh: float) -> float:
 
 def site_month(
     supplier: str, site: str, month: Month, totals: SiteTotals | None,
-    certificates: Certificates | None, has_pv: bool = False,
+    certificates: Certificates | None, has_pv: bool = False, tariff_class: str = "",
 ) -> SiteMonth:  # fmt: skip
     """A site's scope 2 electricity from its summed site-hours (``None``: none stored).
     Location-based: purchased electricity at the grid factor of each hour. Market-based:
@@ -391,7 +394,7 @@ def site_month(
         supplier, site, month, t.consumption_kwh, t.purchased_kwh, t.location_kgco2e,
         t.pv_generation_kwh, t.grid_export_kwh, t.pv_self_kwh, certificates, market_kwh,
         market_kwh * rate, "; ".join(notes), t.grid_import_kwh, t.unmetered_kwh, t.hours,
-        t.inferred_hours, t.estimated_kwh, t.factor_ids, t.provisional_hours > 0,
+        t.inferred_hours, t.estimated_kwh, t.factor_ids, t.provisional_hours > 0, tariff_class,
     )  # fmt: skip
 
 

@@ -27,14 +27,13 @@ from zoneinfo import ZoneInfo
 
 from processing.emissions import EmissionFactor, FactorLibrary
 from supplymeter.carriers import CARRIERS
-from supplymeter.config import Site, Supplier
+from supplymeter.config import Site, Supplier, factor_use
 from supplymeter.records import HourlyConsumption, SiteHour, ns_to_datetime
 
 
 def site_factor_use(supplier: Supplier, site: Site) -> str:
     """The variant of the electricity factor the site takes (as :attr:`MeterRef.factor_use`)."""
-    key = CARRIERS["electricity"].factor_key
-    return site.factor_use.get(key) or supplier.factor_use.get(key, "")
+    return factor_use(supplier, site, CARRIERS["electricity"])
 
 
 @dataclass

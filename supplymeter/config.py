@@ -848,6 +848,30 @@ DEFAULT_FACTOR_USE = {"electricity": "industry"}
 """A supplier's factor variants unless its registry entry says otherwise: the electricity
 factor for industrial GHG inventories (Energy Administration, MOEA, from the 2025 factor on)."""
 
+TariffClass = Literal[
+    "lighting_commercial", "lighting_residential", "street_lighting",
+    "low_voltage", "high_voltage", "extra_high_voltage",
+]  # fmt: skip
+TARIFF_FACTOR_USE: dict[str, str] = {
+    "lighting_commercial": "industry",  # 表燈營業
+    "low_voltage": "industry",  # 低壓電力
+    "high_voltage": "industry",  # 高壓電力
+    "extra_high_voltage": "industry",  # 特高壓電力
+    "lighting_residential": "residential",  # 表燈非營業
+    "street_lighting": "residential",  # 包燈
+}
+"""Which published electricity factor a Taipower tariff class takes (the factor file's ``use``).
+
+Source: MOENV GHG registry news of 2026-06-17, citing MOEA news_id=122891 (Energy
+Administration, 2026-06-02, 114年度電力排碳係數; ``standards/tw-factors.md``): the industry
+factor (產業電力排碳係數, 0.466 kgCO2e/kWh for 2025) applies to commercial lighting and to
+low, high and extra-high voltage power, the residential one (民生住宅電力排碳係數, 0.471) to
+non-commercial lighting and street lighting. The average of all sales (0.467) is for managing
+utilities and is never a class's factor."""
+
+NOT_FOR_INVENTORY = {"electricity": frozenset({"average"})}
+"""Published variants no inventory may name (see :data:`TARIFF_FACTOR_USE`)."""
+
 
 def _check_factor_use(value: dict[str, str]) -> dict[str, str]:
     keys = {c.factor_key for c in CARRIERS.values()}
@@ -856,7 +880,24 @@ def _check_factor_use(value: dict[str, str]) -> dict[str, str]:
             raise ValueError(f"factor_use: unknown carrier {carrier!r} (one of {sorted(keys)})")
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", use):
             raise ValueError(f"factor_use: {carrier} = {use!r} is not a use name")
+        if use in NOT_FOR_INVENTORY.get(carrier, ()):
+            raise ValueError(
+                f"factor_use: {carrier} = {use!r} is the average of all utility sales, never a "
+                "company inventory's factor; give the site's tariff_class instead"
+            )
     return value
+
+
+def factor_use(supplier: Supplier, site: Site, carrier: Carrier) -> str:
+    """The variant of ``carrier``'s emission factor a site takes (the factor file's ``use``):
+    the site's own ``factor_use``, else for electricity the one its ``tariff_class`` gives,
+    else the supplier's, else "" (rows without a use)."""
+    key = carrier.factor_key
+    if key in site.factor_use:
+        return site.factor_use[key]
+    if key == "electricity" and site.tariff_class is not None:
+        return TARIFF_FACTOR_USE[site.tariff_class]
+    return supplier.factor_use.get(key, "")
 
 
 class BoundarySource(_Model):
@@ -1018,6 +1059,9 @@ class Site(_Model):
     factor_use: dict[str, str] = Field(default_factory=dict)
     """Per carrier, which published variant of its emission factor applies at this site,
     over the supplier's (e.g. ``{natural_gas = "NG2"}``: the gas type on the gas bill)."""
+    tariff_class: TariffClass | None = None
+    """The site's Taipower tariff class (on its electricity bill): it picks the electricity
+    factor (:data:`TARIFF_FACTOR_USE`). Unset: the supplier's ``factor_use`` (industry)."""
     lines: list[ProductionLine] = Field(default_factory=list)
     products: list[Product] = Field(default_factory=list)
     overhead: Literal["mass", "units", "share"] = "mass"
@@ -1033,6 +1077,18 @@ class Site(_Model):
     _use = field_validator("factor_use")(_check_factor_use)
 
     _tz = field_validator("timezone")(_check_tz)
+
+    @model_validator(mode="after")
+    def _tariff(self) -> Site:
+        given = self.factor_use.get(CARRIERS["electricity"].factor_key)
+        if self.tariff_class is not None and given not in (None, TARIFF_FACTOR_USE[
+                self.tariff_class]):  # fmt: skip
+            raise ValueError(
+                f"site {self.id}: factor_use electricity = {given!r} contradicts tariff_class "
+                f"{self.tariff_class!r} (which takes {TARIFF_FACTOR_USE[self.tariff_class]!r}); "
+                "give one of them"
+            )
+        return self
 
     @model_validator(mode="after")
     def _products(self) -> Site:
@@ -1346,8 +1402,7 @@ class MeterRef:
     def factor_use(self) -> str:
         """The variant of the carrier's emission factor this meter takes: the site's, else the
         supplier's, else "" (rows without a use)."""
-        key = self.carrier.factor_key
-        return self.site.factor_use.get(key) or self.supplier.factor_use.get(key, "")
+        return factor_use(self.supplier, self.site, self.carrier)
 
     @property
     def unit(self) -> str:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from processing.emissions import FactorLibrary, emissions_for, to_emissions
 from processing.rollup import HourlyConsumption
 from supplymeter.carriers import CARRIERS
-from supplymeter.config import Config
+from supplymeter.config import Config, Registry, RegistryFile
 from supplymeter.errors import ConfigError
 from supplymeter.records import datetime_to_ns
 
@@ -36,13 +37,25 @@ def test_shipped_factors_are_taiwan_grid_by_year_and_use_and_cite_a_source() -> 
         assert f.verification and f.gwp.startswith("IPCC AR5")  # the set MOENV adopted
         assert "issue" not in f.note  # a publication, never a ticket
         assert f.dqr_technological and f.dqr_geographical
+    # standards/tw-factors.md: a value is verified only where its notice is cited, and the
+    # 2025 average of all sales is never an inventory's factor.
+    verified = {f.id for f in library.factors if f.verification.startswith("verified: ")}
+    assert verified == {"tw-grid-2023", "tw-grid-2024", "tw-grid-2025-industry",
+                        "tw-grid-2025-average", "tw-grid-2025-residential", "tw-ng-ng1-2025",
+                        "tw-ng-ng2-2025"}  # fmt: skip
+    assert all("2026-06-02" in f.verification for f in library.factors
+               if f.id.startswith("tw-grid-2025"))  # fmt: skip
+    assert {f.id for f in library.factors if not f.inventory} == {"tw-grid-2025-average"}
+    heating = {f.id: f.lhv_kcal for f in library.factors if f.lhv_kcal is not None}
+    assert heating == {"tw-ng-ipcc2006-8000kcal": 8000, "tw-ng-ng1-2025": 8067,
+                       "tw-ng-ng2-2025": 8728}  # fmt: skip
 
 
 def test_factor_use_picks_the_variant_and_falls_back_in_a_stated_order(
     example_config: Config,
 ) -> None:  # fmt: skip
     """Suppliers take the industry factor by default; a year without the use takes the row for
-    every use, then the average; a later year without its factor is provisional."""
+    every use; a later year without its factor is provisional; the average is never taken."""
     library = FactorLibrary.load()
 
     def pick(year: int, use: str, carrier: str = "electricity") -> tuple[str, float, bool]:
@@ -53,7 +66,9 @@ def test_factor_use_picks_the_variant_and_falls_back_in_a_stated_order(
     assert pick(2025, "industry") == ("tw-grid-2025-industry", 0.466, False)
     assert pick(2025, "residential") == ("tw-grid-2025-residential", 0.471, False)
     assert pick(2026, "industry") == ("tw-grid-2025-industry", 0.466, True)
-    assert pick(2025, "") == ("tw-grid-2025-average", 0.467, False)
+    assert pick(2025, "") == ("tw-grid-2024", 0.474, True)  # no 2025 row for every use
+    assert pick(2025, "average") == ("tw-grid-2024", 0.474, True)  # not for inventories
+    assert all(not k.endswith("/average") for k in library.resolutions(range(2024, 2027)))
     assert pick(2024, "industry") == ("tw-grid-2024", 0.474, False)  # one value for every use
     ref = example_config.registry.meter("forge-a", "taichung-1", "main")
     assert ref is not None and ref.factor_use == "industry"  # the suppliers' default
@@ -179,3 +194,46 @@ def test_per_gas_factors_must_add_up_to_the_co2e_value(tmp_path: Path) -> None:
     text = "\n".join(caught.value.problems)
     assert ":2:" not in text  # consistent with AR5 GWPs
     assert ":3: column dqr_technological: cannot read '7' (a data quality rating is 1-5" in text
+
+
+def registry_data(config: Config) -> dict[str, Any]:
+    """The example registry as plain data, to edit and validate again."""
+    return {"suppliers": [s.model_dump(exclude_unset=True) for s in config.registry.suppliers]}
+
+
+@pytest.mark.parametrize(
+    ("tariff", "use", "value"),
+    [(None, "industry", 0.466), ("high_voltage", "industry", 0.466),
+     ("extra_high_voltage", "industry", 0.466), ("low_voltage", "industry", 0.466),
+     ("lighting_commercial", "industry", 0.466), ("lighting_residential", "residential", 0.471),
+     ("street_lighting", "residential", 0.471)],
+)  # fmt: skip
+def test_the_site_tariff_class_picks_the_2025_electricity_factor(
+    example_config: Config, tariff: str | None, use: str, value: float
+) -> None:
+    """The 2025 notice (MOENV registry 2026-06-17): industry 0.466 for 表燈營業 and 低壓/高壓/
+    特高壓電力, residential 0.471 for 表燈非營業 and 包燈; unset takes the supplier's (industry)."""
+    data = registry_data(example_config)
+    site = data["suppliers"][2]["sites"][0]
+    site["tariff_class"] = tariff
+    site["factor_use"] = {k: v for k, v in site.get("factor_use", {}).items() if k != "electricity"}
+    registry = Registry.build(RegistryFile.model_validate(data).suppliers)
+    ref = registry.meter(data["suppliers"][2]["id"], site["id"], site["meters"][0]["id"])
+    assert ref is not None and ref.factor_use == use
+    hour = hour_at(datetime(2025, 7, 1, tzinfo=TPE))
+    record = emissions_for(hour, ref, FactorLibrary.load())
+    assert record is not None and record.emissions_kgco2e == pytest.approx(100.0 * value)
+
+
+def test_a_registry_cannot_take_the_average_or_contradict_its_tariff(
+    example_config: Config,
+) -> None:  # fmt: skip
+    data = registry_data(example_config)
+    data["suppliers"][0]["factor_use"] = {"electricity": "average"}
+    with pytest.raises(ValueError, match="never a company inventory's factor"):
+        RegistryFile.model_validate(data)
+    data = registry_data(example_config)
+    site = data["suppliers"][0]["sites"][0]
+    site["tariff_class"], site["factor_use"] = "lighting_residential", {"electricity": "industry"}
+    with pytest.raises(ValueError, match="contradicts tariff_class"):
+        RegistryFile.model_validate(data)
