@@ -34,6 +34,7 @@ from html import escape
 from pathlib import Path
 
 from processing.detect import LOOKBACK_NS, MIN_NS, Condition
+from supplymeter.carriers import CARRIERS
 from supplymeter.config import Config
 from supplymeter.files import (
     append_json,
@@ -244,8 +245,9 @@ BASELINE_WORDS = {
 
 def severity(config: Config, incident: Incident) -> str | None:
     """Excess energy in its unit, kgCO2e (the factor of the meter's carrier, country and
-    year) and NT$ (``[alerts] tariff_ntd_per_kwh`` / ``_m3``), e.g. ``42.0 kWh above usual ≈
-    19.9 kgCO2e ≈ NT$151``; ``None`` for conditions without an excess."""
+    year) and NT$ (the supplier's ``tariff_ntd`` for the carrier, else ``[alerts]
+    tariff_ntd``; steam per kg), e.g. ``42.0 kWh above usual ≈ 19.9 kgCO2e ≈ NT$151``;
+    ``None`` for conditions without an excess."""
     if incident.excess is None or incident.type == "level_shift":
         return None
     from processing.emissions import FactorLibrary
@@ -259,8 +261,13 @@ def severity(config: Config, incident: Incident) -> str | None:
         )
         if factor is not None:
             parts.append(f"≈ {incident.excess * factor[0].value:,.1f} kgCO2e")
-    a = config.alerts
-    tariff = a.tariff_ntd_per_kwh if incident.unit == "kWh" else a.tariff_ntd_per_m3
+    # A grouped incident names no meter: its unit names the carrier when only one has it.
+    of_unit = [c.name for c in CARRIERS.values() if c.unit == incident.unit]
+    carrier = found.carrier.name if found else (of_unit[0] if len(of_unit) == 1 else "")
+    supplier = config.registry.supplier(incident.supplier)
+    tariff = (
+        supplier.tariff_ntd.get(carrier) if supplier else None
+    ) or config.alerts.tariff_ntd.get(carrier)
     if tariff:
         parts.append(f"≈ NT${incident.excess * tariff:,.0f} at {tariff:g} NT$/{incident.unit}")
     return " ".join(parts)

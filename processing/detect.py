@@ -19,7 +19,7 @@ of raw readings. At any instant ``now`` it finds:
     when it exceeds ``spike_min_pct`` above the **upper envelope**: the 80th percentile, over
     those days, of the highest slot within ``shift_tolerance_min`` (± 1 h) of this time — so a
     shift that started 30 minutes early, a skipped lunch dip or a shift that ran long stay
-    inside it — and by at least ``spike_min_abs_kwh`` (``_m3``) and ``spike_min_level_pct`` of
+    inside it — and by at least ``spike_min_abs`` (per carrier) and ``spike_min_level_pct`` of
     the meter's median slot. Unusual slots separated by less than ``quiet_min`` form one
     *episode*. An episode that ends within ``spike_max_min`` and stood ``spike_return_pct``
     above the level both before and after it is reported once, with its excess energy, after
@@ -415,10 +415,9 @@ def _strongest(values: np.ndarray, width: int) -> np.ndarray:
 
 
 def spike_floor(settings: AlertSettings, ref: MeterRef) -> float:
-    """Smallest excess worth a spike alert per window [unit]: ``[alerts] spike_min_abs_kwh``
-    / ``_m3`` where set for the meter's unit, else the carrier table's default."""
-    overrides = {"kWh": settings.spike_min_abs_kwh, "m3": settings.spike_min_abs_m3}
-    return overrides.get(ref.unit, ref.carrier.spike_min_abs)
+    """Smallest excess worth a spike alert per window [unit]: ``[alerts] spike_min_abs`` for
+    the meter's carrier where set, else the carrier table's default."""
+    return settings.spike_min_abs.get(ref.carrier.name, ref.carrier.spike_min_abs)
 
 
 def _local_midnight(day: date, tz: tzinfo) -> int:

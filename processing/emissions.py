@@ -22,6 +22,7 @@ ratings (1 best – 5, PACT v3 §DataQualityIndicators) and how it was verified.
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -216,9 +217,22 @@ class FactorLibrary:
 
     @classmethod
     def for_config(cls, config: Config) -> FactorLibrary:
-        """The configured factor file (``[jobs] factors_file``), else the shipped one."""
+        """The configured factor file (``[jobs] factors_file``), else the shipped one; parsed
+        and checked again only when its bytes changed, so an email or a panel asking for a
+        factor does not re-check the file each time."""
         path = config.jobs.factors_file
-        return cls.load(config.resolve(path) if path else None)
+        resolved = config.resolve(path) if path else None
+        try:
+            data = resolved.read_bytes() if resolved else b""
+        except OSError:
+            return cls.load(resolved)  # says what is wrong with it
+        key = (str(resolved), hashlib.sha256(data).hexdigest())
+        library = _LOADED.get(key)
+        if library is None:
+            library = cls.load(resolved)
+            _LOADED.clear()  # one version per process is enough
+            _LOADED[key] = library
+        return library
 
     def covers(self, carrier: str, region: str) -> bool:
         """Whether any factor exists for the carrier and region (else: "no factor yet")."""
@@ -248,6 +262,10 @@ class FactorLibrary:
             if found is not None:
                 return found, found.period == "annual"
         return None
+
+
+_LOADED: dict[tuple[str, str], FactorLibrary] = {}
+"""The factor library last read by :meth:`FactorLibrary.for_config`, by (path, SHA-256)."""
 
 
 def local_year(hour: HourlyConsumption, ref: MeterRef) -> int:

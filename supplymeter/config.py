@@ -276,6 +276,21 @@ class SmtpSettings(_Model):
     _admins = field_validator("admins")(_check_emails)
 
 
+def _check_per_carrier(
+    value: dict[str, float], name: str, positive: bool = False
+) -> dict[str, float]:
+    """A table keyed by carrier names of the carrier table, with numbers ≥ 0 (> 0)."""
+    bad = sorted(set(value) - set(CARRIERS))
+    if bad:
+        raise ValueError(f"{name}: unknown carrier {', '.join(bad)} (one of "
+                         f"{', '.join(CARRIERS)})")  # fmt: skip
+    low = sorted(c for c, v in value.items() if not (v > 0 if positive else v >= 0))
+    if low:
+        raise ValueError(f"{name}: {', '.join(low)} must be a number "
+                         f"{'> 0' if positive else '>= 0'}")  # fmt: skip
+    return value
+
+
 class AlertSettings(_Model):
     """Alert detection and email (``[alerts]``)."""
 
@@ -298,10 +313,10 @@ class AlertSettings(_Model):
     the upper envelope. [min]"""
     spike_min_pct: float = Field(30.0, gt=0)
     """A slot is unusual this much above the upper envelope [%] ..."""
-    spike_min_abs_kwh: float = Field(2.0, ge=0)
-    """... and at least this much above it per slot, electricity [kWh] ..."""
-    spike_min_abs_m3: float = Field(0.1, ge=0)
-    """... the same for gas and water [m³] ..."""
+    spike_min_abs: dict[str, float] = Field(default_factory=dict)
+    """... and at least this much above it per slot, per carrier in its unit (kWh, m³, kg),
+    e.g. ``{ electricity = 2.0, steam = 50 }``; a carrier not named takes the carrier table's
+    ``spike_min_abs`` (``supplymeter/carriers.py``) ..."""
     spike_min_level_pct: float = Field(10.0, ge=0)
     """... and this share of the meter's median slot. [%]"""
     spike_return_pct: float = Field(40.0, ge=0)
@@ -324,11 +339,42 @@ class AlertSettings(_Model):
     budget_per_meter_week: int = Field(3, ge=0)
     """The same per meter and ISO week (0: no weekly limit): a meter that keeps tripping goes
     to the digest instead of a fourth email that week."""
-    tariff_ntd_per_kwh: float | None = Field(None, gt=0)
-    """Energy price for the NT$ estimate in spike emails (e.g. the supplier's average
-    Taipower rate from its bills). Unset: no NT$ figure. [NT$/kWh]"""
-    tariff_ntd_per_m3: float | None = Field(None, gt=0)
-    """The same for gas and water. [NT$/m³]"""
+    tariff_ntd: dict[str, float] = Field(default_factory=dict)
+    """Per carrier, the price for the NT$ estimate in spike emails, NT$ per the carrier's
+    unit (electricity per kWh, gas and water per m³, steam per kg), e.g. the average rate on
+    the suppliers' bills; a supplier's own ``tariff_ntd`` (registry) comes first. A carrier
+    priced nowhere gets no NT$ figure."""
+
+    LEGACY: ClassVar[dict[str, tuple[str, tuple[str, ...]]]] = {
+        "spike_min_abs_kwh": ("spike_min_abs", ("electricity",)),
+        "spike_min_abs_m3": ("spike_min_abs", ("natural_gas", "water")),
+        "tariff_ntd_per_kwh": ("tariff_ntd", ("electricity",)),
+        "tariff_ntd_per_m3": ("tariff_ntd", ("natural_gas", "water")),
+    }
+    """Keys of earlier versions, per unit, and the per-carrier tables they now fill."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        """Earlier keys keep working: a per-unit value fills the carriers of that unit that
+        the table does not name already (with a warning saying what to write instead)."""
+        if not isinstance(data, dict) or not any(k in data for k in cls.LEGACY):
+            return data
+        data = dict(data)
+        for key, (table, carriers) in cls.LEGACY.items():
+            if key not in data:
+                continue
+            value = data.pop(key)
+            merged = dict(data.get(table) or {})
+            for c in carriers:
+                merged.setdefault(c, value)
+            data[table] = merged
+            _log.warning("[alerts] %s is now %s = { %s }", key, table,
+                         ", ".join(f"{c} = {value!r}" for c in carriers))  # fmt: skip
+        return data
+
+    _floors = field_validator("spike_min_abs")(lambda v: _check_per_carrier(v, "spike_min_abs"))
+    _prices = field_validator("tariff_ntd")(lambda v: _check_per_carrier(v, "tariff_ntd", True))
     silent_after_min: float = Field(30.0, gt=0)
     """A gateway or meter without readings for this long is silent. [min]"""
     stuck_after_min: float = Field(60.0, gt=0)
@@ -1312,8 +1358,12 @@ class Supplier(_Model):
     its Taiwan unified business number as ``urn:pact:<domain>:company-id:<number>``."""
     targets: list[Target] = Field(default_factory=list)
     measures: list[Measure] = Field(default_factory=list)
+    tariff_ntd: dict[str, float] = Field(default_factory=dict)
+    """Per carrier, this supplier's price from its own bills, NT$ per the carrier's unit
+    (steam per kg): the NT$ estimate of its spike emails, before ``[alerts] tariff_ntd``."""
 
     _id = field_validator("id")(_check_id)
+    _tariffs = field_validator("tariff_ntd")(lambda v: _check_per_carrier(v, "tariff_ntd", True))
     _use = field_validator("factor_use")(_check_factor_use)
     _emails = field_validator("alert_recipients")(_check_emails)
     _urns = field_validator("company_ids")(_check_urns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import json
 import ssl
@@ -19,7 +20,7 @@ from aiosmtpd.smtp import AuthResult
 from deploy.stack import free_port
 from processing.alerts import AlertRunner, Budget, Event, IncidentBook, Outbox, render, subject
 from processing.detect import MIN_NS, Condition, Detector
-from supplymeter.config import AlertSettings, Config, load_config
+from supplymeter.config import AlertSettings, Config, Registry, load_config
 from supplymeter.influx import InfluxClient
 from supplymeter.records import datetime_to_ns
 from supplymeter.store import Store
@@ -175,7 +176,8 @@ def test_email_has_what_where_how_much_both_parts_and_the_inline_chart(
     config: Config, smtp: tuple[list, int], tmp_path: Path
 ) -> None:
     received, port = smtp
-    cfg = with_settings(mail_config(config, port, tmp_path), "alerts", tariff_ntd_per_kwh=3.5)
+    cfg = with_settings(mail_config(config, port, tmp_path), "alerts",
+                        tariff_ntd={"electricity": 3.5})  # fmt: skip
     d = detector_for(cfg)
     kw = lambda ts: at_kw(ts) * (2.8 if NOW - 15 * MIN_NS <= ts < NOW else 1.0)  # noqa: E731
     feed(d, FURNACE, NOW - 4 * WEEK_NS - 86_400 * 10**9, NOW + 75 * MIN_NS, kw)
@@ -548,3 +550,46 @@ def test_a_test_alert_for_a_site_goes_through_the_real_mail_path(
     assert list((tmp_path / "alerts" / "outbox").glob("*.eml")) == []
     with pytest.raises(ConfigError, match="no supplier has it"):
         cmd_alerts(cfg, argparse.Namespace(site="nowhere"))
+
+
+def test_prices_and_floors_are_per_carrier_and_steam_is_priced_per_kg(
+    example_config: Config, tmp_path: Path
+) -> None:
+    """The carrier table names what a price or a floor is for: steam in NT$ per kg (not the
+    m³ price of gas and water), a supplier's own bill before the programme's price, and the
+    keys of earlier versions still read (per unit, into the carriers of that unit)."""
+    from processing.alerts import Incident, severity
+
+    def spike(supplier: str, site: str, meter: str, unit: str, excess: float) -> Incident:
+        t = datetime_to_ns(datetime(2026, 3, 2, 10, tzinfo=TPE))
+        return Incident("i", "k", "spike", supplier, site, meter, t, t, t, 1.0, 0.5, unit, "",
+                        t, t + 15 * MIN_NS, excess=excess)  # fmt: skip
+
+    cfg = with_settings(
+        example_config, "alerts", tariff_ntd={"electricity": 3.5, "steam": 0.9, "natural_gas": 15.0}
+    )
+    steam = severity(cfg, spike("spring-b", "changhua-1", "process-steam", "kg", 400.0))
+    assert steam == "400.0 kg above usual ≈ 68.4 kgCO2e ≈ NT$360 at 0.9 NT$/kg"  # 0.171 kg/kg
+    gas = severity(cfg, spike("heat-c", "kaohsiung-1", "carburizing-gas", "m3", 10.0))
+    assert gas is not None and gas.endswith("≈ NT$150 at 15 NT$/m3")
+    water = severity(cfg, spike("heat-c", "kaohsiung-1", "quench-water", "m3", 10.0))
+    assert water is not None and "NT$" not in water  # water has no price of its own
+    suppliers = [s.model_copy(update={"tariff_ntd": {"electricity": 4.2}})
+                 if s.id == "forge-a" else s for s in cfg.registry.suppliers]  # fmt: skip
+    cfg = dataclasses.replace(cfg, registry=Registry.build(suppliers))
+    main = severity(cfg, spike("forge-a", "taichung-1", "main", "kWh", 100.0))
+    assert main is not None and main.endswith("≈ NT$420 at 4.2 NT$/kWh")  # its own bill
+
+    old = AlertSettings.model_validate({"spike_min_abs_kwh": 5.0, "spike_min_abs_m3": 0.5,
+                                        "tariff_ntd_per_m3": 12.0,
+                                        "spike_min_abs": {"water": 1.0}})  # fmt: skip
+    assert old.spike_min_abs == {"water": 1.0, "electricity": 5.0, "natural_gas": 0.5}
+    assert old.tariff_ntd == {"natural_gas": 12.0, "water": 12.0}
+    from processing.detect import spike_floor
+
+    ref = example_config.registry.meter("spring-b", "changhua-1", "process-steam")
+    assert ref is not None and spike_floor(old, ref) == 50.0  # the carrier table's kg floor
+    with pytest.raises(ValueError, match="unknown carrier steem"):
+        AlertSettings.model_validate({"tariff_ntd": {"steem": 1.0}})
+    with pytest.raises(ValueError, match="must be a number > 0"):
+        AlertSettings.model_validate({"tariff_ntd": {"steam": 0}})
