@@ -65,13 +65,13 @@ def _sort_key(problem: str) -> tuple[str, int]:
 def run_check(path: Path | str | None = None, environ: Mapping[str, str] | None = None
               ) -> CheckReport:  # fmt: skip
     """Check everything; nothing is raised for a problem in the files."""
-    from processing.emissions import FactorLibrary
-    from processing.inputs import (
+    from processing.accounting.inputs import (
         load_allocations,
         load_bills,
         load_certificates,
         unknown_references,
     )
+    from processing.emissions import FactorLibrary
 
     found = inspect_config(path, environ)
     problems: list[str] = list(found.problems)

@@ -117,7 +117,7 @@ def cmd_readings(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_hours(config: Config, args: argparse.Namespace) -> int:
     from app import reads
-    from processing.scope3 import Month
+    from processing.accounting.scope3 import Month
 
     ref = reads.find_meter(config, args.meter)
     if args.month:
@@ -482,8 +482,8 @@ def cmd_rollup(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_export(config: Config, args: argparse.Namespace) -> int:
-    from processing.export import export_month
-    from processing.scope3 import Month
+    from processing.accounting.runner import export_month
+    from processing.accounting.scope3 import Month
 
     month = Month.parse(args.month)
     begin, end = month.bounds(ZoneInfo(config.jobs.timezone))
@@ -557,8 +557,8 @@ def cmd_pact(config: Config, args: argparse.Namespace) -> int:
         print(hash_secret(secret))
         return 0
     if args.action == "publish":
-        from processing.footprints import publish_period
-        from processing.scope3 import Month
+        from processing.accounting.runner import publish_period
+        from processing.accounting.scope3 import Month
 
         if not args.month:
             raise ConfigError(["pact publish: give --month YYYY-MM (and --to for a longer "
@@ -598,7 +598,7 @@ def footprint_notifier(config: Config, wait: bool = False) -> Callable[[list[str
         return None
     from app.pact import delivery_dir, events_recorder, notify_published
     from app.pact_delivery import Responder
-    from processing.footprints import FootprintLog
+    from processing.accounting.footprints import FootprintLog
 
     s = config.pact
     events_file = config.resolve(s.events_file)
@@ -616,8 +616,9 @@ def footprint_notifier(config: Config, wait: bool = False) -> Callable[[list[str
 
 
 def cmd_cbam(config: Config, args: argparse.Namespace) -> int:
-    from processing.cbam import installations, publish_workbook, write_workbook
-    from processing.scope3 import Month
+    from processing.accounting.cbam import publish_workbook, write_workbook
+    from processing.accounting.runner import installations
+    from processing.accounting.scope3 import Month
 
     first = Month.parse(args.month)
     last = Month.parse(args.to) if args.to else first
@@ -653,7 +654,7 @@ def _serve_pact(config: Config, args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.pact import Tokens, create_app, token_key
-    from processing.footprints import FootprintLog
+    from processing.accounting.footprints import FootprintLog
 
     s = config.pact
     host, port = args.host or s.host, s.port if args.port is None else args.port
@@ -750,7 +751,7 @@ def cmd_dashboards(config: Config, args: argparse.Namespace) -> int:
     if args.action == "render":
         from dashboards.macros import local_bounds
         from dashboards.render import render_all
-        from processing.export import previous_month
+        from processing.accounting.export import previous_month
 
         month = args.month or str(previous_month(time.time_ns(), config.jobs.timezone))
         start, end = local_bounds(month, config.jobs.timezone)
@@ -778,8 +779,8 @@ def cmd_alerts(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_run_job(config: Config, args: argparse.Namespace) -> int:
+    from processing.accounting.scope3 import Month
     from processing.jobs import Jobs
-    from processing.scope3 import Month
 
     kwargs: dict[str, object] = {}
     if args.month:

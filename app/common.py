@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 from supplymeter.config import Config
 
 if TYPE_CHECKING:
+    from processing.accounting.export import ExportResult
     from processing.emissions import FactorLibrary
-    from processing.export import ExportResult
     from supplymeter.influx import InfluxClient
     from supplymeter.store import Store
 

@@ -22,9 +22,9 @@ from supplymeter.records import datetime_to_ns
 if TYPE_CHECKING:
     from collector.service import Collector
     from deploy.stack import LocalStack
+    from processing.accounting.export import ExportResult
+    from processing.accounting.scope3 import Month, MonthFigures
     from processing.emissions import FactorLibrary
-    from processing.export import ExportResult
-    from processing.scope3 import Month, MonthFigures
     from simulators.run import SimulationResult
     from supplymeter.store import Store
 
@@ -105,8 +105,8 @@ def _products(config: Config, store: Store, library: FactorLibrary, month: Month
     workbook of the month, from the month's ``figures`` as the export computed them."""
     import dataclasses
 
-    from processing.cbam import installations, publish_workbook
-    from processing.footprints import publish_period
+    from processing.accounting.cbam import publish_workbook
+    from processing.accounting.runner import installations, publish_period
 
     pact = config.pact.model_copy(update={"footprints_file": (out / "pact" / "footprints.jsonl")
                                           .resolve()})  # fmt: skip
@@ -148,9 +148,10 @@ def _products(config: Config, store: Store, library: FactorLibrary, month: Month
 def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     from collector.service import Collector
     from deploy.stack import LocalStack, configure_for, stack_from_config
-    from processing.export import export_month, previous_month
+    from processing.accounting.export import previous_month
+    from processing.accounting.runner import export_month
+    from processing.accounting.scope3 import Month
     from processing.jobs import run_rollup
-    from processing.scope3 import Month
     from simulators.run import simulate, state_path_for
 
     began = time.monotonic()

@@ -18,9 +18,9 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from processing.inputs import BILL_COLUMNS
-from processing.reconcile import billed_meters
-from processing.scope3 import Month
+from processing.accounting.inputs import BILL_COLUMNS
+from processing.accounting.reconcile import billed_meters
+from processing.accounting.scope3 import Month
 from simulators.ledger import Ledger
 from supplymeter.carriers import CARRIERS
 from supplymeter.config import Config
@@ -49,7 +49,8 @@ def write_bills(
     seed: int = 0, spread_pct: float = 0.3,
 ) -> int:  # fmt: skip
     """Write one bill per site and carrier in ``periods`` (carrier → [start, end) local dates)
-    to ``path`` (columns of :data:`processing.reconcile.BILL_COLUMNS`); returns the count."""
+    to ``path`` (columns of
+    :data:`processing.accounting.reconcile.BILL_COLUMNS`); returns the count."""
     rng = random.Random(seed)
     truth = ledger.metered()
     rows = []

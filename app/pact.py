@@ -59,7 +59,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.http_limits import BodyLimit, Throttle
 from app.pact_delivery import Delivery, Responder
-from processing.footprints import FootprintLog
+from processing.accounting.footprints import FootprintLog
 from supplymeter.calendar import add_years
 from supplymeter.config import PactClient, PactSettings
 from supplymeter.files import append_lines, read_json_lines

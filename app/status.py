@@ -86,9 +86,9 @@ class Screen:
 def cmd_status(config: Config, now_ns: int | None = None, verbose: bool = False) -> int:
     """Print the status screen; 1 when something needs the operator, else 0."""
     from deploy.stack import stack_from_config
+    from processing.accounting.versions import versions
     from processing.alerts import IncidentBook
     from processing.jobs import JOB_NAMES, JobState
-    from processing.versions import versions
 
     now = now_ns or time.time_ns()
     tz = config.jobs.timezone

@@ -42,7 +42,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app.pact import hash_secret
 from deploy.stack import free_port, port_open
-from processing.footprints import FootprintLog
+from processing.accounting.footprints import FootprintLog
 
 ROOT = Path(__file__).resolve().parents[1]
 P95_CEILING_MS, RSS_CEILING_MB, HANG_CEILING_S = 50.0, 20.0, 1.0

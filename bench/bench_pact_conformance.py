@@ -37,7 +37,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app.pact import hash_secret
 from deploy.stack import free_port, port_open
-from processing.footprints import FootprintLog
+from processing.accounting.footprints import FootprintLog
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE_GIT = "https://github.com/wbcsd/pact-conformance-service"

@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 
 from collector.service import Collector
 from deploy.stack import LocalStack, configure_for
+from processing.accounting.runner import export_month
+from processing.accounting.scope3 import Month
 from processing.emissions import FactorLibrary
-from processing.export import export_month
 from processing.jobs import run_rollup
-from processing.scope3 import Month
 from simulators.run import simulate
 from supplymeter.config import load_config
 from supplymeter.influx import InfluxClient

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from zoneinfo import ZoneInfo
 
+from processing.accounting.scope3 import Month
 from processing.emissions import FactorLibrary, emissions_for
 from processing.rollup import (
     HOUR_NS,
@@ -43,7 +44,6 @@ from processing.rollup import (
     max_power,
     measure,
 )
-from processing.scope3 import Month
 from processing.sitehours import SiteHourInputs, site_factor_use, site_hours
 from supplymeter.carriers import CARRIERS, COUNTERS
 from supplymeter.config import Config, Meter, MeterRef, RegistryWatch, Site, Supplier
@@ -62,8 +62,8 @@ from supplymeter.store import (
 )
 
 if TYPE_CHECKING:
-    from processing.inputs import Inputs
-    from processing.scope3 import MonthFigures
+    from processing.accounting.export import ExportResult
+    from processing.accounting.inputs import Inputs
 
 log = logging.getLogger(__name__)
 
@@ -824,8 +824,9 @@ class Jobs:
         """Export last month (or ``month``) once its day has come, and restate every exported
         month with pending changes (late data, meter events, factors) or a provisional
         factor."""
-        from processing.export import export_month, previous_month
-        from processing.versions import latest_manifest
+        from processing.accounting.export import previous_month
+        from processing.accounting.runner import export_month
+        from processing.accounting.versions import latest_manifest
 
         out = self.config.resolve(self.config.jobs.export_dir)
         inputs = self.inputs()
@@ -838,7 +839,7 @@ class Jobs:
                                   inputs=inputs)  # fmt: skip
             self.step("export:written")
             done.append(f"{target} v{result.version}{'' if result.written else ' (unchanged)'}"
-                        + self._footprints(target, result.figures))  # fmt: skip
+                        + self._footprints(target, result))  # fmt: skip
             self.step("export:published")
             if month is None:
                 self.state.last_export_month = str(target)
@@ -857,7 +858,7 @@ class Jobs:
             done.append(
                 f"{month_dir.name} "
                 + (f"restated as v{again.version}" if again.written else "unchanged")
-                + self._footprints(Month.parse(month_dir.name), again.figures)
+                + self._footprints(Month.parse(month_dir.name), again)
             )
             self.step("restate:published")
         self.state.last_success_ns["export"] = self.clock()
@@ -866,7 +867,12 @@ class Jobs:
 
     def inputs(self) -> Inputs:
         """Allocations, certificates and bills, each file at its last good version."""
-        from processing.inputs import Inputs, load_allocations, load_bills, load_certificates
+        from processing.accounting.inputs import (
+            Inputs,
+            load_allocations,
+            load_bills,
+            load_certificates,
+        )
 
         j, resolve, keep = self.config.jobs, self.config.resolve, self.last_good.load
         return Inputs(
@@ -878,17 +884,18 @@ class Jobs:
             keep("bills.csv", resolve(j.bills_file), load_bills) if j.bills_file else [],
         )  # fmt: skip
 
-    def _footprints(self, month: Month, figures: MonthFigures | None = None) -> str:
+    def _footprints(self, month: Month, result: ExportResult) -> str:
         """Publish the month's product footprints when the registry has products: a new
-        footprint (deprecating the old) only where the content changed. ``figures``: the
-        month as the export just computed it (not computed again)."""
+        footprint (deprecating the old) only where the content changed, from the figures the
+        export just computed (not computed again), with the export's reasons."""
         if not any(site.products for s in self.config.registry.suppliers for site in s.sites):
             return ""
-        from processing.footprints import publish_period
+        from processing.accounting.runner import publish_period
 
         published, skipped = publish_period(
             self.config, self.store, self.library, month, month, inputs=self.inputs(),
-            computed={month: figures} if figures is not None else None)  # fmt: skip
+            computed={month: result.figures} if result.figures is not None else None,
+            reasons=list(result.reasons))  # fmt: skip
         for reason in skipped:
             log.warning("footprints %s: %s", month, reason)
         note = ""
@@ -904,7 +911,7 @@ class Jobs:
 
     def export_due(self) -> bool:
         """Whether last month's export is missing and its day has come (catch-up at start)."""
-        from processing.export import previous_month
+        from processing.accounting.export import previous_month
 
         target = previous_month(self.clock(), self.config.jobs.timezone)
         return self._export_day_reached() and self.state.last_export_month != str(target)

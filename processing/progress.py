@@ -14,7 +14,7 @@ For one supplier and year:
   annual progress report under Taiwan's carbon fee (自主減量計畫 執行進度報告, due 30 April:
   purchased electricity, fuels with their heating values, the year's emissions against the
   plan's target, each measure's savings with the evidence behind it), versioned like the
-  monthly export (:mod:`processing.versions`).
+  monthly export (:mod:`processing.accounting.versions`).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from zoneinfo import ZoneInfo
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Font
 
+from processing.accounting.scope3 import Month
+from processing.accounting.versions import differences, latest_manifest, publish, version_rows
 from processing.baselines import (
     Baseline,
     Period,
@@ -40,8 +42,6 @@ from processing.baselines import (
     savings,
 )
 from processing.emissions import FactorLibrary
-from processing.scope3 import Month
-from processing.versions import differences, latest_manifest, publish, version_rows
 from supplymeter.carriers import CARRIERS
 from supplymeter.config import Config, Measure, Site, Supplier, Target, factor_use
 from supplymeter.records import datetime_to_ns
@@ -472,7 +472,7 @@ def measure_rows(report: ProgressReport) -> list[list[str]]:
 
 
 def totals(report: ProgressReport) -> dict[str, dict[str, object]]:
-    """The figures a new version of the report is judged on (see processing.versions)."""
+    """The figures a new version of the report is judged on (see processing.accounting.versions)."""
     out: dict[str, dict[str, object]] = {}
     for row in report.energy:
         out.setdefault(report.supplier.id, {})[f"energy_{row[0]}_{row[1]}"] = float(row[2])
@@ -516,7 +516,7 @@ def write_report(config: Config, report: ProgressReport, out_dir: Path,
 
 def _workbook(path: Path, report: ProgressReport, version: int,
               restatements: list[list[str]]) -> None:  # fmt: skip
-    from processing.report import RESTATEMENT_COLUMNS, _sheet
+    from processing.accounting.report import RESTATEMENT_COLUMNS, _sheet
 
     wb = Workbook()
     ws = wb.active

@@ -551,6 +551,10 @@ class PactSettings(_Model):
     page_size: int = Field(100, ge=1, le=1000)
     """ListFootprints page size when the request sets no ``limit``."""
     cbam_dir: Path = Path("out/cbam")
+    """The CBAM workbooks, one versioned dataset per reference period."""
+    footprints_dir: Path = Path("out/footprints")
+    """The published footprints of each reference period as a versioned dataset (what was
+    sent, with a diff and its reasons for every new version)."""
 
     @property
     def event_source(self) -> str:

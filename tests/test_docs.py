@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from collector.importer import read_history
+from processing.accounting.inputs import load_allocations, load_bills, load_certificates
 from processing.baselines import read_temperature
 from processing.emissions import FactorLibrary
-from processing.inputs import load_allocations, load_bills, load_certificates
 from supplymeter.config import RegistryFile, load_config
 from supplymeter.records import datetime_to_ns
 from tests.conftest import write_config

@@ -34,9 +34,9 @@ from app.pact import (
 )
 from app.pact_delivery import Responder
 from deploy.stack import free_port
-from processing.footprints import FootprintLog, footprint_content
-from processing.products import ProductPeriod
-from processing.scope3 import Month
+from processing.accounting.footprints import FootprintLog, footprint_content
+from processing.accounting.products import ProductPeriod
+from processing.accounting.scope3 import Month
 from supplymeter.config import Config, load_config
 from tests.conftest import write_config
 from tests.helpers import wait_until

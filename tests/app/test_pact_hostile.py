@@ -22,8 +22,8 @@ from fastapi.responses import JSONResponse, Response
 from app.pact import Tokens, create_app, hash_secret
 from app.pact_delivery import Responder
 from deploy.stack import free_port
-from processing.footprints import FootprintLog, footprint_content
-from processing.scope3 import Month
+from processing.accounting.footprints import FootprintLog, footprint_content
+from processing.accounting.scope3 import Month
 from supplymeter.config import load_config
 from tests.app.test_pact_api import OTHER_SUPPLIER, REGISTRY, _period, call
 from tests.conftest import write_config

@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 from dashboards.model import Figure, built
 from dashboards.render import ALL, run_panel
-from processing.export import ExportResult
-from processing.scope3 import Month
+from processing.accounting.export import ExportResult
+from processing.accounting.scope3 import Month
 from supplymeter import store as schema
 from supplymeter.config import Config
 from supplymeter.records import ns_to_datetime

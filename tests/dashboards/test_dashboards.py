@@ -20,12 +20,13 @@ from dashboards.macros import panel_range, substitute
 from dashboards.model import all_dashboards, panel_queries
 from dashboards.push import connect, export, push
 from dashboards.render import render_all
+from processing.accounting.export import ExportResult, previous_month
+from processing.accounting.runner import export_month
+from processing.accounting.scope3 import Month
 from processing.alerts import Event, IncidentBook, alert_lines
 from processing.detect import Condition
 from processing.emissions import FactorLibrary
-from processing.export import ExportResult, export_month, previous_month
 from processing.jobs import run_rollup
-from processing.scope3 import Month
 from simulators.run import simulate
 from supplymeter.config import Config, FaultSettings, SimulatorSettings, load_config
 from supplymeter.errors import ConfigError

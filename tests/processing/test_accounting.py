@@ -11,12 +11,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from processing.accounting.inputs import load_allocations, load_certificates
+from processing.accounting.runner import export_month
+from processing.accounting.scope3 import Certificates, Month, site_month, supplier_month
 from processing.emissions import FactorLibrary, emissions_for
-from processing.export import export_month
-from processing.inputs import load_allocations, load_certificates
 from processing.jobs import rebuild_site_hours, restate_emissions
 from processing.rollup import HOUR_NS
-from processing.scope3 import Certificates, Month, site_month, supplier_month
 from processing.sitehours import SiteHourInputs, site_hours
 from supplymeter.config import Config
 from supplymeter.errors import ConfigError
@@ -369,7 +369,7 @@ def test_a_version_written_with_an_earlier_method_is_restated_naming_the_change(
     the next export writes v2 and says why; the one after writes nothing."""
     import json
 
-    from processing.export import METHOD
+    from processing.accounting.export import METHOD
 
     config = make_config()
     out = tmp_path / "exports"
@@ -393,8 +393,8 @@ def test_meter_register_and_instrument_uncertainty(example_config: Config) -> No
     """forge-a main: a class 0.5S meter on a class 0.5S CT (± 0.71 %); the press line has no
     class. The supplier's instrument uncertainty covers the metered share it knows, and an
     overdue calibration is flagged in the meter row."""
-    from processing.export import METER_COLUMNS, meter_row
-    from processing.scope3 import instrument_uncertainty
+    from processing.accounting.export import METER_COLUMNS, meter_row
+    from processing.accounting.scope3 import instrument_uncertainty
 
     start, _ = OCT.bounds(TPE)
     library = FactorLibrary.load()
@@ -425,7 +425,7 @@ def test_the_boundary_lists_sources_and_estimates_what_is_excluded(
     twelfth of the yearly ones, shown beside its share of metered + excluded emissions."""
     from pydantic import ValidationError
 
-    from processing.export import BOUNDARY_COLUMNS, boundary_rows
+    from processing.accounting.export import BOUNDARY_COLUMNS, boundary_rows
     from supplymeter.config import BoundarySource
 
     supplier = example_config.registry.supplier("heat-c")

@@ -9,16 +9,11 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
-from processing.cbam import (
-    SHEETS,
-    default_for,
-    installations,
-    load_defaults,
-    write_workbook,
-)
+from processing.accounting.cbam import SHEETS, default_for, load_defaults, write_workbook
+from processing.accounting.runner import installations
+from processing.accounting.scope3 import Month
 from processing.emissions import FactorLibrary
 from processing.jobs import run_rollup
-from processing.scope3 import Month
 from supplymeter.config import Config, load_config
 from supplymeter.errors import SupplymeterError
 from supplymeter.influx import InfluxClient
@@ -152,31 +147,20 @@ def test_one_computation_of_the_month_feeds_export_footprints_and_cbam_each_vers
     nothing, a changed figure writes v2 beside v1 with a diff naming its reasons."""
     import csv
 
-    import processing.export as export_module
-    import processing.footprints as footprints_module
-    from processing.cbam import publish_workbook
-    from processing.export import export_month
-    from processing.footprints import publish_period
+    from processing.accounting.cbam import publish_workbook
+    from processing.accounting.runner import COMPUTED, export_month, publish_period
 
     config = _config(tmp_path, influx)
     config = with_settings(config, "pact", footprints_file=tmp_path / "pf.jsonl")
     store, library = Store(influx), FactorLibrary.load()
     _month_of_readings(store, library, config)
     month = Month(2025, 10)
-    computed: list[Month] = []
-    real = export_module.compute_month
-
-    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
-        computed.append(args[2])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(export_module, "compute_month", counting)
-    monkeypatch.setattr(footprints_module, "compute_month", counting)
+    COMPUTED.clear()
     result = export_month(config, store, month, tmp_path / "out", library)
     figures = {month: result.figures}
     published, _ = publish_period(config, store, library, month, month, computed=figures)
     found = installations(config, store, library, month, month, computed=figures)
-    assert computed == [month] and published.created
+    assert {month: 1} == COMPUTED and published.created  # one computation, three outputs
     cbam = tmp_path / "cbam" / "2025-10--2025-10"
     first, written = publish_workbook(cbam, found, 2026, month, month, 0.1)
     assert written and first.parent.name == "v1"

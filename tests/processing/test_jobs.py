@@ -19,12 +19,13 @@ from hypothesis import strategies as st
 
 import processing.jobs as jobs_module
 from collector.service import Collector
+from processing.accounting.export import previous_month
+from processing.accounting.runner import compute_month, export_month
+from processing.accounting.scope3 import Month
+from processing.accounting.versions import latest_manifest
 from processing.emissions import FactorLibrary
-from processing.export import compute_month, export_month, previous_month
 from processing.jobs import HOUR_NS, Jobs, JobState, restate_emissions
 from processing.rollup import RegisterSeries, hourly_consumption
-from processing.scope3 import Month
-from processing.versions import latest_manifest
 from simulators.gateway import Gateway, Send
 from simulators.run import generate, prepare
 from supplymeter.config import Config, load_config

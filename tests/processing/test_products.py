@@ -3,21 +3,19 @@ the footprint per piece — by hand, to the gram, through the real store."""
 
 from __future__ import annotations
 
+import csv
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from processing.accounting.footprints import FootprintLog, footprint_content
+from processing.accounting.products import meter_shares
+from processing.accounting.runner import product_periods, publish_period
+from processing.accounting.scope3 import Month
 from processing.emissions import FactorLibrary
-from processing.footprints import (
-    FootprintLog,
-    footprint_content,
-    product_periods,
-    publish_period,
-)
 from processing.jobs import run_rollup
-from processing.products import meter_shares
-from processing.scope3 import Month
 from supplymeter.config import Config, load_config
 from supplymeter.errors import ConfigError
 from supplymeter.influx import InfluxClient
@@ -141,7 +139,9 @@ def footprints_text(pp: object, month: Month, factors: dict) -> str:
 
 def test_restatement_is_a_new_footprint(tmp_path: Path, influx: InfluxClient) -> None:
     """Publishing again without a change adds nothing; a change (late readings) makes a new
-    footprint that names its predecessor, and the old one is deprecated — never edited."""
+    footprint that names its predecessor, and the old one is deprecated — never edited. The
+    period's footprints are also a versioned dataset (the export's policy): v1, nothing new
+    while nothing changed, v2 with a diff whose rows carry the reason."""
     config = _config(tmp_path, influx)
     store = Store(influx)
     library = FactorLibrary.load()
@@ -167,8 +167,17 @@ def test_restatement_is_a_new_footprint(tmp_path: Path, influx: InfluxClient) ->
                                       energy_kwh=1050 + 100.0 * k, production_units=120.0 * k))
                  for k in range(k0, 24 * 35)])  # fmt: skip
     run_rollup(config, store, ts0 - HOUR, ts0 + 2 * HOUR, library)
-    third, _ = publish_period(config, store, library, month, month)
+    third, _ = publish_period(config, store, library, month, month,
+                              reasons=["late data recomputed: bolt-e/plant-1/header"])  # fmt: skip
     assert len(third.created) == 2 and sorted(third.deprecated) == sorted(before)
+    dataset = config.resolve(config.pact.footprints_dir) / "2025-10--2025-10"
+    assert sorted(p.name for p in dataset.iterdir()) == ["v1", "v2"]
+    sent = json.loads((dataset / "v2" / "footprints-2025-10-2025-10.json").read_text())
+    assert {pf["id"] for pf in sent} == {pf["id"] for pf in third.created}
+    diff = list(csv.DictReader((dataset / "v2" / "diff-v1.csv").open()))
+    moved = {(r["supplier"].split("/")[2], r["metric"]) for r in diff}
+    assert {("m8-bolt", "pcf_kgco2e_per_unit"), ("m8-bolt", "content_sha256")} <= moved
+    assert all(r["why"] == "late data recomputed: bolt-e/plant-1/header" for r in diff)
     for pf in third.created:
         assert pf["precedingPfIds"][0] in before
         assert pf["status"] == "Active"
@@ -297,7 +306,7 @@ import resource, signal, sys
 from pathlib import Path
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (40, 40))
-from processing.footprints import FootprintLog, FootprintError
+from processing.accounting.footprints import FootprintLog, FootprintError
 from supplymeter.files import StorageError
 content = {{"specVersion": "3.0.3", "productDescription": "x" * 200}}
 try:

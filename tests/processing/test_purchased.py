@@ -15,11 +15,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from processing.accounting.runner import export_month, product_periods
+from processing.accounting.scope3 import Month
 from processing.emissions import FactorLibrary
-from processing.export import export_month
-from processing.footprints import product_periods
 from processing.jobs import run_rollup
-from processing.scope3 import Month
 from supplymeter.config import Config
 from supplymeter.influx import InfluxClient
 from supplymeter.records import Reading

@@ -7,8 +7,14 @@ from collections import Counter
 
 import pytest
 
+from processing.accounting.scope3 import (
+    MeterMonth,
+    Month,
+    QualityAssumptions,
+    data_quality,
+    temporal_rating,
+)
 from processing.emissions import FactorLibrary
-from processing.scope3 import MeterMonth, Month, QualityAssumptions, data_quality, temporal_rating
 from supplymeter.config import Config
 
 OCT = Month(2026, 10)

@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from openpyxl import load_workbook
 
+from processing.accounting.inputs import load_bills
+from processing.accounting.runner import export_month
+from processing.accounting.scope3 import Month
 from processing.emissions import FactorLibrary, emissions_for
-from processing.export import export_month
-from processing.inputs import load_bills
 from processing.jobs import rebuild_site_hours
-from processing.scope3 import Month
 from supplymeter.config import Config
 from supplymeter.errors import ConfigError
 from supplymeter.influx import InfluxClient

@@ -5,9 +5,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from processing.accounting.scope3 import Month, meter_month, supplier_month
 from processing.emissions import FactorLibrary, emissions_for
 from processing.rollup import HOUR_NS
-from processing.scope3 import Month, meter_month, supplier_month
 from supplymeter.config import Config
 from supplymeter.records import HourlyConsumption, MeterTotals, datetime_to_ns
 
@@ -82,7 +82,7 @@ def test_supplier_month_names_carriers_without_factor(example_config: Config) ->
 
 
 def test_a_supplier_without_gas_shows_no_gas_figure(example_config: Config) -> None:
-    from processing.export import SUPPLIER_COLUMNS, supplier_row
+    from processing.accounting.export import SUPPLIER_COLUMNS, supplier_row
 
     supplier = example_config.registry.supplier("cnc-d")
     assert supplier is not None
@@ -118,7 +118,7 @@ def test_scopes_are_split_before_allocation_and_registry_shares_show_their_input
     example_config: Config,
 ) -> None:
     """heat-c: electricity (scope 2), gas (scope 1) and water (other), each allocated apart."""
-    from processing.export import SUPPLIER_COLUMNS, supplier_row
+    from processing.accounting.export import SUPPLIER_COLUMNS, supplier_row
     from supplymeter.config import Allocation
 
     supplier = example_config.registry.supplier("heat-c")
@@ -154,7 +154,7 @@ def test_a_registry_share_must_equal_its_inputs() -> None:
 def test_the_methodology_states_the_base_year_and_the_recalculation_policy(
     example_config: Config,
 ) -> None:
-    from processing.export import base_year_policy
+    from processing.accounting.export import base_year_policy
     from tests.conftest import with_settings
 
     [(topic, text)] = base_year_policy(example_config)

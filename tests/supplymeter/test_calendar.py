@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dashboards.macros import panel_range
-from processing.export import previous_month
-from processing.scope3 import Month
+from processing.accounting.export import previous_month
+from processing.accounting.scope3 import Month
 from supplymeter.calendar import add_years
 from supplymeter.records import datetime_to_ns
 

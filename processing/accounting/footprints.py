@@ -3,7 +3,7 @@
 ``product_periods`` reads a reference period (calendar months) through the one emissions path
 (the scope-3 month figures: stored hourly emissions per meter, PV self-consumption per site)
 and the counted pieces (``hourly_production``), and attributes them to products
-(:mod:`processing.products`). ``footprint`` turns one product's period into a PACT Technical
+(:mod:`.products`). ``footprint`` turns one product's period into a PACT Technical
 Specifications v3 ``ProductFootprint``; :class:`FootprintLog` keeps them.
 
 Lifecycle (PACT v3 §Product Footprint Lifecycle): a footprint never changes after it is
@@ -16,11 +16,12 @@ footprint once as created, each deprecation as its own line.
 
 from __future__ import annotations
 
-import dataclasses
+import hashlib
+import json
 import math
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,16 +29,14 @@ from typing import Any
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
+from processing.accounting.products import HOURS_PER_YEAR, ProductPeriod, add_month
+from processing.accounting.scope3 import MeterMonth, Month, MonthFigures
+from processing.accounting.versions import publish_if_changed
 from processing.emissions import EmissionFactor, FactorLibrary
-from processing.export import compute_month
-from processing.inputs import Inputs
-from processing.products import HOURS_PER_YEAR, ProductPeriod, add_month
-from processing.scope3 import MeterMonth, Month, MonthFigures
 from supplymeter.calendar import add_years
 from supplymeter.config import Config
 from supplymeter.errors import SupplymeterError
 from supplymeter.files import append_json, locked, read_json_lines
-from supplymeter.store import Store
 
 SPEC_VERSION = "3.0.3"
 """The PACT Technical Specifications version the footprints follow (openapi.yaml 3.0.3)."""
@@ -65,47 +64,34 @@ def months_between(first: Month, last: Month) -> list[Month]:
 
 
 def product_periods(
-    config: Config, store: Store, library: FactorLibrary, months: list[Month],
-    progress: Callable[[int, int, str], None] | None = None,
+    config: Config, library: FactorLibrary, figures: list[MonthFigures],
     meters_out: dict[tuple[str, str], list[MeterMonth]] | None = None,
-    inputs: Inputs | None = None,
-    computed: dict[Month, MonthFigures] | None = None,
 ) -> list[ProductPeriod]:  # fmt: skip
-    """Every product's period over ``months`` (site-local calendar months); ``meters_out``
-    collects the meter-months of each (supplier, site) with products. ``inputs``: the
-    allocation and certificate inputs (``None``: read from the configured files).
-    ``computed``: months already computed in this run (the export's): the same figures,
-    never computed twice."""
+    """Every product's period over the months of ``figures`` (site-local calendar months,
+    computed once by the runner); ``meters_out`` collects the meter-months of each (supplier,
+    site) with products."""
     by_id = {f.id: f for f in library.factors}
     periods: dict[tuple[str, str], dict[str, ProductPeriod]] = {}
-    # The month figures without their bill reconciliations: footprints use none of them,
-    # and each bill would cost its own queries.
-    inputs = dataclasses.replace(inputs or Inputs.load(config), bills=[])
-    for k, month in enumerate(months):
-        figures = (computed or {}).get(month) or compute_month(config, store, month, library,
-                                                                inputs)  # fmt: skip
+    for month_figures in figures:
+        month = month_figures.month
         for supplier in config.registry.suppliers:
             for site in supplier.sites:
                 if not site.products:
                     continue
-                tz = ZoneInfo(site.timezone)
-                start, end = month.bounds(tz)
-                counted = store.product_totals(start, end, supplier=supplier.id, site=site.id)
-                units = {pid: (t.units, t.estimated_units) for (_, pid), t in counted.items()}
+                start, end = month.bounds(ZoneInfo(site.timezone))
+                units = month_figures.products.get((supplier.id, site.id), {})
                 meters = [
                     m
-                    for m in figures.meters
+                    for m in month_figures.meters
                     if m.ref.supplier.id == supplier.id and m.ref.site.id == site.id
                 ]
                 if meters_out is not None:
                     meters_out.setdefault((supplier.id, site.id), []).extend(meters)
-                sm = next(s for s in figures.sites
+                sm = next(s for s in month_figures.sites
                           if s.supplier == supplier.id and s.site == site.id)  # fmt: skip
                 bucket = periods.setdefault((supplier.id, site.id), {})
                 add_month(bucket, supplier, site, str(month), meters, units, sm, by_id,
                           (end - start) // (3600 * 10**9))  # fmt: skip
-        if progress:
-            progress(k + 1, len(months), str(month))
     return [pp for bucket in periods.values() for pp in bucket.values()]
 
 
@@ -382,15 +368,34 @@ def _content(pf: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in pf.items() if k not in _LIFECYCLE}
 
 
+def footprint_totals(contents: list[tuple[str, str, str, dict[str, Any]]]) -> dict[str, dict]:
+    """What a new footprints version is judged on, per product series: the footprint per
+    declared unit, its primary-data share and the content's digest (PACT republishes on any
+    change of content, so the digest makes every change a new version)."""
+    out: dict[str, dict[str, Any]] = {}
+    for _, _, key, content in contents:
+        pcf = content["pcf"]
+        out[key] = {
+            "pcf_kgco2e_per_unit": float(pcf["pcfExcludingBiogenicUptake"]),
+            "primary_data_share_pct": float(pcf.get("primaryDataShare", "nan"))
+            if "primaryDataShare" in pcf else None,
+            "content_sha256": hashlib.sha256(json.dumps(content, sort_keys=True).encode())
+            .hexdigest(),
+        }  # fmt: skip
+    return out
+
+
 def publish_period(
-    config: Config, store: Store, library: FactorLibrary, first: Month, last: Month,
-    now: datetime | None = None, progress: Callable[[int, int, str], None] | None = None,
-    inputs: Inputs | None = None, computed: dict[Month, MonthFigures] | None = None,
+    config: Config, library: FactorLibrary, figures: list[MonthFigures], first: Month,
+    last: Month, now: datetime | None = None, reasons: list[str] | None = None,
 ) -> tuple[Published, list[str]]:  # fmt: skip
-    """Compute and publish every product's footprint over ``first``–``last``; returns what
-    was published and the products skipped, each with its reason."""
-    periods = product_periods(config, store, library, months_between(first, last), progress,
-                              inputs=inputs, computed=computed)  # fmt: skip
+    """Publish every product's footprint over ``first``–``last`` from the months' figures
+    (computed once by the runner): into the PACT log (lifecycle above) and as a versioned
+    dataset ``[pact] footprints_dir/FIRST--LAST/vN/footprints-FIRST-LAST.json`` under the
+    policy of :mod:`.versions` (a new version only when a footprint's content changed, with a
+    diff whose rows carry ``reasons``). Returns what was published and the products skipped,
+    each with its reason."""
+    periods = product_periods(config, library, figures)
     factors = {f.id: f for f in library.factors}
     contents, skipped = [], []
     for pp in periods:
@@ -402,4 +407,15 @@ def publish_period(
         key = f"{pp.supplier.id}/{pp.site.id}/{pp.product.id}/{first}/{last}"
         contents.append((pp.supplier.id, pp.product.id, key, content))
     log = FootprintLog(config.resolve(config.pact.footprints_file))
-    return log.publish(contents, now), skipped
+    published = log.publish(contents, now)
+    if contents:
+        active = {meta["key"]: pf for pf, meta in log.footprints() if pf["status"] == "Active"}
+        documents = [active[key] for _, _, key, _ in contents if key in active]
+        name = f"footprints-{first}-{last}.json"
+
+        def build(staging: Path, _version: int) -> None:
+            (staging / name).write_text(json.dumps(documents, indent=2, ensure_ascii=False))
+
+        publish_if_changed(config.resolve(config.pact.footprints_dir) / f"{first}--{last}",
+                           footprint_totals(contents), build, 0.0, reasons)  # fmt: skip
+    return published, skipped

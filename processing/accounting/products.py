@@ -28,8 +28,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from processing.accounting.scope3 import MeterMonth, SiteMonth, temporal_rating
 from processing.emissions import EmissionFactor
-from processing.scope3 import MeterMonth, SiteMonth, temporal_rating
 from supplymeter.carriers import CARRIERS
 from supplymeter.config import Product, Site, Supplier
 

@@ -2,7 +2,7 @@
 
 ``supplymeter export --month YYYY-MM`` reads the month's *stored* hourly consumption and
 hourly emissions (the one emissions path: nothing is recomputed here; the rollup job keeps
-them current) and writes a version (:mod:`processing.versions`)::
+them current) and writes a version (:mod:`.versions`)::
 
     <export_dir>/YYYY-MM/v1/scope3-YYYY-MM-suppliers.csv   per supplier: consumption by carrier
                                                           (total, measured, estimated), location-
@@ -34,46 +34,31 @@ its number), so the dashboards and the signed files never disagree.
 from __future__ import annotations
 
 import csv
-import dataclasses
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from processing.emissions import EmissionFactor, FactorLibrary
-from processing.inputs import Inputs
-from processing.reconcile import (
+from processing.accounting.reconcile import (
     RECONCILIATION_COLUMNS,
-    Bill,
-    Reconciliation,
-    billed_meters,
     reconciliation_row,
 )
-from processing.scope3 import (
+from processing.accounting.scope3 import (
     DataQuality,
     MeterMonth,
     MeterReads,
     Month,
     MonthFigures,
-    QualityAssumptions,
     SiteMonth,
-    StaleRollup,
     SupplierMonth,
-    data_quality,
-    meter_month,
-    meter_reads,
     registry_share,
-    site_month,
-    supplier_month,
 )
-from processing.versions import differences, latest_manifest, publish, version_rows
+from processing.accounting.versions import differences, latest_manifest, publish, version_rows
+from processing.emissions import EmissionFactor
 from supplymeter.carriers import CARRIERS
 from supplymeter.config import Config
-from supplymeter.errors import ConfigError
 from supplymeter.records import datetime_to_ns, ns_to_datetime
-from supplymeter.store import MonthlyTotals, Store, monthly_line, pathway_line
 
 NAMES = ("suppliers", "sites", "meters", "factors")
 OPTIONAL_NAMES = ("quality", "reads", "reconciliation", "boundary")
@@ -98,6 +83,8 @@ class ExportResult:
     figures: MonthFigures | None = None
     """The month as computed for this export: footprints and CBAM of the same run take these
     figures instead of computing the month again."""
+    totals: dict[str, dict[str, float | bool | None]] | None = None
+    """The standing version's totals per supplier (what ``scope3_monthly`` carries)."""
 
 
 def previous_month(now_ns: int, tz: str) -> Month:
@@ -107,130 +94,6 @@ def previous_month(now_ns: int, tz: str) -> Month:
 
 
 # --- computing a month --------------------------------------------------------------------
-
-
-def compute_month(
-    config: Config, store: Store, month: Month, library: FactorLibrary,
-    inputs: Inputs | None = None, progress: Callable[[int, int, str], None] | None = None,
-) -> MonthFigures:  # fmt: skip
-    """Every supplier's month from the stored hourly rollups and emissions
-    (``progress(done, total, note)`` after each site)."""
-    inputs = inputs or Inputs.load(config)
-    by_id = {f.id: f for f in library.factors}
-    j = config.jobs
-    assumptions = QualityAssumptions(j.estimate_uncertainty_pct, j.unknown_meter_uncertainty_pct,
-                                     j.unknown_factor_uncertainty_pct)  # fmt: skip
-    total = sum(len(s.sites) for s in config.registry.suppliers)
-    done = 0
-    meters: list[MeterMonth] = []
-    sites: list[SiteMonth] = []
-    suppliers: list[SupplierMonth] = []
-    reads: list[MeterReads] = []
-    for supplier in config.registry.suppliers:
-        supplier_meters: list[MeterMonth] = []
-        supplier_sites: list[SiteMonth] = []
-        for site in supplier.sites:
-            first = config.registry.meter(supplier.id, site.id, site.meters[0].id)
-            assert first is not None
-            start, end = month.bounds(first.tz)
-            totals = store.meter_totals(start, end, supplier=supplier.id, site=site.id)
-            site_meters: list[MeterMonth] = []
-            electric_hours = 0
-            for meter in site.meters:
-                found = totals.get((supplier.id, site.id, meter.id))
-                if meter.carrier == "electricity" and found is not None:
-                    electric_hours = max(electric_hours, found.hours)
-                ref = config.registry.meter(supplier.id, site.id, meter.id)
-                assert ref is not None
-                # PV and grid meters are listed with their role; the site-hours read them.
-                has_factor = meter.role == "consumption" and library.covers(
-                    ref.carrier.factor_key, supplier.country
-                )
-                site_meters.append(meter_month(ref, month, found, has_factor))
-            site_totals = store.site_totals(start, end, supplier=supplier.id, site=site.id).get(
-                (supplier.id, site.id)
-            )
-            if electric_hours > (site_totals.hours if site_totals else 0):
-                raise StaleRollup(
-                    f"{supplier.id}/{site.id}: {month} has electricity meter hours without "
-                    "their site-hours (purchased electricity); run the rollup job first"
-                )
-            done += 1
-            if progress:
-                progress(done, total, f"{supplier.id}/{site.id}")
-            certs = inputs.certificates.get((supplier.id, site.id, month))
-            has_pv = any(m.role == "pv" for m in site.meters)
-            sm = site_month(supplier.id, site.id, month, site_totals, certs, has_pv,
-                            site.tariff_class or "")  # fmt: skip
-            rate = sm.kgco2e_per_used_kwh
-            site_meters = [
-                dataclasses.replace(m, location_kgco2e=m.consumption * rate)
-                if m.ref.meter.carrier == "electricity" and m.emissions_kgco2e is not None
-                else m for m in site_meters
-            ]  # fmt: skip
-            supplier_sites.append(sm)
-            supplier_meters += site_meters
-            reads += site_reads(store, month, site_meters, start, end)
-        share = inputs.allocations.get((supplier.id, month)) or registry_share(supplier)
-        sm = supplier_month(supplier, month, supplier_meters, supplier_sites, share)
-        quality = data_quality(supplier_meters, by_id, assumptions)
-        suppliers.append(dataclasses.replace(sm, quality=quality))
-        meters += supplier_meters
-        sites += supplier_sites
-    used = {fid for m in meters for fid in m.factor_ids} | {
-        fid for s in sites for fid in s.factor_ids
-    }
-    factors = [f for f in library.factors if f.id in used]
-    reconciliations = [reconcile_bill(config, store, b) for b in inputs.bills_of(month)]
-    return MonthFigures(month, suppliers, sites, meters, factors, reconciliations, reads)
-
-
-READS_WINDOW_NS = 31 * 24 * 3600 * 10**9
-"""How far from a month's boundary the reading on either side of it is looked for."""
-
-
-def site_reads(
-    store: Store, month: Month, meters: list[MeterMonth], start: int, end: int
-) -> list[MeterReads]:
-    """Each of a site's meters' register at the month's boundaries, from its readings."""
-    if not meters:
-        return []
-    supplier, site = meters[0].ref.supplier.id, meters[0].ref.site.id
-    at: dict[tuple[str, int], dict] = {}
-    for register in sorted({m.ref.register_field for m in meters}):
-        for t in (start, end):
-            at[(register, t)] = store.boundary_reads(supplier, site, register, t,
-                                                     READS_WINDOW_NS)  # fmt: skip
-    none = (None, None)
-    return [
-        meter_reads(m.ref, month, at[(m.ref.register_field, start)].get((site, m.ref.meter.id),
-                                                                         none),
-                    at[(m.ref.register_field, end)].get((site, m.ref.meter.id), none),
-                    m.events.get("rollover", 0))
-        for m in meters
-    ]  # fmt: skip
-
-
-def reconcile_bill(config: Config, store: Store, bill: Bill) -> Reconciliation:
-    """A bill against the meters over its own billing period (see :mod:`processing.reconcile`):
-    the site's grid meter for electricity where it has one, else its consumption meters."""
-    found = config.registry.site(bill.supplier, bill.site)
-    if found is None:
-        raise ConfigError([f"{bill.source}: no site {bill.supplier}/{bill.site} in the registry"])
-    _, site = found
-    chosen = billed_meters(site, bill.carrier)
-    if not chosen:
-        raise ConfigError([f"{bill.source}: {bill.supplier}/{bill.site} has no "
-                           f"{bill.carrier} meter to reconcile with"])  # fmt: skip
-    tz = ZoneInfo(site.timezone)
-    start, end = bill.bounds(tz)
-    totals = store.meter_totals(start, end, supplier=bill.supplier, site=bill.site)
-    found_totals = [totals.get((bill.supplier, bill.site, m.id)) for m in chosen]
-    metered = math.fsum(t.consumption for t in found_totals if t is not None)
-    hours = (end - start) // (3600 * 10**9)
-    missing = sum(hours - (t.hours if t is not None else 0) for t in found_totals)
-    return Reconciliation(bill, metered, tuple(m.id for m in chosen), missing,
-                          config.jobs.reconcile_threshold_pct)  # fmt: skip
 
 
 # --- rows -----------------------------------------------------------------------------------
@@ -601,110 +464,6 @@ def totals(figures: MonthFigures) -> dict[str, dict[str, float | bool | None]]:
     return out
 
 
-def export_month(
-    config: Config,
-    store: Store,
-    month: Month,
-    out_dir: Path,
-    library: FactorLibrary,
-    reasons: list[str] | None = None,
-    progress: Callable[[int, int, str], None] | None = None,
-    inputs: Inputs | None = None,
-) -> ExportResult:
-    """Compute ``month`` and write it as a new version if it is new or restated (see
-    :mod:`processing.versions`); ``reasons`` are what the jobs recorded as changed inputs
-    (late data, meter events, factors) and go into the diff and the manifest. ``inputs``:
-    allocations, certificates and bills (``None``: read from the configured files)."""
-    inputs = inputs or Inputs.load(config)
-    figures = compute_month(config, store, month, library, inputs, progress)
-    month_dir = out_dir / str(month)
-    latest = latest_manifest(month_dir)
-    new_totals = totals(figures)
-    digest = inputs.digest(month)
-    why = list(reasons or [])
-    diff_rows: list[list[str]] = []
-    if latest is not None:
-        diff_rows = differences(latest["totals"], new_totals, config.jobs.restate_threshold_pct)
-        if "inputs_digest" not in latest:  # written before quality and inputs were recorded
-            why.append("export upgraded: measured/estimated energy, primary-data share and "
-                       "input fingerprints added")  # fmt: skip
-        elif latest["inputs_digest"] != digest:
-            why.append("allocation or certificate inputs changed for the month")
-        method = latest.get("method", 1)
-        why += [f"methodology changed: {METHOD_CHANGES[m]}" for m in range(method + 1, METHOD + 1)]
-        if not diff_rows and latest.get("inputs_digest") == digest and method == METHOD:
-            directory = month_dir / f"v{latest['version']}"
-            store.write(monthly_lines(config, month, latest["totals"], latest["version"]))
-            return ExportResult(
-                month, figures.suppliers, figures.sites, figures.meters, figures.factors,
-                latest["version"], False, directory, _paths(directory, month),
-                reasons=tuple(why), figures=figures,
-            )  # fmt: skip
-    sheets = tables(figures)
-    history = monthly_history(config, store, month, 12)
-    history[month] = {s.supplier.id: s.emissions_kgco2e / 1000 for s in figures.suppliers}
-
-    def build(staging: Path, version: int) -> None:
-        from processing.report import write_chart, write_xlsx
-
-        paths = _paths(staging, month)
-        for name, (columns, rows) in sheets.items():  # reconciliation too, when bills exist
-            _write_csv(staging / f"scope3-{month}-{name}.csv", columns, rows)
-        write_chart(paths[5], month, history, [s.id for s in config.registry.suppliers])
-        if len(config.registry.meters()) <= config.jobs.hourly_csv_max_meters:
-            write_hourly(config, store, month, staging / "hourly")
-        write_xlsx(paths[4], figures, sheets, paths[5], version, diff_rows, why,
-                   base_year_policy(config),
-                   version_rows(month_dir, diff_rows, why))  # fmt: skip
-
-    manifest = {
-        "month": str(month),
-        "totals": new_totals,
-        "factor_ids": [f.id for f in figures.factors],
-        "allocations_file": str(config.jobs.allocations_file or ""),
-        "certificates_file": str(config.jobs.certificates_file or ""),
-        "inputs_digest": digest,
-        "method": METHOD,
-    }
-    done = publish(month_dir, manifest, build, diff_rows, why)
-    store.write(monthly_lines(config, month, new_totals, done.version))
-    return ExportResult(
-        month, figures.suppliers, figures.sites, figures.meters, figures.factors, done.version,
-        True, done.directory, _paths(done.directory, month), done.diff_path, tuple(why),
-        figures,
-    )  # fmt: skip
-
-
-def write_hourly(config: Config, store: Store, month: Month, directory: Path) -> None:
-    """Every meter's hours of the month as its own CSV (:data:`HOURLY_COLUMNS`), one supplier
-    read at a time: the hours behind each Detail figure, without database access."""
-    for supplier in config.registry.suppliers:
-        for site in supplier.sites:
-            tz = ZoneInfo(site.timezone)
-            start, end = month.bounds(tz)
-            hours, _ = store.hourly_consumption(start, end, supplier=supplier.id, site=site.id)
-            kg = {(e.meter, e.hour_start_ns): e
-                  for e in store.hourly_emissions(start, end, supplier=supplier.id,
-                                                  site=site.id)}  # fmt: skip
-            by_meter: dict[str, list[list[str]]] = {m.id: [] for m in site.meters}
-            for h in sorted(hours, key=lambda h: (h.meter, h.hour_start_ns)):
-                if h.meter not in by_meter:
-                    continue  # a meter since removed from the registry
-                e = kg.get((h.meter, h.hour_start_ns))
-                local = ns_to_datetime(h.hour_start_ns).astimezone(tz)
-                by_meter[h.meter].append([
-                    ns_to_datetime(h.hour_start_ns).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    local.isoformat(), _fmt(h.consumption, 6), _fmt(h.measured_consumption, 6),
-                    _fmt(h.estimated_consumption, 6), h.unit, f"{h.coverage:.4f}",
-                    str(h.readings), ";".join(h.flags), _fmt(e.emissions_kgco2e if e else None, 6),
-                    e.factor_id if e else "", _bool(e.provisional) if e else "",
-                ])  # fmt: skip
-            folder = directory / supplier.id / site.id
-            folder.mkdir(parents=True, exist_ok=True)
-            for meter_id, rows in by_meter.items():
-                _write_csv(folder / f"{meter_id}.csv", HOURLY_COLUMNS, rows)
-
-
 def base_year_policy(config: Config) -> list[tuple[str, str]]:
     """The methodology rows of the base year and the recalculation policy (GHG Protocol Scope 3
     Standard, chapter 9: a base year, a recalculation policy and a significance threshold)."""
@@ -736,21 +495,6 @@ def _paths(directory: Path, month: Month) -> list[Path]:
     ]
 
 
-def monthly_history(
-    config: Config, store: Store, month: Month, months: int
-) -> dict[Month, dict[str, float]]:
-    """Location-based tCO2e by supplier for the ``months`` months before ``month``, from the
-    stored hourly emissions."""
-    tz = ZoneInfo(config.jobs.timezone)
-    out: dict[Month, dict[str, float]] = {}
-    current = month
-    for _ in range(months):
-        current = current.previous()
-        start, end = current.bounds(tz)
-        out[current] = {k: v / 1000 for k, v in store.emissions_by_supplier(start, end).items()}
-    return out
-
-
 def pathway_tco2e(config: Config, month: Month) -> float | None:
     """The reduction pathway's monthly tCO2e for ``month``: base × (1 − r)^(years since base)."""
     g = config.grafana
@@ -760,34 +504,81 @@ def pathway_tco2e(config: Config, month: Month) -> float | None:
     return g.pathway_base_tco2e * (1 - g.pathway_pct_per_year / 100) ** max(0.0, years)
 
 
-def monthly_lines(
-    config: Config, month: Month, totals_by_supplier: dict[str, dict], version: int
-) -> list[str]:
-    """The standing version's supplier totals (and the pathway) for the dashboards, at the
-    month's first instant in ``[jobs] timezone``; a restatement overwrites them."""
-    start, _ = month.bounds(ZoneInfo(config.jobs.timezone))
-    lines = [
-        monthly_line(
-            MonthlyTotals(
-                supplier=supplier,
-                month_start_ns=start,
-                location_kgco2e=t["location_kgco2e"],
-                market_kgco2e=t.get("market_kgco2e"),
-                allocated_kgco2e=t["allocated_kgco2e"],
-                allocated_market_kgco2e=t.get("allocated_market_kgco2e"),
-                allocation_share_pct=t["allocation_share_pct"]
-                if "allocation_share_pct" in t
-                else 100 * t["share"],
-                completeness_pct=t["completeness_pct"],
-                primary_data_share_pct=t["primary_data_share_pct"],
-                purchased_electricity_kwh=t.get("purchased_electricity_kwh"),
-                provisional=bool(t["provisional"]),
-                version=version,
-            )
-        )
-        for supplier, t in sorted(totals_by_supplier.items())
-    ]
-    target = pathway_tco2e(config, month)
-    if target is not None:
-        lines.append(pathway_line(start, target))
-    return lines
+HourlyTables = Iterator[tuple[str, str, str, list[list[str]]]]
+"""(supplier, site, meter, rows of :data:`HOURLY_COLUMNS`), one meter at a time."""
+
+
+def write_hourly(directory: Path, hourly: HourlyTables) -> None:
+    """Every meter's hours of the month as its own CSV: the hours behind each Detail figure,
+    without database access (``hourly/<supplier>/<site>/<meter>.csv``)."""
+    for supplier, site, meter, rows in hourly:
+        folder = directory / supplier / site
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_csv(folder / f"{meter}.csv", HOURLY_COLUMNS, rows)
+
+
+def publish_month(
+    config: Config, figures: MonthFigures, out_dir: Path, inputs_digest: str,
+    reasons: list[str] | None = None,
+    history: Callable[[], dict[Month, dict[str, float]]] | None = None,
+    hourly: Callable[[], HourlyTables] | None = None,
+) -> ExportResult:  # fmt: skip
+    """Write the computed month as a new version if it is new or restated (the policy of
+    :mod:`.versions`), else name the version that stands. ``reasons``: what the jobs recorded
+    as changed inputs (late data, meter events, factors), into the diff and the manifest;
+    ``history``: tCO2e by supplier of the months before (the chart); ``hourly``: the meters'
+    hourly tables (written up to ``[jobs] hourly_csv_max_meters``)."""
+    month = figures.month
+    month_dir = out_dir / str(month)
+    latest = latest_manifest(month_dir)
+    new_totals = totals(figures)
+    why = list(reasons or [])
+    diff_rows: list[list[str]] = []
+    if latest is not None:
+        diff_rows = differences(latest["totals"], new_totals, config.jobs.restate_threshold_pct)
+        if "inputs_digest" not in latest:  # written before quality and inputs were recorded
+            why.append("export upgraded: measured/estimated energy, primary-data share and "
+                       "input fingerprints added")  # fmt: skip
+        elif latest["inputs_digest"] != inputs_digest:
+            why.append("allocation or certificate inputs changed for the month")
+        method = latest.get("method", 1)
+        why += [f"methodology changed: {METHOD_CHANGES[m]}" for m in range(method + 1, METHOD + 1)]
+        if not diff_rows and latest.get("inputs_digest") == inputs_digest and method == METHOD:
+            directory = month_dir / f"v{latest['version']}"
+            return ExportResult(
+                month, figures.suppliers, figures.sites, figures.meters, figures.factors,
+                latest["version"], False, directory, _paths(directory, month),
+                reasons=tuple(why), figures=figures, totals=latest["totals"],
+            )  # fmt: skip
+    sheets = tables(figures)
+    past = history() if history else {}
+    past[month] = {s.supplier.id: s.emissions_kgco2e / 1000 for s in figures.suppliers}
+
+    def build(staging: Path, version: int) -> None:
+        from processing.accounting.report import write_chart, write_xlsx
+
+        paths = _paths(staging, month)
+        for name, (columns, rows) in sheets.items():  # reconciliation too, when bills exist
+            _write_csv(staging / f"scope3-{month}-{name}.csv", columns, rows)
+        write_chart(paths[5], month, past, [s.id for s in config.registry.suppliers])
+        if hourly and len(config.registry.meters()) <= config.jobs.hourly_csv_max_meters:
+            write_hourly(staging / "hourly", hourly())
+        write_xlsx(paths[4], figures, sheets, paths[5], version, diff_rows, why,
+                   base_year_policy(config),
+                   version_rows(month_dir, diff_rows, why))  # fmt: skip
+
+    manifest = {
+        "month": str(month),
+        "totals": new_totals,
+        "factor_ids": [f.id for f in figures.factors],
+        "allocations_file": str(config.jobs.allocations_file or ""),
+        "certificates_file": str(config.jobs.certificates_file or ""),
+        "inputs_digest": inputs_digest,
+        "method": METHOD,
+    }
+    done = publish(month_dir, manifest, build, diff_rows, why)
+    return ExportResult(
+        month, figures.suppliers, figures.sites, figures.meters, figures.factors, done.version,
+        True, done.directory, _paths(done.directory, month), done.diff_path, tuple(why),
+        figures, new_totals,
+    )  # fmt: skip

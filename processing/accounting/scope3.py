@@ -2,7 +2,7 @@
 
 Months are calendar months in each site's local timezone (Asia/Taipei for the example
 suppliers), not UTC: a Taiwan plant's October starts at 2026-09-30T16:00Z. Pure functions;
-:mod:`processing.export` does the I/O.
+:mod:`.export` does the I/O.
 
 Allocation (GHG Protocol Scope 3 Standard, Category 1, hybrid method: the supplier's own scope
 1 and 2 allocated to the buyer): the buyer's share of a supplier's emissions is ``emissions ×
@@ -27,7 +27,7 @@ from supplymeter.errors import SupplymeterError
 from supplymeter.records import MeterTotals, SiteTotals, datetime_to_ns
 
 if TYPE_CHECKING:
-    from processing.reconcile import Reconciliation
+    from processing.accounting.reconcile import Reconciliation
 
 
 @dataclass(frozen=True, order=True)
@@ -701,3 +701,7 @@ class MonthFigures:
     """The bills whose billing period ends in the month, against the meters."""
     reads: list[MeterReads] = field(default_factory=list)
     """Each meter's register at the month's boundaries (the Meter reads sheet)."""
+    products: dict[tuple[str, str], dict[str, tuple[float, float]]] = field(
+        default_factory=dict)  # fmt: skip
+    """Per (supplier, site) with products: each product's counted pieces in the month and
+    the estimated part of them (units, estimated units)."""

@@ -1,7 +1,7 @@
 """Every input file of the monthly accounting has its one reader here — allocations,
 certificates, bills — and ``check`` calls the same readers. Each reports every problem of its
 file at once (:class:`ConfigError`, ``FILE:LINE: column: problem``) and returns the typed
-records the pure calculations take (:mod:`processing.scope3`, :mod:`processing.reconcile`).
+records the pure calculations take (:mod:`.scope3`, :mod:`.reconcile`).
 A record's ``source`` names its file and line, never the machine's path."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
-from processing.reconcile import Bill
-from processing.scope3 import AllocationShare, Certificates, Month
+from processing.accounting.reconcile import Bill
+from processing.accounting.scope3 import AllocationShare, Certificates, Month
 from supplymeter.carriers import CARRIERS
 from supplymeter.config import Config, Registry, Supplier
 from supplymeter.errors import ConfigError, Problem
@@ -238,3 +238,44 @@ class Inputs:
                      b.billed, b.bill_id)) for b in self.bills_of(month)]
         )  # fmt: skip
         return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
+
+
+# --- CBAM default values --------------------------------------------------------------------
+
+CBAM_DEFAULTS_FILE = Path(__file__).parents[1] / "data" / "cbam_defaults_tw.csv"
+MARK_UP = {2026: 0.10, 2027: 0.20, 2028: 0.30}
+"""Mark-up on the default values by year (C(2025) 8552; the seed table's columns)."""
+
+
+@dataclass(frozen=True)
+class DefaultValue:
+    cn_code: str
+    description: str
+    base: float
+    """Default specific embedded emissions without mark-up. [tCO2e/t]"""
+    by_year: dict[int, float]
+    """With the year's mark-up. [tCO2e/t]"""
+
+    def for_year(self, year: int) -> float:
+        """The value a declarant uses for goods imported in ``year`` (the last tabulated
+        year's value after 2028)."""
+        if year in self.by_year:
+            return self.by_year[year]
+        return self.by_year[max(self.by_year)] if year > max(self.by_year) else self.base
+
+
+def load_defaults(path: Path = CBAM_DEFAULTS_FILE) -> dict[str, DefaultValue]:
+    """The CBAM default values by CN code (``processing/data/cbam_defaults_tw.csv``: the
+    Commission's default values with the yearly mark-ups of C(2025) 8552); a mark-up that does
+    not follow from the base value is refused as a transcription error."""
+    out: dict[str, DefaultValue] = {}
+    with path.open(newline="", encoding="utf-8") as f:
+        for n, row in enumerate(csv.DictReader(f), start=2):
+            base = float(row["default_tco2e_per_t"])
+            years = {y: float(row[f"y{y}"]) for y in MARK_UP}
+            for y, up in MARK_UP.items():
+                if abs(years[y] - base * (1 + up)) > 0.0015:
+                    raise ConfigError([f"{path}:{n}: {row['cn_code']} {y} is {years[y]}, not "
+                                    f"{base} × {1 + up:g} (a transcription error?)"])  # fmt: skip
+            out[row["cn_code"]] = DefaultValue(row["cn_code"], row["description"], base, years)
+    return out

@@ -7,7 +7,7 @@ Annex III (the methodology the definitive period keeps):
 * **direct emissions** of the installation: fuel meters (natural gas m³ × the factor of its
   gas type, whose heating value and IPCC 2006 CO2 factor the factor file states) and the
   declared process emissions; attributed to the production processes (one per CN code) by the
-  same line and overhead rules as the product footprints (:mod:`processing.products`);
+  same line and overhead rules as the product footprints (:mod:`.products`);
 * **activity level** AL: tonnes of good produced (pieces counted × piece mass);
 * **precursors** (Annex II, complex goods): each declared input with a CN code, its mass and
   its specific direct embedded emissions — the producer's actual value when the supplier has
@@ -29,58 +29,22 @@ row against it). A CN code takes its own row, else the row of its longest prefix
 
 from __future__ import annotations
 
-import csv
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from processing.accounting.footprints import product_periods
+from processing.accounting.inputs import MARK_UP, DefaultValue, load_defaults
+from processing.accounting.products import ProductPeriod
+from processing.accounting.scope3 import MeterMonth, Month, MonthFigures
+from processing.accounting.versions import publish_if_changed
 from processing.emissions import FactorLibrary
-from processing.footprints import months_between, product_periods
-from processing.products import ProductPeriod
-from processing.scope3 import MeterMonth, Month, MonthFigures
 from supplymeter.config import Config, Site, Supplier
 from supplymeter.errors import SupplymeterError
-from supplymeter.store import Store
-
-DEFAULTS_FILE = Path(__file__).parent / "data" / "cbam_defaults_tw.csv"
-MARK_UP = {2026: 0.10, 2027: 0.20, 2028: 0.30}
-"""Mark-up on the default values by year (C(2025) 8552; the seed table's columns)."""
-
-
-@dataclass(frozen=True)
-class DefaultValue:
-    cn_code: str
-    description: str
-    base: float
-    """Default specific embedded emissions without mark-up. [tCO2e/t]"""
-    by_year: dict[int, float]
-    """With the year's mark-up. [tCO2e/t]"""
-
-    def for_year(self, year: int) -> float:
-        """The value a declarant uses for goods imported in ``year`` (the last tabulated
-        year's value after 2028)."""
-        if year in self.by_year:
-            return self.by_year[year]
-        return self.by_year[max(self.by_year)] if year > max(self.by_year) else self.base
 
 
 class CbamError(SupplymeterError):
     pass
-
-
-def load_defaults(path: Path = DEFAULTS_FILE) -> dict[str, DefaultValue]:
-    out: dict[str, DefaultValue] = {}
-    with path.open(newline="", encoding="utf-8") as f:
-        for n, row in enumerate(csv.DictReader(f), start=2):
-            base = float(row["default_tco2e_per_t"])
-            years = {y: float(row[f"y{y}"]) for y in MARK_UP}
-            for y, up in MARK_UP.items():
-                if abs(years[y] - base * (1 + up)) > 0.0015:
-                    raise CbamError(f"{path}:{n}: {row['cn_code']} {y} is {years[y]}, not "
-                                    f"{base} × {1 + up:g} (a transcription error?)")  # fmt: skip
-            out[row["cn_code"]] = DefaultValue(row["cn_code"], row["description"], base, years)
-    return out
 
 
 def default_for(cn_code: str, defaults: dict[str, DefaultValue]) -> DefaultValue | None:
@@ -160,17 +124,14 @@ class Installation:
 
 
 def installations(
-    config: Config, store: Store, library: FactorLibrary, first: Month, last: Month,
-    defaults: dict[str, DefaultValue] | None = None,
-    progress: Callable[[int, int, str], None] | None = None,
-    computed: dict[Month, MonthFigures] | None = None,
+    config: Config, library: FactorLibrary, figures: list[MonthFigures], first: Month,
+    last: Month, defaults: dict[str, DefaultValue] | None = None,
 ) -> list[Installation]:  # fmt: skip
-    """Every site with CN-coded products, over ``first``–``last`` (``computed``: months this
-    run already computed, taken as they are)."""
+    """Every site with CN-coded products, over ``first``–``last`` (``figures``: those months,
+    computed once by the runner)."""
     defaults = load_defaults() if defaults is None else defaults
     meters: dict[tuple[str, str], list[MeterMonth]] = {}
-    periods = product_periods(config, store, library, months_between(first, last), progress,
-                              meters, computed=computed)  # fmt: skip
+    periods = product_periods(config, library, figures, meters)
     out: dict[tuple[str, str], Installation] = {}
     for pp in periods:
         if not pp.product.cn_code:
@@ -239,28 +200,17 @@ def publish_workbook(
     threshold_pct: float, reasons: list[str] | None = None,
 ) -> tuple[Path, bool]:  # fmt: skip
     """The CBAM workbook as a versioned dataset in ``directory`` (the policy of
-    :mod:`processing.versions`, as the scope-3 export): a version is never rewritten; a new
-    one appears only when a figure moved beyond ``threshold_pct`` (or a flag changed), with a
-    diff whose rows carry their reasons. Returns (the standing workbook, written now)."""
-    from processing.versions import differences, latest_manifest, publish
-
+    :mod:`.versions`, as the scope-3 export and the footprints): a version is never rewritten;
+    a new one appears only when a figure moved beyond ``threshold_pct`` (or the defaults'
+    year changed), with a diff whose rows carry their reasons. Returns (the standing
+    workbook, written now)."""
     name = f"cbam-{first}-{last}.xlsx"
-    totals = cbam_totals(found)
-    latest = latest_manifest(directory)
-    diff_rows: list[list[str]] = []
-    why = list(reasons or [])
-    if latest is not None:
-        diff_rows = differences(latest["totals"], totals, threshold_pct)
-        if not diff_rows and latest.get("defaults_year") == year:
-            return directory / f"v{latest['version']}" / name, False
-        if latest.get("defaults_year") != year:
-            why.append(f"defaults compared for imports in {year}")
-    manifest = {"first": str(first), "last": str(last), "totals": totals,
-                "defaults_year": year}  # fmt: skip
-    done = publish(directory, manifest, lambda staging, _v: write_workbook(staging / name, found,
-                                                                           year),
-                   diff_rows, why or (["figures changed"] if diff_rows else []))  # fmt: skip
-    return done.directory / name, True
+    done = publish_if_changed(
+        directory, cbam_totals(found),
+        lambda staging, _v: write_workbook(staging / name, found, year), threshold_pct,
+        reasons, {"first": str(first), "last": str(last), "defaults_year": year},
+    )  # fmt: skip
+    return done.directory / name, done.written
 
 
 def write_workbook(path: Path, found: list[Installation], year: int) -> Path:

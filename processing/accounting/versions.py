@@ -1,7 +1,8 @@
 """What a version of an exported dataset is, when a new one is due, and why.
 
-Every export (the monthly scope-3 files; later product footprints and CBAM sheets) is a
-*versioned dataset*: ``<dir>/v1/``, ``<dir>/v2/``... each written whole (staged, then renamed)
+Every dataset the programme signs or sends — the monthly scope-3 files, the product footprints
+of a reference period, the CBAM workbook, a progress report — is a *versioned dataset*:
+``<dir>/v1/``, ``<dir>/v2/``... each written whole (staged, then renamed)
 with a ``manifest.json`` holding the figures a restatement is judged on (``totals``), the
 inputs it was made from and the reasons it was written. Old versions are never touched.
 
@@ -15,8 +16,12 @@ A new version is due when, compared with the latest one:
   energy is judged like the totals, by the threshold);
 * a flag changed (provisional factor) or an input changed (allocation share, certificates).
 
+* a text figure changed (a footprint's content digest: PACT republishes on any change).
+
 The diff written beside the new version lists every change and the reasons the pipeline
 recorded for it (late data, a meter event, a new factor, an allocation).
+:func:`publish_if_changed` applies these rules for every dataset but the scope-3 export,
+whose manifest adds its inputs' digest and method (:func:`.export.publish_month`).
 """
 
 from __future__ import annotations
@@ -179,3 +184,39 @@ def with_reasons(diff_rows: list[list[str]], reasons: list[str]) -> list[list[st
     if not diff_rows:
         return [["*", "reason", "", "", "", "", r] for r in reasons]
     return [[*row[:6], row[6] or why] for row in diff_rows]
+
+
+@dataclass(frozen=True)
+class Standing:
+    """The version of a dataset that stands after :func:`publish_if_changed`."""
+
+    version: int
+    directory: Path
+    written: bool
+    """True when this call wrote it (new or restated)."""
+    diff_path: Path | None = None
+
+
+def publish_if_changed(
+    directory: Path, totals: dict[str, dict[str, Any]], build: Callable[[Path, int], None],
+    threshold_pct: float, reasons: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Standing:  # fmt: skip
+    """A new version of the dataset in ``directory`` only when ``totals`` differ from the
+    latest version's (:func:`differences`) or an ``extra`` manifest entry changed (each such
+    entry is named in the reasons); otherwise the latest version stands, untouched."""
+    latest = latest_manifest(directory)
+    diff_rows: list[list[str]] = []
+    why = list(reasons or [])
+    extra = extra or {}
+    if latest is not None:
+        diff_rows = differences(latest["totals"], totals, threshold_pct)
+        moved = [k for k in sorted(extra) if latest.get(k) != extra[k]]
+        if not diff_rows and not moved:
+            v = latest["version"]
+            return Standing(v, directory / f"v{v}", False)
+        why += [f"{k} changed: {latest.get(k)} → {extra[k]}" for k in moved]
+        if diff_rows and not reasons:
+            why.append("figures changed")
+    done = publish(directory, {"totals": totals, **extra}, build, diff_rows, why)
+    return Standing(done.version, done.directory, True, done.diff_path)

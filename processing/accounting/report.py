@@ -28,7 +28,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 if TYPE_CHECKING:
-    from processing.scope3 import Month, MonthFigures
+    from processing.accounting.scope3 import Month, MonthFigures
 
 METHODOLOGY = [
     ("Standard", "GHG Protocol Corporate Value Chain (Scope 3) Standard, Category 1 (purchased "
