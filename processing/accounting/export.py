@@ -421,7 +421,7 @@ def _write_csv(path: Path, columns: tuple[str, ...], rows: list[list[str]]) -> N
 # --- versions -------------------------------------------------------------------------------
 
 
-METHOD = 4
+METHOD = 5
 """The calculation method a version was written with (in its manifest); a version written
 with an earlier one is restated, naming each change (:data:`METHOD_CHANGES`)."""
 METHOD_CHANGES = {
@@ -436,6 +436,9 @@ METHOD_CHANGES = {
        "hour by hour; the circuits no consumption meter explains are a line of their own "
        "(unmetered); without a grid meter purchased electricity is inferred from the "
        "consumption meters and flagged so",
+    5: "the 2025 grid factor follows the site's tariff class (industry or residential; the "
+       "average of all sales is never used), and the primary-data share of a grid-metered "
+       "site's electricity is the grid meter's own measured share",
 }  # fmt: skip
 
 

@@ -346,6 +346,16 @@ class SiteMonth:
         return self.location_kgco2e / self.used_kwh if self.used_kwh > 0 else 0.0
 
     @property
+    def primary_data_share(self) -> float:
+        """Measured ÷ purchased electricity, 0–1 (the grid meter's own measured/estimated
+        split where it has one); 1 for hours that bought nothing, 0 without any hour."""
+        if not self.hours:
+            return 0.0
+        if self.purchased_kwh <= 0:
+            return 1.0
+        return max(0.0, 1.0 - self.estimated_kwh / self.purchased_kwh)
+
+    @property
     def unmetered_kgco2e(self) -> float:
         """The unmetered rest's share of the site's location-based emissions. [kgCO2e]"""
         return (self.unmetered_kwh or 0.0) * self.kgco2e_per_used_kwh
@@ -419,7 +429,8 @@ class SupplierMonth:
     """Emission-weighted mean of the meters' completeness on energy, 0–1 (consumption-
     weighted for carriers without a factor; see docs/glossary.md)."""
     primary_data_share: float
-    """Share of the emissions computed from measured register steps, 0–1."""
+    """Share of the emissions computed from measured register steps, 0–1 (at a site with a
+    grid meter, its electricity counts with the grid meter's measured share)."""
     provisional: bool
     carriers_without_factor: tuple[str, ...] = field(default=())
     market_kgco2e: float | None = None
@@ -515,6 +526,16 @@ def supplier_month(
     weights = [(m, m.emissions_kgco2e or 0.0) for m in meters]
     if not any(w for _, w in weights):  # no factor anywhere: weigh by consumption
         weights = [(m, m.consumption) for m in meters]
+    # Where a grid meter measured the purchase, scope 2 is its figure: the primary-data share
+    # of that electricity is the grid meter's own, weighted by the site's location-based
+    # kgCO2e, not the consumption meters' (they only say where it went).
+    grid = {s.site for s in sites or () if s.grid_import_kwh is not None and s.hours}
+    primary = [
+        (m.primary_data_share, w)
+        for m, w in weights
+        if not (m.ref.meter.carrier == "electricity" and m.ref.site.id in grid)
+    ]
+    primary += [(s.primary_data_share, s.location_kgco2e) for s in sites or () if s.site in grid]
     any_data = any(m.hours_measured + m.hours_estimated for m in meters)
     uncertainty, coverage = instrument_uncertainty(meters)
     return SupplierMonth(
@@ -526,7 +547,7 @@ def supplier_month(
         emissions_kgco2e=emissions,
         allocated_kgco2e=emissions * allocation.share,
         completeness=_weighted([(m.completeness, w) for m, w in weights], 1.0 if any_data else 0.0),
-        primary_data_share=_weighted([(m.primary_data_share, w) for m, w in weights], 1.0),
+        primary_data_share=_weighted(primary, 1.0),
         provisional=any(m.provisional for m in meters) or any(s.provisional for s in sites or ()),
         carriers_without_factor=tuple(
             sorted({m.ref.meter.carrier for m in meters if m.emissions_kgco2e is None})

@@ -140,7 +140,7 @@ def test_a_mistyped_default_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.integration
 def test_one_computation_of_the_month_feeds_export_footprints_and_cbam_each_versioned(
-    tmp_path: Path, influx: InfluxClient, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, influx: InfluxClient
 ) -> None:
     """The export computes the month once; footprints and CBAM take the same figures. The
     CBAM workbook is a versioned dataset as the export: a run with nothing changed writes

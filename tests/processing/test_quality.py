@@ -88,3 +88,38 @@ def test_temporal_rating_by_years_between_activity_and_factor() -> None:
 def test_no_emissions_no_quality_figure(example_config: Config) -> None:
     m = month_of(example_config, "main", 0.0, 0.0, "tw-grid-2025-industry", 0.466)
     assert data_quality([m], {}, QualityAssumptions()) is None
+
+
+def test_at_a_grid_metered_site_the_primary_share_is_the_grid_meters(
+    example_config: Config,
+) -> None:  # fmt: skip
+    """taichung-1 has a grid meter: its purchase, 2,000 kWh of which 500 estimated (a gap in
+    the utility meter's data), is scope 2 — 932 kg at 0.466. The consumption meters are fully
+    measured but only say where the electricity went. Gas (205.2 kg) is measured.
+
+    primary = (0.75 · 932 + 1 · 205.2) / (932 + 205.2) = 904.2 / 1,137.2 = 79.511 %
+    (weighting the consumption meters instead would say 94.85 %)."""
+    from processing.accounting.scope3 import site_month, supplier_month
+    from supplymeter.records import SiteTotals
+
+    meters = [
+        month_of(example_config, "main", 1000.0, 100.0, "tw-grid-2025-industry", 0.466),
+        month_of(example_config, "press-line", 500.0, 0.0, "tw-grid-2025-industry", 0.466),
+        month_of(example_config, "billet-gas", 100.0, 0.0, "tw-ng-ng2-2025", 2.052),
+    ]
+    totals = SiteTotals(hours=744, consumption_kwh=1500.0, purchased_kwh=2000.0,
+                        estimated_kwh=500.0, grid_import_kwh=2000.0, grid_export_kwh=0.0,
+                        location_kgco2e=932.0, emission_hours=744,
+                        factor_ids=("tw-grid-2025-industry",), factor_value=0.466)  # fmt: skip
+    site = site_month("forge-a", "taichung-1", OCT, totals, None)
+    assert site.primary_data_share == pytest.approx(0.75)
+    supplier = example_config.registry.supplier("forge-a")
+    assert supplier is not None
+    s = supplier_month(supplier, OCT, meters, [site])
+    assert s.emissions_kgco2e == pytest.approx(1137.2)
+    assert s.primary_data_share == pytest.approx(904.2 / 1137.2)
+    inferred = site_month("forge-a", "taichung-1", OCT,
+                          SiteTotals(hours=744, consumption_kwh=1500.0, purchased_kwh=1500.0,
+                                     inferred_hours=744, location_kgco2e=699.0), None)  # fmt: skip
+    s = supplier_month(supplier, OCT, meters, [inferred])  # no grid meter data: the meters'
+    assert s.primary_data_share == pytest.approx((0.9 * 466 + 233 + 205.2) / 904.2)
