@@ -767,14 +767,24 @@ class Jobs:
         return out
 
     def _events(self) -> list[str]:
+        """Meter events recorded, corrected or removed since the last run: each one's hours
+        are recomputed from its time to the meter's next event (or now) — a CT ratio or a
+        new meter's multiplier applies to every hour after it, not only the hour it
+        happened in — and the months they fall in are restated."""
         current = _event_digests(self.config)
         previous = self.state.meter_events
         dirty: dict[tuple[str, str, str], set[int]] = {}
+        now = self.clock()
         for key in set(current) | set(previous):
             new, old = set(current.get(key, [])), set(previous.get(key, []))
             changed = new ^ old
             if changed:
-                hours = {int(d.split(":")[0]) // HOUR_NS * HOUR_NS for d in changed}
+                times = sorted({int(d.split(":")[0]) for d in new | old})
+                hours: set[int] = set()
+                for t in {int(d.split(":")[0]) for d in changed}:
+                    stop = next((x for x in times if x > t), max(now, t))
+                    hours.update(range(t // HOUR_NS * HOUR_NS, stop // HOUR_NS * HOUR_NS + 1,
+                                       HOUR_NS))  # fmt: skip
                 dirty[tuple(key.split("/"))] = hours  # type: ignore[index]
         out = []
         if dirty:

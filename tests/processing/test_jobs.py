@@ -636,3 +636,45 @@ def test_hours_restored_from_an_older_backup_are_recomputed_at_the_next_start(
     # A run with nothing changed since finds nothing more to do.
     again = Jobs(config, store, FactorLibrary.for_config(config), clock=lambda: now[0])
     assert again.run("rollup") and "factors changed" not in again.last_summary
+
+
+def test_a_ct_change_recorded_weeks_later_recomputes_every_hour_after_it(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
+) -> None:
+    """forge-a/plant-1/main reads +1 register unit an hour all October, CT 40 → 40 kWh/h. On
+    5 Nov the plant manager records that the CT was changed to 60 on 10 Oct 00:00: every hour
+    from then on is 60 kWh/h (not only the hours around the event), and October restates
+    naming the event. Hand-computed: 9 days × 24 × 40 + 22 days × 24 × 60 = 40,320 kWh."""
+    config = make_config()
+    store = Store(influx)
+    start, end = at(2026, 10, 1), at(2026, 11, 1)
+    store.write([reading_line(Reading("forge-a", "plant-1", "main", t, None,
+                                      energy_kwh=1000.0 + (t - start) / (4 * 900 * 10**9)))
+                 for t in range(start - HOUR_NS, end + 2 * HOUR_NS, 900 * 10**9)])  # fmt: skip
+    now = [at(2026, 11, 5, 9)]
+    from processing.jobs import run_rollup
+
+    run_rollup(config, store, start - HOUR_NS, end + HOUR_NS, FactorLibrary.load())
+    jobs = make_jobs(config, influx, tmp_path, now)
+    assert jobs.run("rollup") and jobs.run("export")
+    hours, _ = store.hourly_consumption(start, end, supplier="forge-a", site="plant-1")
+    assert sum(h.consumption for h in hours if h.meter == "main") == pytest.approx(744 * 40.0)
+    text = SMALL_REGISTRY.replace(
+        "    multiplier = 40\n",
+        '    multiplier = 40\n    events = [{ type = "ct_change", time = '
+        "2026-10-10T00:00:00+08:00, new_multiplier = 60 }]\n", 1)  # fmt: skip
+    changed = make_jobs(make_config(text), influx, tmp_path, now)
+    assert changed.run("rollup") and "meter events" in changed.last_summary
+    hours, _ = store.hourly_consumption(start, end, supplier="forge-a", site="plant-1")
+    main = {h.hour_start_ns: h.consumption for h in hours if h.meter == "main"}
+    assert main[at(2026, 10, 9, 23)] == pytest.approx(40.0)
+    assert main[at(2026, 10, 10, 0)] == pytest.approx(60.0)
+    assert main[at(2026, 10, 31, 23)] == pytest.approx(60.0)  # three weeks after the event
+    assert sum(main.values()) == pytest.approx(9 * 24 * 40 + 22 * 24 * 60)
+    site = store.site_totals(start, end, supplier="forge-a")[("forge-a", "plant-1")]
+    assert site.purchased_kwh == pytest.approx(40_320.0)
+    assert changed.run("export")
+    v2 = latest_manifest(tmp_path / "exports" / "2026-10")
+    assert v2 and v2["version"] == 2
+    assert any("meter event" in why for why in v2["reasons"])
+    assert v2["totals"]["forge-a"]["purchased_electricity_kwh"] == pytest.approx(40_320.0)
