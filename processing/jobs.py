@@ -190,8 +190,10 @@ def rollup_meter(
         for h in hourly_consumption(counted, start_ns, end_ns, max_gap_ns):
             lines.append(production_line(h, product.id))
             report.production_hours += 1
+    lineage = ref.lineage_ranges()
     for hour in hours:
-        lines.append(consumption_line(hour))
+        lines.append(consumption_line(hour, lineage[0][2] if len(lineage) == 1 else
+                                      ref.lineage_at(hour.hour_start_ns)))  # fmt: skip
         report.hours += 1
         report.estimated_hours += hour.estimated
         report.flags.update(hour.flags)
@@ -655,6 +657,7 @@ class Jobs:
         self.reload_factors = reload_factors
         self._checked_layout = False
         self._checked_lineage = False
+        self._checked_events = False
         export_dir = config.resolve(config.jobs.export_dir)
         self.state = JobState.load(export_dir / "jobs-state.json")
         self.last_good = LastGood(export_dir / ".last-good")
@@ -775,6 +778,17 @@ class Jobs:
         previous = self.state.meter_events
         dirty: dict[tuple[str, str, str], set[int]] = {}
         now = self.clock()
+        if not self._checked_events:
+            # At the first run of the process, the stored hours themselves: a database
+            # restored from before an event was recorded, or hours written by a run that
+            # did not know it, carry another lineage than the registry gives today.
+            for key in sorted(set(current) | set(previous)):
+                ref = self.config.registry.meter(*key.split("/"))
+                if ref is not None:
+                    stale = self.store.hours_not_of(ref.key, ref.lineage_ranges())
+                    if stale:
+                        dirty[ref.key] = stale
+            self._checked_events = True
         for key in set(current) | set(previous):
             new, old = set(current.get(key, [])), set(previous.get(key, []))
             changed = new ^ old
@@ -785,7 +799,7 @@ class Jobs:
                     stop = next((x for x in times if x > t), max(now, t))
                     hours.update(range(t // HOUR_NS * HOUR_NS, stop // HOUR_NS * HOUR_NS + 1,
                                        HOUR_NS))  # fmt: skip
-                dirty[tuple(key.split("/"))] = hours  # type: ignore[index]
+                dirty.setdefault(tuple(key.split("/")), set()).update(hours)  # type: ignore[arg-type]
         out = []
         if dirty:
             report = run_dirty(self.config, self.store, dirty, self.library)

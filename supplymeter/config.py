@@ -17,6 +17,8 @@ import contextlib
 import copy
 import dataclasses
 import difflib
+import hashlib
+import json
 import logging
 import os
 import re
@@ -43,6 +45,7 @@ from supplymeter.errors import ConfigError, Problem
 from supplymeter.locate import Loc, key_lines, label, line_of
 
 _log = logging.getLogger(__name__)
+HOUR_NS = 3600 * 10**9
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 """Ids of suppliers, sites, meters and gateways; they appear verbatim in MQTT topics."""
@@ -1479,6 +1482,33 @@ class MeterRef:
                 e.new_first_register if e.type == "exchange" else e.old_final_register, None,
             ))  # fmt: skip
         return out
+
+    def lineage_ranges(self) -> list[tuple[int | None, int | None, str]]:
+        """``(start, end, lineage)``: the lineage every stored hour of the meter starting in
+        ``[start, end)`` (ns, hour-aligned; ``None``: open) must carry — a digest of the
+        meter's register settings and of its events up to the hour's end, so an event
+        recorded, corrected or removed later changes the lineage of exactly the hours it
+        governs (from its own hour on)."""
+        m = self.meter
+        digest = hashlib.sha256(json.dumps([m.multiplier, m.rollover]).encode())
+        out: list[tuple[int | None, int | None, str]] = []
+        start: int | None = None
+        for e in sorted(m.events, key=lambda e: e.time_ns):
+            hour = e.time_ns // HOUR_NS * HOUR_NS
+            if start is None or hour > start:
+                out.append((start, hour, digest.hexdigest()[:16]))
+                start = hour
+            digest.update(e.model_dump_json().encode())
+        out.append((start, None, digest.hexdigest()[:16]))
+        return out
+
+    def lineage_at(self, hour_start_ns: int) -> str:
+        """The lineage of the meter-hour starting at ``hour_start_ns`` (see
+        :meth:`lineage_ranges`)."""
+        for start, end, lineage in self.lineage_ranges():
+            if (start is None or hour_start_ns >= start) and (end is None or hour_start_ns < end):
+                return lineage
+        raise AssertionError("lineage ranges cover every hour")
 
     def rollover_at(self, ts_ns: int) -> float | None:
         """The register's rollover value in force at ``ts_ns``."""

@@ -96,6 +96,9 @@ class HourlyConsumption:
     flags: tuple[str, ...] = ()
     """Labels of non-normal register steps touching the hour (``rollover``, ``reset``...)."""
     estimated_consumption: float = 0.0
+    lineage: str = ""
+    """What the hour was computed from: a digest of the meter's register settings and of its
+    events up to the hour's end (:meth:`MeterRef.lineage_at`); "" when not recorded."""
 
     @property
     def estimated(self) -> bool:

@@ -247,9 +247,11 @@ def _meter_hour_line(
             f"{','.join(parts)} {hour_ns}")  # fmt: skip
 
 
-def consumption_line(hour: HourlyConsumption) -> str:
+def consumption_line(hour: HourlyConsumption, lineage: str = "") -> str:
     """An hourly rollup as line protocol (the consumption field is the carrier's register
-    field; the estimated part is ``estimated_<unit>``)."""
+    field; the estimated part is ``estimated_<unit>``); ``lineage`` (else the hour's own) is
+    what it was computed from."""
+    lineage = lineage or hour.lineage
     c = CARRIERS[hour.carrier]
     return _meter_hour_line(HOURLY_CONSUMPTION, hour.supplier, hour.site, hour.meter,
                             hour.carrier, hour.hour_start_ns, {
@@ -259,6 +261,7 @@ def consumption_line(hour: HourlyConsumption) -> str:
         "estimated": hour.estimated,
         "flags": ",".join(hour.flags),
         "readings": int(hour.readings),
+        **({"lineage": lineage} if lineage else {}),
     })  # fmt: skip
 
 
@@ -782,6 +785,27 @@ class Store:
                     entry[i].update(  # type: ignore[attr-defined]
                         (str(r[1]) if i == 0 else float(r[1])) for r in series.values
                         if r[1] is not None)  # fmt: skip
+        return out
+
+    def hours_not_of(
+        self, key: MeterKey, ranges: list[tuple[int | None, int | None, str]]
+    ) -> set[int]:
+        """Hour starts (ns) of a meter's stored consumption hours whose ``lineage`` is not the
+        one given for their range ``[start, end)`` (``None``: open); hours written without a
+        lineage are not judged."""
+        supplier, site, meter = (quote_literal(k) for k in key)
+        out: set[int] = set()
+        for start, end, lineage in ranges:
+            conds = [f'"supplier" = {supplier}', f'"site" = {site}', f'"meter" = {meter}',
+                     f'"lineage" != {quote_literal(lineage)}', '"lineage" != \'\'']  # fmt: skip
+            if start is not None:
+                conds.append(f"time >= {start}")
+            if end is not None:
+                conds.append(f"time < {end}")
+            q = (f'SELECT "coverage" FROM {quote_ident(HOURLY_CONSUMPTION)} '
+                 f"WHERE {' AND '.join(conds)}")  # fmt: skip
+            for series in self.client.query(q, epoch="ns"):
+                out.update(int(r[0]) for r in series.values)
         return out
 
     def meters_with_hours(self, start_ns: int, end_ns: int) -> set[MeterKey]:

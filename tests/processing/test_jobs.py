@@ -678,3 +678,39 @@ def test_a_ct_change_recorded_weeks_later_recomputes_every_hour_after_it(
     assert v2 and v2["version"] == 2
     assert any("meter event" in why for why in v2["reasons"])
     assert v2["totals"]["forge-a"]["purchased_electricity_kwh"] == pytest.approx(40_320.0)
+
+
+def test_hours_computed_before_an_event_was_known_are_found_by_their_lineage(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
+) -> None:
+    """The database is restored from a backup taken before the CT change of 10 Oct was
+    recorded, while the jobs' state already knows the event: no difference of registries
+    to see. The first run compares each stored hour's lineage (its meter's settings and
+    events up to the hour) with the registry's and recomputes exactly the hours after it."""
+    from processing.jobs import _event_digests, run_rollup
+
+    store = Store(influx)
+    start, end = at(2026, 10, 1), at(2026, 11, 1)
+    store.write([reading_line(Reading("forge-a", "plant-1", "main", t, None,
+                                      energy_kwh=1000.0 + (t - start) / (4 * 900 * 10**9)))
+                 for t in range(start - HOUR_NS, end + 2 * HOUR_NS, 900 * 10**9)])  # fmt: skip
+    run_rollup(make_config(), store, start - HOUR_NS, end + HOUR_NS, FactorLibrary.load())
+    text = SMALL_REGISTRY.replace(
+        "    multiplier = 40\n",
+        '    multiplier = 40\n    events = [{ type = "ct_change", time = '
+        "2026-10-10T00:00:00+08:00, new_multiplier = 60 }]\n", 1)  # fmt: skip
+    config = make_config(text)
+    ref = config.registry.meter("forge-a", "plant-1", "main")
+    assert ref is not None and len(ref.lineage_ranges()) == 2
+    assert store.hours_not_of(ref.key, ref.lineage_ranges()) == set(
+        range(at(2026, 10, 10), end + HOUR_NS, HOUR_NS))  # fmt: skip
+    jobs = make_jobs(config, influx, tmp_path, [at(2026, 11, 5, 9)])
+    jobs.state.meter_events = _event_digests(config)  # the state is newer than the data
+    jobs.state.save()
+    assert jobs.run("rollup") and "meter events" in jobs.last_summary
+    hours, _ = store.hourly_consumption(start, end, supplier="forge-a", site="plant-1")
+    main = {h.hour_start_ns: h.consumption for h in hours if h.meter == "main"}
+    assert sum(main.values()) == pytest.approx(9 * 24 * 40 + 22 * 24 * 60)
+    assert not store.hours_not_of(ref.key, ref.lineage_ranges())
+    again = make_jobs(config, influx, tmp_path, [at(2026, 11, 5, 10)])
+    assert again.run("rollup") and "meter events" not in again.last_summary  # nothing left
