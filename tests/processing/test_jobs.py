@@ -638,6 +638,21 @@ def test_hours_restored_from_an_older_backup_are_recomputed_at_the_next_start(
     assert again.run("rollup") and "factors changed" not in again.last_summary
 
 
+WITH_CT_CHANGE = SMALL_REGISTRY.replace(
+    "    multiplier = 40\n",
+    '    multiplier = 40\n    events = [{ type = "ct_change", time = '
+    "2026-10-10T00:00:00+08:00, new_multiplier = 60 }]\n", 1)  # fmt: skip
+"""forge-a/plant-1/main with its CT changed from 40 to 60 on 10 Oct 2026, 00:00 local."""
+
+
+def write_october(store: Store) -> None:
+    """forge-a/plant-1/main's register rising by 1 an hour (15-min readings), all October."""
+    start, end = at(2026, 10, 1), at(2026, 11, 1)
+    store.write([reading_line(Reading("forge-a", "plant-1", "main", t, None,
+                                      energy_kwh=1000.0 + (t - start) / (4 * 900 * 10**9)))
+                 for t in range(start - HOUR_NS, end + 2 * HOUR_NS, 900 * 10**9)])  # fmt: skip
+
+
 def test_a_ct_change_recorded_weeks_later_recomputes_every_hour_after_it(
     make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path
 ) -> None:
@@ -648,9 +663,7 @@ def test_a_ct_change_recorded_weeks_later_recomputes_every_hour_after_it(
     config = make_config()
     store = Store(influx)
     start, end = at(2026, 10, 1), at(2026, 11, 1)
-    store.write([reading_line(Reading("forge-a", "plant-1", "main", t, None,
-                                      energy_kwh=1000.0 + (t - start) / (4 * 900 * 10**9)))
-                 for t in range(start - HOUR_NS, end + 2 * HOUR_NS, 900 * 10**9)])  # fmt: skip
+    write_october(store)
     now = [at(2026, 11, 5, 9)]
     from processing.jobs import run_rollup
 
@@ -659,11 +672,7 @@ def test_a_ct_change_recorded_weeks_later_recomputes_every_hour_after_it(
     assert jobs.run("rollup") and jobs.run("export")
     hours, _ = store.hourly_consumption(start, end, supplier="forge-a", site="plant-1")
     assert sum(h.consumption for h in hours if h.meter == "main") == pytest.approx(744 * 40.0)
-    text = SMALL_REGISTRY.replace(
-        "    multiplier = 40\n",
-        '    multiplier = 40\n    events = [{ type = "ct_change", time = '
-        "2026-10-10T00:00:00+08:00, new_multiplier = 60 }]\n", 1)  # fmt: skip
-    changed = make_jobs(make_config(text), influx, tmp_path, now)
+    changed = make_jobs(make_config(WITH_CT_CHANGE), influx, tmp_path, now)
     assert changed.run("rollup") and "meter events" in changed.last_summary
     hours, _ = store.hourly_consumption(start, end, supplier="forge-a", site="plant-1")
     main = {h.hour_start_ns: h.consumption for h in hours if h.meter == "main"}
@@ -691,15 +700,9 @@ def test_hours_computed_before_an_event_was_known_are_found_by_their_lineage(
 
     store = Store(influx)
     start, end = at(2026, 10, 1), at(2026, 11, 1)
-    store.write([reading_line(Reading("forge-a", "plant-1", "main", t, None,
-                                      energy_kwh=1000.0 + (t - start) / (4 * 900 * 10**9)))
-                 for t in range(start - HOUR_NS, end + 2 * HOUR_NS, 900 * 10**9)])  # fmt: skip
+    write_october(store)
     run_rollup(make_config(), store, start - HOUR_NS, end + HOUR_NS, FactorLibrary.load())
-    text = SMALL_REGISTRY.replace(
-        "    multiplier = 40\n",
-        '    multiplier = 40\n    events = [{ type = "ct_change", time = '
-        "2026-10-10T00:00:00+08:00, new_multiplier = 60 }]\n", 1)  # fmt: skip
-    config = make_config(text)
+    config = make_config(WITH_CT_CHANGE)
     ref = config.registry.meter("forge-a", "plant-1", "main")
     assert ref is not None and len(ref.lineage_ranges()) == 2
     assert store.hours_not_of(ref.key, ref.lineage_ranges()) == set(
