@@ -190,10 +190,12 @@ def rollup_meter(
         for h in hourly_consumption(counted, start_ns, end_ns, max_gap_ns):
             lines.append(production_line(h, product.id))
             report.production_hours += 1
-    lineage = ref.lineage_ranges()
+    # Lineage is written for meters with events (the only ones whose hours it is checked
+    # for); a meter's hours without one count as computed before any event.
+    with_events = len(ref.lineage_ranges()) > 1
     for hour in hours:
-        lines.append(consumption_line(hour, lineage[0][2] if len(lineage) == 1 else
-                                      ref.lineage_at(hour.hour_start_ns)))  # fmt: skip
+        lines.append(consumption_line(hour, ref.lineage_at(hour.hour_start_ns)
+                                      if with_events else ""))  # fmt: skip
         report.hours += 1
         report.estimated_hours += hour.estimated
         report.flags.update(hour.flags)

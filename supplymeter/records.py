@@ -98,7 +98,8 @@ class HourlyConsumption:
     estimated_consumption: float = 0.0
     lineage: str = ""
     """What the hour was computed from: a digest of the meter's register settings and of its
-    events up to the hour's end (:meth:`MeterRef.lineage_at`); "" when not recorded."""
+    events up to the hour's end (:meth:`MeterRef.lineage_at`), written for meters with
+    events; "" counts as computed before any event."""
 
     @property
     def estimated(self) -> bool:

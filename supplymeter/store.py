@@ -791,21 +791,34 @@ class Store:
         self, key: MeterKey, ranges: list[tuple[int | None, int | None, str]]
     ) -> set[int]:
         """Hour starts (ns) of a meter's stored consumption hours whose ``lineage`` is not the
-        one given for their range ``[start, end)`` (``None``: open); hours written without a
-        lineage are not judged."""
-        supplier, site, meter = (quote_literal(k) for k in key)
-        out: set[int] = set()
-        for start, end, lineage in ranges:
-            conds = [f'"supplier" = {supplier}', f'"site" = {site}', f'"meter" = {meter}',
-                     f'"lineage" != {quote_literal(lineage)}', '"lineage" != \'\'']  # fmt: skip
-            if start is not None:
-                conds.append(f"time >= {start}")
-            if end is not None:
-                conds.append(f"time < {end}")
+        one given for their range ``[start, end)`` (``None``: open). An hour written without
+        a lineage counts as computed before any event: right in the first range, stale in
+        the others."""
+        tags = " AND ".join(
+            f'"{k}" = {quote_literal(v)}'
+            for k, v in zip(("supplier", "site", "meter"), key, strict=True)
+        )
+
+        def times(start: int | None, end: int | None, extra: str = "") -> set[int]:
+            conds = [
+                tags,
+                *([f"time >= {start}"] if start is not None else []),
+                *([f"time < {end}"] if end is not None else []),
+                *([extra] if extra else []),
+            ]
             q = (f'SELECT "coverage" FROM {quote_ident(HOURLY_CONSUMPTION)} '
                  f"WHERE {' AND '.join(conds)}")  # fmt: skip
-            for series in self.client.query(q, epoch="ns"):
-                out.update(int(r[0]) for r in series.values)
+            return {int(r[0]) for s in self.client.query(q, epoch="ns") for r in s.values}
+
+        out: set[int] = set()
+        for start, end, lineage in ranges:
+            if start is None:
+                out |= times(start, end, f'"lineage" != {quote_literal(lineage)} AND '
+                                         "\"lineage\" != ''")  # fmt: skip
+            else:
+                out |= times(start, end) - times(
+                    start, end, f'"lineage" = {quote_literal(lineage)}'
+                )
         return out
 
     def meters_with_hours(self, start_ns: int, end_ns: int) -> set[MeterKey]:
