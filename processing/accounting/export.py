@@ -58,7 +58,12 @@ from processing.accounting.versions import differences, latest_manifest, publish
 from processing.emissions import EmissionFactor
 from supplymeter.carriers import CARRIERS
 from supplymeter.config import Config
-from supplymeter.records import datetime_to_ns, ns_to_datetime
+from supplymeter.records import (
+    HourlyConsumption,
+    HourlyEmissions,
+    datetime_to_ns,
+    ns_to_datetime,
+)
 
 NAMES = ("suppliers", "sites", "meters", "factors")
 OPTIONAL_NAMES = ("quality", "reads", "reconciliation", "boundary")
@@ -369,6 +374,18 @@ HOURLY_COLUMNS = (
     "coverage", "readings", "flags", "metered_kgco2e", "factor_id", "provisional",
 )  # fmt: skip
 """One meter's hours of the month (``hourly/<supplier>/<site>/<meter>.csv``)."""
+
+
+def hourly_row(h: HourlyConsumption, e: HourlyEmissions | None, tz: ZoneInfo) -> list[str]:
+    """One meter-hour of a meter's hourly CSV (:data:`HOURLY_COLUMNS`), with its emissions."""
+    local = ns_to_datetime(h.hour_start_ns).astimezone(tz)
+    return [
+        ns_to_datetime(h.hour_start_ns).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        local.isoformat(), _fmt(h.consumption, 6), _fmt(h.measured_consumption, 6),
+        _fmt(h.estimated_consumption, 6), h.unit, f"{h.coverage:.4f}",
+        str(h.readings), ";".join(h.flags), _fmt(e.emissions_kgco2e if e else None, 6),
+        e.factor_id if e else "", _bool(e.provisional) if e else "",
+    ]  # fmt: skip
 
 
 def factor_row(f: EmissionFactor) -> list[str]:

@@ -23,11 +23,10 @@ from processing.accounting import cbam, footprints
 from processing.accounting.export import (
     ExportResult,
     HourlyTables,
+    hourly_row,
     pathway_tco2e,
     publish_month,
 )
-from processing.accounting.export import _bool as boolean
-from processing.accounting.export import _fmt as fmt
 from processing.accounting.inputs import Inputs
 from processing.accounting.products import ProductPeriod
 from processing.accounting.reconcile import Bill, Reconciliation, billed_meters
@@ -50,7 +49,6 @@ from processing.accounting.scope3 import (
 from processing.emissions import FactorLibrary
 from supplymeter.config import Config
 from supplymeter.errors import ConfigError
-from supplymeter.records import ns_to_datetime
 from supplymeter.store import MonthlyTotals, Store, monthly_line, pathway_line
 
 COMPUTED: Counter[Month] = Counter()
@@ -239,15 +237,7 @@ def hourly_tables(config: Config, store: Store, month: Month) -> HourlyTables:
             for h in sorted(hours, key=lambda h: (h.meter, h.hour_start_ns)):
                 if h.meter not in by_meter:
                     continue  # a meter since removed from the registry
-                e = kg.get((h.meter, h.hour_start_ns))
-                local = ns_to_datetime(h.hour_start_ns).astimezone(tz)
-                by_meter[h.meter].append([
-                    ns_to_datetime(h.hour_start_ns).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    local.isoformat(), fmt(h.consumption, 6), fmt(h.measured_consumption, 6),
-                    fmt(h.estimated_consumption, 6), h.unit, f"{h.coverage:.4f}",
-                    str(h.readings), ";".join(h.flags), fmt(e.emissions_kgco2e if e else None, 6),
-                    e.factor_id if e else "", boolean(e.provisional) if e else "",
-                ])  # fmt: skip
+                by_meter[h.meter].append(hourly_row(h, kg.get((h.meter, h.hour_start_ns)), tz))
             for meter_id, rows in by_meter.items():
                 yield supplier.id, site.id, meter_id, rows
 
