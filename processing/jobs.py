@@ -192,7 +192,7 @@ def rollup_meter(
             report.production_hours += 1
     # Lineage is written for meters with events (the only ones whose hours it is checked
     # for); a meter's hours without one count as computed before any event.
-    with_events = len(ref.lineage_ranges()) > 1
+    with_events = len(ref.lineage_ranges) > 1
     for hour in hours:
         lines.append(consumption_line(hour, ref.lineage_at(hour.hour_start_ns)
                                       if with_events else ""))  # fmt: skip
@@ -787,7 +787,7 @@ class Jobs:
             for key in sorted(set(current) | set(previous)):
                 ref = self.config.registry.meter(*key.split("/"))
                 if ref is not None:
-                    stale = self.store.hours_not_of(ref.key, ref.lineage_ranges())
+                    stale = self.store.hours_not_of(ref.key, ref.lineage_ranges)
                     if stale:
                         dirty[ref.key] = stale
             self._checked_events = True

@@ -17,6 +17,7 @@ import contextlib
 import copy
 import dataclasses
 import difflib
+import functools
 import hashlib
 import json
 import logging
@@ -1483,6 +1484,7 @@ class MeterRef:
             ))  # fmt: skip
         return out
 
+    @functools.cached_property
     def lineage_ranges(self) -> list[tuple[int | None, int | None, str]]:
         """``(start, end, lineage)``: the lineage every stored hour of the meter starting in
         ``[start, end)`` (ns, hour-aligned; ``None``: open) must carry — a digest of the
@@ -1505,7 +1507,7 @@ class MeterRef:
     def lineage_at(self, hour_start_ns: int) -> str:
         """The lineage of the meter-hour starting at ``hour_start_ns`` (see
         :meth:`lineage_ranges`)."""
-        for start, end, lineage in self.lineage_ranges():
+        for start, end, lineage in self.lineage_ranges:
             if (start is None or hour_start_ns >= start) and (end is None or hour_start_ns < end):
                 return lineage
         raise AssertionError("lineage ranges cover every hour")

@@ -704,8 +704,8 @@ def test_hours_computed_before_an_event_was_known_are_found_by_their_lineage(
     run_rollup(make_config(), store, start - HOUR_NS, end + HOUR_NS, FactorLibrary.load())
     config = make_config(WITH_CT_CHANGE)
     ref = config.registry.meter("forge-a", "plant-1", "main")
-    assert ref is not None and len(ref.lineage_ranges()) == 2
-    assert store.hours_not_of(ref.key, ref.lineage_ranges()) == set(
+    assert ref is not None and len(ref.lineage_ranges) == 2
+    assert store.hours_not_of(ref.key, ref.lineage_ranges) == set(
         range(at(2026, 10, 10), end + HOUR_NS, HOUR_NS))  # fmt: skip
     jobs = make_jobs(config, influx, tmp_path, [at(2026, 11, 5, 9)])
     jobs.state.meter_events = _event_digests(config)  # the state is newer than the data
@@ -714,6 +714,6 @@ def test_hours_computed_before_an_event_was_known_are_found_by_their_lineage(
     hours, _ = store.hourly_consumption(start, end, supplier="forge-a", site="plant-1")
     main = {h.hour_start_ns: h.consumption for h in hours if h.meter == "main"}
     assert sum(main.values()) == pytest.approx(9 * 24 * 40 + 22 * 24 * 60)
-    assert not store.hours_not_of(ref.key, ref.lineage_ranges())
+    assert not store.hours_not_of(ref.key, ref.lineage_ranges)
     again = make_jobs(config, influx, tmp_path, [at(2026, 11, 5, 10)])
     assert again.run("rollup") and "meter events" not in again.last_summary  # nothing left
