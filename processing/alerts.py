@@ -43,6 +43,7 @@ from supplymeter.files import (
     write_atomic,
     write_json_atomic,
 )
+from supplymeter.operations import Operations, Silence
 from supplymeter.records import ns_to_datetime
 from supplymeter.store import Store, alert_line
 
@@ -562,13 +563,16 @@ class AlertRunner:
     in."""
 
     def __init__(
-        self, config: Config, store: Store, step: Callable[[str], None] | None = None
-    ) -> None:
+        self, config: Config, store: Store, step: Callable[[str], None] | None = None,
+        operations: Operations | None = None,
+    ) -> None:  # fmt: skip
         """``step(name)`` is told each step boundary of a run (``evaluated``, ``annotated``,
-        ``queued``, ``saved``, ``digested``): a test stops the run there as a kill would."""
+        ``queued``, ``saved``, ``digested``): a test stops the run there as a kill would.
+        ``operations``: where the console's maintenance silences and acknowledgements are
+        (``None``: none are honoured)."""
         from processing.detect import Detector
 
-        self.config, self.store = config, store
+        self.config, self.store, self.ops = config, store, operations
         self.step = step or (lambda name: None)
         self.detector = Detector(config.registry, config.alerts)
         state_dir = config.resolve(config.alerts.state_dir)
@@ -630,8 +634,15 @@ class AlertRunner:
                                   a.budget_per_meter_week)  # fmt: skip
         self.load(now_ns)
         evaluation = self.detector.evaluate(now_ns)
-        events = self.book.update(evaluation.conditions, now_ns, a.reminder_h, a.cooldown_min,
-                                  a.group_min_meters)  # fmt: skip
+        muted = Muting.load(self.ops, now_ns)
+        conditions = [c for c in evaluation.conditions if not muted.silenced(c)]
+        silenced = len(evaluation.conditions) - len(conditions)
+        # A silenced meter's open incident is neither resolved nor reminded of while the
+        # maintenance lasts: it is taken as still seen.
+        held = [i for i in self.book.open.values() if muted.silenced(i)]
+        events = self.book.update(conditions + [_still(i) for i in held], now_ns, a.reminder_h,
+                                  a.cooldown_min, a.group_min_meters)  # fmt: skip
+        events = [e for e in events if not muted.quiet(e)]
         self.step("evaluated")
         if events:
             self.store.write([line for e in events for line in alert_lines(e)])
@@ -658,7 +669,8 @@ class AlertRunner:
         lacking = len(evaluation.lacking_history)
         return (f"{len(evaluation.conditions)} conditions, {len(events)} events, "
                 f"{len(self.book.open)} open; emails sent {sent}, waiting {waiting}; "
-                f"{lacking} meters lack history")  # fmt: skip
+                f"{lacking} meters lack history"
+                + (f"; {silenced} silenced" if silenced else ""))  # fmt: skip
 
     def _chart(self, event: Event, now_ns: int) -> bytes | None:
         first = event.incidents[0]
@@ -690,6 +702,45 @@ class AlertRunner:
                                f"{events} at {incidents[0].supplier}")  # fmt: skip
             self.outbox.put(msg)
         self.digest_path.unlink()
+
+
+@dataclass(frozen=True)
+class Muting:
+    """What people said in the console: maintenance windows (no incident opens on a
+    silenced meter or site, none is reminded of or resolved by email) and acknowledgements
+    (an acknowledged incident sends no reminders: someone is on it)."""
+
+    silences: tuple[Silence, ...] = ()
+    acknowledged: frozenset[str] = frozenset()
+    at: datetime | None = None
+
+    @classmethod
+    def load(cls, ops: Operations | None, now_ns: int) -> Muting:
+        if ops is None:
+            return cls()
+        now = ns_to_datetime(now_ns)
+        return cls(tuple(ops.silences(active_at=now)), frozenset(ops.acknowledgements()), now)
+
+    def silenced(self, c: Condition | Incident) -> bool:
+        if not self.silences or self.at is None:
+            return False
+        return any(s.covers(c.supplier, c.site, c.subject or None, self.at)
+                   for s in self.silences)  # fmt: skip
+
+    def quiet(self, event: Event) -> bool:
+        """Nothing to tell: every incident of the event silenced, or a reminder of an
+        acknowledged incident."""
+        if all(self.silenced(i) for i in event.incidents):
+            return True
+        return event.kind == "reminder" and all(i.id in self.acknowledged
+                                                for i in event.incidents)  # fmt: skip
+
+
+def _still(incident: Incident) -> Condition:
+    """The condition of an open incident, as if seen again (holds it open, unchanged)."""
+    i = incident
+    return Condition(i.type, i.supplier, i.site, i.subject, i.value, i.baseline, i.unit,
+                     i.window_start_ns, i.window_end_ns, i.detail, i.excess, i.reason)  # fmt: skip
 
 
 def send_test(config: Config, supplier: str, site: str, now_ns: int) -> tuple[list[str], int, int]:

@@ -29,7 +29,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from zoneinfo import ZoneInfo
@@ -49,6 +49,7 @@ from supplymeter.carriers import CARRIERS, COUNTERS
 from supplymeter.config import Config, Meter, MeterRef, RegistryWatch, Site, Supplier
 from supplymeter.errors import ConfigError
 from supplymeter.files import locked, write_atomic, write_json_atomic
+from supplymeter.operations import Operations, misfits, with_recorded_events
 from supplymeter.records import ns_to_datetime
 from supplymeter.store import (
     SITE_HOURLY,
@@ -542,9 +543,12 @@ class JobState:
     """Each meter's events as last applied (to find new or corrected ones)."""
     pending: dict[str, list[str]] = field(default_factory=dict)
     """Month → reasons it must be restated (late data, events, factors)."""
+    operations_cursor: int = 0
+    """The last audit-trail entry of the operations database taken up (bills and month
+    reviews entered in the console mark their month for restatement)."""
 
     FIELDS = ("last_success_ns", "last_export_month", "arrivals_cursor_ns",
-              "factor_resolutions", "meter_events", "pending")  # fmt: skip
+              "factor_resolutions", "meter_events", "pending", "operations_cursor")  # fmt: skip
 
     @classmethod
     def load(cls, path: Path) -> JobState:
@@ -630,7 +634,7 @@ def _event_digests(config: Config) -> dict[str, list[str]]:
     for ref in config.registry.meters():
         if ref.meter.events:
             out["/".join(ref.key)] = [
-                f"{e.time_ns}:" + hashlib.sha256(e.model_dump_json().encode()).hexdigest()[:12]
+                f"{e.time_ns}:" + hashlib.sha256(e.reading_json().encode()).hexdigest()[:12]
                 for e in ref.meter.events
             ]
     return out
@@ -650,10 +654,16 @@ class Jobs:
         push_dashboards: Callable[[], str] | None = None,
         reload_factors: bool = False,
         on_footprints: Callable[[list[str]], str] | None = None,
+        operations: Operations | None = None,
     ) -> None:  # fmt: skip
         """``on_footprints(ids)`` is told the ids of newly published footprints (the PACT
-        host notifies the recipients) and returns a note for the job's summary."""
+        host notifies the recipients) and returns a note for the job's summary.
+        ``operations``: the operations database (``None``: the configured one) — meter
+        events, bills, silences, acknowledgements and month reviews entered in the console."""
         self.config, self.store, self.library, self.clock = config, store, library, clock
+        self.ops = operations or Operations.from_config(config)
+        self._base_registry = config.registry
+        self._recorded: tuple[int, ...] = ()
         self.push_dashboards = push_dashboards
         self.on_footprints = on_footprints
         self.reload_factors = reload_factors
@@ -685,7 +695,7 @@ class Jobs:
         from processing.alerts import AlertRunner
 
         if self._alerts is None:
-            self._alerts = AlertRunner(self.config, self.store)
+            self._alerts = AlertRunner(self.config, self.store, operations=self.ops)
         summary = self._alerts.run(self.clock())
         self.state.last_success_ns["alerts"] = self.clock()
         self.state.save()
@@ -723,6 +733,7 @@ class Jobs:
                  f"back"]  # fmt: skip
         parts += self._late(now)
         parts += self._events()
+        parts += self._operations()
         parts += self._factors(now)
         falls = report.falls
         if falls:
@@ -804,13 +815,33 @@ class Jobs:
                 dirty.setdefault(tuple(key.split("/")), set()).update(hours)  # type: ignore[arg-type]
         out = []
         if dirty:
-            report = run_dirty(self.config, self.store, dirty, self.library)
-            self.state.add_pending(report.touched, "meter event recorded or corrected")
-            out = [f"meter events: {len(dirty)} meters, {report.hours} hours recomputed"]
+            by_reason: dict[str, dict[tuple[str, str, str], set[int]]] = {}
+            for key, hours in dirty.items():
+                by_reason.setdefault(self._event_reason(key, current, previous), {})[key] = hours
+            n = 0
+            for why, part in sorted(by_reason.items()):
+                report = run_dirty(self.config, self.store, part, self.library)
+                self.state.add_pending(report.touched, why)
+                n += report.hours
+            out = [f"meter events: {len(dirty)} meters, {n} hours recomputed"]
         self.state.meter_events = current  # only after the hours are rewritten
         self.state.save()
         self.step("events")
         return out
+
+    def _event_reason(self, key: tuple[str, str, str], current: dict[str, list[str]],
+                      previous: dict[str, list[str]]) -> str:  # fmt: skip
+        """Why a meter's hours are recomputed: who recorded the new event when the console
+        did, else the registry's change."""
+        name = "/".join(key)
+        new = set(current.get(name, [])) - set(previous.get(name, []))
+        ref = self.config.registry.meter(*key)
+        times = {int(d.split(":")[0]) for d in new}
+        users = sorted({e.recorded_by for e in (ref.meter.events if ref else [])
+                        if e.time_ns in times and e.recorded_by})  # fmt: skip
+        if users:
+            return f"meter event recorded by {', '.join(users)}"
+        return "meter event recorded or corrected"
 
     def _factors(self, now: int) -> list[str]:
         """Hours whose stored factor is not what the factor file says today are recomputed
@@ -892,13 +923,15 @@ class Jobs:
         return "; ".join(done) or "nothing due"
 
     def inputs(self) -> Inputs:
-        """Allocations, certificates and bills, each file at its last good version."""
+        """Allocations, certificates and bills, each file at its last good version, with the
+        bills and month reviews entered in the console."""
         from processing.accounting.inputs import (
             Inputs,
             load_allocations,
             load_bills,
             load_certificates,
         )
+        from processing.accounting.reconcile import Bill
 
         j, resolve, keep = self.config.jobs, self.config.resolve, self.last_good.load
         return Inputs(
@@ -907,7 +940,11 @@ class Jobs:
             keep("certificates.csv", resolve(j.certificates_file),
                  lambda p: load_certificates(p, self.config.registry))
             if j.certificates_file else {},
-            keep("bills.csv", resolve(j.bills_file), load_bills) if j.bills_file else [],
+            (keep("bills.csv", resolve(j.bills_file), load_bills) if j.bills_file else [])
+            + [Bill(b.supplier, b.site, b.carrier, b.account, b.period_start, b.period_end,
+                    b.billed, b.bill_id, f"console: bill {b.id} entered by {b.recorded_by}")
+               for b in self.ops.bills()],
+            self.ops.month_reviews(),
         )  # fmt: skip
 
     def _footprints(self, month: Month, result: ExportResult) -> str:
@@ -949,8 +986,8 @@ class Jobs:
         body = getattr(self, name)
         new = self._registry.poll() if self._registry else None
         if new is not None:  # an edited registry: the next job runs on it, no restart
-            self.config = dataclasses.replace(self.config, registry=new)
-            self._alerts = None
+            self._base_registry = new
+        self._take_recorded_events(changed=new is not None)
         attempts = 1 + self.config.jobs.job_retries
         for attempt in range(1, attempts + 1):
             try:
@@ -974,6 +1011,48 @@ class Jobs:
         return False
 
     last_summary: str = ""
+
+    def _take_recorded_events(self, changed: bool) -> None:
+        """The registry the jobs run on: the file's, with the meter events recorded in the
+        console (rebuilt only when either changed)."""
+        recorded = self.ops.meter_events()
+        ids = tuple(r.id for r in recorded)
+        if not changed and ids == self._recorded:
+            return
+        for problem in misfits(self._base_registry, recorded):
+            log.warning("operations database: %s (left out until corrected)", problem)
+        registry = with_recorded_events(self._base_registry, recorded)
+        self.config = dataclasses.replace(self.config, registry=registry)
+        self._recorded = ids
+        self._alerts = None
+
+    def _operations(self) -> list[str]:
+        """Bills and month reviews entered in the console since the last run: each marks its
+        month for restatement, naming who entered what (the export reconciles the bill, and
+        its Methodology sheet lists the review)."""
+        entries = self.ops.audit_trail(after_id=self.state.operations_cursor)
+        marked = 0
+        for e in entries:
+            record = json.loads(e.after or e.before or "{}")
+            if e.entity == "bill":
+                end = date.fromisoformat(record["period_end"]) - timedelta(days=1)
+                month = f"{end:%Y-%m}"
+                verb = "entered" if e.action == "create" else "withdrawn"
+                why = f"bill {record['bill_id']} ({record['site']}) {verb} by {e.username}"
+            elif e.entity == "month":
+                month = record["month"]
+                why = (f"{record['supplier']} {e.action} {month} v{record['version']} "
+                       f"({e.username})")  # fmt: skip
+            else:
+                continue
+            reasons = self.state.pending.setdefault(month, [])
+            if why not in reasons:
+                reasons.append(why)
+                marked += 1
+        if entries:
+            self.state.operations_cursor = entries[-1].id
+            self.state.save()
+        return [f"console records: {marked} month restatement(s) marked"] if marked else []
 
 
 def run_scheduler(

@@ -579,6 +579,58 @@ class PactSettings(_Model):
         return self
 
 
+class OperationsSettings(_Model):
+    """The operations database: what people enter in the console (meter events, bills,
+    acknowledgements, silences, month reviews, users) and its audit trail."""
+
+    database: str = "out/operations.sqlite"
+    """A SQLite file (relative to this file), or an SQLAlchemy URL for PostgreSQL in
+    production (``postgresql+psycopg://supplymeter@db/supplymeter``; the password from
+    ``SUPPLYMETER_OPERATIONS_PASSWORD``). Its schema is brought up to date at start."""
+
+    def url(self, base: Path) -> str:
+        """The SQLAlchemy URL, a relative SQLite path taken from ``base`` (the config's
+        directory)."""
+        if "://" in self.database:
+            return self.database
+        path = Path(self.database)
+        return f"sqlite:///{path if path.is_absolute() else base / path}"
+
+
+class ConsoleSettings(_Model):
+    """The web console (``supplymeter console serve``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    """With both, the console serves HTTPS and its cookies are ``Secure``; without, it binds
+    only to loopback unless ``behind_tls_proxy`` (a proxy terminates TLS in front of it)."""
+    behind_tls_proxy: bool = False
+    """Cookies are ``Secure`` and a non-loopback bind is allowed: a TLS proxy is in front."""
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    """A login lasts this long without use (sliding), then the user signs in again."""
+    login_max_failures: int = Field(10, ge=1, le=1000)
+    login_window_min: float = Field(15.0, gt=0)
+    """After ``login_max_failures`` wrong passwords for one account (or from one address)
+    within ``login_window_min``, logins are refused until the window has passed."""
+    refresh_s: int = Field(15, ge=2, le=30)
+    """How often the *Now* page asks for what changed."""
+    page_size: int = Field(100, ge=10, le=1000)
+    """Meters per page on *Now* (large programmes are paginated)."""
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ConsoleSettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("give both tls_certfile and tls_keyfile, or neither")
+        return self
+
+    @property
+    def secure(self) -> bool:
+        """Whether the browser reaches the console over TLS (cookies get ``Secure``)."""
+        return self.tls_certfile is not None or self.behind_tls_proxy
+
+
 class StackSettings(_Model):
     """The local Mosquitto + InfluxDB pair that ``supplymeter stack up`` runs."""
 
@@ -660,6 +712,8 @@ class ServicesFile(_Model):
     stack: StackSettings = StackSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     pact: PactSettings = PactSettings()
+    operations: OperationsSettings = OperationsSettings()
+    console: ConsoleSettings = ConsoleSettings()
 
     @model_validator(mode="after")
     def _late_within_trailing(self) -> ServicesFile:
@@ -759,6 +813,9 @@ class MeterEvent(_Model):
     new_multiplier: float | None = Field(None, gt=0)
     new_rollover: float | None = Field(None, gt=0)
     note: str = ""
+    recorded_by: str = ""
+    """Who recorded the event (a console user; empty for a registry edit). Not part of what
+    the event *is*: see :meth:`reading_digest`."""
 
     _aware = field_validator("time")(_check_aware)
 
@@ -775,6 +832,12 @@ class MeterEvent(_Model):
     @property
     def time_ns(self) -> int:
         return _datetime_ns(self.time)
+
+    def reading_json(self) -> str:
+        """The event as it changes how the register is read (who recorded it left out), for
+        digests: recording the same event in the console instead of the registry changes no
+        stored hour."""
+        return self.model_dump_json(exclude={"recorded_by"})
 
 
 def _datetime_ns(ts: datetime) -> int:
@@ -1500,7 +1563,7 @@ class MeterRef:
             if start is None or hour > start:
                 out.append((start, hour, digest.hexdigest()[:16]))
                 start = hour
-            digest.update(e.model_dump_json().encode())
+            digest.update(e.reading_json().encode())
         out.append((start, None, digest.hexdigest()[:16]))
         return out
 
@@ -1643,6 +1706,14 @@ class Config:
     @property
     def pact(self) -> PactSettings:
         return self.services.pact
+
+    @property
+    def operations(self) -> OperationsSettings:
+        return self.services.operations
+
+    @property
+    def console(self) -> ConsoleSettings:
+        return self.services.console
 
     @property
     def registry_path(self) -> Path:

@@ -542,12 +542,14 @@ def publish_month(
     reasons: list[str] | None = None,
     history: Callable[[], dict[Month, dict[str, float]]] | None = None,
     hourly: Callable[[], HourlyTables] | None = None,
+    reviews: list[tuple[str, str]] | None = None,
 ) -> ExportResult:  # fmt: skip
     """Write the computed month as a new version if it is new or restated (the policy of
     :mod:`.versions`), else name the version that stands. ``reasons``: what the jobs recorded
     as changed inputs (late data, meter events, factors), into the diff and the manifest;
     ``history``: tCO2e by supplier of the months before (the chart); ``hourly``: the meters'
-    hourly tables (written up to ``[jobs] hourly_csv_max_meters``)."""
+    hourly tables (written up to ``[jobs] hourly_csv_max_meters``); ``reviews``: the
+    suppliers' confirmations and disputes of the month, as Methodology rows."""
     month = figures.month
     month_dir = out_dir / str(month)
     latest = latest_manifest(month_dir)
@@ -560,7 +562,7 @@ def publish_month(
             why.append("export upgraded: measured/estimated energy, primary-data share and "
                        "input fingerprints added")  # fmt: skip
         elif latest["inputs_digest"] != inputs_digest:
-            why.append("allocation or certificate inputs changed for the month")
+            why.append("allocation, certificate, bill or review inputs changed for the month")
         method = latest.get("method", 1)
         why += [f"methodology changed: {METHOD_CHANGES[m]}" for m in range(method + 1, METHOD + 1)]
         if not diff_rows and latest.get("inputs_digest") == inputs_digest and method == METHOD:
@@ -584,7 +586,7 @@ def publish_month(
         if hourly and len(config.registry.meters()) <= config.jobs.hourly_csv_max_meters:
             write_hourly(staging / "hourly", hourly())
         write_xlsx(paths[4], figures, sheets, paths[5], version, diff_rows, why,
-                   base_year_policy(config),
+                   base_year_policy(config) + list(reviews or []),
                    version_rows(month_dir, diff_rows, why))  # fmt: skip
 
     manifest = {

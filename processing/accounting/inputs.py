@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from processing.accounting.reconcile import Bill
 from processing.accounting.scope3 import AllocationShare, Certificates, Month
@@ -19,6 +20,9 @@ from supplymeter.carriers import CARRIERS
 from supplymeter.config import Config, Registry, Supplier
 from supplymeter.errors import ConfigError, Problem
 from supplymeter.files import cell
+
+if TYPE_CHECKING:
+    from supplymeter.operations import MonthReview
 
 ALLOCATION_COLUMNS = ("supplier", "month", "method", "numerator", "denominator", "unit", "basis")
 
@@ -210,6 +214,8 @@ class Inputs:
     allocations: dict[tuple[str, Month], AllocationShare]
     certificates: dict[tuple[str, str, Month], Certificates]
     bills: list[Bill] = field(default_factory=list)
+    reviews: list[MonthReview] = field(default_factory=list)
+    """Suppliers' confirmations and disputes of months (the console's records)."""
 
     @classmethod
     def load(cls, config: Config) -> Inputs:
@@ -227,8 +233,12 @@ class Inputs:
                 if Month((b.period_end - timedelta(days=1)).year,
                          (b.period_end - timedelta(days=1)).month) == month]  # fmt: skip
 
+    def reviews_of(self, month: Month) -> list[MonthReview]:
+        """The suppliers' reviews of ``month``, oldest first."""
+        return [r for r in self.reviews if r.month == str(month)]
+
     def digest(self, month: Month) -> str:
-        """A fingerprint of this month's allocation and certificate rows."""
+        """A fingerprint of this month's allocation, certificate, bill and review rows."""
         rows = sorted(
             [repr((k[0], a.method, a.share, a.numerator, a.denominator, a.basis))
              for k, a in self.allocations.items() if k[1] == month]
@@ -236,6 +246,8 @@ class Inputs:
                for k, c in self.certificates.items() if k[2] == month]
             + [repr((b.supplier, b.site, b.carrier, b.account, b.period_start, b.period_end,
                      b.billed, b.bill_id)) for b in self.bills_of(month)]
+            + [repr((r.supplier, r.version, r.status, r.comment, r.recorded_by,
+                     r.recorded_at.isoformat())) for r in self.reviews_of(month)]
         )  # fmt: skip
         return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 

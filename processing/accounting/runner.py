@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from processing.accounting import cbam, footprints
@@ -50,6 +51,9 @@ from processing.emissions import FactorLibrary
 from supplymeter.config import Config
 from supplymeter.errors import ConfigError
 from supplymeter.store import MonthlyTotals, Store, monthly_line, pathway_line
+
+if TYPE_CHECKING:
+    from supplymeter.operations import MonthReview
 
 COMPUTED: Counter[Month] = Counter()
 """How many times each month was computed in this process (one per month and run)."""
@@ -216,10 +220,18 @@ def export_month(
         config, figures, out_dir, inputs.digest(month), reasons,
         history=lambda: monthly_history(config, store, month, 12),
         hourly=lambda: hourly_tables(config, store, month),
+        reviews=review_rows(inputs.reviews_of(month)),
     )  # fmt: skip
     assert result.totals is not None
     store.write(monthly_lines(config, month, result.totals, result.version))
     return result
+
+
+def review_rows(reviews: list[MonthReview]) -> list[tuple[str, str]]:
+    """The suppliers' confirmations and disputes as Methodology rows (topic, text)."""
+    return [(f"Review {r.supplier}", f"{r.status} v{r.version} by {r.recorded_by} on "
+             f"{r.recorded_at:%Y-%m-%d %H:%M} UTC" + (f": {r.comment}" if r.comment else ""))
+            for r in reviews]  # fmt: skip
 
 
 def hourly_tables(config: Config, store: Store, month: Month) -> HourlyTables:
