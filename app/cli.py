@@ -1093,6 +1093,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_cbam)
 
+    p = sub.add_parser("console", help="the web console: serve it, manage its users")
+    p.add_argument(
+        "action", choices=("serve", "add-user", "set-password", "users", "audit"),
+        help="serve: the console on [console] host:port; add-user NAME --role R [--supplier "
+        "S]: a new account (password from stdin, or asked); set-password NAME; users: list "
+        "the accounts; audit: the audit trail as CSV on stdout",
+    )  # fmt: skip
+    p.add_argument("name", nargs="?", help="add-user, set-password: the username")
+    p.add_argument("--role", choices=("admin", "energy_manager", "supplier", "auditor"))
+    p.add_argument("--supplier", help="add-user --role supplier: the supplier it sees")
+    p.add_argument("--language", choices=("zh-TW", "en"), default="zh-TW")
+    p.add_argument("--host", help="serve: address (default: [console] host)")
+    p.add_argument("--port", type=int, help="serve: port (default: [console] port)")
+    p.set_defaults(func=cmd_console)
+
     p = sub.add_parser("demo", help="stack → simulate a month → collect → process → export")
     p.add_argument("--month", help="YYYY-MM (default: last complete month in Asia/Taipei)")
     p.add_argument("--seed", type=int, default=1)
@@ -1108,11 +1123,76 @@ def build_parser() -> argparse.ArgumentParser:
         "stack on free ports under --out",
     )  # fmt: skip
     p.add_argument(
+        "--console", action="store_true",
+        help="then serve the web console on the demo's data (keeps the stack; prints the "
+        "accounts it made; Ctrl-C stops both)",
+    )  # fmt: skip
+    p.add_argument(
         "--samples", type=Path, default=None, metavar="DIR",
         help="also copy the workbook and a dashboard panel into DIR (`make docs`: docs/)",
     )  # fmt: skip
     p.set_defaults(func=_cmd_demo)
     return parser
+
+
+def _password(prompt: str) -> str:
+    """A password from stdin (a pipe), or asked twice on a terminal."""
+    import getpass
+
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass(f"{prompt}: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the two passwords differ")
+    return first
+
+
+def cmd_console(config: Config, args: argparse.Namespace) -> int:
+    from supplymeter.operations import Operations, Refused
+
+    if args.action == "serve":
+        from app.console.server import serve
+
+        update = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+        if update:
+            console = config.console.model_copy(update=update)
+            services = config.services.model_copy(update={"console": console})
+            config = dataclasses.replace(config, services=services)
+        serve(config)
+        return 0
+    with Operations.from_config(config) as ops:
+        try:
+            if args.action == "add-user":
+                if not args.name or not args.role:
+                    raise ValueError("console add-user NAME --role ROLE [--supplier S]")
+                user = ops.add_user(args.name, _password(f"password for {args.name}"),
+                                    args.role, supplier=args.supplier, language=args.language,
+                                    by="cli", registry=config.registry)  # fmt: skip
+                scope = f", {user.supplier}" if user.supplier else ""
+                print(f"user {user.username} ({user.role}{scope}) added to {ops.url}")
+            elif args.action == "set-password":
+                if not args.name:
+                    raise ValueError("console set-password NAME")
+                ops.update_user(args.name, by="cli", reason="password set from the command line",
+                                password=_password(f"new password for {args.name}"))  # fmt: skip
+                print(f"password of {args.name} changed; its sessions ended")
+            elif args.action == "users":
+                for u in ops.users():
+                    print(f"{u.username}\t{u.role}\t{u.supplier or '-'}\t{u.language}\t"
+                          f"{'active' if u.active else 'inactive'}")  # fmt: skip
+            else:
+                import csv
+
+                w = csv.writer(sys.stdout, lineterminator="\n")
+                w.writerow(["id", "at_utc", "user", "action", "entity", "entity_id", "supplier",
+                            "before", "after", "reason"])  # fmt: skip
+                for e in ops.audit_trail():
+                    w.writerow([e.id, f"{e.at:%Y-%m-%dT%H:%M:%SZ}", e.username, e.action,
+                                e.entity, e.entity_id, e.supplier or "", e.before or "",
+                                e.after or "", e.reason])  # fmt: skip
+        except Refused as exc:
+            raise ValueError(str(exc)) from exc
+    return 0
 
 
 def _cmd_demo(config: Config, args: argparse.Namespace) -> int:

@@ -92,6 +92,8 @@ def _write_kept_config(config: Config, stack: LocalStack, out: Path) -> Path:
         f'[mqtt]\nport = {stack.mosquitto.port}\nclient_id = "supplymeter-demo-explore"\n'
         f'[influxdb]\nurl = "{stack.influxdb.url}"\n'
         f'[jobs]\nexport_dir = "{out.resolve()}"\n'
+        f'[alerts]\nstate_dir = "{(out / "alerts").resolve()}"\n'
+        f'[operations]\ndatabase = "{(out / "operations.sqlite").resolve()}"\n'
         f'[stack]\ndir = "{stack.root.resolve()}"\nmqtt_port = {stack.mosquitto.port}\n'
         f"influxdb_port = {stack.influxdb.port}\n"
         f"influxdb_rpc_port = {stack.influxdb.rpc_port}\n"
@@ -155,6 +157,8 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     from simulators.run import simulate, state_path_for
 
     began = time.monotonic()
+    if args.console:
+        args.keep_stack = True  # the console reads the demo's InfluxDB
     month = Month.parse(args.month) if args.month else previous_month(time.time_ns(), DEFAULT_TZ)
     tz = ZoneInfo(DEFAULT_TZ)
     start_ns, end_ns = month.bounds(tz)
@@ -268,4 +272,53 @@ def cmd_demo(config: Config, args: argparse.Namespace) -> int:
     )
     say(f"  ledger: {sim.ledger_path}")
     say(f"done in {time.monotonic() - began:.0f} s; results under {out}")
-    return 0 if worst < 0.001 and pieces_off < 0.001 else 1
+    ok = worst < 0.001 and pieces_off < 0.001
+    if not args.console:
+        say("  web console on these data: supplymeter demo --console (then open the address "
+            "it prints)")  # fmt: skip
+        return 0 if ok else 1
+    if started_stack and not args.use_stack:
+        _serve_console(config, stack, out)
+    return 0 if ok else 1
+
+
+def _serve_console(config: Config, stack: LocalStack, out: Path) -> None:
+    """``demo --console``: accounts for the demo (one per role, one per supplier), then the
+    console on the demo's data until Ctrl-C; the stack stops with it."""
+    import secrets
+
+    from app.console.server import serve
+    from deploy.stack import free_port
+    from supplymeter.config import load_config
+    from supplymeter.operations import Operations
+
+    kept = _write_kept_config(config, stack, out)
+    port = free_port()
+    with kept.open("a") as f:
+        f.write(f"[console]\nport = {port}\n")
+    demo = load_config(kept)
+    made = []
+    with Operations.from_config(demo) as ops:
+        wanted = [
+            ("demo-admin", "admin", None),
+            ("demo-energy", "energy_manager", None),
+            ("demo-auditor", "auditor", None),
+        ]
+        wanted += [(f"demo-{s.id}", "supplier", s.id) for s in demo.registry.suppliers]
+        for name, role, supplier in wanted:
+            password = secrets.token_urlsafe(12)
+            if ops.user(name) is None:
+                ops.add_user(name, password, role, supplier=supplier, language="zh-TW",
+                             by="demo", registry=demo.registry)  # fmt: skip
+            else:
+                ops.update_user(name, by="demo", reason="demo restarted", password=password)
+            made.append((name, role, supplier, password))
+    say(f"\nconsole: http://127.0.0.1:{port}/  (Ctrl-C stops it and the stack)")
+    for name, role, supplier, password in made:
+        say(f"  {name:<22} {password}  {role}{' ' + supplier if supplier else ''}")
+    try:
+        serve(demo)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.down()

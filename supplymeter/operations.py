@@ -1057,6 +1057,31 @@ class Operations:
                 for r in conn.execute(q)
             ]
 
+    def record_note(
+        self,
+        *,
+        by: str,
+        entity: str,
+        entity_id: str,
+        supplier: str | None,
+        reason: str,
+        now: datetime | None = None,
+    ) -> None:
+        """An action that changes no record but belongs in the trail (a test alert sent)."""
+        with self._tx() as conn:
+            self._audit(
+                conn,
+                by=by,
+                action="note",
+                entity=entity,
+                entity_id=entity_id,
+                supplier=supplier,
+                before=None,
+                after=None,
+                reason=reason,
+                at=now or datetime.now(UTC),
+            )
+
     # --- audit ----------------------------------------------------------------------------------
 
     def audit_trail(

@@ -649,6 +649,44 @@ class Store:
             for s in self.client.query(q) for row in s.values
         ]  # fmt: skip
 
+    def latest_readings(
+        self, start_ns: int, end_ns: int, *, supplier: str | None = None,
+        site: str | None = None,
+    ) -> dict[MeterKey, tuple[int, float | None]]:  # fmt: skip
+        """Each meter's last reading in [start, end): (its device time [ns], its power
+        [kW], ``None`` when the meter reports none) — what the console's *Now* page shows."""
+        out: dict[MeterKey, tuple[int, float | None]] = {}
+        power: dict[MeterKey, tuple[int, float]] = {}
+        for name in (*register_fields(), "power_kw"):
+            q = (f"SELECT last({quote_ident(name)}) FROM {quote_ident(READING)} "
+                 f"WHERE {_time_range(start_ns, end_ns)}{_tags(supplier=supplier, site=site)} "
+                 "GROUP BY supplier, site, meter")  # fmt: skip
+            for s in self.client.query(q):
+                key = (s.tags["supplier"], s.tags["site"], s.tags["meter"])
+                ts, value = int(s.values[0][0]), s.values[0][1]
+                if name == "power_kw":
+                    power[key] = (ts, float(value))
+                elif key not in out or ts > out[key][0]:
+                    out[key] = (ts, None)
+        for key, (ts, kw) in power.items():
+            seen = out.get(key, (ts, None))[0]
+            out[key] = (max(seen, ts), kw if ts >= seen else None)
+        return out
+
+    def alert_history(
+        self, start_ns: int, end_ns: int, *, supplier: str | None = None, limit: int = 500,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Incident events (open, reminder, resolved) told in [start, end), newest first:
+        ``time``, ``type``, ``supplier``, ``site``, ``subject``, ``event``, ``incident``,
+        ``title``, ``detail``, ``value``, ``baseline``."""
+        q = (f"SELECT * FROM {quote_ident(ALERT)} WHERE {_time_range(start_ns, end_ns)}"
+             f"{_tags(supplier=supplier)} ORDER BY time DESC LIMIT {int(limit)}")  # fmt: skip
+        rows = [row for s in self.client.query(q) for row in s.rows()]
+        for row in rows:
+            row["site"] = "" if row.get("site") == "-" else row.get("site")
+            row["subject"] = "" if row.get("subject") == "-" else row.get("subject")
+        return rows
+
     # --- hourly rollups -------------------------------------------------------------------
 
     def hourly_consumption(
