@@ -45,6 +45,9 @@ HASHER = PasswordHasher()
 """Argon2id with argon2-cffi's defaults (RFC 9106's second recommended option: t=3,
 m=64 MiB, p=4), a memory-hard hash: a stolen database does not give the passwords away."""
 
+ADDRESS_FACTOR = 5
+"""Failed sign-ins from one address throttle it at this many times the per-account limit."""
+
 _DUMMY_HASH = HASHER.hash("not a password")
 """Verified against when the user does not exist, so the answer takes the same time."""
 
@@ -526,26 +529,30 @@ class Operations:
     ) -> User | None:
         """The user when the password is right and the account active; ``None`` otherwise
         (the failure is recorded). Raises :class:`Throttled` — before looking at the
-        password — once ``max_failures`` wrong passwords for this account, or from this
-        address, fell within ``window``."""
+        password — once ``max_failures`` wrong passwords for this account (or
+        :data:`ADDRESS_FACTOR` times as many from this address) fell within ``window``."""
         now = now or datetime.now(UTC)
         since = now - window
         with self._tx() as conn:
-            recent = [
-                _utc(r.at)
-                for r in conn.execute(
-                    sa.select(login_failures.c.at).where(
-                        login_failures.c.at > since,
-                        sa.or_(
-                            login_failures.c.username == username,
-                            login_failures.c.address == address,
-                        ),
-                    )
+            rows = conn.execute(
+                sa.select(login_failures.c.at, login_failures.c.username).where(
+                    login_failures.c.at > since,
+                    sa.or_(
+                        login_failures.c.username == username,
+                        login_failures.c.address == address,
+                    ),
                 )
-            ]
-            if len(recent) >= max_failures:
-                oldest = min(t for t in recent if t is not None)
-                raise Throttled(max(1, int((oldest + window - now).total_seconds()) + 1))
+            ).all()
+            mine = [_utc(r.at) for r in rows if r.username == username]
+            # One address may try several accounts (a plant's NAT): it is stopped at
+            # ADDRESS_FACTOR times the account limit, so one person's typos lock no one else.
+            for times, limit in (
+                (mine, max_failures),
+                ([_utc(r.at) for r in rows], max_failures * ADDRESS_FACTOR),
+            ):
+                if len(times) >= limit:
+                    oldest = sorted(t for t in times if t is not None)[-limit]
+                    raise Throttled(max(1, int((oldest + window - now).total_seconds()) + 1))
             row = conn.execute(sa.select(users).where(users.c.username == username)).first()
             stored = row.password_hash if row is not None else _DUMMY_HASH
             try:
@@ -908,6 +915,8 @@ class Operations:
             )
         if not reason.strip():
             raise Refused("reason: say what the maintenance is")
+        # Stored in UTC: SQLite keeps no offset, so every time in the database is UTC.
+        starts_at, ends_at = starts_at.astimezone(UTC), ends_at.astimezone(UTC)
         now = now or datetime.now(UTC)
         with self._tx() as conn:
             sid = conn.execute(
@@ -957,6 +966,7 @@ class Operations:
         if supplier is not None:
             q = q.where(silences.c.supplier == supplier)
         if active_at is not None:
+            active_at = active_at.astimezone(UTC)
             q = q.where(silences.c.starts_at <= active_at, silences.c.ends_at > active_at)
         with self._tx() as conn:
             return [

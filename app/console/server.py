@@ -116,9 +116,13 @@ def create_app(console: Console) -> FastAPI:
     def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         user: User | None = ctx.get("user")
         lang = user.language if user else _accept_language(request)
+        # The page's own path, for the language form to come back to: never on an error page,
+        # which must echo nothing of what was asked for.
+        here = request.url.path if name != "error.html" else None
         ctx.update(
             t=i18n.translator(lang),
             lang=lang,
+            here=here,
             when=lambda ts, zone=tz: i18n.when(ts, zone, lang),
             flash=request.query_params.get("saved") == "1",
         )
@@ -376,6 +380,7 @@ def create_app(console: Console) -> FastAPI:
             if user.sees(s.id)
             for si in s.sites
         ]
+        clock_now = datetime.fromtimestamp(now_ns / 1e9, UTC)
         return render(
             request,
             "incidents.html",
@@ -383,11 +388,11 @@ def create_app(console: Console) -> FastAPI:
             csrf=csrf,
             open=views.open_incidents(cfg, user),
             acks=console.ops.acknowledgements(supplier),
-            silences=[s for s in console.ops.silences(supplier) if s.ends_at > datetime.now(UTC)],
+            silences=[s for s in console.ops.silences(supplier) if s.ends_at > clock_now],
             history=history,
             sites=sites,
-            default_start=views.local(datetime.now(UTC), tz),
-            default_end=views.local(datetime.now(UTC) + timedelta(hours=4), tz),
+            default_start=views.local(clock_now, tz),
+            default_end=views.local(clock_now + timedelta(hours=4), tz),
         )
 
     @app.post("/incidents/acknowledge")
