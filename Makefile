@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup os-packages venv demo docs test lint bench bench-peers bench-pact-conformance stack-up stack-down clean
+.PHONY: setup os-packages venv demo docs screenshots test lint bench bench-peers bench-pact-conformance stack-up stack-down clean
 
 ## setup: OS packages (mosquitto, influxdb) when missing, then a virtualenv with the project
 setup: os-packages venv
@@ -30,6 +30,12 @@ demo: setup
 ## docs: the demo, refreshing the sample workbook and dashboard panel under docs/
 docs: setup
 	$(BIN)/supplymeter demo --samples docs
+
+## screenshots: the console's browser test, saving its screenshots into docs/console (the
+## README's); Traditional Chinese needs a CJK font (fonts-noto-cjk)
+screenshots: setup
+	@fc-list :lang=zh-tw 2>/dev/null | grep -q . || (apt-get install -y -qq --no-install-recommends fonts-noto-cjk >/dev/null)
+	SUPPLYMETER_SCREENSHOTS=docs/console $(BIN)/python -m pytest -q tests/app/test_console_browser.py
 
 ## test: lint, then the whole suite (starts its own Mosquitto and InfluxDB on free ports)
 test: setup lint

@@ -2,6 +2,8 @@
 # Installs the servers supplymeter runs locally (Debian/Ubuntu packages) when they are missing:
 #   mosquitto  (Mosquitto 2 broker)    influxdb  (InfluxDB 1.x, the v1 HTTP API)
 #   nodejs, npm (the test that checks the dashboards against Grafana's published schema)
+#   chromium   (the console's browser tests drive it; nothing is downloaded at run time)
+#   postgresql (the operations database's PostgreSQL test starts a throwaway cluster)
 # and python3-venv when Python's venv cannot bootstrap pip.
 set -euo pipefail
 
@@ -12,6 +14,8 @@ have mosquitto || missing+=(mosquitto)
 have influxd || missing+=(influxdb)
 have node || missing+=(nodejs)
 have npm || missing+=(npm)
+have chromium || missing+=(chromium)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 python3 -c "import ensurepip" >/dev/null 2>&1 || missing+=(python3-venv)
 
 [ ${#missing[@]} -eq 0 ] && exit 0
