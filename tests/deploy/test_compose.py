@@ -157,3 +157,21 @@ def test_each_service_has_its_own_least_privilege_influxdb_user(compose: dict) -
     assert datasource["user"] == "grafana" and "Token" not in str(datasource)
     assert all("ADMIN_TOKEN" not in str(s.get("environment", {}))
                for n, s in services.items() if n != "influxdb")  # fmt: skip
+
+
+def test_the_console_and_the_jobs_share_the_postgresql_operations_database(
+    compose: dict,  # type: ignore[type-arg]
+    config: Config,
+) -> None:
+    """The scheduler and the console open the same PostgreSQL (a service of the stack, its
+    password required); the console listens in plain HTTP on loopback only, behind a proxy."""
+    services = compose["services"]
+    url = urlparse(config.operations.database.replace("+psycopg", ""))
+    assert url.scheme == "postgresql" and url.hostname in services
+    assert services[url.hostname]["environment"]["POSTGRES_DB"] == url.path.lstrip("/")
+    for name in ("scheduler", "console"):
+        env = services[name]["environment"]
+        assert env["SUPPLYMETER_OPERATIONS_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+        assert url.hostname in services[name]["depends_on"]
+    assert services["console"]["ports"] == [f"127.0.0.1:{config.console.port}:8080"]
+    assert config.console.behind_tls_proxy and config.console.port == 8080
