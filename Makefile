@@ -56,6 +56,7 @@ bench: setup
 	$(BIN)/python bench/bench_accounting.py
 	$(BIN)/python bench/bench_baselines.py
 	$(BIN)/python bench/bench_pact.py
+	$(BIN)/python bench/bench_console.py
 	$(BIN)/python bench/bench_sessions.py
 	$(BIN)/python bench/bench_alerts.py
 	$(BIN)/python bench/bench_alerts_scale.py
