@@ -165,7 +165,8 @@ def rollup_meter(
                 report.fallen.append("/".join(ref.key))
             lines.append(quality_issue_line(
                 FALL_CODE, ref.key, t, f"register fell ({label}) without a recorded meter event: "
-                "the hours are estimated; record the exchange in the registry", True,
+                "the hours are estimated; record the exchange (console: Data quality, or the "
+                "registry)", True,
             ))  # fmt: skip
     for t0, t1 in measured.implausible():
         if start_ns <= t1 < end_ns:

@@ -263,3 +263,30 @@ def test_every_template_string_has_a_translation() -> None:
     assert len(found) > 80
     missing = sorted(s for s in found if s not in ZH_TW)
     assert not missing, missing
+
+
+def test_a_bill_entered_in_the_console_is_reconciled_by_the_next_export(
+    env: Env, base: str
+) -> None:
+    """bob enters cnc-d's Taipower bill for 18 Sep – 18 Oct; the next export restates
+    October naming the bill and who entered it, and its reconciliation table carries it."""
+    bob = login(base, "bob")
+    r = bob.post("/quality/bill", data={
+        "csrf": bob.csrf, "site": "cnc-d/plant-1", "carrier": "electricity",  # type: ignore[attr-defined]
+        "account": "07-12-3456-78", "period_start": "2026-09-18",
+        "period_end": "2026-10-18", "billed": "212", "bill_id": "TPC-2026-10"})  # fmt: skip
+    assert r.status_code == 303
+    jobs = env.jobs()
+    assert jobs.run("rollup") and "console records" in jobs.last_summary
+    assert jobs.run("export")
+    v2 = latest_manifest(env.tmp / "exports" / "2026-10")
+    assert v2 and v2["version"] == 2
+    assert any("bill TPC-2026-10 (plant-1) entered by bob" in why for why in v2["reasons"])
+    table = env.tmp / "exports" / "2026-10" / "v2" / "scope3-2026-10-reconciliation.csv"
+    assert "TPC-2026-10" in table.read_text()
+    r = bob.post("/quality/bill", data={"csrf": bob.csrf, "site": "cnc-d/plant-1",  # type: ignore[attr-defined]
+                                        "carrier": "electricity", "account": "x",
+                                        "period_start": "2026-10-18",
+                                        "period_end": "2026-09-18", "billed": "1",
+                                        "bill_id": "BAD"})  # fmt: skip
+    assert r.status_code == 422 and "period_end: must be after period_start" in r.text
