@@ -189,6 +189,11 @@ class User:
         return self.role != "supplier" or self.supplier == supplier
 
     @property
+    def scope(self) -> str | None:
+        """The one supplier this user is confined to (``None``: every supplier)."""
+        return self.supplier if self.role == "supplier" else None
+
+    @property
     def can_write(self) -> bool:
         """Auditors read; everyone else records."""
         return self.role != "auditor"

@@ -177,6 +177,29 @@ def create_app(console: Console) -> FastAPI:
         if not user.can_write:
             raise HTTPException(403)
 
+    async def withdraw(
+        request: Request,
+        record_id: int,
+        remove: Callable[..., None],
+        default_reason: str,
+        where: str,
+    ) -> Response:
+        """Withdraw a record (kept, marked, audited): another supplier's, or a guessed id,
+        is a 404 like any record that does not exist."""
+        user, csrf = current(request)
+        form = await form_of(request, csrf)
+        writer(user)
+        try:
+            remove(
+                record_id,
+                by=user.username,
+                reason=str(form.get("reason") or default_reason),
+                supplier=user.scope,
+            )
+        except Refused as exc:
+            raise HTTPException(404) from exc
+        return back(where)
+
     def back(path: str) -> RedirectResponse:
         return RedirectResponse(f"{path}{'&' if '?' in path else '?'}saved=1", status_code=303)
 
@@ -364,7 +387,7 @@ def create_app(console: Console) -> FastAPI:
     @app.get("/incidents")
     async def incidents(request: Request) -> Response:
         user, csrf = current(request)
-        supplier = user.supplier if user.role == "supplier" else None
+        supplier = user.scope
         now_ns = console.clock()
         history = [
             h
@@ -441,21 +464,11 @@ def create_app(console: Console) -> FastAPI:
             return refused(request, user, csrf, exc, "/incidents")
         return back("/incidents")
 
-    @app.post("/incidents/silence/{silence_id}/cancel")
-    async def cancel_silence(request: Request, silence_id: int) -> Response:
-        user, csrf = current(request)
-        form = await form_of(request, csrf)
-        writer(user)
-        try:
-            console.ops.cancel_silence(
-                silence_id,
-                by=user.username,
-                reason=str(form.get("reason") or "maintenance over"),
-                supplier=user.supplier if user.role == "supplier" else None,
-            )
-        except Refused as exc:
-            raise HTTPException(404) from exc
-        return back("/incidents")
+    @app.post("/incidents/silence/{record_id}/cancel")
+    async def cancel_silence(request: Request, record_id: int) -> Response:
+        return await withdraw(
+            request, record_id, console.ops.cancel_silence, "maintenance over", "/incidents"
+        )
 
     @app.post("/incidents/test")
     async def test_alert(request: Request) -> Response:
@@ -504,7 +517,7 @@ def create_app(console: Console) -> FastAPI:
             )
             if user.role != "supplier" or r.supplier == user.supplier
         ]
-        supplier = user.supplier if user.role == "supplier" else None
+        supplier = user.scope
         meters = [r for r in views.visible_meters(registry, user)]
         sites = sorted({(r.supplier.id, r.site.id) for r in meters})
         return render(
@@ -544,21 +557,11 @@ def create_app(console: Console) -> FastAPI:
             return refused(request, user, csrf, exc, "/quality")
         return back("/quality")
 
-    @app.post("/quality/event/{event_id}/remove")
-    async def remove_event(request: Request, event_id: int) -> Response:
-        user, csrf = current(request)
-        form = await form_of(request, csrf)
-        writer(user)
-        try:
-            console.ops.remove_meter_event(
-                event_id,
-                by=user.username,
-                reason=str(form.get("reason") or "withdrawn"),
-                supplier=user.supplier if user.role == "supplier" else None,
-            )
-        except Refused as exc:
-            raise HTTPException(404) from exc
-        return back("/quality")
+    @app.post("/quality/event/{record_id}/remove")
+    async def remove_event(request: Request, record_id: int) -> Response:
+        return await withdraw(
+            request, record_id, console.ops.remove_meter_event, "withdrawn", "/quality"
+        )
 
     @app.post("/quality/bill")
     async def add_bill(request: Request) -> Response:
@@ -627,23 +630,9 @@ def create_app(console: Console) -> FastAPI:
             return refused(request, user, csrf, exc, "/quality")
         return back("/quality")
 
-    @app.post("/quality/bill/{bill_id}/remove")
-    async def remove_bill(request: Request, bill_id: int) -> Response:
-        user, csrf = current(request)
-        form = await form_of(request, csrf)
-        writer(user)
-        try:
-            console.ops.remove_bill(
-                bill_id,
-                by=user.username,
-                reason=str(form.get("reason") or "withdrawn"),
-                supplier=user.supplier if user.role == "supplier" else None,
-            )
-        except Refused as exc:
-            raise HTTPException(404) from exc
-        return back("/quality")
-
-    # --- Months --------------------------------------------------------------------------------
+    @app.post("/quality/bill/{record_id}/remove")
+    async def remove_bill(request: Request, record_id: int) -> Response:
+        return await withdraw(request, record_id, console.ops.remove_bill, "withdrawn", "/quality")
 
     @app.get("/months")
     async def months(request: Request) -> Response:
@@ -751,7 +740,7 @@ def create_app(console: Console) -> FastAPI:
         return back("/admin")
 
     def audit_rows(user: User) -> list[Any]:
-        supplier = user.supplier if user.role == "supplier" else None
+        supplier = user.scope
         return console.ops.audit_trail(supplier=supplier)
 
     @app.get("/audit")

@@ -187,7 +187,7 @@ def now_page(
     pages = max(1, -(-len(meters) // size))
     page = min(max(page, 1), pages)
     chosen = meters[(page - 1) * size : page * size]
-    supplier = user.supplier if user.role == "supplier" else None
+    supplier = user.scope
     latest = store.latest_readings(now_ns - 2 * HOUR_NS, now_ns + 1, supplier=supplier)
     gateways = {(s, si): (state, ts) for s, si, state, ts in store.gateway_states(now_ns)}
     incidents: dict[tuple[str, str], int] = {}
@@ -352,7 +352,7 @@ def months(config: Config, ops: Operations, user: User) -> list[MonthView]:
             )
         latest = json.loads((month_dir / f"v{found[-1]}" / "manifest.json").read_text())
         totals = {s: t for s, t in latest.get("totals", {}).items() if user.sees(s)}
-        supplier = user.supplier if user.role == "supplier" else None
+        supplier = user.scope
         reviews = ops.month_reviews(month=month_dir.name, supplier=supplier)
         out.append(
             MonthView(
