@@ -7,6 +7,8 @@ import argparse
 import json
 import os
 import shutil
+import signal
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -316,6 +318,9 @@ def _serve_console(config: Config, stack: LocalStack, out: Path) -> None:
     say(f"\nconsole: http://127.0.0.1:{port}/  (Ctrl-C stops it and the stack)")
     for name, role, supplier, password in made:
         say(f"  {name:<22} {password}  {role}{' ' + supplier if supplier else ''}")
+    # uvicorn re-raises the SIGTERM it caught once it has shut down: with this handler that
+    # becomes an exit through the ``finally`` below, so the stack stops too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         serve(demo)
     except KeyboardInterrupt:
