@@ -32,6 +32,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -139,6 +140,17 @@ def create_app(console: Console) -> FastAPI:
         if not request.url.path.startswith("/static/"):
             response.headers["Cache-Control"] = "no-store"
         return response
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        # A malformed id is a thing that does not exist: the same bare 404, nothing echoed.
+        return render(
+            request,
+            "error.html",
+            status=404,
+            message="Not found.",
+            user=getattr(request.state, "user", None),
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -276,12 +288,7 @@ def create_app(console: Console) -> FastAPI:
             )
         except Refused as exc:
             return refused(request, user, csrf, exc, "/now")
-        return RedirectResponse(
-            str(form.get("next") or "/now")[:200]
-            if str(form.get("next", "")).startswith("/")
-            else "/now",
-            status_code=303,
-        )
+        return RedirectResponse(_local_path(str(form.get("next") or "")), status_code=303)
 
     @app.get("/")
     async def root() -> Response:
@@ -793,6 +800,13 @@ def create_app(console: Console) -> FastAPI:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _local_path(text: str) -> str:
+    """A path on this console to go back to; anything else (another host, ``//host``,
+    ``/\\host``, a scheme) is the *Now* page: no open redirect."""
+    ok = text.startswith("/") and not text.startswith(("//", "/\\")) and len(text) <= 200
+    return text if ok and all(c.isprintable() and c != "\\" for c in text) else "/now"
 
 
 def _cookie(response: Response, name: str, value: str, secure: bool, max_age: int) -> None:

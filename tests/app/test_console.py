@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from processing.accounting.versions import latest_manifest
 from supplymeter.config import Config
@@ -290,3 +292,23 @@ def test_a_bill_entered_in_the_console_is_reconciled_by_the_next_export(
                                         "period_end": "2026-09-18", "billed": "1",
                                         "bill_id": "BAD"})  # fmt: skip
     assert r.status_code == 422 and "period_end: must be after period_start" in r.text
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=60))
+def test_the_language_form_goes_back_only_to_a_page_of_the_console(text: str) -> None:
+    """Whatever ``next`` says, the redirect stays on this console (no open redirect)."""
+    from urllib.parse import urljoin, urlparse
+
+    from app.console.server import _local_path
+
+    target = _local_path(text)
+    assert urlparse(urljoin("https://console.example/now", target)).netloc == "console.example"
+    assert target == text or target == "/now"
+
+
+def test_malformed_ids_are_a_bare_404(env: Env, base: str) -> None:
+    alice = login(base, "alice")
+    for path in ("/months/2026-10/vcnc-d/x.csv", "/now?page=cnc-d"):
+        r = alice.get(path)
+        assert r.status_code == 404 and "cnc-d" not in r.text, path
