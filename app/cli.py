@@ -1095,10 +1095,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("console", help="the web console: serve it, manage its users")
     p.add_argument(
-        "action", choices=("serve", "add-user", "set-password", "users", "audit"),
+        "action", choices=("serve", "add-user", "set-password", "users", "audit", "export"),
         help="serve: the console on [console] host:port; add-user NAME --role R [--supplier "
         "S]: a new account (password from stdin, or asked); set-password NAME; users: list "
-        "the accounts; audit: the audit trail as CSV on stdout",
+        "the accounts; audit: the audit trail as CSV on stdout; export --out DIR: the "
+        "console's meter events (registry TOML) and bills (bills CSV), for those who keep files",
     )  # fmt: skip
     p.add_argument("name", nargs="?", help="add-user, set-password: the username")
     p.add_argument("--role", choices=("admin", "energy_manager", "supplier", "auditor"))
@@ -1106,6 +1107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--language", choices=("zh-TW", "en"), default="zh-TW")
     p.add_argument("--host", help="serve: address (default: [console] host)")
     p.add_argument("--port", type=int, help="serve: port (default: [console] port)")
+    p.add_argument("--out", type=Path, help="export: the directory to write into")
     p.set_defaults(func=cmd_console)
 
     p = sub.add_parser("demo", help="stack → simulate a month → collect → process → export")
@@ -1176,6 +1178,19 @@ def cmd_console(config: Config, args: argparse.Namespace) -> int:
                 ops.update_user(args.name, by="cli", reason="password set from the command line",
                                 password=_password(f"new password for {args.name}"))  # fmt: skip
                 print(f"password of {args.name} changed; its sessions ended")
+            elif args.action == "export":
+                from supplymeter.operations import bills_csv, events_toml
+
+                if args.out is None:
+                    raise ValueError("console export --out DIR")
+                args.out.mkdir(parents=True, exist_ok=True)
+                events, bills = ops.meter_events(), ops.bills()
+                (args.out / "meter-events.toml").write_text(events_toml(events))
+                (args.out / "bills.csv").write_text(bills_csv(bills))
+                print(
+                    f"{len(events)} meter events → {args.out / 'meter-events.toml'}; "
+                    f"{len(bills)} bills → {args.out / 'bills.csv'}"
+                )
             elif args.action == "users":
                 for u in ops.users():
                     print(f"{u.username}\t{u.role}\t{u.supplier or '-'}\t{u.language}\t"

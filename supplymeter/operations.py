@@ -1275,3 +1275,83 @@ def misfits(registry: Registry, recorded: list[RecordedEvent]) -> list[str]:
         except Refused as exc:
             out.append(f"meter event {r.id} ({r.supplier}/{r.site}/{r.meter}): {exc}")
     return out
+
+
+# --- the file formats, for those who keep files ----------------------------------------------
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(float(value)) if isinstance(value, float) else str(value)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def events_toml(recorded: list[RecordedEvent]) -> str:
+    """The console's meter events in the registry's own form: one ``[[meters]]`` table per
+    meter naming it, with ``events`` as the registry writes them (paste them into the meter
+    in ``suppliers.toml`` to keep them in the file instead)."""
+    by_meter: dict[tuple[str, str, str], list[MeterEvent]] = {}
+    for r in recorded:
+        by_meter.setdefault((r.supplier, r.site, r.meter), []).append(r.event)
+    out = [
+        "# Meter events recorded in the supplymeter console (supplymeter console export).",
+        "# Each entry's events go into that meter's `events` in suppliers.toml.",
+        "",
+    ]
+    for (supplier, site, meter), events in sorted(by_meter.items()):
+        out += [
+            "[[meters]]",
+            f"supplier = {_toml_value(supplier)}",
+            f"site = {_toml_value(site)}",
+            f"meter = {_toml_value(meter)}",
+            "events = [",
+        ]
+        for e in sorted(events, key=lambda e: e.time_ns):
+            fields = e.model_dump(exclude_none=True, exclude_defaults=False)
+            if not fields.get("note"):
+                fields.pop("note", None)
+            body = ", ".join(f"{k} = {_toml_value(v)}" for k, v in fields.items())
+            out.append(f"  {{ {body} }},")
+        out += ["]", ""]
+    return "\n".join(out)
+
+
+def bills_csv(records: list[BillRecord]) -> str:
+    """The console's bills in the ``[jobs] bills_file`` format."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        [
+            "supplier",
+            "site",
+            "carrier",
+            "account",
+            "period_start",
+            "period_end",
+            "billed",
+            "unit",
+            "bill_id",
+        ]
+    )
+    for b in records:
+        w.writerow(
+            [
+                b.supplier,
+                b.site,
+                b.carrier,
+                b.account,
+                b.period_start.isoformat(),
+                b.period_end.isoformat(),
+                repr(b.billed),
+                b.unit,
+                b.bill_id,
+            ]
+        )
+    return buf.getvalue()

@@ -99,6 +99,7 @@ ZH_TW: dict[str, str] = {
     "Standing version": "現行版本",
     "Restatements": "重編紀錄",
     "Downloads": "下載",
+    "Product footprints": "產品碳足跡",
     "Review": "審閱",
     "Confirm this month": "確認本月數據",
     "Dispute": "提出異議",

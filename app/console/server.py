@@ -652,6 +652,19 @@ def create_app(console: Console) -> FastAPI:
             months=views.months(cfg, console.ops, user),
         )
 
+    @app.get("/months/{month}/footprints/v{version}.json")
+    async def footprints(request: Request, month: str, version: int) -> Response:
+        user, _ = current(request)
+        body = views.footprints_file(cfg, console.registry(), user, month, version)
+        if body is None:
+            raise HTTPException(404)
+        name = f"footprints-{month}-v{version}.json"
+        return Response(
+            body,
+            media_type="application/json",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
     @app.get("/months/{month}/v{version}/{name}")
     async def month_file(request: Request, month: str, version: int, name: str) -> Response:
         user, _ = current(request)

@@ -324,6 +324,8 @@ class MonthView:
     history: list[dict[str, Any]]
     reviews: list[Any]
     files: list[str]
+    footprints: int | None = None
+    """The standing version of the month's published footprints (``None``: none)."""
 
 
 def months(config: Config, ops: Operations, user: User) -> list[MonthView]:
@@ -354,6 +356,8 @@ def months(config: Config, ops: Operations, user: User) -> list[MonthView]:
         totals = {s: t for s, t in latest.get("totals", {}).items() if user.sees(s)}
         supplier = user.scope
         reviews = ops.month_reviews(month=month_dir.name, supplier=supplier)
+        fp_dir = config.resolve(config.pact.footprints_dir) / f"{month_dir.name}--{month_dir.name}"
+        fp = versions(fp_dir) if fp_dir.exists() else []
         out.append(
             MonthView(
                 month_dir.name,
@@ -363,9 +367,28 @@ def months(config: Config, ops: Operations, user: User) -> list[MonthView]:
                 history,
                 reviews,
                 downloads(month_dir / f"v{found[-1]}", user),
+                fp[-1] if fp else None,
             )
         )
     return out
+
+
+def footprints_file(config: Config, registry: Registry, user: User, month: str,
+                    version: int) -> bytes | None:  # fmt: skip
+    """The month's published footprints (PACT v3 documents as sent) the user may have: a
+    supplier gets only the documents whose ``companyIds`` are its own; ``None``: none."""
+    if not _is_month(month):
+        return None
+    path = (config.resolve(config.pact.footprints_dir) / f"{month}--{month}" / f"v{version}"
+            / f"footprints-{month}-{month}.json")  # fmt: skip
+    if not path.is_file():
+        return None
+    docs = json.loads(path.read_text())
+    if user.scope is not None:
+        supplier = registry.supplier(user.scope)
+        own = set(supplier.company_ids) if supplier else set()
+        docs = [d for d in docs if own & set(d.get("companyIds", []))]
+    return json.dumps(docs, indent=1, ensure_ascii=False).encode()
 
 
 def _is_month(name: str) -> bool:

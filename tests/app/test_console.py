@@ -4,6 +4,7 @@ people enter reaching the jobs (restatement naming who recorded the event)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -312,3 +313,29 @@ def test_malformed_ids_are_a_bare_404(env: Env, base: str) -> None:
     for path in ("/months/2026-10/vcnc-d/x.csv", "/now?page=cnc-d"):
         r = alice.get(path)
         assert r.status_code == 404 and "cnc-d" not in r.text, path
+
+
+def test_a_supplier_downloads_only_its_own_footprints(
+    example_config: Config, tmp_path: Path
+) -> None:
+    """The month's footprints as published, cut for a supplier to the documents whose
+    companyIds are its own; the buyer's roles get them all."""
+    from app.console.views import footprints_file
+    from supplymeter.operations import User
+    from tests.conftest import with_settings
+
+    config = with_settings(example_config, "pact", footprints_dir=tmp_path)
+    owners = [s for s in config.registry.suppliers if s.company_ids][:2]
+    assert len(owners) == 2
+    docs = [{"id": f"pf-{s.id}", "companyIds": s.company_ids} for s in owners]
+    folder = tmp_path / "2026-10--2026-10" / "v1"
+    folder.mkdir(parents=True)
+    (folder / "footprints-2026-10-2026-10.json").write_text(json.dumps(docs))
+    mine = User(1, "alice", "supplier", owners[0].id, "en", True)
+    got = json.loads(footprints_file(config, config.registry, mine, "2026-10", 1) or b"[]")
+    assert [d["id"] for d in got] == [f"pf-{owners[0].id}"]
+    buyer = User(2, "erin", "energy_manager", None, "en", True)
+    got = json.loads(footprints_file(config, config.registry, buyer, "2026-10", 1) or b"[]")
+    assert len(got) == 2
+    assert footprints_file(config, config.registry, mine, "2026-10", 2) is None
+    assert footprints_file(config, config.registry, mine, "../x", 1) is None

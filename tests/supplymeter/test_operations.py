@@ -223,3 +223,35 @@ def test_merging_events_either_validates_or_refuses_with_a_rule(
     else:
         times = [e.time_ns for e in merged.events]
         assert times == sorted(set(times)) and len(merged.events) == len(extra)
+
+
+def test_console_records_export_to_the_file_formats_and_read_back(
+    ops: Operations, registry: Registry, tmp_path: Path
+) -> None:
+    """``console export``: the meter events read back as the registry's events, the bills
+    through the bills-file reader, unchanged."""
+    import tomllib
+    from datetime import date
+
+    from processing.accounting.inputs import load_bills
+    from supplymeter.operations import bills_csv, events_toml
+
+    key = ("forge-a", "plant-1", "main")
+    exchange = MeterEvent(type="exchange", time=datetime(2026, 10, 20, 4, 7, 30, tzinfo=UTC),
+                          old_final_register=1468.125, new_first_register=0.0,
+                          note='replaced "by" Taipower')  # fmt: skip
+    ops.record_meter_event(registry, key, exchange, by="alice")
+    ops.add_bill(registry, supplier="cnc-d", site="plant-1", carrier="electricity",
+                 account="07-12", period_start=date(2026, 9, 18), period_end=date(2026, 10, 18),
+                 billed=212.5, bill_id="TPC-1", by="bob")  # fmt: skip
+    [entry] = tomllib.loads(events_toml(ops.meter_events()))["meters"]
+    assert (entry["supplier"], entry["site"], entry["meter"]) == key
+    [back] = [MeterEvent.model_validate(e) for e in entry["events"]]
+    assert back.reading_json() == exchange.reading_json() and back.recorded_by == "alice"
+    merged = merged_meter(registry.meter(*key).meter, [back])  # type: ignore[union-attr]
+    assert merged.events == [back]
+    path = tmp_path / "bills.csv"
+    path.write_text(bills_csv(ops.bills()))
+    [bill] = load_bills(path)
+    assert (bill.supplier, bill.site, bill.billed, bill.bill_id, bill.period_end) == (
+        "cnc-d", "plant-1", 212.5, "TPC-1", date(2026, 10, 18))  # fmt: skip
