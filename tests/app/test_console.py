@@ -339,3 +339,20 @@ def test_a_supplier_downloads_only_its_own_footprints(
     assert len(got) == 2
     assert footprints_file(config, config.registry, mine, "2026-10", 2) is None
     assert footprints_file(config, config.registry, mine, "../x", 1) is None
+
+
+def test_an_admin_changes_a_role_and_it_is_audited(env: Env, base: str) -> None:
+    root = login(base, "root")
+    assert "alice" in root.get("/admin").text
+    r = root.post("/admin/users/alice", data={"csrf": root.csrf, "role": "supplier",  # type: ignore[attr-defined]
+                                              "supplier": "cnc-d",
+                                              "reason": "moved to the CNC plant"})  # fmt: skip
+    assert r.status_code == 303
+    assert env.ops.user("alice").supplier == "cnc-d"  # type: ignore[union-attr]
+    last = env.ops.audit_trail()[-1]
+    assert (last.username, last.entity, last.reason) == ("root", "user", "moved to the CNC plant")
+    assert '"supplier": "forge-a"' in (last.before or "")
+    assert '"supplier": "cnc-d"' in (last.after or "")
+    alice = login(base, "alice")
+    assert "cnc-d" in alice.get("/now").text and "forge-a" not in alice.get("/now").text
+    assert login(base, "erin").get("/admin").status_code == 404
