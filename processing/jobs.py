@@ -988,7 +988,6 @@ class Jobs:
         new = self._registry.poll() if self._registry else None
         if new is not None:  # an edited registry: the next job runs on it, no restart
             self._base_registry = new
-        self._take_recorded_events(changed=new is not None)
         attempts = 1 + self.config.jobs.job_retries
         for attempt in range(1, attempts + 1):
             try:
@@ -998,6 +997,9 @@ class Jobs:
                     # beside the scheduler, or the scheduler beside it) may have moved it on,
                     # and a failed attempt's half-changed copy must not be saved.
                     self.state = JobState.load(self.state.path)
+                    # The console's meter events join the registry (an operations database
+                    # that cannot be read fails the attempt, like any source).
+                    self._take_recorded_events(changed=new is not None)
                     summary = body(**kwargs)  # type: ignore[operator]
                 summary += self.last_good.note()
                 log.info("job %s done in %.1f s: %s", name, time.monotonic() - began, summary)
