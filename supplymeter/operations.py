@@ -18,10 +18,10 @@ import json
 import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -50,6 +50,8 @@ ADDRESS_FACTOR = 5
 
 _DUMMY_HASH = HASHER.hash("not a password")
 """Verified against when the user does not exist, so the answer takes the same time."""
+
+R = TypeVar("R")
 
 md = sa.MetaData()
 TS = sa.DateTime(timezone=True)
@@ -311,6 +313,16 @@ def _json(value: object) -> str | None:
     if value is None:
         return None
     return json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)
+
+
+def _record(cls: type[R], row: Any, **override: Any) -> R:
+    """A record dataclass from a database row, field by field by name (the columns carry the
+    fields' names); times come back in UTC (SQLite returns them naive)."""
+    values = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        value = override[f.name] if f.name in override else row._mapping[f.name]
+        values[f.name] = _utc(value) if isinstance(value, datetime) else value
+    return cls(**values)
 
 
 def _row(record: object) -> dict[str, Any]:
@@ -702,15 +714,7 @@ class Operations:
         if supplier is not None:
             q = q.where(meter_events.c.supplier == supplier)
         return [
-            RecordedEvent(
-                r.id,
-                r.supplier,
-                r.site,
-                r.meter,
-                MeterEvent.model_validate_json(r.event),
-                r.recorded_by,
-                _utc(r.recorded_at),
-            )  # type: ignore[arg-type]
+            _record(RecordedEvent, r, event=MeterEvent.model_validate_json(r.event))
             for r in conn.execute(q.order_by(meter_events.c.id))
         ]
 
@@ -800,23 +804,7 @@ class Operations:
         if supplier is not None:
             q = q.where(bills.c.supplier == supplier)
         with self._tx() as conn:
-            return [
-                BillRecord(
-                    r.id,
-                    r.supplier,
-                    r.site,
-                    r.carrier,
-                    r.account,
-                    r.period_start,
-                    r.period_end,
-                    r.billed,
-                    r.unit,
-                    r.bill_id,
-                    r.recorded_by,
-                    _utc(r.recorded_at),
-                )  # type: ignore[arg-type]
-                for r in conn.execute(q)
-            ]
+            return [_record(BillRecord, r) for r in conn.execute(q)]
 
     def remove_bill(
         self,
@@ -877,18 +865,7 @@ class Operations:
         if supplier is not None:
             q = q.where(acknowledgements.c.supplier == supplier)
         with self._tx() as conn:
-            return {
-                r.incident: Acknowledgement(
-                    r.id,
-                    r.incident,
-                    r.supplier,
-                    r.site,
-                    r.comment,
-                    r.recorded_by,
-                    _utc(r.recorded_at),
-                )  # type: ignore[arg-type]
-                for r in conn.execute(q)
-            }
+            return {r.incident: _record(Acknowledgement, r) for r in conn.execute(q)}
 
     def silence(
         self,
@@ -974,20 +951,7 @@ class Operations:
             active_at = active_at.astimezone(UTC)
             q = q.where(silences.c.starts_at <= active_at, silences.c.ends_at > active_at)
         with self._tx() as conn:
-            return [
-                Silence(
-                    r.id,
-                    r.supplier,
-                    r.site,
-                    r.meter,
-                    _utc(r.starts_at),  # type: ignore[arg-type]
-                    _utc(r.ends_at),
-                    r.reason,
-                    r.recorded_by,  # type: ignore[arg-type]
-                    _utc(r.recorded_at),
-                )  # type: ignore[arg-type]
-                for r in conn.execute(q)
-            ]
+            return [_record(Silence, r) for r in conn.execute(q)]
 
     def cancel_silence(
         self,
@@ -1058,19 +1022,7 @@ class Operations:
         if supplier is not None:
             q = q.where(month_reviews.c.supplier == supplier)
         with self._tx() as conn:
-            return [
-                MonthReview(
-                    r.id,
-                    r.supplier,
-                    r.month,
-                    r.version,
-                    r.status,
-                    r.comment,
-                    r.recorded_by,
-                    _utc(r.recorded_at),
-                )  # type: ignore[arg-type]
-                for r in conn.execute(q)
-            ]
+            return [_record(MonthReview, r) for r in conn.execute(q)]
 
     def record_note(
         self,
@@ -1110,21 +1062,7 @@ class Operations:
         if limit is not None:
             q = q.limit(limit)
         with self._tx() as conn:
-            return [
-                AuditEntry(
-                    r.id,
-                    _utc(r.at),
-                    r.username,
-                    r.action,
-                    r.entity,  # type: ignore[arg-type]
-                    r.entity_id,
-                    r.supplier,
-                    r.before,
-                    r.after,
-                    r.reason,
-                )
-                for r in conn.execute(q)
-            ]
+            return [_record(AuditEntry, r) for r in conn.execute(q)]
 
     def _remove(
         self,
