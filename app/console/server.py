@@ -189,6 +189,19 @@ def create_app(console: Console) -> FastAPI:
         if not user.can_write:
             raise HTTPException(403)
 
+    async def site_post(request: Request, field: str) -> tuple[User, str, dict[str, Any], Any,
+                                                               str, str]:  # fmt: skip
+        """A writer's checked form about one site (``field``: ``SUPPLIER/SITE``): (user, CSRF
+        token, form, registry, supplier, site); a site the user may not see is a 404."""
+        user, csrf = current(request)
+        form = await form_of(request, csrf)
+        writer(user)
+        supplier, site = str(form.get(field, "/")).partition("/")[::2]
+        registry = console.registry()
+        if not views.site_visible(registry, user, supplier, site):
+            raise HTTPException(404)
+        return user, csrf, form, registry, supplier, site
+
     async def withdraw(
         request: Request,
         record_id: int,
@@ -449,16 +462,11 @@ def create_app(console: Console) -> FastAPI:
 
     @app.post("/incidents/silence")
     async def silence(request: Request) -> Response:
-        user, csrf = current(request)
-        form = await form_of(request, csrf)
-        writer(user)
-        supplier, site = str(form.get("site_key", "/")).partition("/")[::2]
-        if not views.site_visible(console.registry(), user, supplier, site):
-            raise HTTPException(404)
+        user, csrf, form, registry, supplier, site = await site_post(request, "site_key")
         try:
-            zone = ZoneInfo(_site_tz(console, supplier, site))
+            zone = ZoneInfo(registry.site(supplier, site)[1].timezone)
             console.ops.silence(
-                console.registry(),
+                registry,
                 supplier=supplier,
                 site=site,
                 meter=str(form.get("meter") or "") or None,
@@ -479,12 +487,7 @@ def create_app(console: Console) -> FastAPI:
 
     @app.post("/incidents/test")
     async def test_alert(request: Request) -> Response:
-        user, csrf = current(request)
-        form = await form_of(request, csrf)
-        writer(user)
-        supplier, site = str(form.get("site_key", "/")).partition("/")[::2]
-        if not views.site_visible(console.registry(), user, supplier, site):
-            raise HTTPException(404)
+        user, csrf, _form, _registry, supplier, site = await site_post(request, "site_key")
         from processing.alerts import send_test
 
         try:
@@ -572,15 +575,10 @@ def create_app(console: Console) -> FastAPI:
 
     @app.post("/quality/bill")
     async def add_bill(request: Request) -> Response:
-        user, csrf = current(request)
-        form = await form_of(request, csrf)
-        writer(user)
-        supplier, site = str(form.get("site", "/")).partition("/")[::2]
-        if not views.site_visible(console.registry(), user, supplier, site):
-            raise HTTPException(404)
+        user, csrf, form, registry, supplier, site = await site_post(request, "site")
         try:
             console.ops.add_bill(
-                console.registry(),
+                registry,
                 supplier=supplier,
                 site=site,
                 carrier=str(form.get("carrier", "")),
@@ -837,11 +835,6 @@ def _carriers() -> list[str]:
     from supplymeter.carriers import CARRIERS
 
     return list(CARRIERS)
-
-
-def _site_tz(console: Console, supplier: str, site: str) -> str:
-    found = console.registry().site(supplier, site)
-    return found[1].timezone if found else console.config.jobs.timezone
 
 
 def _local_time(text: str, zone: ZoneInfo) -> datetime:
