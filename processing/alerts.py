@@ -142,9 +142,11 @@ class IncidentBook:
 
     def update(
         self, conditions: list[Condition], now_ns: int, reminder_h: float, cooldown_min: float,
-        group_min: int,
+        group_min: int, held: frozenset[str] = frozenset(),
     ) -> list[Event]:  # fmt: skip
-        """Apply one evaluation's conditions; return the events to tell."""
+        """Apply one evaluation's conditions; return the events to tell. Open incidents whose
+        key is in ``held`` (a maintenance window) stay as they are: not reminded of, not
+        resolved."""
         seen = {c.key: c for c in conditions}
         opened: list[Incident] = []
         events: list[Event] = []
@@ -176,7 +178,7 @@ class IncidentBook:
                 previous, incident.last_notified_ns = incident.last_notified_ns, now_ns
                 events.append(Event("reminder", now_ns, (incident,), seq=previous))
         for key, incident in list(self.open.items()):
-            if key in seen:
+            if key in seen or key in held:
                 continue
             incident.misses += 1
             if incident.misses >= RESOLVE_AFTER:
@@ -638,10 +640,10 @@ class AlertRunner:
         conditions = [c for c in evaluation.conditions if not muted.silenced(c)]
         silenced = len(evaluation.conditions) - len(conditions)
         # A silenced meter's open incident is neither resolved nor reminded of while the
-        # maintenance lasts: it is taken as still seen.
-        held = [i for i in self.book.open.values() if muted.silenced(i)]
-        events = self.book.update(conditions + [_still(i) for i in held], now_ns, a.reminder_h,
-                                  a.cooldown_min, a.group_min_meters)  # fmt: skip
+        # maintenance lasts: the book holds it as it is.
+        held = frozenset(k for k, i in self.book.open.items() if muted.silenced(i))
+        events = self.book.update(conditions, now_ns, a.reminder_h, a.cooldown_min,
+                                  a.group_min_meters, held)  # fmt: skip
         events = [e for e in events if not muted.quiet(e)]
         self.step("evaluated")
         if events:
@@ -734,13 +736,6 @@ class Muting:
             return True
         return event.kind == "reminder" and all(i.id in self.acknowledged
                                                 for i in event.incidents)  # fmt: skip
-
-
-def _still(incident: Incident) -> Condition:
-    """The condition of an open incident, as if seen again (holds it open, unchanged)."""
-    i = incident
-    return Condition(i.type, i.supplier, i.site, i.subject, i.value, i.baseline, i.unit,
-                     i.window_start_ns, i.window_end_ns, i.detail, i.excess, i.reason)  # fmt: skip
 
 
 def send_test(config: Config, supplier: str, site: str, now_ns: int) -> tuple[list[str], int, int]:

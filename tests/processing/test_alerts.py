@@ -148,6 +148,20 @@ def test_incident_lifecycle_cooldown_grouping_and_restart(tmp_path: Path) -> Non
     assert [(e.kind, len(e.incidents)) for e in grouped] == [("open", 3)]
 
 
+def test_a_held_incident_is_neither_reminded_of_nor_resolved(tmp_path: Path) -> None:
+    """During a maintenance window the open incident is held: hours without its condition
+    neither resolve it nor remind of it; after the window, two misses resolve it."""
+    book = IncidentBook.load(tmp_path / "incidents.json")
+    step = 5 * MIN_NS
+    book.update([cond("furnace-2")], NOW, reminder_h=1, cooldown_min=60, group_min=3)
+    [key] = book.open
+    for n in range(1, 20):  # 95 min held, past the reminder hour
+        assert book.update([], NOW + n * step, 1, 60, 3, held=frozenset({key})) == []
+    assert key in book.open and book.open[key].misses == 0
+    assert book.update([], NOW + 20 * step, 1, 60, 3) == []
+    assert [e.kind for e in book.update([], NOW + 21 * step, 1, 60, 3)] == ["resolved"]
+
+
 @pytest.fixture
 def smtp() -> Iterator[tuple[list, int]]:
     received: list = []
