@@ -34,6 +34,9 @@ from simulators.profiles import (
     CYCLES,
     DAILY_ANOMALY_PERSISTENCE,
     DAILY_ANOMALY_SIGMA_C,
+    MACHINE_DUTY,
+    MACHINE_RUN_MIN,
+    MACHINE_RUN_SHAPE,
     PRESS_IDLE_LEVEL,
     PRESS_STROKE_LEVEL,
     PRESS_STROKE_SHARE,
@@ -51,7 +54,13 @@ from supplymeter.records import Reading, datetime_to_ns, ns_to_datetime
 MILLI = 1000
 """Register resolution: 0.001 register units (kWh or m³)."""
 
-POWER_FACTOR = {"press": 0.82, "induction": 0.95, "furnace": 0.97, "compressor": 0.86}
+POWER_FACTOR = {
+    "press": 0.82,
+    "induction": 0.95,
+    "furnace": 0.97,
+    "compressor": 0.86,
+    "machines": 0.9,
+}
 """Typical displacement power factor by equipment; others 0.92."""
 
 MONTH_S = 30 * DAY_S
@@ -109,6 +118,9 @@ class MeterModel:
             self.cycle = (minutes * 60.0, self.cycle[1])
             self.phase_s = self.rng.uniform(0, minutes * 60.0)
         self.savings = sorted((s.start_ns, s.share) for s in sim.savings)
+        self.units: list[list] = []
+        """``machines``: each machine's [running, until when (s)], drawn on first use."""
+        self._units_rng = random.Random(f"{self.seed}:machines:{'/'.join(self.ref.key)}")
 
     def saving_share(self, ts_ns: int) -> float:
         """Fraction of the load the simulated measures in force at ``ts_ns`` remove (the
@@ -189,6 +201,8 @@ class MeterModel:
             drift = PHASE_DRIFT * period * math.sqrt(dt_s / DAY_S)
             self.phase_s += self.behaviour.gauss(0.0, drift)
             return cycle_mean(ts_ns / NS + self.phase_s, dt_s, period, segments)
+        if equipment == "machines":
+            return self._machines(ts_ns / NS, dt_s)
         if equipment == "press":
             minutes = max(1, int(dt_s // 60))
             rnd = self.rng.random
@@ -201,6 +215,37 @@ class MeterModel:
                 self.cnc = (ts_ns + round(self.behaviour.uniform(20, 120) * 60 * NS), level)
             return self.cnc[1]
         return 1.0
+
+    def _run_s(self, running: bool) -> float:
+        """Length of a machine's next run (or pause) [s]: gamma-distributed around the mean run
+        (``cycle_min``) or the pause that makes the machine's duty :data:`MACHINE_DUTY`."""
+        run_s = (self.ref.meter.simulation.cycle_min or MACHINE_RUN_MIN) * 60.0
+        mean = run_s if running else run_s * (1.0 - MACHINE_DUTY) / MACHINE_DUTY
+        return self._units_rng.gammavariate(MACHINE_RUN_SHAPE, mean / MACHINE_RUN_SHAPE)
+
+    def _machines(self, t0_s: float, dt_s: float) -> float:
+        """Mean level of a shop of large machines over ``[t0, t0 + dt)`` (mean 1): each machine
+        runs and pauses in turns and draws an equal share of the load while it runs."""
+        if not self.units:
+            rnd = self._units_rng.random
+            for _ in range(self.ref.meter.simulation.machines):
+                running = rnd() < MACHINE_DUTY
+                self.units.append([running, t0_s + rnd() * self._run_s(running)])
+        end = t0_s + dt_s
+        on_s = 0.0
+        for unit in self.units:
+            running, until = unit
+            t = t0_s
+            while until < end:
+                if running:
+                    on_s += max(0.0, until - t)
+                t = max(t, until)
+                running = not running
+                until = t + self._run_s(running)
+            if running:
+                on_s += end - t
+            unit[0], unit[1] = running, until
+        return on_s / dt_s / (len(self.units) * MACHINE_DUTY)
 
 
 @dataclass(frozen=True)

@@ -153,6 +153,17 @@ CYCLES: dict[str, tuple[float, Segments]] = {
 }
 """Default period [min] and profile of each cycling equipment."""
 
+MACHINE_RUN_MIN = 40.0
+"""Mean length of one large machine's run (``machines`` equipment) [min], by default."""
+MACHINE_DUTY = 0.5
+"""Share of the working time each large machine runs. With three machines of 45-min runs (the
+example forge) the load over a quarter-hour ranges from nothing to twice its mean and its
+15-min steps match the steel plant's in ``bench/data/heavy`` (p90 0.79 of the mean; the
+heavy-industry table of ``bench/bench_realism.py``)."""
+MACHINE_RUN_SHAPE = 2.0
+"""Runs and pauses are gamma-distributed with this shape: few very short runs (a billet
+heated, a batch charged), some long ones."""
+
 PRESS_STROKE_SHARE = 0.2
 PRESS_STROKE_LEVEL = 3.0
 PRESS_IDLE_LEVEL = (1.0 - PRESS_STROKE_SHARE * PRESS_STROKE_LEVEL) / (1.0 - PRESS_STROKE_SHARE)

@@ -742,7 +742,7 @@ class ServicesFile(_Model):
 # --- registry ---------------------------------------------------------------------------
 
 
-Equipment = Literal["steady", "press", "induction", "furnace", "cnc", "compressor"]
+Equipment = Literal["steady", "press", "induction", "furnace", "cnc", "compressor", "machines"]
 """How a simulated meter's production load moves within a shift (see simulators/profiles.py)."""
 
 
@@ -778,9 +778,13 @@ class MeterSimulation(_Model):
     initial_register: float = Field(1000.0, ge=0)
     equipment: Equipment = "steady"
     """The production load's shape: press strokes, induction heating cycles, furnace
-    heat-up/soak cycles, CNC utilisation changing by the hour, compressor load/unload."""
+    heat-up/soak cycles, CNC utilisation changing by the hour, compressor load/unload, or
+    ``machines``: a shop of large machines each switched on and off (heavy industry)."""
     cycle_min: float | None = Field(None, gt=0)
-    """Period of the equipment's cycle [min]; default per equipment."""
+    """Period of the equipment's cycle [min]; default per equipment. For ``machines``: the mean
+    length of one machine's run [min]."""
+    machines: int = Field(4, ge=1, le=100)
+    """For ``machines``: how many large machines share the production load."""
     ac_fraction: float = Field(0.0, ge=0, le=2)
     """Air conditioning at the hottest hour of the year, as a share of ``mean_load``."""
     production_per_hour: float | None = Field(None, gt=0)

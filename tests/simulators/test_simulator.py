@@ -18,7 +18,9 @@ from collector.payload import Limits, parse_readings
 from simulators.faults import FaultLog, read_faults
 from simulators.gateway import Link, Send
 from simulators.ledger import HOUR_NS, read_ledger
+from simulators.plant import MeterModel
 from simulators.profiles import (
+    MACHINE_DUTY,
     NIGHT_SHARE,
     SCHEDULES,
     Schedule,
@@ -215,6 +217,29 @@ def test_equipment_cycles_show_in_the_power_readings(example_config: Config) -> 
     induction = cv(("forge-a", "taichung-1", "induction-heaters"), 9, 15)
     assert furnace > 2 * steady  # heat-up at 2× vs unload at 0.45× of the production load
     assert press > 1.5 * induction  # strokes vs a 12-min cycle that 15-min readings smooth
+
+
+def test_a_shop_of_large_machines_keeps_its_mean_and_moves_in_steps(
+    example_config: Config,
+) -> None:
+    """The forge's site meter (``equipment = "machines"``): three machines running in turns
+    average the configured load over time, while a quarter-hour holds anything from no machine
+    to all of them — the 15-min steps of heavy industry, not a smooth shift load."""
+    ref = example_config.registry.meter("forge-a", "taichung-1", "main")
+    assert ref is not None and ref.meter.simulation.equipment == "machines"
+    model = MeterModel(ref, seed=3)
+    quarter = 900.0
+    levels = [model.equipment_level(OCT_1 + k * 900 * 10**9, quarter) for k in range(96 * 120)]
+    assert sum(levels) / len(levels) == pytest.approx(1.0, abs=0.05)
+    n, duty = ref.meter.simulation.machines, MACHINE_DUTY
+    assert max(levels) <= 1 / duty + 1e-9  # every machine running
+    idle = sum(1 for v in levels if v < 1e-9) / len(levels)
+    assert 0.3 * (1 - duty) ** n < idle < 3 * (1 - duty) ** n  # none running, as often as chance
+    steps = sorted(abs(b - a) for a, b in itertools.pairwise(levels))
+    assert steps[int(0.9 * len(steps))] > 0.5  # steel plant: p90 0.79 of the mean
+
+    smooth = MeterModel(example_config.registry.meter("spring-b", "changhua-1", "main"), seed=3)
+    assert {smooth.equipment_level(OCT_1 + k * 900 * 10**9, quarter) for k in range(96)} == {1.0}
 
 
 def test_production_counter_counts_while_working(example_config: Config) -> None:
