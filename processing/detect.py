@@ -107,6 +107,10 @@ USUAL_SHARE = 0.2
 """A spike or regime whose energy over its length the meter reached on this share of its
 history days of the same kind (working or not) near this time of day, at least two, is
 routine, not an alert."""
+SHOP_TOLERANCE_MIN = 180
+"""A shop of large machines (``[alerts] shop_swing``): its spike is told only when no past day
+of the same kind reached its energy within this long of its time [min] — the machines' duty
+cycle wanders by hours, and a burst of a size they reach is their routine."""
 DAY_COVERAGE = 0.9
 """A day is summarised for the level watch when this share of its slots is known."""
 
@@ -249,8 +253,8 @@ class Track:
     """The local day whose base loads were last judged."""
     levels: LevelWatch | None = None
     """Day summaries and the level-shift CUSUM (made by the detector)."""
-    level: tuple[int, float] = (-1, 0.0)
-    """(day number, median slot of the history) — refreshed daily."""
+    level: tuple[int, float, float] = (-1, 0.0, 0.0)
+    """(day number, median slot of the history, typical swing) — refreshed daily."""
     seen_ns: int | None = None
     """When the detector last evaluated (a new reading older than this came late)."""
     late_slots: set[int] = field(default_factory=set)
@@ -414,6 +418,21 @@ def _strongest(values: np.ndarray, width: int) -> np.ndarray:
     return (cum[:, width:] - cum[:, :-width]).max(axis=1)
 
 
+def typical_swing(slots: np.ndarray, median: float) -> float:
+    """How far a meter's load moves from one slot to the next while it works: the 90th
+    percentile of |Δ| between consecutive slots both above the meter's median, as a share of
+    the median level there (0 with too little data: fewer than a day's pairs).
+
+    Over six-week windows of a year: a steel plant 0.50–0.70, the simulated forge 0.56–0.70 and
+    heat-treatment plant 0.40–0.59 (shops of large machines); an office 0.26–0.44; light
+    industry, a store and the simulated springs and CNC plants 0.06–0.19."""
+    a, b = slots[:-1], slots[1:]
+    working = (a > median) & (b > median)
+    if working.sum() < 96:
+        return 0.0
+    return float(np.quantile(np.abs(b[working] - a[working]), 0.9) / np.median(b[working]))
+
+
 def spike_floor(settings: AlertSettings, ref: MeterRef) -> float:
     """Smallest excess worth a spike alert per window [unit]: ``[alerts] spike_min_abs`` for
     the meter's carrier where set, else the carrier table's default."""
@@ -459,6 +478,7 @@ class Detector:
         self._max_slots = max(1, s.spike_max_min // s.window_min)
         self._regime_slots = max(self._max_slots + 1, math.ceil(s.regime_min_min / s.window_min))
         self._back = np.arange(1, self.days + 1)
+        self._shop_tolerance = SHOP_TOLERANCE_MIN // s.window_min
 
     # --- input ------------------------------------------------------------------------------
 
@@ -499,11 +519,21 @@ class Detector:
 
     def level(self, track: Track, g: int) -> float:
         """Median slot of the meter's history (refreshed once a day) [unit per slot]."""
+        self._refresh_level(track, g)
+        return track.level[1]
+
+    def swing(self, track: Track, g: int) -> float:
+        """The meter's typical 15-min swing while it works (refreshed once a day): see
+        :func:`typical_swing`."""
+        self._refresh_level(track, g)
+        return track.level[2]
+
+    def _refresh_level(self, track: Track, g: int) -> None:
         day = g // self.per_day
         if track.level[0] != day:
             values = track.slots[~np.isnan(track.slots)]
-            track.level = (day, float(np.median(values)) if len(values) else 0.0)
-        return track.level[1]
+            median = float(np.median(values)) if len(values) else 0.0
+            track.level = (day, median, typical_swing(track.slots, median))
 
     def baseline(self, track: Track, g: int) -> Baseline | None:
         """The comparison for slot ``g`` (see the module docstring), or ``None`` with fewer
@@ -668,6 +698,12 @@ class Detector:
         reached, days = self._reached(track, ep)
         if reached >= max(2, USUAL_SHARE * days):
             return None  # this much energy at this time of day is part of the plant's routine
+        swing = self.swing(track, ep.last)
+        shop = swing >= s.shop_swing
+        if shop:
+            reached, days = self._reached(track, ep, self._shop_tolerance)
+            if reached:
+                return None  # the shop's machines drew this much near this time before
         t0, t1 = ep.start * self.slot_ns, (ep.last + 1) * self.slot_ns
         usual = sum(ep.usual)
         excess = ep.excess
@@ -682,17 +718,31 @@ class Detector:
             f"similar past days within {s.shift_tolerance_min} min of this time and then came "
             f"back down; that level was {how_often(ep.reached, ep.history_days)}."
         )
+        if shop:
+            reason += (
+                f" This meter's load typically swings ±{100 * swing:.0f}% from one quarter-hour "
+                f"to the next (a shop of large machines), so it is told only of bursts beyond "
+                f"its own capacity: nothing this large over {duration_text(t1 - t0)} within "
+                f"{SHOP_TOLERANCE_MIN // 60} h of this time on any of the last {days} "
+                f"{'working' if self._working(track, ep.start) else 'idle'} days."
+            )
         return Condition(
             "spike", *ref.key, value=sum(ep.values), baseline=usual, unit=ref.unit,
             window_start_ns=t0, window_end_ns=t1, detail=detail, excess=excess,
             reason=reason, over=True, late=ep.late,
         )  # fmt: skip
 
-    def _reached(self, track: Track, ep: Episode) -> tuple[int, int]:
+    def _working(self, track: Track, g: int) -> bool:
+        """Whether slot ``g`` falls on a workday (not a weekend day or public holiday)."""
+        local = ns_to_datetime(g * self.slot_ns).astimezone(track.ref.tz)
+        return day_type(local, track.ref.supplier.country) == "workday"
+
+    def _reached(self, track: Track, ep: Episode, tol: int | None = None) -> tuple[int, int]:
         """On how many history days of the same kind (working or not) the episode's energy was
         reached near this time of day, and of how many with data: the episode's strongest run
         of L slots (L its length, at most a regime's) against each day's strongest run of L
-        slots within ``shift_tolerance_min`` of it. Energy over a window, not single slots:
+        slots within ``tol`` slots (default ``shift_tolerance_min``) of it. Energy over a
+        window, not single slots:
         a forge's presses and furnaces draw in bursts whose timing wanders, and a burst of the
         usual size is routine even when no past day had it at the same quarter-hour."""
         n = ep.last - ep.start + 1
@@ -701,14 +751,10 @@ class Detector:
         level = _strongest(values[None, :], width)[0]
         if level != level:
             return 0, 0
-        tol = self._tolerance
+        tol = self._tolerance if tol is None else tol
         base = self._neighbour_slots(track, ep.start)
-        country, tz = track.ref.supplier.country, track.ref.tz
-        working = day_type(ns_to_datetime(ep.start * self.slot_ns).astimezone(tz), country)
-        same = np.array([
-            (day_type(ns_to_datetime(int(b) * self.slot_ns).astimezone(tz), country) == "workday")
-            == (working == "workday") for b in base
-        ])  # fmt: skip
+        working = self._working(track, ep.start)
+        same = np.array([self._working(track, int(b)) == working for b in base])
         history = track.get(base[same, None] + np.arange(-tol, n + tol)[None, :])
         usable = (~np.isnan(history)).mean(axis=1) >= 0.75
         strongest = _strongest(history[usable], width)

@@ -128,6 +128,44 @@ def test_sunday_production_is_compared_with_producing_days_not_reported_as_spike
     assert [i for i in opened if i.type == "spike"] == []
 
 
+def shop_kw(ts: int, all_at: int = 16) -> float:
+    """A shop of three 200-kW machines on workdays 08:00–17:00: none, one or two running in
+    turns each quarter-hour, all three for half an hour from ``all_at`` o'clock; 50 kW
+    otherwise. [kW]"""
+    local = datetime.fromtimestamp(ts / 1e9, TPE)
+    if not (local.weekday() < 5 and 8 <= local.hour < 17):
+        return 50.0
+    if local.hour == all_at and local.minute < 30:
+        return 650.0
+    return 50.0 + 200.0 * (ts // (15 * MIN_NS) % 3)
+
+
+def test_a_shop_of_large_machines_is_told_only_of_bursts_beyond_its_capacity(
+    config: Config,
+) -> None:  # fmt: skip
+    """Its machines' coincidences (all three at once, at times no comparable day had them)
+    are its routine; a burst beyond anything it drew near that time is news, and says why."""
+    until = MONDAY + 20 * HOUR_NS
+    t0 = MONDAY + 14 * HOUR_NS  # all three at 14:00 on Monday, at 16:00 on the days before
+
+    def early(ts: int) -> float:
+        return shop_kw(ts, 14 if MONDAY <= ts < MONDAY + DAY_NS else 16)
+
+    as_light, detector = run(config, early, until, shop_swing=100.0)  # judged as smooth
+    assert detector.swing(detector.tracks[PRESS], until // (15 * MIN_NS)) > 0.45
+    [wolf] = [i for i in as_light if i.type == "spike"]  # never within 1 h of 14:00 before
+    assert wolf.window_start_ns == t0
+    opened, _ = run(config, early, until)
+    assert [i.type for i in opened if i.type == "spike"] == []
+
+    # 850 kW for 30 min: every machine and a fourth one's worth more.
+    burst = lambda ts: 850.0 if t0 <= ts < t0 + 30 * MIN_NS else shop_kw(ts)  # noqa: E731
+    opened, _ = run(config, burst, until)
+    [spike] = [i for i in opened if i.type == "spike"]
+    assert (spike.window_start_ns, spike.window_end_ns) == (t0, t0 + 30 * MIN_NS)
+    assert "shop of large machines" in spike.reason and "within 3 h" in spike.reason
+
+
 def test_an_hours_long_excursion_is_one_regime_incident(config: Config) -> None:
     t0 = MONDAY + 9 * HOUR_NS
     kw = lambda ts: plant_kw(ts) * (2.0 if t0 <= ts < t0 + 4 * HOUR_NS else 1.0)  # noqa: E731
