@@ -42,7 +42,7 @@ of raw readings. At any instant ``now`` it finds:
     beyond its own capacity: more energy over the spike's length than on *any* past day of the
     same kind within :data:`SHOP_TOLERANCE_MIN` (3 h) of that time. Two or three machines
     running at once at an hour they seldom do is such a meter's routine; on a steel plant's
-    load it was nine false alarms in ten (``bench/bench_alerts_real.py``, BENCHMARKS.md).
+    load that rule took false spike alarms from 0.48 to 0 per meter-week (BENCHMARKS.md).
 ``level_shift``
     a lasting change of the base load (the 10th percentile of each local day's slots, kW):
     a CUSUM on each day's deviation from the comparable days of its type, holidays and idle
