@@ -432,7 +432,8 @@ def typical_swing(slots: np.ndarray, median: float) -> float:
 
     Over six-week windows of a year: a steel plant 0.50–0.70, the simulated forge 0.56–0.70 and
     heat-treatment plant 0.40–0.59 (shops of large machines); an office 0.26–0.44; light
-    industry, a store and the simulated springs and CNC plants 0.06–0.19."""
+    industry, a store and the simulated springs and CNC plants 0.06–0.19. ``slots`` may be a
+    ring: the one pair across its wrap-around changes nothing measurable."""
     a, b = slots[:-1], slots[1:]
     working = (a > median) & (b > median)
     if working.sum() < 96:
@@ -727,11 +728,12 @@ class Detector:
         )
         if shop:
             reason += (
-                f" This meter's load typically swings ±{100 * swing:.0f}% from one quarter-hour "
-                f"to the next (a shop of large machines), so it is told only of bursts beyond "
+                f" This meter's load moves by up to {100 * swing:.0f}% of its level from one "
+                f"quarter-hour to the next, 9 times in 10 (a shop of large machines), so it is "
+                f"told only of bursts beyond "
                 f"its own capacity: nothing this large over {duration_text(t1 - t0)} within "
                 f"{SHOP_TOLERANCE_MIN // 60} h of this time on any of the last {days} "
-                f"{'working' if self._working(track, ep.start) else 'idle'} days."
+                + ("workdays." if self._working(track, ep.start) else "weekend days and holidays.")
             )
         return Condition(
             "spike", *ref.key, value=sum(ep.values), baseline=usual, unit=ref.unit,

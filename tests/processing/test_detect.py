@@ -164,6 +164,7 @@ def test_a_shop_of_large_machines_is_told_only_of_bursts_beyond_its_capacity(
     [spike] = [i for i in opened if i.type == "spike"]
     assert (spike.window_start_ns, spike.window_end_ns) == (t0, t0 + 30 * MIN_NS)
     assert "shop of large machines" in spike.reason and "within 3 h" in spike.reason
+    assert spike.reason.endswith("workdays.")
 
 
 def test_an_hours_long_excursion_is_one_regime_incident(config: Config) -> None:
