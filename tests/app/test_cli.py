@@ -125,14 +125,17 @@ def test_collect_with_two_processes_shares_the_stream(
 ) -> None:
     metrics = free_port()
     path = _collect_config(tmp_path, broker, influx, metrics)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "--config", str(path), "collect"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    log = tmp_path / "collect.log"  # both processes' log, shown on failure
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "--config", str(path), "collect"],
+            stdout=subprocess.PIPE, stderr=err,
+        )  # fmt: skip
     try:
         assert proc.stdout is not None and b"with 2 processes" in proc.stdout.readline()
-        assert wait_until(lambda: all(scrape(metrics + i, "mqtt_connected") == 1
-                                      for i in range(2)), 30)  # fmt: skip
+        connected = wait_until(lambda: all(scrape(metrics + i, "mqtt_connected") == 1
+                                           for i in range(2)), 60)  # fmt: skip
+        assert connected, log.read_text()[-3000:]
         publisher = paho.Client(CallbackAPIVersion.VERSION2, client_id="pub")
         publisher.connect("127.0.0.1", broker.port)
         publisher.loop_start()
@@ -364,17 +367,23 @@ def test_a_worker_stops_when_its_supervisor_is_killed_at_any_moment(
     import os
     import time
 
+    from app.cli import WORKER_GRACE_S
+
     path = _collect_config(tmp_path, broker, influx, free_port())
-    supervisor = subprocess.Popen([sys.executable, "-m", "app.cli", "--config", str(path),
-                                   "collect"], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL)  # fmt: skip
+    log = tmp_path / "collect.log"  # the supervisor's and its workers' log, shown on failure
+    with log.open("wb") as err:
+        argv = [sys.executable, "-m", "app.cli", "--config", str(path), "collect"]
+        supervisor = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
     marker = f"{path} collect --worker"
     try:
         assert wait_until(lambda: bool(_processes_with(marker)), 30, 0.01)
         time.sleep(delay_s)
         os.kill(supervisor.pid, signal.SIGKILL)
         supervisor.wait(10)
-        assert wait_until(lambda: not _processes_with(marker), 15), _processes_with(marker)
+        # Cleanly within seconds as a rule; the watcher's hard exit bounds it (seen once in
+        # ~20 runs on a loaded machine: still there after 15 s — the log says where it was).
+        gone = wait_until(lambda: not _processes_with(marker), WORKER_GRACE_S + 10)
+        assert gone, (_processes_with(marker), log.read_text()[-3000:])
     finally:
         for pid in _processes_with(marker):
             os.kill(pid, signal.SIGKILL)
