@@ -64,6 +64,12 @@ def _recorded() -> list[sa.Column[Any]]:
     ]
 
 
+def _standing(table: sa.Table, supplier: str | None = None) -> sa.Select:
+    """The table's records not withdrawn, oldest first (``supplier``: only its own)."""
+    q = sa.select(table).where(table.c.removed_at.is_(None)).order_by(table.c.id)
+    return q if supplier is None else q.where(table.c.supplier == supplier)
+
+
 def _removed() -> list[sa.Column[Any]]:
     return [sa.Column("removed_by", sa.String(64)), sa.Column("removed_at", TS)]
 
@@ -704,18 +710,16 @@ class Operations:
     def _events(
         self, conn: Connection, key: tuple[str, str, str] | None = None, supplier: str | None = None
     ) -> list[RecordedEvent]:
-        q = sa.select(meter_events).where(meter_events.c.removed_at.is_(None))
+        q = _standing(meter_events, supplier)
         if key is not None:
             q = q.where(
                 meter_events.c.supplier == key[0],
                 meter_events.c.site == key[1],
                 meter_events.c.meter == key[2],
             )
-        if supplier is not None:
-            q = q.where(meter_events.c.supplier == supplier)
         return [
             _record(RecordedEvent, r, event=MeterEvent.model_validate_json(r.event))
-            for r in conn.execute(q.order_by(meter_events.c.id))
+            for r in conn.execute(q)
         ]
 
     def meter_events(self, supplier: str | None = None) -> list[RecordedEvent]:
@@ -800,11 +804,8 @@ class Operations:
         return record
 
     def bills(self, supplier: str | None = None) -> list[BillRecord]:
-        q = sa.select(bills).where(bills.c.removed_at.is_(None)).order_by(bills.c.id)
-        if supplier is not None:
-            q = q.where(bills.c.supplier == supplier)
         with self._tx() as conn:
-            return [_record(BillRecord, r) for r in conn.execute(q)]
+            return [_record(BillRecord, r) for r in conn.execute(_standing(bills, supplier))]
 
     def remove_bill(
         self,
@@ -944,9 +945,7 @@ class Operations:
         active_at: datetime | None = None,
     ) -> list[Silence]:
         """Silences not cancelled (``active_at``: only those covering that time)."""
-        q = sa.select(silences).where(silences.c.removed_at.is_(None)).order_by(silences.c.id)
-        if supplier is not None:
-            q = q.where(silences.c.supplier == supplier)
+        q = _standing(silences, supplier)
         if active_at is not None:
             active_at = active_at.astimezone(UTC)
             q = q.where(silences.c.starts_at <= active_at, silences.c.ends_at > active_at)
