@@ -36,7 +36,7 @@ import pandas as pd
 
 from simulators.series import site_loads, with_interval
 from supplymeter.calendar import public_holidays
-from supplymeter.config import load_config
+from supplymeter.config import Config, load_config
 from supplymeter.records import datetime_to_ns
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,16 +133,14 @@ def read_real(directory: Path) -> dict[str, tuple[pd.DatetimeIndex, np.ndarray, 
     return out
 
 
-def heavy_meters() -> set[str]:
+def heavy_meters(config: Config) -> set[str]:
     """Names (``sim:supplier/site/meter``) of the simulated meters whose production load is a
     shop of large machines."""
-    registry = load_config(ROOT / "supplymeter.toml", {}).registry
-    return {f"sim:{'/'.join(r.key)}" for r in registry.meters()
+    return {f"sim:{'/'.join(r.key)}" for r in config.registry.meters()
             if r.key in SIMULATED and r.meter.simulation.equipment == "machines"}  # fmt: skip
 
 
-def simulate(seed: int) -> dict[str, tuple[pd.DatetimeIndex, np.ndarray, str]]:
-    config = load_config(ROOT / "supplymeter.toml", {})
+def simulate(config: Config, seed: int) -> dict[str, tuple[pd.DatetimeIndex, np.ndarray, str]]:
     registry = with_interval(config, 900)
     start = datetime_to_ns(datetime(2025, 1, 1, tzinfo=TPE))
     end = datetime_to_ns(datetime(2026, 1, 1, tzinfo=TPE))
@@ -165,10 +163,11 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="also write the simulated series here")
     args = parser.parse_args()
     real = read_real(args.series)
-    sim = simulate(args.seed)
+    config = load_config(ROOT / "supplymeter.toml", {})
+    sim = simulate(config, args.seed)
     figures = {name: statistics(*v) for name, v in {**real, **sim}.items()}
     cols = list(NAMES)
-    heavy = heavy_meters()
+    heavy = heavy_meters(config)
     lo = {c: min(figures[n][c] for n in real) for c in cols}
     hi = {c: max(figures[n][c] for n in real) for c in cols}
     print("| series | " + " | ".join(NAMES[c] for c in cols) + " |")
