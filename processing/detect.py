@@ -26,9 +26,14 @@ of raw readings. At any instant ``now`` it finds:
     it ended. Measured on real 15-min loads with injected spikes:
     ``bench/bench_alerts_real.py``, BENCHMARKS.md.
 ``regime``
-    an episode unusual for ``regime_min_min`` (2 h): an hours-long abnormal regime is one
-    incident, open while it lasts, with its excess energy so far. (Episodes longer than a spike
-    and shorter than a regime are not reported.)
+    an episode unusual for ``regime_min_min`` (2 h) on at least :data:`REGIME_SOLID` (4 in 5)
+    of its slots: an hours-long abnormal regime is one incident, open while it lasts, with its
+    excess energy so far. (Episodes longer than a spike and shorter than a regime are not
+    reported.) Once an episode has lasted longer than a spike, its slots are compared with the
+    days that were most like today over the ``match_hours`` **before it began** (for up to
+    :data:`FREEZE_MAX_MIN`, 8 h): matched on its own hours, a regime soon chose the plant's
+    strongest days as comparable and faded below their envelope before it had lasted 2 h. A
+    patchy episode (a busy day's hours) is not a regime: something switched on stays on.
 
     **Routine energy is not news** (heavy industry): a spike or regime is not reported when
     the meter's energy over the same length — its strongest run of slots, up to a regime's —
@@ -118,6 +123,13 @@ SHOP_TOLERANCE_MIN = 180
 """A shop of large machines (``[alerts] shop_swing``): its spike is told only when no past day
 of the same kind reached its energy within this long of its time [min] — the machines' duty
 cycle wanders by hours, and a burst of a size they reach is their routine."""
+REGIME_SOLID = 0.8
+"""A regime: at least this share of its slots unusual. A fault that switches something on
+stays on; a busy day's patchy hours are not one (on the real series this halved the regime
+emails on untouched loads, BENCHMARKS.md)."""
+FREEZE_MAX_MIN = 480
+"""An episode under way is judged against days matched on the hours before it began for at
+most this long [min]; after that it is matched on its own hours (the new normal)."""
 DAY_COVERAGE = 0.9
 """A day is summarised for the level watch when this share of its slots is known."""
 
@@ -487,6 +499,7 @@ class Detector:
         self._regime_slots = max(self._max_slots + 1, math.ceil(s.regime_min_min / s.window_min))
         self._back = np.arange(1, self.days + 1)
         self._shop_tolerance = SHOP_TOLERANCE_MIN // s.window_min
+        self._freeze_max = FREEZE_MAX_MIN // s.window_min
 
     # --- input ------------------------------------------------------------------------------
 
@@ -543,16 +556,20 @@ class Detector:
             median = float(np.median(values)) if len(values) else 0.0
             track.level = (day, median, typical_swing(track.slots, median))
 
-    def baseline(self, track: Track, g: int) -> Baseline | None:
+    def baseline(self, track: Track, g: int, since: int | None = None) -> Baseline | None:
         """The comparison for slot ``g`` (see the module docstring), or ``None`` with fewer
-        than ``min_history_weeks`` × 7 days to compare with."""
+        than ``min_history_weeks`` × 7 days to compare with. ``since``: the first slot of an
+        episode under way — days are matched on the hours before it, which it has not touched
+        (an hours-long regime would otherwise choose days like itself to be compared with)."""
         s = self.settings
         h, tol = self._match, self._tolerance
+        lag = 0 if since is None else max(0, min(g - since, self._freeze_max))
         base = self._neighbour_slots(track, g)
-        span = np.arange(-h, tol + 1)
+        span = np.arange(-h - lag, tol + 1)
         values = track.get(base[:, None] + span[None, :])
-        match, near = values[:, :h], values[:, h - tol :]
-        today = track.get(np.arange(g - h, g))
+        match, near = values[:, :h], values[:, h + lag - tol :]
+        values = values[:, lag:]
+        today = track.get(np.arange(g - lag - h, g - lag))
         known = ~np.isnan(today)
         if known.sum() < h / 2:
             return None
@@ -658,7 +675,11 @@ class Detector:
                 track.judged = g  # a gap in the data: it will not be judged
                 continue
             track.judged = g
-            base = self.baseline(track, g)
+            ep = track.episode
+            # An episode longer than a spike is judged against the days like today before it
+            # began: a regime would otherwise soon choose days like itself as comparable.
+            since = ep.start if ep is not None and g - ep.start >= self._max_slots else None
+            base = self.baseline(track, g, since)
             lacks = base is None
             late = g in track.late_slots
             found += self._episode(track, g, y, base, late)
@@ -772,9 +793,15 @@ class Detector:
     def _regime(self, track: Track, ep: Episode) -> Condition | None:
         """An episode unusual for ``regime_min_min`` or longer: one incident while it lasts
         (none while its energy is one the plant reaches routinely at this time of day)."""
+        if len(ep.values) < REGIME_SOLID * (ep.last - ep.start + 1):
+            return None  # patchy: a busy stretch, not something that switched on and stayed
         reached, days = self._reached(track, ep)
         if reached >= max(2, USUAL_SHARE * days):
             return None
+        if self.swing(track, ep.last) >= self.settings.shop_swing:
+            reached, days = self._reached(track, ep, self._shop_tolerance)
+            if reached:
+                return None  # a shop's machines drew this much near this time before
         ref = track.ref
         t0, t1 = ep.start * self.slot_ns, (ep.last + 1) * self.slot_ns
         local = ns_to_datetime(t0).astimezone(ref.tz)
@@ -785,9 +812,11 @@ class Detector:
             f"{ep.excess:,.0f} {ref.unit} above the usual {usual:,.0f} {ref.unit}"
         )
         day = "a public holiday" if kind == "holiday" else f"a {kind}"
+        n = ep.last - ep.start + 1
         reason = (
-            f"For {duration_text(t1 - t0)} on {day} consumption has stayed above the highest "
-            f"of the {self.settings.neighbours} most similar past days; its peak was "
+            f"For {duration_text(t1 - t0)} on {day} consumption has stood above the highest "
+            f"of the {self.settings.neighbours} past days most like today before it began, in "
+            f"{len(ep.values)} of its {n} quarter-hours; its peak was "
             f"{how_often(ep.reached, ep.history_days)}."
         )
         return Condition(

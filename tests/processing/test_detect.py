@@ -177,6 +177,32 @@ def test_an_hours_long_excursion_is_one_regime_incident(config: Config) -> None:
     assert "so far" in opened[0].detail and opened[0].excess > 0
 
 
+def test_a_regime_is_compared_with_the_days_like_today_before_it_began(config: Config) -> None:
+    """Production varies from day to day (320–480 kW). A regime at 1.5 × today's 400 kW is
+    above every day; judged on days matched to its own hours it would soon be compared with
+    the strongest days and fade below the envelope before 2 h."""
+    tuesday = MONDAY + DAY_NS  # Monday 26 Oct 2026 is a holiday in Taiwan
+    t0 = tuesday + 10 * HOUR_NS
+
+    def day_level(ts: int) -> float:
+        day = ts // DAY_NS
+        return 1.0 if day == tuesday // DAY_NS else 0.8 + 0.4 * ((day * 0.618) % 1)
+
+    def kw(ts: int) -> float:
+        base = plant_kw(ts)
+        if base < 200:
+            return base
+        return base * (1.5 if t0 <= ts < t0 + 3 * HOUR_NS else day_level(ts))
+
+    opened, _ = run(config, kw, tuesday + 16 * HOUR_NS)
+    [regime] = [i for i in opened if i.type == "regime"]
+    assert regime.window_start_ns == t0
+    assert [i.type for i in opened] == ["regime"]
+    hours = (regime.window_end_ns - regime.window_start_ns) / HOUR_NS
+    assert regime.excess / hours == pytest.approx(200, rel=0.35), regime.detail  # kW above
+    assert "most like today before it began" in regime.reason
+
+
 def test_a_lasting_base_load_rise_is_one_notice(config: Config) -> None:
     """Base load up 50% from Thursday on: one notice once it has lasted a week, with its
     evidence, then the new level is normal."""
