@@ -43,11 +43,12 @@ of raw readings. At any instant ``now`` it finds:
     the duty cycle even when no comparable day had it at the same quarter-hour.
 
     **A shop of large machines** (a meter whose load swings by ``shop_swing`` of its level from
-    one quarter-hour to the next while it works: :func:`typical_swing`) is told of a spike only
-    beyond its own capacity: more energy over the spike's length than on *any* past day of the
-    same kind within :data:`SHOP_TOLERANCE_MIN` (3 h) of that time. Two or three machines
-    running at once at an hour they seldom do is such a meter's routine; on a steel plant's
-    load that rule took false spike alarms from 0.48 to 0 per meter-week (BENCHMARKS.md).
+    one quarter-hour to the next while it works: :func:`typical_swing`) is told of a spike (or
+    a regime, over its first 2 h) only beyond its own capacity: more energy over the spike's
+    length than on *any* past day of the same kind within :data:`SHOP_TOLERANCE_MIN` (3 h) of
+    that time. Two or three machines running at once at an hour they seldom do is such a
+    meter's routine; on a steel plant's load that rule took false spike alarms from 0.48 to 0
+    per meter-week (BENCHMARKS.md).
 ``level_shift``
     a lasting change of the base load (the 10th percentile of each local day's slots, kW):
     a CUSUM on each day's deviation from the comparable days of its type, holidays and idle
