@@ -241,6 +241,8 @@ class Episode:
     reached: int = 0
     history_days: int = 0
     late: bool = False
+    told: bool = False
+    """Reported as a regime: it stays one incident while it lasts."""
 
     @property
     def excess(self) -> float:
@@ -793,16 +795,19 @@ class Detector:
 
     def _regime(self, track: Track, ep: Episode) -> Condition | None:
         """An episode unusual for ``regime_min_min`` or longer: one incident while it lasts
-        (none while its energy is one the plant reaches routinely at this time of day)."""
-        if len(ep.values) < REGIME_SOLID * (ep.last - ep.start + 1):
-            return None  # patchy: a busy stretch, not something that switched on and stayed
-        reached, days = self._reached(track, ep)
-        if reached >= max(2, USUAL_SHARE * days):
-            return None
-        if self.swing(track, ep.last) >= self.settings.shop_swing:
-            reached, days = self._reached(track, ep, self._shop_tolerance)
-            if reached:
-                return None  # a shop's machines drew this much near this time before
+        (none while its energy is one the plant reaches routinely at this time of day; once
+        told, it stays told until the episode ends)."""
+        if not ep.told:
+            if len(ep.values) < REGIME_SOLID * (ep.last - ep.start + 1):
+                return None  # patchy: a busy stretch, not something that switched on and stayed
+            reached, days = self._reached(track, ep)
+            if reached >= max(2, USUAL_SHARE * days):
+                return None
+            if self.swing(track, ep.last) >= self.settings.shop_swing:
+                reached, days = self._reached(track, ep, self._shop_tolerance)
+                if reached:
+                    return None  # a shop's machines drew this much near this time before
+            ep.told = True
         ref = track.ref
         t0, t1 = ep.start * self.slot_ns, (ep.last + 1) * self.slot_ns
         local = ns_to_datetime(t0).astimezone(ref.tz)
@@ -817,7 +822,7 @@ class Detector:
         reason = (
             f"For {duration_text(t1 - t0)} on {day} consumption has stood above the highest "
             f"of the {self.settings.neighbours} past days most like today before it began, in "
-            f"{len(ep.values)} of its {n} quarter-hours; its peak was "
+            f"{len(ep.values)} of its {n} {self.settings.window_min}-min slots; its peak was "
             f"{how_often(ep.reached, ep.history_days)}."
         )
         return Condition(
