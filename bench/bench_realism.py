@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from simulators.faults import FaultLog
 from simulators.series import site_loads, with_interval
 from supplymeter.calendar import public_holidays
 from supplymeter.config import Config, load_config
@@ -140,13 +141,23 @@ def heavy_meters(config: Config) -> set[str]:
             if r.key in SIMULATED and r.meter.simulation.equipment == "machines"}  # fmt: skip
 
 
-def simulate(config: Config, seed: int) -> dict[str, tuple[pd.DatetimeIndex, np.ndarray, str]]:
+def simulate(
+    config: Config, seed: int, shifts: dict[str, list[list]] | None = None
+) -> dict[str, tuple[pd.DatetimeIndex, np.ndarray, str]]:
+    """The simulated site meters' year; ``shifts`` (if given) receives each meter's base-load
+    shifts, the simulator's ground truth: ``[start (RFC 3339), factor before, factor after]``."""
     registry = with_interval(config, 900)
     start = datetime_to_ns(datetime(2025, 1, 1, tzinfo=TPE))
     end = datetime_to_ns(datetime(2026, 1, 1, tzinfo=TPE))
     out = {}
     for supplier, site in sorted({k[:2] for k in SIMULATED}):
-        loads = site_loads(registry, supplier, site, start, end, seed)
+        faults = FaultLog()
+        loads = site_loads(registry, supplier, site, start, end, seed, faults=faults)
+        if shifts is not None:
+            for e in faults.of_type("base_shift"):
+                shifts.setdefault(f"sim:{supplier}/{site}/{e.meter}", []).append(
+                    [e.start, e.details["from"], e.details["to"]]
+                )
         for key in SIMULATED:
             if key[:2] == (supplier, site) and key[2] in loads:
                 rows = loads[key[2]]
@@ -164,7 +175,8 @@ def main() -> None:
     args = parser.parse_args()
     real = read_real(args.series)
     config = load_config(ROOT / "supplymeter.toml", {})
-    sim = simulate(config, args.seed)
+    shifts: dict[str, list[list]] = {}
+    sim = simulate(config, args.seed, shifts)
     figures = {name: statistics(*v) for name, v in {**real, **sim}.items()}
     cols = list(NAMES)
     heavy = heavy_meters(config)
@@ -201,8 +213,10 @@ def main() -> None:
                 args.write / f"{stem}.csv", index=False
             )
             kind = "simulator-heavy" if name in heavy else "simulator"
+            known = ", ".join(f'["{t}", {a}, {b}]' for t, a, b in shifts.get(name, []))
             toml.append(f'[{stem}]\nmean_kw = {kw.mean():.1f}\ncountry = "TW"\n'
-                        f'kind = "{kind}"\ntimezone = "Asia/Taipei"\n')  # fmt: skip
+                        f'kind = "{kind}"\ntimezone = "Asia/Taipei"\n'
+                        f"base_shifts = [{known}]\n")  # fmt: skip
         (args.write / "series.toml").write_text("\n".join(toml))
         print(f"wrote {len(sim)} simulated series to {args.write}", file=sys.stderr)
 

@@ -51,10 +51,10 @@ of raw readings. At any instant ``now`` it finds:
     per meter-week (BENCHMARKS.md).
 ``level_shift``
     a lasting change of the base load (the 10th percentile of each local day's slots, kW):
-    a CUSUM on each day's deviation from the comparable days of its type, holidays and idle
-    days (shutdowns) left out, announced once it has lasted ``level_shift_min_days`` and moved
-    the base at least ``level_shift_pct`` — :mod:`processing.levels`. Then the new level is
-    the reference.
+    a change point with a minimum segment length — the days since it against the four weeks
+    before it, each against the days of its type, holidays and idle days (shutdowns) left
+    out — announced once it has lasted ``level_shift_min_days`` and moved the base at least
+    ``level_shift_pct`` — :mod:`processing.levels`. Then the new level is the reference.
 
     Severity is excess energy over the *usual* value (the median of the comparable days at
     that time); every condition carries a plain sentence saying why and how unusual it is.
@@ -274,7 +274,7 @@ class Track:
     base_day: date | None = None
     """The local day whose base loads were last judged."""
     levels: LevelWatch | None = None
-    """Day summaries and the level-shift CUSUM (made by the detector)."""
+    """Day summaries and the level-shift scan (made by the detector)."""
     level: tuple[int, float, float] = (-1, 0.0, 0.0)
     """(day number, median slot of the history, typical swing) — refreshed daily."""
     seen_ns: int | None = None
@@ -871,11 +871,14 @@ class Detector:
             summary = self._day(track, day, day_type(datetime.combine(day, time()),
                                                      ref.supplier.country))  # fmt: skip
             if summary is not None:
-                shift = watch.add(summary, floor_kw)
-                found = shift if day == today - timedelta(days=1) else None
+                # Only the latest day is judged: it sees every change of the weeks before it.
+                latest = day == today - timedelta(days=1)
+                found = watch.add(summary, floor_kw, judge=latest)
             day += timedelta(days=1)
         if found is None:
             return []
+        if (today - first).days > 1 and found.last - found.start + 1 > s.level_shift_min_days:
+            return []  # caught up after a start or a gap: old news, now the reference
         return [self._level_notice(track, found)]
 
     def _level_notice(self, track: Track, shift: LevelShift) -> Condition:

@@ -2,27 +2,33 @@
 
 Each local day of a meter becomes a :class:`Day`: its base load (the 10th percentile of its
 slots, kW — what the plant draws when nothing runs) and its mean load. :class:`LevelWatch` keeps
-about three months of them and runs a two-sided **CUSUM** (Page, "Continuous inspection
-schemes", *Biometrika* 41, 1954; the tabular form of Montgomery, *Introduction to Statistical
-Quality Control*, 7th ed., §9.1) on each day's deviation from the comparable days before it:
+about three months of them and looks, each day, for **one change point with a minimum segment
+length** (the at-most-one-change likelihood scan of Hinkley, "Inference about the change-point
+in a sequence of random variables", *Biometrika* 57, 1970, with the minimum segment length of
+the change-point literature, e.g. Killick, Fearnhead & Eckley, *JASA* 107, 2012): every day τ of
+the last :data:`MAX_AGE_DAYS` that would make the segment since τ at least ``min_days`` long
+is a candidate first day of a new level, and the days since τ are compared with the
+:data:`BEFORE_DAYS` before τ:
 
-* A day is compared only with days of its own **day type** (workday, Saturday, Sunday): the
-  deviation is ``log(base) − median log(base)`` of that type's reference days, scaled by the
-  meter's own day-to-day spread (1.4826 × the median absolute deviation, at least
-  :data:`MIN_SPREAD`) and clipped at ±:data:`CLIP`, so one odd day moves the sum at most that
-  much.
+* A day is compared only with days of its own **day type** (workday, Saturday, Sunday): its
+  deviation is ``log(base) − median log(base)`` of that type's days before τ, in units of the
+  meter's own day-to-day spread there (σ from the mean absolute deviation, at least
+  :data:`MIN_SPREAD`).
 * **The calendar explains some changes**, and those days are neither evidence nor reference:
   public holidays, and *idle days* — a day whose load has lost its usual shape (mean ÷ base
   close to 1 where that day type usually has a clear production peak): shutdown weeks, bridge
   days, a line stopped for a strike or a lack of orders. So a summer shutdown and the return
   from it are not level shifts.
-* The reference is the usable days before the current run of the sum began (up to
-  :data:`REFERENCE_DAYS` back, never before the last announced change), so a slow change does
-  not drag its own reference along.
-* A change is **announced** when the sum passes ``h`` *and* it has lasted ``min_days``
-  calendar days *and* the median deviation of its days is at least ``min_pct`` *and* moved the
-  base by at least ``floor_kw`` *and* the latest usable day still shows it. A new level is
-  then the reference; the days before it are not compared with again.
+* A candidate is a **change** when the median deviation since τ is at least ``min_pct`` and
+  outside the usual day-to-day band (:data:`BAND` spreads), :data:`AGREE` of its days stood
+  beyond half of it, the latest day still shows it, its later half agrees with its earlier half
+  (:data:`STEP`: a step, not a drift) and it moved the base by at least ``floor_kw``. Of the
+  candidates, the one with the strongest evidence (mean deviation × √days) is told; a new level
+  is then the reference and the days before it are not compared with again.
+
+Measured against the four weeks just before the change — not a longer reference — a change is
+told as large as it is, also right after an earlier one that was too small to tell; a season's
+drift moves less than ``min_pct`` in four weeks and is followed rather than told.
 
 Every figure of the notice is evidence a plant manager can check on the meter's own chart: since
 when, how many days, how far (per cent and kW), compared with which days.
@@ -33,21 +39,21 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 
 KEEP_DAYS = 91
-"""Days of summaries kept per meter (13 weeks; 4 bytes × 4 a day)."""
-REFERENCE_DAYS = 42
-"""The reference reaches this many days back from the start of the change (six weeks)."""
+"""Days of summaries kept per meter (13 weeks; 4 numbers a day)."""
+BEFORE_DAYS = 28
+"""A change is compared with the four weeks before it ..."""
+MAX_AGE_DAYS = 27
+"""... and looked for among the last four weeks of days (an older one was told already, or
+has become the reference)."""
 MIN_REFERENCE = 3
-"""Reference days of a day type needed before a day of that type is judged ..."""
-MIN_REFERENCE_DAYS = 14
-"""... and usable reference days in all (two weeks: after an announced change, the new level
-is learnt before it is compared with)."""
-MAX_RUN_DAYS = 28
-"""A run of the sum that has not become a clear change in four weeks is a drift; it starts
-over against a newer reference."""
+"""Days of a day type before the change needed before days of that type are judged ..."""
+MIN_BEFORE = 10
+"""... and usable days before the change in all (two working weeks: after an announced change,
+the new level is learnt before it is compared with)."""
 STEP = 0.5
 """A step, not a drift: the later half of the days since the change may differ from the earlier
 half by at most this share of the change (or one spread)."""
@@ -59,13 +65,6 @@ AGREE = 0.75
 MIN_SPREAD = 0.04
 """The day-to-day spread of log(base) is taken as at least this (≈ 4 %: meter resolution and
 quantisation), so a perfectly flat history does not make every wobble a shift."""
-CLIP = 3.0
-"""A day moves the sum by at most this many spreads (holidays missed by the calendar, a
-one-off)."""
-K, H = 0.5, 5.0
-"""CUSUM reference value and decision interval in spreads (Montgomery's k = 0.5, h ≈ 5: for
-independent normal days an average of ~900 days between false signals on each side, a
-one-spread shift found in ~10 days, a three-spread one in ~2–3)."""
 IDLE_SHAPE = 0.4
 """A day is idle when it used less than usual and its mean ÷ base exceeds 1 by less than this
 share of its type's usual excess (and that type has a clear shape: usual mean ÷ base ≥ 1.3) —
@@ -126,15 +125,8 @@ class LevelShift:
 
 
 @dataclass
-class _Side:
-    total: float = 0.0
-    start: int | None = None
-    """First day of the current run of the sum."""
-
-
-@dataclass
 class LevelWatch:
-    """One meter's day summaries and its CUSUM (see the module docstring)."""
+    """One meter's day summaries and its change-point scan (see the module docstring)."""
 
     min_pct: float
     """Smallest change announced [%]."""
@@ -143,8 +135,6 @@ class LevelWatch:
     days: deque[Day] = field(default_factory=lambda: deque(maxlen=KEEP_DAYS))
     reset: int = -(2**31)
     """Days before this ordinal are no longer reference (the last announced change)."""
-    up: _Side = field(default_factory=_Side)
-    down: _Side = field(default_factory=_Side)
 
     @property
     def last(self) -> int | None:
@@ -174,110 +164,92 @@ class LevelWatch:
         lost_shape = shape >= 0.3 and day.shape - 1 < IDLE_SHAPE * shape
         return not (lost_shape and day.mean_kw < mean)
 
-    def add(self, day: Day, floor_kw: float) -> LevelShift | None:
+    def add(self, day: Day, floor_kw: float, judge: bool = True) -> LevelShift | None:
         """Take the next day in (days arrive in order; a repeated or older day is ignored);
         the change to announce, if this day completes one. ``floor_kw``: the smallest move of
-        the base load worth telling [kW]."""
+        the base load worth telling [kW]. ``judge=False`` only keeps the day (a catch-up:
+        the latest day judged sees the same changes)."""
         if self.days and day.ordinal <= self.days[-1].ordinal:
             return None
         shapes = self._shapes()
         use = self.usable(day, shapes)
         self.days.append(day)
-        if not use:
+        if not use or not judge:
             return None
         eps = floor_kw / 2
-        starts = [s.start for s in (self.up, self.down) if s.start is not None]
-        if starts and day.ordinal - min(starts) >= MAX_RUN_DAYS:
-            # A run this long without a clear step is a slow drift (season, weather): the
-            # reference follows it instead.
-            self.up, self.down, starts = _Side(), _Side(), []
-        reference = self._reference(min(starts, default=day.ordinal), shapes)
-        if starts and len(reference) < MIN_REFERENCE_DAYS:
-            self.up, self.down = _Side(), _Side()
-            reference = self._reference(day.ordinal, shapes)
-        by_type: dict[str, list[float]] = {}
-        for d in reference:
-            by_type.setdefault(d.kind, []).append(math.log(d.base_kw + eps))
-        mine = by_type.get(day.kind, [])
-        if len(mine) < MIN_REFERENCE or len(reference) < MIN_REFERENCE_DAYS:
+        newest = day.ordinal
+        oldest = max(self.reset, newest - MAX_AGE_DAYS - BEFORE_DAYS)
+        days = [(d, math.log(d.base_kw + eps)) for d in self.days
+                if d.ordinal >= oldest and self.usable(d, shapes)]  # fmt: skip
+        best: tuple[float, LevelShift] | None = None
+        for first in range(max(self.reset, newest - MAX_AGE_DAYS), newest - self.min_days + 2):
+            found = self._candidate(days, first, newest, eps, floor_kw)
+            if found is not None and (best is None or found[0] > best[0]):
+                best = found
+        if best is None:
             return None
+        shift = best[1]
+        shift = replace(shift, skipped=sum(1 for d in self.days if d.ordinal >= shift.start)
+                        - shift.days)  # fmt: skip
+        self.reset = shift.start
+        return shift
+
+    def _candidate(
+        self, days: list[tuple[Day, float]], first: int, newest: int, eps: float, floor_kw: float
+    ) -> tuple[float, LevelShift] | None:
+        """The change whose first day is ``first`` (an ordinal), with the weight of its
+        evidence, if the days since it make one (see the module docstring). ``days``: the
+        usable days with their log base."""
+        before = [(d, x) for d, x in days if first - BEFORE_DAYS <= d.ordinal < first]
+        if len(before) < MIN_BEFORE:
+            return None
+        by_type: dict[str, list[float]] = {}
+        for d, x in before:
+            by_type.setdefault(d.kind, []).append(x)
         centre = {k: statistics.median(v) for k, v in by_type.items() if len(v) >= MIN_REFERENCE}
+        since = [(d, x - centre[d.kind]) for d, x in days
+                 if d.ordinal >= first and d.kind in centre]  # fmt: skip
+        if not since or since[-1][0].ordinal != newest:
+            return None
+        if newest - since[0][0].ordinal + 1 < self.min_days:
+            return None
+        xs = [x for _, x in since]
+        shift = statistics.median(xs)
+        sign = 1.0 if shift > 0 else -1.0
+        # ``min_pct`` either way: up by log(1 + p), down by −log(1 − p).
+        pct = self.min_pct / 100
+        least = math.log1p(pct) if sign > 0 else -math.log1p(-pct) if pct < 1 else math.inf
+        if sign * shift < least:
+            return None  # (most candidates: checked before the spreads are worked out)
         # Deviations from a median of n days are smaller than from the truth: × √(n/(n−1)).
         spread = _spread([(x - centre[k]) * math.sqrt(len(v) / (len(v) - 1))
                           for k, v in by_type.items() if k in centre for x in v])  # fmt: skip
-        x = math.log(day.base_kw + eps) - centre[day.kind]
-        z = max(-CLIP, min(CLIP, x / spread))
-        # The reference value is half the smallest change worth telling (Montgomery: k = δ/2),
-        # so a drift smaller than that does not add up.
-        k = max(K, math.log1p(self.min_pct / 100) / 2 / spread)
-        for side, sign in ((self.up, 1.0), (self.down, -1.0)):
-            side.total = max(0.0, side.total + sign * z - k)
-            if side.total == 0.0:
-                side.start = None
-            elif side.start is None:
-                side.start = day.ordinal
-        for side, sign in ((self.up, 1.0), (self.down, -1.0)):
-            if side.total < H or side.start is None:
-                continue
-            found = self._judge(side.start, day, sign, centre, spread, eps, floor_kw,
-                                reference, shapes)  # fmt: skip
-            if found is not None:
-                self.reset = found.start
-                self.up, self.down = _Side(), _Side()
-                return found
-        return None
-
-    def _reference(self, end: int, shapes: dict[str, tuple[float, float]]) -> list[Day]:
-        """Usable days before ``end`` back to :data:`REFERENCE_DAYS`, none before the last
-        announced change."""
-        begin = max(self.reset, end - REFERENCE_DAYS)
-        return [d for d in self.days if begin <= d.ordinal < end and self.usable(d, shapes)]
-
-    def _judge(
-        self, start: int, day: Day, sign: float, centre: dict[str, float], spread: float,
-        eps: float, floor_kw: float, reference: list[Day], shapes: dict[str, tuple[float, float]],
-    ) -> LevelShift | None:  # fmt: skip
-        """The change in the run that began at ``start``, if it is long, large and still there.
-        It starts where the evidence is strongest: the day τ that maximises Σ_{i≥τ} x_i / √n
-        (the maximum-likelihood change point of a step in a normal mean; the sum may have begun
-        to run a little before the step)."""
-        days = [d for d in self.days
-                if d.ordinal >= start and d.kind in centre and self.usable(d, shapes)]  # fmt: skip
-        xs = [sign * (math.log(d.base_kw + eps) - centre[d.kind]) for d in days]
-        if not xs:
-            return None
-        best, tail = -math.inf, 0.0
-        for i in range(len(xs) - 1, -1, -1):
-            tail += xs[i]
-            score = tail / math.sqrt(len(xs) - i)
-            if score > best:
-                best, first = score, i
-        start = days[first].ordinal
-        if day.ordinal - start + 1 < self.min_days:
-            return None
-        run = [d for d in self.days if d.ordinal >= start]
-        judged = days[first:]
-        xs = [sign * x for x in xs[first:]]
-        shift = statistics.median(xs)
-        threshold = max(math.log1p(self.min_pct / 100), BAND * spread)
+        # The days since the change vary at least as much as the days before it: a calm
+        # reference month alone does not make a noisy week a change.
+        if len(xs) >= 5:
+            spread = max(spread, _spread([x - shift for x in xs]))
+        threshold = max(least, BAND * spread)
         beyond = sum(1 for x in xs if sign * x >= threshold / 2)
-        if sign * shift < threshold or sign * xs[-1] < threshold / 2 or beyond < AGREE * len(xs):
-            return None
+        if (
+            sign * shift < threshold
+            or beyond < AGREE * len(xs)
+            or min(sign * xs[0], sign * xs[-1]) < threshold / 2
+        ):
+            return None  # not there, not clear, or not begun on its first day or not still on
         half = len(xs) // 2
         if half and abs(statistics.median(xs[half:]) - statistics.median(xs[:half])) > max(
             STEP * abs(shift), spread
         ):
             return None  # still moving: a drift, not a step to a new level
-        before = statistics.median(d.base_kw for d in reference)
-        after = (before + eps) * math.exp(shift) - eps
-        if abs(after - before) < floor_kw:
+        before_kw = statistics.median(d.base_kw for d, _ in before)
+        after_kw = (before_kw + eps) * math.exp(shift) - eps
+        if abs(after_kw - before_kw) < floor_kw:
             return None
-        return LevelShift(
-            start=start, last=day.ordinal, change=math.expm1(shift), before_kw=before,
-            after_kw=after, days=len(judged),
-            beyond=beyond,
-            reference_days=len(reference), skipped=len(run) - len(judged),
-            spread_pct=100 * math.expm1(spread),
+        weight = abs(statistics.fmean(xs)) * math.sqrt(len(xs)) / spread
+        return weight, LevelShift(
+            start=since[0][0].ordinal, last=newest, change=math.expm1(shift),
+            before_kw=before_kw, after_kw=after_kw, days=len(xs), beyond=beyond,
+            reference_days=len(before), skipped=0, spread_pct=100 * math.expm1(spread),
         )  # fmt: skip
 
 

@@ -33,14 +33,16 @@ def with_interval(config: Config, step_s: int) -> Registry:
 
 def site_loads(
     registry: Registry, supplier_id: str, site_id: str, start_ns: int, end_ns: int,
-    seed: int, step_s: int = 900, ledger: Ledger | None = None,
+    seed: int, step_s: int = 900, ledger: Ledger | None = None, faults: FaultLog | None = None,
 ) -> dict[str, list[tuple[datetime, float]]]:  # fmt: skip
     """Each consumption meter's (local interval start, mean load [kW or m³/h]) of one site;
-    ``ledger`` (if given) receives the ground truth (pieces counted, energy saved)."""
+    ``ledger`` (if given) receives the ground truth (pieces counted, energy saved), ``faults``
+    the anomalies drawn (``base_shift``: a meter's base load changed and stayed)."""
     supplier = next(s for s in registry.suppliers if s.id == supplier_id)
     site = next(s for s in supplier.sites if s.id == site_id)
     refs: list[MeterRef] = [r for r in registry.meters() if r.key[:2] == (supplier_id, site_id)]
-    model = SiteModel(supplier, site, refs, seed, ledger or Ledger(), FaultLog())
+    model = SiteModel(supplier, site, refs, seed, ledger or Ledger(),
+                      FaultLog() if faults is None else faults)  # fmt: skip
     assert model.step_s == step_s, "every meter must be read each step"
     out: dict[str, list[tuple[datetime, float]]] = {
         m.ref.meter.id: [] for m in model.meters if m.ref.meter.role == "consumption"

@@ -54,6 +54,21 @@ def test_a_step_down_is_told_too() -> None:
     assert [round(s.change, 1) for s in found] == [-0.3]
 
 
+def test_a_step_is_measured_from_the_level_just_before_it() -> None:
+    """The base fell 12 % (less than the 15 % told either way) and a month later rose 30 % from
+    there: 14 % above where it stood two months ago, but a 30 % step — told as such, from its
+    first day."""
+
+    def base(n: int) -> float:
+        return 100.0 if n < 60 else 88.0 if n < 90 else 88.0 * 1.3
+
+    found = feed(plant(130, base))
+    assert [(s.start_date, round(s.change, 1)) for s in found] == [
+        (START + timedelta(days=90), 0.3)
+    ]
+    assert 85 < found[0].before_kw < 91
+
+
 def test_a_shutdown_fortnight_and_holidays_are_not_level_shifts() -> None:
     """Two weeks of idle days at a third of the base (machines off) and a run of holidays:
     neither the drop nor the return is a change."""
