@@ -95,6 +95,23 @@ def test_a_spike_that_came_and_went_is_reported_once_with_its_excess_and_reason(
     assert "any of the last" in spike.reason  # never reached at this time before
 
 
+def test_a_burst_on_an_idle_workday_is_not_excused_by_working_days(config: Config) -> None:
+    """Tuesday is a workday by the calendar, but the plant stands idle (a bridge day): a
+    300 kW burst at 11:00 is the working days' routine, not this day's — it is told."""
+    bridge = MONDAY + DAY_NS
+    t0 = bridge + 11 * HOUR_NS
+
+    def kw(ts: int) -> float:
+        if bridge <= ts < bridge + DAY_NS:
+            return (300.0 if t0 <= ts < t0 + 45 * MIN_NS else 100.0) * wobble(ts)
+        return plant_kw(ts)
+
+    opened, _ = run(config, kw, bridge + 14 * HOUR_NS)
+    assert [(i.type, i.window_start_ns, i.window_end_ns) for i in opened] == [
+        ("spike", t0, t0 + 45 * MIN_NS)
+    ]
+
+
 def test_a_small_rise_is_not_a_spike(config: Config) -> None:
     t0 = MONDAY + 10 * HOUR_NS
     kw = lambda ts: plant_kw(ts) * (1.15 if t0 <= ts < t0 + 30 * MIN_NS else 1.0)  # noqa: E731
