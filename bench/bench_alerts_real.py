@@ -225,6 +225,8 @@ def inject(
         n, minutes, pct = max(1, round(span / (8 * WEEK_NS))), (0, 0), (15.0, 60.0)
     # A level shift must have lasted and had its two weeks to be told before the data ends.
     latest = t_last - (LEVEL_MATCH_DAYS * DAY_NS if kind == "level_shift" else 8 * 3600 * 10**9)
+    if latest <= from_ns:
+        n = 0  # too short a series to judge this kind after its history
     for _ in range(n):
         start = rng.randrange(from_ns, latest)
         if kind == "level_shift":
