@@ -38,12 +38,12 @@ of raw readings. At any instant ``now`` it finds:
     **Routine energy is not news** (heavy industry): a spike or regime is not reported when
     the meter's energy over the same length — its strongest run of slots, up to a regime's —
     was reached on ``USUAL_SHARE`` (a fifth, at least two) of its recent days of the same kind
-    (working or not) within ``shift_tolerance_min`` of this time. For a spike, those days must
-    also have been about as busy as today over the ``match_hours`` before it
-    (:data:`LIKE_TODAY`, within × 2): an idle bridge day the calendar calls a workday is not
-    excused by the working days' energy. Presses, induction heaters
+    (working or not) within ``shift_tolerance_min`` of this time. Presses, induction heaters
     and furnaces draw in bursts whose timing wanders; a burst of the usual energy belongs to
-    the duty cycle even when no comparable day had it at the same quarter-hour.
+    the duty cycle even when no comparable day had it at the same quarter-hour. For a spike,
+    those days must also have been about as busy as today over the ``match_hours`` before it
+    (:data:`LIKE_TODAY`, within × 2): an idle bridge day the calendar calls a workday is not
+    excused by the working days' energy.
 
     **A shop of large machines** (a meter whose load swings by ``shop_swing`` of its level from
     one quarter-hour to the next while it works: :func:`typical_swing`) is told of a spike (or
