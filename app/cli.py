@@ -227,6 +227,14 @@ WORKER_GRACE_S = 30.0
 before it exits hard — safe either way: unacknowledged messages stay with the broker."""
 
 
+def _set_soon(event: threading.Event) -> None:
+    """Set ``event`` from a signal handler or a watcher without waiting on its lock here: a
+    handler runs in the main thread between bytecodes, possibly while that thread holds the
+    event's (non-reentrant) lock inside ``wait`` — setting it there deadlocked a worker whose
+    supervisor was killed (the watcher then blocked on the same lock and never exited)."""
+    threading.Thread(target=event.set, name="stop", daemon=True).start()
+
+
 def _follow_supervisor(pid: int | None, stop: threading.Event) -> None:
     """A worker ends with its supervisor, from its first instant (also while it is still
     connecting): the kernel sends SIGTERM when the parent dies (Linux), and a watcher checks
@@ -249,7 +257,7 @@ def _follow_supervisor(pid: int | None, stop: threading.Event) -> None:
             time.sleep(0.2)
         if not stop.is_set():
             log.warning("collector worker: supervisor %d gone; stopping", pid)
-            stop.set()
+            _set_soon(stop)
         time.sleep(WORKER_GRACE_S)
         os._exit(1)
 
@@ -261,7 +269,7 @@ def _collect(config: Config, args: argparse.Namespace) -> int:
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda *_: _set_soon(stop))
     if args.worker is not None:
         _follow_supervisor(args.supervisor, stop)
         # a worker takes the count and group its supervisor resolved

@@ -806,8 +806,9 @@ class Detector:
             today = track.get(np.arange(ep.start - h, ep.start))
             if (~np.isnan(today)).sum() >= h / 2:
                 mine = float(np.nanmean(today))
-                with np.errstate(all="ignore"):
-                    theirs = np.nanmean(before, axis=1)
+                counted = (~np.isnan(before)).sum(axis=1)
+                theirs = np.nansum(before, axis=1) / np.maximum(counted, 1)
+                theirs[counted == 0] = np.nan  # no data: not a day like today
                 floor = spike_floor(self.settings, track.ref)
                 same &= (theirs <= LIKE_TODAY * mine + floor) & (
                     mine <= LIKE_TODAY * theirs + floor
