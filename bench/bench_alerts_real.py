@@ -312,9 +312,9 @@ def match(alerts: list[Alert], events: list[Injected], kind: str,
         found = False
         for k, e in enumerate(events):
             if kind == "level_shift":
-                ok = e.start_ns - DAY_NS <= a1 <= e.start_ns + LEVEL_MATCH_DAYS * DAY_NS and (
-                    sign > 0
-                ) == (e.pct > 0)  # the same direction
+                same_way = (sign > 0) == (e.pct > 0)
+                within = e.start_ns - DAY_NS <= a1 <= e.start_ns + LEVEL_MATCH_DAYS * DAY_NS
+                ok = same_way and within
             else:
                 ok = a0 < e.end_ns + SLOT_NS and e.start_ns - SLOT_NS < a1
             if ok:
@@ -392,7 +392,7 @@ def figures(rows: list[dict]) -> dict:
             sum(r["regime_notices_untouched"] for r in rows), weeks),
         "level_notices_per_meter_week_untouched": ratio(
             sum(r["level_notices_untouched"] for r in rows), weeks),
-        "level_notices_known": sum(r.get("level_notices_known", 0) for r in rows),
+        "level_notices_known": sum(r["level_notices_known"] for r in rows),
         "spike_precision": ratio(total("spike", "alerts_matching"), total("spike", "alerts")),
         "spike_recall": ratio(total("spike", "detected"), total("spike", "events")),
         "recall_100pct_30min": ratio(total("spike", "detected_100pct_30min"),
