@@ -185,6 +185,18 @@ def test_a_shop_of_large_machines_is_told_only_of_bursts_beyond_its_capacity(
     assert spike.reason.endswith("workdays.")
 
 
+def test_a_shop_at_rest_is_not_excused_by_its_machines(config: Config) -> None:
+    """One machine left running for 45 min at 19:00, two hours after the shop stopped: its
+    machines drew that much within 3 h of 19:00 every workday, but at work, not at rest."""
+    tuesday = MONDAY + DAY_NS
+    t0 = tuesday + 19 * HOUR_NS
+    left_on = lambda ts: 250.0 if t0 <= ts < t0 + 45 * MIN_NS else shop_kw(ts)  # noqa: E731
+    opened, _ = run(config, left_on, tuesday + 22 * HOUR_NS)
+    [spike] = [i for i in opened if i.type == "spike"]
+    assert (spike.window_start_ns, spike.window_end_ns) == (t0, t0 + 45 * MIN_NS)
+    assert "shop of large machines" not in spike.reason
+
+
 def test_an_hours_long_excursion_is_one_regime_incident(config: Config) -> None:
     t0 = MONDAY + 9 * HOUR_NS
     kw = lambda ts: plant_kw(ts) * (2.0 if t0 <= ts < t0 + 4 * HOUR_NS else 1.0)  # noqa: E731
