@@ -54,9 +54,12 @@ of raw readings. At any instant ``now`` it finds:
     per meter-week (BENCHMARKS.md). Only while it works: a spike on a shop **at rest** (its
     mean load over the hour before near its base, :data:`AT_REST`) is not excused by its
     machines — a burst on a steel plant's idle night load within 3 h of a shift was (recall
-    of spikes ≥ +100 % on that load 0.29 → 0.61). Regimes keep the rule: at rest, the
-    simulated heat-treatment plant's furnace batches then read as regimes (0.07 → 0.22 per
-    meter-week).
+    of spikes ≥ +100 % on that load 0.29 → 0.61). A regime is excused only when it looks
+    like the machines: it swings like them or stands at the shop's working level (the
+    median of its busy slots). A steady load below that — a furnace left holding after the
+    shift, a night load doubled for hours — is not their duty cycle, and is told (steel
+    plant's regime recall 0.09 → 0.26). "At rest" was not the test for regimes: the
+    simulated heat-treatment plant's furnace batches after a pause then read as regimes.
 ``level_shift``
     a lasting change of the base load (the 10th percentile of each local day's slots, kW):
     a change point with a minimum segment length — the days since it against the four weeks
@@ -97,6 +100,7 @@ from array import array
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, tzinfo
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -248,6 +252,24 @@ class Baseline:
         return self.median, self.threshold
 
 
+class Profile(NamedTuple):
+    """A meter's levels over its slot history, refreshed once a local day [unit per slot]."""
+
+    day: int
+    """The day number it was computed on (-1: never)."""
+    median: float
+    swing: float
+    """:func:`typical_swing`."""
+    base: float
+    """The history's :data:`BASE_QUANTILE`."""
+    working: float
+    """The level of its busy hours: the median of its slots above its median (a steel plant
+    idle more than half the time: about 200 kW against a median of 15 kW)."""
+
+
+NO_PROFILE = Profile(-1, 0.0, 0.0, 0.0, 0.0)
+
+
 @dataclass
 class Episode:
     """Consecutive unusual slots (gaps shorter than ``quiet_min``) of one meter."""
@@ -295,9 +317,8 @@ class Track:
     """The local day whose base loads were last judged."""
     levels: LevelWatch | None = None
     """Day summaries and the level-shift scan (made by the detector)."""
-    level: tuple[int, float, float, float] = (-1, 0.0, 0.0, 0.0)
-    """(day number, median slot of the history, typical swing, base: the history's
-    :data:`BASE_QUANTILE`) — refreshed daily."""
+    profile: Profile = NO_PROFILE
+    """The meter's levels (the detector refreshes them once a day)."""
     seen_ns: int | None = None
     """When the detector last evaluated (a new reading older than this came late)."""
     late_slots: set[int] = field(default_factory=set)
@@ -477,6 +498,16 @@ def typical_swing(slots: np.ndarray, median: float) -> float:
     return float(np.quantile(np.abs(b[working] - a[working]), 0.9) / np.median(b[working]))
 
 
+def swing_of(values: np.ndarray) -> float:
+    """How far a run of slots moves from one to the next: the 90th percentile of |Δ| as a
+    share of its median (∞ with fewer than three known slots, or a median of 0)."""
+    known = values[~np.isnan(values)]
+    median = float(np.median(known)) if len(known) >= 3 else 0.0
+    if median <= 0:
+        return math.inf
+    return float(np.quantile(np.abs(np.diff(known)), 0.9) / median)
+
+
 def spike_floor(settings: AlertSettings, ref: MeterRef) -> float:
     """Smallest excess worth a spike alert per window [unit]: ``[alerts] spike_min_abs`` for
     the meter's carrier where set, else the carrier table's default."""
@@ -564,24 +595,26 @@ class Detector:
 
     def level(self, track: Track, g: int) -> float:
         """Median slot of the meter's history (refreshed once a day) [unit per slot]."""
-        self._refresh_level(track, g)
-        return track.level[1]
+        return self.profile(track, g).median
 
     def swing(self, track: Track, g: int) -> float:
         """The meter's typical 15-min swing while it works (refreshed once a day): see
         :func:`typical_swing`."""
-        self._refresh_level(track, g)
-        return track.level[2]
+        return self.profile(track, g).swing
 
-    def _refresh_level(self, track: Track, g: int) -> None:
+    def profile(self, track: Track, g: int) -> Profile:
+        """The meter's :class:`Profile` as of slot ``g``'s day."""
         day = g // self.per_day
-        if track.level[0] != day:
+        if track.profile.day != day:
             values = track.slots[~np.isnan(track.slots)]
-            median, base = (
-                (float(np.median(values)), float(np.quantile(values, BASE_QUANTILE)))
-                if len(values) else (0.0, 0.0)
-            )  # fmt: skip
-            track.level = (day, median, typical_swing(track.slots, median), base)
+            median = base = working = 0.0
+            if len(values):
+                median, base = np.quantile(values, (0.5, BASE_QUANTILE))
+                busy = values[values > median]
+                working = float(np.median(busy)) if len(busy) else median
+            swing = typical_swing(track.slots, float(median))
+            track.profile = Profile(day, float(median), swing, float(base), float(working))
+        return track.profile
 
     def baseline(self, track: Track, g: int, since: int | None = None) -> Baseline | None:
         """The comparison for slot ``g`` (see the module docstring), or ``None`` with fewer
@@ -791,14 +824,24 @@ class Detector:
             reason=reason, over=True, late=ep.late,
         )  # fmt: skip
 
+    def _like_machines(self, track: Track, ep: Episode) -> bool:
+        """Whether a regime looks like a shop's machines at work: the meter is a shop, and
+        the episode swings like one (its own :func:`swing_of` at least ``shop_swing``) or
+        stands at the shop's working level. A steady load below it — something left holding
+        after the shift, a heater on all night — is not the machines' duty cycle."""
+        profile, shop_swing = self.profile(track, ep.last), self.settings.shop_swing
+        if profile.swing < shop_swing:
+            return False
+        values = track.get(np.arange(ep.start, ep.last + 1))
+        return swing_of(values) >= shop_swing or float(np.nanmean(values)) >= profile.working
+
     def _at_rest(self, track: Track, g: int) -> bool:
         """Whether the meter's mean load over the hour before slot ``g`` was within
         :data:`AT_REST` of its base: a shop's machines idle."""
         before = track.get(np.arange(g - max(1, HOUR_NS // self.slot_ns), g))
         if np.isnan(before).all():
             return False  # not known: judged as at work, the cautious side for a shop
-        self._refresh_level(track, g)
-        return float(np.nanmean(before)) <= AT_REST * track.level[3]
+        return float(np.nanmean(before)) <= AT_REST * self.profile(track, g).base
 
     def _working(self, track: Track, g: int) -> bool:
         """Whether slot ``g`` falls on a workday (not a weekend day or public holiday)."""
@@ -855,7 +898,7 @@ class Detector:
             reached, days = self._reached(track, ep)
             if reached >= max(2, USUAL_SHARE * days):
                 return None
-            if self.swing(track, ep.last) >= self.settings.shop_swing:
+            if self._like_machines(track, ep):
                 reached, days = self._reached(track, ep, self._shop_tolerance)
                 if reached:
                     return None  # a shop's machines drew this much near this time before

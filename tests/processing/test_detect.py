@@ -197,6 +197,17 @@ def test_a_shop_at_rest_is_not_excused_by_its_machines(config: Config) -> None:
     assert "shop of large machines" not in spike.reason
 
 
+def test_a_shop_left_holding_after_its_shift_is_a_regime(config: Config) -> None:
+    """After 17:00 the shop stays at a steady 150 kW (a furnace left holding) instead of
+    50 kW: its machines drew more within 3 h every workday, but in their bursts, at work. The
+    first hour is a shift that may have run long; the regime is told from 18:00."""
+    t0 = MONDAY + DAY_NS + 17 * HOUR_NS
+    held = lambda ts: 150.0 if t0 <= ts < t0 + 5 * HOUR_NS else shop_kw(ts)  # noqa: E731
+    opened, _ = run(config, held, t0 + 5 * HOUR_NS)
+    assert [(i.type, i.window_start_ns) for i in opened] == [("regime", t0 + HOUR_NS)]
+    assert "since Tue 18:00" in opened[0].detail
+
+
 def test_an_hours_long_excursion_is_one_regime_incident(config: Config) -> None:
     t0 = MONDAY + 9 * HOUR_NS
     kw = lambda ts: plant_kw(ts) * (2.0 if t0 <= ts < t0 + 4 * HOUR_NS else 1.0)  # noqa: E731
