@@ -253,7 +253,8 @@ class Baseline:
 
 
 class Profile(NamedTuple):
-    """A meter's levels over its slot history, refreshed once a local day [unit per slot]."""
+    """A meter's levels over its slot history, refreshed once a day (``median``, ``base`` and
+    ``working`` in the meter's unit per slot; ``swing`` a share of the level)."""
 
     day: int
     """The day number it was computed on (-1: never)."""
