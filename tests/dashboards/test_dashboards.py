@@ -287,13 +287,18 @@ def test_every_panel_query_runs_and_returns_data(
     filled: tuple[Config, InfluxClient, int, int, dict[str, ExportResult]],
 ) -> None:
     config, client, _, now, _ = filled
+    # The data ends at the start of this hour. A panel of "today" or "this month" is viewed
+    # there: in the first hour of a day (Taipei) today has no complete hour yet, and Grafana
+    # rightly shows no data.
+    data_end = now - now % (3600 * 10**9)
     failures = []
     checked = 0
     for dashboard in all_dashboards(config):
         start = now - 400 * 86_400 * 10**9  # wider than any dashboard's default range
         variables = {v["name"]: ["$__all"] for v in dashboard["templating"]["list"]}
         for title, query, panel in panel_queries(dashboard):
-            lo, hi = panel_range(panel, start, now, "Asia/Taipei") if panel else (start, now)
+            view = data_end if panel and panel.get("timeFrom") in ("now/d", "now/M") else now
+            lo, hi = panel_range(panel, start, view, "Asia/Taipei") if panel else (start, now)
             sent = substitute(query, lo, hi, "5m", variables)
             try:
                 result = client.query(sent)
