@@ -604,9 +604,10 @@ class Detector:
         return self.profile(track, g).swing
 
     def profile(self, track: Track, g: int) -> Profile:
-        """The meter's :class:`Profile` as of slot ``g``'s day."""
+        """The meter's :class:`Profile`, refreshed on the first call of a later day than its own
+        (an episode's first slot, judged after its last, does not recompute yesterday's)."""
         day = g // self.per_day
-        if track.profile.day != day:
+        if track.profile.day < day:
             values = track.slots[~np.isnan(track.slots)]
             median = base = working = 0.0
             if len(values):

@@ -330,9 +330,10 @@ class AlertSettings(_Model):
     """A meter whose load typically swings this much of its level from one quarter-hour to the
     next while it works (the 90th percentile) is a shop of large machines: its spikes (and
     regimes, over their first 2 h) are told only beyond anything it drew over the same length
-    within 3 h of that time on any past day of the same kind. 0: every meter; a large value:
-    none. (Steel plant and simulated forge and heat treatment 0.40–0.70; light industry
-    0.10–0.19, an office 0.26–0.44: ``bench/bench_alerts_real.py``.)"""
+    within 3 h of that time on any past day of the same kind — while it works: not a spike
+    after an hour near its base load, nor a steady regime below its working level. 0: every
+    meter; a large value: none. (Steel plant and simulated forge and heat treatment
+    0.40–0.70; light industry 0.10–0.19, an office 0.26–0.44: ``bench/bench_alerts_real.py``.)"""
     spike_max_min: int = Field(75, ge=15)
     """Unusual for longer than this: a regime (one incident while it lasts), not a spike. [min]"""
     regime_min_min: int = Field(120, ge=30)
