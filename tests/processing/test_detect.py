@@ -209,9 +209,10 @@ def test_a_shop_left_holding_after_its_shift_is_a_regime(config: Config) -> None
 
 
 def test_an_hours_long_excursion_is_one_regime_incident(config: Config) -> None:
-    t0 = MONDAY + 9 * HOUR_NS
+    tuesday = MONDAY + DAY_NS  # Monday 26 Oct 2026 is a holiday in Taiwan
+    t0 = tuesday + 9 * HOUR_NS
     kw = lambda ts: plant_kw(ts) * (2.0 if t0 <= ts < t0 + 4 * HOUR_NS else 1.0)  # noqa: E731
-    opened, _ = run(config, kw, MONDAY + 16 * HOUR_NS)
+    opened, _ = run(config, kw, tuesday + 16 * HOUR_NS)
     assert [i.type for i in opened] == ["regime"]
     assert opened[0].window_start_ns == t0
     assert "so far" in opened[0].detail and opened[0].excess > 0
