@@ -54,6 +54,16 @@ def test_a_step_down_is_told_too() -> None:
     assert [round(s.change, 1) for s in found] == [-0.3]
 
 
+def test_a_load_that_fell_by_more_than_half_but_keeps_working_is_told() -> None:
+    """A line closed for good: the whole load, base and peaks alike, at 40 % from day 70. Its
+    days use less than half the usual energy, but they keep a working day's shape: not a
+    shutdown to leave out, a change to tell."""
+    found = feed(plant(120, lambda n: 100.0 if n < 70 else 40.0))
+    assert [(s.start_date, round(s.change, 1)) for s in found] == [
+        (START + timedelta(days=70), -0.6)
+    ]
+
+
 def test_a_step_is_measured_from_the_level_just_before_it() -> None:
     """The base fell 12 % (less than the 15 % told either way) and a month later rose 30 % from
     there: 14 % above where it stood two months ago, but a 30 % step — told as such, from its
