@@ -260,7 +260,7 @@ def test_a_lasting_base_load_rise_is_one_notice(config: Config) -> None:
                 opened += [i for i in event.incidents if event.kind == "open"]
     shifts = [i for i in opened if i.type == "level_shift"]
     assert len(shifts) == 1
-    assert "base load up 51% since Thu 22 Oct (93.0 → 143.0 kW)" in shifts[0].detail
+    assert "base load up 54% since Thu 22 Oct (93.0 → 143.0 kW)" in shifts[0].detail
     assert "new normal" in shifts[0].reason and "5 of 5 days since then" in shifts[0].reason
     assert [i for i in opened if i.type == "spike"] == []
 
