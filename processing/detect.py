@@ -964,7 +964,7 @@ class Detector:
         if watch.last is not None:
             first = max(first, date.fromordinal(watch.last + 1))
         # A base-load change lasts all day: the spike floor per hour (2 kWh → 2 kW, 48 kWh a
-        # day) or a tenth of the meter's median load, whichever is more.
+        # day) or LEVEL_FLOOR of the meter's median load, whichever is more.
         floor_kw = max(spike_floor(s, ref),
                        LEVEL_FLOOR * self.level(track, g) / (self.slot_ns / HOUR_NS))  # fmt: skip
         found: LevelShift | None = None
