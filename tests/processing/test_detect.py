@@ -208,6 +208,47 @@ def test_a_shop_left_holding_after_its_shift_is_a_regime(config: Config) -> None
     assert "since Tue 18:00" in opened[0].detail
 
 
+def idle_nights_kw(ts: int) -> float:
+    """Workdays 08:00–17:00 at 400 kW; 12 kW otherwise, ±8 % — a steel plant's idle night,
+    whose load is small beside the 8 kW spike floor. [kW]"""
+    local = datetime.fromtimestamp(ts / 1e9, TPE)
+    working = local.weekday() < 5 and 8 <= local.hour < 17
+    return 400.0 * wobble(ts) if working else 12.0 * wobble(ts)
+
+
+def test_an_idle_night_held_higher_for_hours_is_a_regime(config: Config) -> None:
+    """Tuesday night the idle 12 kW is held at 20.5 kW for six hours (a furnace left holding):
+    no quarter-hour is a spike's 8 kW above the comparable nights, but six hours at 1.7 × the
+    usual is told, as one regime, with its energy over 2 h as the evidence."""
+    tuesday = MONDAY + DAY_NS
+    t0 = tuesday + 20 * HOUR_NS
+    held = lambda ts: 20.5 if t0 <= ts < t0 + 6 * HOUR_NS else idle_nights_kw(ts)  # noqa: E731
+    opened, _ = run(config, held, t0 + 7 * HOUR_NS)
+    [regime] = opened
+    assert regime.type == "regime"
+    assert t0 <= regime.window_start_ns <= t0 + 15 * MIN_NS
+    assert "the most the 7 past days most like today" in regime.reason
+    assert "over 2 h" in regime.reason
+    # The same night untouched, and a rise of only a third, are not news.
+    assert run(config, idle_nights_kw, t0 + 7 * HOUR_NS)[0] == []
+    third = lambda ts: 16.0 if t0 <= ts < t0 + 6 * HOUR_NS else idle_nights_kw(ts)  # noqa: E731
+    assert run(config, third, t0 + 7 * HOUR_NS)[0] == []
+
+
+def test_a_pattern_that_came_the_day_before_is_not_told_again(config: Config) -> None:
+    """From Tuesday the plant runs a night shift of cleaning at twice its night load, 22:00–
+    02:00: told the first night; the second night it is what the plant did yesterday."""
+    tuesday = MONDAY + DAY_NS
+
+    def cleaning(ts: int) -> float:
+        hour = (ts - tuesday) % DAY_NS // HOUR_NS
+        night = ts >= tuesday + 22 * HOUR_NS and (hour >= 22 or hour < 2)
+        return plant_kw(ts) * (2.0 if night else 1.0)
+
+    opened, _ = run(config, cleaning, tuesday + 2 * DAY_NS + 3 * HOUR_NS)
+    assert [(i.type, i.window_start_ns) for i in opened] == [("regime", tuesday + 22 * HOUR_NS)]
+
+
 def test_an_hours_long_excursion_is_one_regime_incident(config: Config) -> None:
     tuesday = MONDAY + DAY_NS  # Monday 26 Oct 2026 is a holiday in Taiwan
     t0 = tuesday + 9 * HOUR_NS
