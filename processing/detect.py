@@ -1098,10 +1098,11 @@ class Detector:
         s = self.settings
         hours = duration_text(width * self.slot_ns)
         evidence = (
-            f"over {hours} at a time it has used up to {wave.peak_ratio:.1f}× the most the "
-            f"{s.neighbours} past days most like today before it began used over {hours} within "
-            f"{s.shift_tolerance_min} min of this time, with most of its "
-            f"{s.window_min}-min slots above their usual value."
+            f"consumption has stood well above the usual: over {hours} at a time it used up to "
+            f"{wave.peak_ratio:.1f}× the most the {s.neighbours} past days most like today "
+            f"used over {hours} within {s.shift_tolerance_min} min of this time (days chosen on "
+            f"the hours before it began), with most of its {s.window_min}-min slots above their "
+            "usual value."
         )
         return self._regime_condition(track, ep, evidence)
 
