@@ -1033,8 +1033,9 @@ class Detector:
             usual.pop(g, None)
         else:
             usual[g] = base.median
-        keep = min(g - width, wave.start if wave is not None else g)
-        if len(usual) > 2 * width and min(usual) < keep:
+        # Kept: the wave's slots and a window's worth before it (where it may have begun).
+        keep = (wave.start if wave is not None else g) - 2 * width
+        if len(usual) > 4 * width and min(usual) < keep:
             track.usual_at = usual = {k: v for k, v in usual.items() if k >= keep}
         above, ratio = False, 0.0
         window = np.arange(g - width + 1, g + 1)
