@@ -378,6 +378,10 @@ class Track:
     def __post_init__(self) -> None:
         self.slots = np.full(self.capacity, np.nan, dtype=np.float32)
 
+    def usual_of(self, g: np.ndarray) -> np.ndarray:
+        """The usual values noted for slot numbers ``g`` (:attr:`usual_at`; NaN where none)."""
+        return np.array([self.usual_at.get(int(k), math.nan) for k in g])
+
     @property
     def judged_ns(self) -> int | None:
         """End of the last slot judged (epoch ns)."""
@@ -978,15 +982,8 @@ class Detector:
         if not ep.told:
             if len(ep.values) < REGIME_SOLID * (ep.last - ep.start + 1):
                 return None  # patchy: a busy stretch, not something that switched on and stayed
-            reached, days = self._reached(track, ep)
-            if reached >= max(2, USUAL_SHARE * days):
+            if self._routine_regime(track, ep, self._shop_tolerance):
                 return None
-            if self._reached(track, ep, recent=RECENT_DAYS)[0]:
-                return None  # it came yesterday too: a new pattern, told then if at all
-            if self._like_machines(track, ep):
-                reached, days = self._reached(track, ep, self._shop_tolerance)
-                if reached:
-                    return None  # a shop's machines drew this much near this time before
             ep.told = True
         n = ep.last - ep.start + 1
         evidence = (
@@ -996,6 +993,23 @@ class Detector:
             f"{how_often(ep.reached, ep.history_days)}."
         )
         return self._regime_condition(track, ep, evidence)
+
+    def _routine_regime(
+        self, track: Track, ep: Episode, shop_tol: int, beyond: float = 1.0
+    ) -> bool:
+        """Whether a regime's energy is routine, not news: reached on :data:`USUAL_SHARE` of
+        the meter's days of the same kind near this time, or near this time the day before
+        (:data:`RECENT_DAYS`: a new pattern, told then if at all), or — when it looks like a
+        shop's machines — on any day of the kind within ``shop_tol`` slots, its run ×
+        ``beyond`` (the machines drew this much before)."""
+        reached, days = self._reached(track, ep)
+        if reached >= max(2, USUAL_SHARE * days):
+            return True
+        if self._reached(track, ep, recent=RECENT_DAYS)[0]:
+            return True
+        if self._like_machines(track, ep):
+            return self._reached(track, ep, shop_tol, beyond=beyond)[0] > 0
+        return False
 
     def _regime_condition(self, track: Track, ep: Episode, evidence: str) -> Condition:
         """The regime condition of episode ``ep`` (its values and usual values over its slots);
@@ -1040,7 +1054,7 @@ class Detector:
         above, ratio = False, 0.0
         window = np.arange(g - width + 1, g + 1)
         values = track.get(window)
-        medians = np.array([usual.get(int(k), math.nan) for k in window])
+        medians = track.usual_of(window)
         if base is not None and not (np.isnan(values).any() or np.isnan(medians).any()):
             energy = float(values.sum())
             if (
@@ -1076,7 +1090,7 @@ class Detector:
             begin -= 1
         span = np.arange(begin, wave.last + 1)
         values = track.get(span)
-        medians = np.array([usual.get(int(k), math.nan) for k in span])
+        medians = track.usual_of(span)
         high = np.flatnonzero(values > clear * medians)
         if not len(high):
             return None
@@ -1085,16 +1099,8 @@ class Detector:
         if not wave.told:
             if last - first + 1 < width:
                 return None
-            reached, days = self._reached(track, ep)
-            if reached >= max(2, USUAL_SHARE * days):
+            if self._routine_regime(track, ep, self.per_day // 2, WAVE_BEYOND):
                 return None
-            if self._reached(track, ep, recent=RECENT_DAYS)[0]:
-                return None
-            if self._like_machines(track, ep):
-                whole_day = self.per_day // 2
-                reached, days = self._reached(track, ep, whole_day, beyond=WAVE_BEYOND)
-                if reached:
-                    return None
             wave.told = True
         part = slice(high[0], high[-1] + 1)
         ep.values = [float(v) for v in values[part]]
