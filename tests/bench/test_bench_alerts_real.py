@@ -100,3 +100,21 @@ def test_the_cli_writes_the_figures_the_issue_names(tmp_path: Path) -> None:
     assert figures["pooled"]["industrial"]["series"] == 0
     assert figures["pooled"]["industrial"]["spike_precision"] is None
     assert figures["pooled"]["commercial"]["series"] == 1
+
+
+def test_several_seeds_pool_the_counts_of_each_seed(tmp_path: Path) -> None:
+    """``--seeds 2`` judges the injections of both seeds: its counts are the two single-seed
+    runs' counts added, so a figure rests on twice the events."""
+    values = []
+    for i in range(8 * 7 * 96):
+        day, q = divmod(i, 96)
+        working = day % 7 < 5 and 28 <= q < 64
+        values.append(f"{(400.0 if working else 100.0) * (1 + 0.05 * math.sin(i * 2.4)):.3f}")
+    write(tmp_path, values)
+    [series] = bench.read_series(tmp_path)
+    one = [bench.score_series(series, s, only=("spike",))["spike"] for s in (3, 4)]
+    both = bench.score_series(series, 3, only=("spike",), seeds=2)["spike"]
+    assert one[0]["events"] > 0 and one[0] != one[1]  # two seeds, two different injections
+    for name in ("events", "detected", "alerts", "alerts_matching", "events_100pct_30min",
+                 "detected_100pct_30min"):  # fmt: skip
+        assert both[name] == one[0][name] + one[1][name], name
