@@ -30,7 +30,8 @@ every 15 minutes, after ``baseline_weeks`` of history — four times:
 * **regimes**: +50–150 % for 2–8 h, ~1 per meter-fortnight — scored on regime alerts;
 * **level shifts**: the load from a random time on × 1.15–1.6 or × 0.6–0.85, ~1 per 8 weeks,
   at least three weeks apart — scored on level-shift notices in the same direction within two
-  weeks of the change.
+  weeks of the change; of the notices scored false, the bench also counts those at a lasting
+  change of the series' own, found in hindsight (:data:`OWN_CHANGE_PCT`).
 
 Pooled figures: ``all`` and per ``kind``. Targets (alerts issue): real series ≤ 0.5 false
 alarms per meter-week (≤ 0.2 industrial), spike precision ≥ 0.8 and recall ≥ 0.8 for ≥ +100 %,
@@ -51,13 +52,15 @@ import tomllib
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from processing.alerts import IncidentBook
-from processing.detect import MIN_NS, Detector
+from processing.detect import BASE_QUANTILE, DAY_COVERAGE, MIN_NS, Detector, day_type
 from supplymeter.config import AlertSettings, Allocation, Meter, Registry, Site, Supplier
 from supplymeter.records import datetime_to_ns
 
@@ -75,6 +78,15 @@ KNOWN_SHIFT_PCT = 10.0
 """A series' own known base-load change (``base_shifts`` in ``series.toml``: the simulator's
 ground truth) of at least this much explains a level-shift notice; it is not scored in recall
 (its effect on the day's lowest tenth depends on the rest of the load)."""
+OWN_CHANGE_PCT = 10.0
+OWN_CHANGE_WEEKS = 4
+"""A level-shift notice not at an injected shift is scored false. Beside that figure the bench
+says how many such notices mark a lasting change of the series' own: the untouched load's
+base (each day's lowest tenth, as the level watch summarises a day) over the
+``OWN_CHANGE_WEEKS`` weeks from the notice's first day differs from the weeks before by at
+least ``OWN_CHANGE_PCT`` the same way (the median of each day type, holidays left out,
+weighted by days). A hindsight check the detector cannot make when it tells a change a week
+in, and not a target: it shows whether the notices scored false are about real changes."""
 KINDS = ("spike", "regime", "level_shift")
 """The kinds of injected event, each scored on the alerts of the same type."""
 MESSAGE_TYPES = (
@@ -302,6 +314,51 @@ def run_detector(series: Series, kw: list[float], settings: AlertSettings,
     return opened
 
 
+def day_bases(series: Series) -> dict[date, tuple[str, float]]:
+    """Each local day of the untouched series with enough data: (day type, base load [kW])."""
+    tz = ZoneInfo(series.timezone)
+    by_day: dict[date, list[float]] = {}
+    for t, v in zip(series.ts_ns, series.kw, strict=True):
+        if v == v:
+            by_day.setdefault(datetime.fromtimestamp(t / 1e9, tz).date(), []).append(v)
+    per_day = DAY_NS // series.step_ns
+    return {d: (day_type(datetime.combine(d, datetime.min.time()), series.country),
+                float(np.quantile(v, BASE_QUANTILE)))
+            for d, v in by_day.items() if len(v) >= DAY_COVERAGE * per_day}  # fmt: skip
+
+
+def own_change(bases: dict[date, tuple[str, float]], start: date) -> float | None:
+    """The relative change of the series' own base load at ``start`` (see
+    :data:`OWN_CHANGE_WEEKS`), or ``None`` without two days of a type on each side."""
+    span = timedelta(weeks=OWN_CHANGE_WEEKS)
+    sides: dict[tuple[str, bool], list[float]] = {}
+    for d, (kind, base) in bases.items():
+        if kind != "holiday" and start - span <= d < start + span:
+            sides.setdefault((kind, d >= start), []).append(base)
+    logs, weights = [], []
+    for kind in ("workday", "Saturday", "Sunday"):
+        before, after = sides.get((kind, False), []), sides.get((kind, True), [])
+        if len(before) >= 2 and len(after) >= 2 and min(before + after) > 0:
+            logs.append(math.log(float(np.median(after)) / float(np.median(before))))
+            weights.append(len(before) + len(after))
+    if not logs:
+        return None
+    return math.expm1(sum(x * w for x, w in zip(logs, weights, strict=True)) / sum(weights))
+
+
+def own_changes(alerts: list[Alert], events: list[Injected], tz: str,
+                bases: dict[date, tuple[str, float]]) -> int:  # fmt: skip
+    """Of the level-shift notices that match no event, those at a lasting change of the
+    series' own (:func:`own_change`, on the untouched load)."""
+    count = 0
+    for a in alerts:
+        if a[0] != "level_shift" or match([a], events, "level_shift", "level_shift")[0]:
+            continue
+        change = own_change(bases, datetime.fromtimestamp(a[1] / 1e9, ZoneInfo(tz)).date())
+        count += change is not None and a[4] * change >= OWN_CHANGE_PCT / 100
+    return count
+
+
 def match(alerts: list[Alert], events: list[Injected], kind: str,
           alert_type: str) -> tuple[int, int, set[int]]:  # fmt: skip
     """(alerts of the type that match an event, alerts of the type, indices of events hit)."""
@@ -352,6 +409,8 @@ def score_series(
         "level_notices_untouched": sum(1 for a in untouched if a[0] == "level_shift") - known,
         "level_notices_known": known,
     }
+    bases = day_bases(series)
+    out["level_notices_own_change"] = own_changes(untouched, own, series.timezone, bases)
     for kind in KINDS:
         if only and kind not in only:
             out[kind] = {"events": 0, "detected": 0, "alerts": 0, "alerts_matching": 0,
@@ -367,6 +426,9 @@ def score_series(
             hit = {k for k in hit if k < len(events)}
             row.update(events=len(events), detected=len(hit), alerts=n_alerts,
                        alerts_matching=good)  # fmt: skip
+            if kind == "level_shift":
+                row.update(alerts_own_change=own_changes(alerts, events + own, series.timezone,
+                                                         bases))  # fmt: skip
             if kind == "spike":
                 big = [k for k, e in enumerate(events)
                        if e.pct >= 100 and e.end_ns - e.start_ns >= 30 * MIN_NS]  # fmt: skip
@@ -386,7 +448,7 @@ def figures(rows: list[dict]) -> dict:
     weeks = sum(r["meter_weeks"] for r in rows)
 
     def total(kind: str, name: str) -> int:
-        return sum(r[kind][name] for r in rows)
+        return sum(r[kind].get(name, 0) for r in rows)
 
     return {
         "series": len(rows),
@@ -409,6 +471,9 @@ def figures(rows: list[dict]) -> dict:
                                        total("level_shift", "alerts")),
         "level_shift_recall": ratio(total("level_shift", "detected"),
                                     total("level_shift", "events")),
+        "level_false_own_change": total("level_shift", "alerts_own_change"),
+        "level_false": total("level_shift", "alerts") - total("level_shift", "alerts_matching"),
+        "level_notices_own_change_untouched": sum(r["level_notices_own_change"] for r in rows),
     }  # fmt: skip
 
 
@@ -511,6 +576,13 @@ def print_table(result: dict) -> None:
     print()
     for line in verdicts(result["pooled"]):
         print(line)
+    for group, r in result["pooled"].items():
+        if r.get("level_false"):
+            print(f"{group}: of {r['level_false']} level-shift notices scored false in the "
+                  f"injected runs, {r['level_false_own_change']} mark a lasting change of the "
+                  f"series' own (≥ {OWN_CHANGE_PCT:.0f}% over {OWN_CHANGE_WEEKS} weeks, "
+                  f"hindsight); on the untouched series {r['level_notices_own_change_untouched']}"
+                  " of the level notices do")  # fmt: skip
 
 
 def verdicts(pooled: dict) -> list[str]:

@@ -118,3 +118,25 @@ def test_several_seeds_pool_the_counts_of_each_seed(tmp_path: Path) -> None:
     for name in ("events", "detected", "alerts", "alerts_matching", "events_100pct_30min",
                  "detected_100pct_30min"):  # fmt: skip
         assert both[name] == one[0][name] + one[1][name], name
+
+
+def test_a_notice_at_the_series_own_lasting_change_is_found_in_hindsight() -> None:
+    """The bench's own-change check: a plant whose base steps from 100 to 130 kW on 1 Oct 2018
+    shows +30 % there and nothing five weeks before; a notice dated at the step (either
+    direction's sign) counts only when it points the same way."""
+    start = datetime(2018, 7, 2, tzinfo=CET)
+    step = datetime(2018, 10, 1, tzinfo=CET)
+    ts, kw = [], []
+    for i in range(20 * 7 * 96):
+        t = start + timedelta(minutes=15 * i)
+        working = t.weekday() < 5 and 7 <= t.hour < 16
+        ts.append(int(t.timestamp()) * 10**9)
+        kw.append((130.0 if t >= step else 100.0) + (300.0 if working else 0.0))
+    series = bench.Series("plant", "industrial", "DE", "Europe/Berlin", ts, kw)
+    bases = bench.day_bases(series)
+    assert math.isclose(bench.own_change(bases, step.date()), 0.3, rel_tol=1e-9)
+    assert bench.own_change(bases, (step - timedelta(weeks=5)).date()) == 0.0
+    t0 = int(step.timestamp()) * 10**9
+    up = ("level_shift", t0, t0 + 7 * bench.DAY_NS, t0 + 7 * bench.DAY_NS, 1)
+    down = (*up[:4], -1)
+    assert bench.own_changes([up, down], [], series.timezone, bases) == 1
