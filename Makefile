@@ -61,7 +61,7 @@ bench: setup
 	$(BIN)/python bench/bench_alerts.py
 	$(BIN)/python bench/bench_alerts_scale.py
 	$(BIN)/python bench/bench_realism.py --series $(REAL_LOADS)
-	$(BIN)/python bench/bench_alerts_real.py --series $(REAL_LOADS) --series bench/data/heavy --simulated
+	$(BIN)/python bench/bench_alerts_real.py --series $(REAL_LOADS) --series bench/data/heavy --simulated --seeds 3
 
 ## bench-peers: what a user might pick instead of the collector, for bench_side_by_side.py:
 ## Node-RED 4 with node-red-contrib-influxdb, from npm into bench/.peers (needs node, npm)
