@@ -20,7 +20,8 @@ heat-treatment plant's (shops of large machines) are also pooled as ``simulator-
 
 Each series is run through the real :class:`~processing.detect.Detector` and
 :class:`~processing.alerts.IncidentBook` — as a meter with 15-minute cumulative readings, judged
-every 15 minutes, after ``baseline_weeks`` of history — four times:
+every 15 minutes, after ``baseline_weeks`` of history — four times (each injected run once per
+seed of ``--seeds``):
 
 * **untouched**: every spike alert is a false alarm (``false_alarms_per_meter_week``); regime and
   level-shift notices are counted beside it;
@@ -473,6 +474,7 @@ def figures(rows: list[dict]) -> dict:
                                     total("level_shift", "events")),
         "level_false_own_change": total("level_shift", "alerts_own_change"),
         "level_false": total("level_shift", "alerts") - total("level_shift", "alerts_matching"),
+        "level_notices_untouched": sum(r["level_notices_untouched"] for r in rows),
         "level_notices_own_change_untouched": sum(r["level_notices_own_change"] for r in rows),
     }  # fmt: skip
 
@@ -502,6 +504,8 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="an [alerts] setting to try instead of its default")  # fmt: skip
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
     overrides = {}
     for item in args.set:
         key, _, value = item.partition("=")
@@ -582,7 +586,7 @@ def print_table(result: dict) -> None:
                   f"injected runs, {r['level_false_own_change']} mark a lasting change of the "
                   f"series' own (≥ {OWN_CHANGE_PCT:.0f}% over {OWN_CHANGE_WEEKS} weeks, "
                   f"hindsight); on the untouched series {r['level_notices_own_change_untouched']}"
-                  " of the level notices do")  # fmt: skip
+                  f" of {r['level_notices_untouched']} level notices do")  # fmt: skip
 
 
 def verdicts(pooled: dict) -> list[str]:
