@@ -40,6 +40,16 @@ def write(
     )
 
 
+def plant_values() -> list[str]:
+    """Eight weeks of a plant that works 07–16 on weekdays: 400 kW at work, 100 kW idle, ± 5 %."""
+    values = []
+    for i in range(8 * 7 * 96):
+        day, q = divmod(i, 96)
+        working = day % 7 < 5 and 28 <= q < 64
+        values.append(f"{(400.0 if working else 100.0) * (1 + 0.05 * math.sin(i * 2.4)):.3f}")
+    return values
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
@@ -73,11 +83,7 @@ def test_any_interval_gaps_and_bad_values_read_as_a_regular_grid(values, step_mi
 def test_the_cli_writes_the_figures_the_issue_names(tmp_path: Path) -> None:
     """Eight weeks of a plant that works 07–16 on weekdays: the JSON has per-series and pooled
     figures (all, industrial), and the untouched plant raises no spike alert."""
-    values = []
-    for i in range(8 * 7 * 96):
-        day, q = divmod(i, 96)
-        working = day % 7 < 5 and 28 <= q < 64
-        values.append(f"{(400.0 if working else 100.0) * (1 + 0.05 * math.sin(i * 2.4)):.3f}")
+    values = plant_values()
     write(tmp_path, values)
     out = tmp_path / "figures.json"
     subprocess.run([sys.executable, str(SCRIPT), "--series", str(tmp_path), "--json", str(out)],
@@ -105,11 +111,7 @@ def test_the_cli_writes_the_figures_the_issue_names(tmp_path: Path) -> None:
 def test_several_seeds_pool_the_counts_of_each_seed(tmp_path: Path) -> None:
     """``--seeds 2`` judges the injections of both seeds: its counts are the two single-seed
     runs' counts added, so a figure rests on twice the events."""
-    values = []
-    for i in range(8 * 7 * 96):
-        day, q = divmod(i, 96)
-        working = day % 7 < 5 and 28 <= q < 64
-        values.append(f"{(400.0 if working else 100.0) * (1 + 0.05 * math.sin(i * 2.4)):.3f}")
+    values = plant_values()
     write(tmp_path, values)
     [series] = bench.read_series(tmp_path)
     one = [bench.score_series(series, s, only=("spike",))["spike"] for s in (3, 4)]
