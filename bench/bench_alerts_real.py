@@ -415,21 +415,21 @@ def score_series(
     for kind in KINDS:
         if only and kind not in only:
             out[kind] = {"events": 0, "detected": 0, "alerts": 0, "alerts_matching": 0,
-                         "events_100pct_30min": 0, "detected_100pct_30min": 0}  # fmt: skip
+                         "events_100pct_30min": 0, "detected_100pct_30min": 0,
+                         "alerts_own_change": 0}  # fmt: skip
             continue
         row = Counter()
         for run_seed in range(seed, seed + seeds):
             rng = random.Random(f"{run_seed}:{series.name}:{kind}")
             kw, events = inject(series, kind, rng, judge_from + 86_400 * 10**9)
             alerts = run_detector(series, kw, settings, judge_from)
-            good, n_alerts, hit = match(alerts, events + (own if kind == "level_shift" else []),
-                                        kind, kind)  # fmt: skip
+            scored = events + (own if kind == "level_shift" else [])
+            good, n_alerts, hit = match(alerts, scored, kind, kind)
             hit = {k for k in hit if k < len(events)}
             row.update(events=len(events), detected=len(hit), alerts=n_alerts,
                        alerts_matching=good)  # fmt: skip
             if kind == "level_shift":
-                row.update(alerts_own_change=own_changes(alerts, events + own, series.timezone,
-                                                         bases))  # fmt: skip
+                row.update(alerts_own_change=own_changes(alerts, scored, series.timezone, bases))
             if kind == "spike":
                 big = [k for k, e in enumerate(events)
                        if e.pct >= 100 and e.end_ns - e.start_ns >= 30 * MIN_NS]  # fmt: skip
@@ -449,7 +449,7 @@ def figures(rows: list[dict]) -> dict:
     weeks = sum(r["meter_weeks"] for r in rows)
 
     def total(kind: str, name: str) -> int:
-        return sum(r[kind].get(name, 0) for r in rows)
+        return sum(r[kind][name] for r in rows)
 
     return {
         "series": len(rows),
