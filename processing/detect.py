@@ -527,7 +527,7 @@ class Track:
         self.set_slots(g[good], values[good])
 
 
-def _strongest(values: np.ndarray, width: int) -> np.ndarray:
+def strongest_run(values: np.ndarray, width: int) -> np.ndarray:
     """Per row, the highest sum over ``width`` consecutive slots (NaN slots count as 0; NaN
     for a row shorter than ``width``)."""
     if values.shape[1] < width:
@@ -723,7 +723,7 @@ class Detector:
         reached = int((day_highs[usable] >= y).sum()) if y == y else 0
         window = math.nan
         if runs is not None:
-            window = float(np.quantile(_strongest(runs[chosen], width), ENVELOPE_QUANTILE))
+            window = float(np.quantile(strongest_run(runs[chosen], width), ENVELOPE_QUANTILE))
         return Baseline(usual, upper, len(chosen), threshold, reached, int(usable.sum()), window)
 
     # --- checks -------------------------------------------------------------------------------
@@ -945,7 +945,7 @@ class Detector:
         n = ep.last - ep.start + 1
         width = min(n, self._regime_slots)
         values = track.get(np.arange(ep.start, ep.last + 1))
-        level = _strongest(values[None, :], width)[0]
+        level = strongest_run(values[None, :], width)[0]
         if level != level:
             return 0, 0
         tol = self._tolerance if tol is None else tol
@@ -972,7 +972,7 @@ class Detector:
                 )
         history = track.get(base[same, None] + np.arange(-tol, n + tol)[None, :])
         usable = (~np.isnan(history)).mean(axis=1) >= 0.75
-        strongest = _strongest(history[usable], width)
+        strongest = strongest_run(history[usable], width)
         return int((strongest * beyond >= level).sum()), int(usable.sum())
 
     def _regime(self, track: Track, ep: Episode) -> Condition | None:

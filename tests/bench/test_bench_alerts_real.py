@@ -11,6 +11,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from itertools import pairwise
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -142,3 +143,28 @@ def test_a_notice_at_the_series_own_lasting_change_is_found_in_hindsight() -> No
     up = ("level_shift", t0, t0 + 7 * bench.DAY_NS, t0 + 7 * bench.DAY_NS, 1)
     down = (*up[:4], -1)
     assert bench.own_changes([up, down], [], series.timezone, bases) == 1
+
+
+def test_a_regime_at_a_load_the_plant_draws_routinely_is_counted_within_its_routine() -> None:
+    """The bench's routine-energy check: a plant idles at 100 kW and works 07–16 on weekdays
+    and 16–20 on Tuesdays and Thursdays at 400 kW. The same injected 16–18 h load of 400 kW is
+    routine on a Wednesday (two workdays in five reach it at that hour) and on a Sunday after
+    the Saturday that had it, not on that Saturday (no weekend day, nor Friday, reached it)."""
+    berlin = ZoneInfo("Europe/Berlin")
+    start = datetime(2018, 7, 2, tzinfo=berlin)
+    ts, kw = [], []
+    for i in range(8 * 7 * 96):
+        t = start + timedelta(minutes=15 * i)
+        working = t.weekday() < 5 and (7 <= t.hour < 16 or (t.weekday() in (1, 3) and t.hour < 20))
+        ts.append(int(t.timestamp()) * 10**9)
+        kw.append(400.0 if working else 100.0)
+    events = []
+    for day in (22, 18, 19):  # Wednesday, Saturday, Sunday
+        t0 = int(datetime(2018, 8, day, 16, tzinfo=berlin).timestamp()) * 10**9
+        events.append(bench.Injected("regime", t0, t0 + 2 * 3600 * 10**9, 300.0))
+        first = ts.index(t0)
+        for i in range(first, first + 8):
+            kw[i] *= 4
+    series = bench.Series("plant", "industrial", "DE", "Europe/Berlin", ts, kw)
+    routine = bench.routine_regimes(series, kw, events, bench.AlertSettings())
+    assert routine == {0, 2}
