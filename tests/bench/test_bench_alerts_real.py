@@ -148,18 +148,19 @@ def test_a_notice_at_the_series_own_lasting_change_is_found_in_hindsight() -> No
 def test_a_regime_at_a_load_the_plant_draws_routinely_is_counted_within_its_routine() -> None:
     """The bench's routine-energy check: a plant idles at 100 kW and works 07–16 on weekdays
     and 16–20 on Tuesdays and Thursdays at 400 kW. The same injected 16–18 h load of 400 kW is
-    routine on a Wednesday (two workdays in five reach it at that hour) and on a Sunday after
-    the Saturday that had it, not on that Saturday (no weekend day, nor Friday, reached it)."""
+    routine on a Monday (two workdays in five reach it at that hour; the Sunday before did not)
+    and on a Sunday after the Saturday that had it, not on that Saturday (no weekend day, nor
+    the Friday before, reached it)."""
     berlin = ZoneInfo("Europe/Berlin")
     start = datetime(2018, 7, 2, tzinfo=berlin)
     ts, kw = [], []
     for i in range(8 * 7 * 96):
         t = start + timedelta(minutes=15 * i)
-        working = t.weekday() < 5 and (7 <= t.hour < 16 or (t.weekday() in (1, 3) and t.hour < 20))
+        working = t.weekday() < 5 and 7 <= t.hour < (20 if t.weekday() in (1, 3) else 16)
         ts.append(int(t.timestamp()) * 10**9)
         kw.append(400.0 if working else 100.0)
     events = []
-    for day in (22, 18, 19):  # Wednesday, Saturday, Sunday
+    for day in (20, 11, 12):  # Monday, and a Saturday and Sunday the week before
         t0 = int(datetime(2018, 8, day, 16, tzinfo=berlin).timestamp()) * 10**9
         events.append(bench.Injected("regime", t0, t0 + 2 * 3600 * 10**9, 300.0))
         first = ts.index(t0)
