@@ -1,7 +1,8 @@
 """``supplymeter status``: one screen an operator on call reads first.
 
 A summary that fits an 80×24 terminal — the local stack, the collector's health and backlog,
-the last run of each job, gateways down, open incidents, months waiting for their first export
+the last run of each job, gateways down, open incidents, what the sites were told over the
+last week, months waiting for their first export
 or a restatement, data-quality issues — with every detail behind ``-v``. One time convention:
 the jobs' timezone, named once in the heading. Each section says what it could not find out
 instead of failing.
@@ -101,7 +102,8 @@ def cmd_status(config: Config, now_ns: int | None = None, verbose: bool = False)
     try:
         with open_store(config, retries=0) as store:
             stored = (store.collector_stats(now - DAY_NS, now + 1), store.gateway_states(now),
-                      store.quality_issues(now - 31 * DAY_NS, now + 1))  # fmt: skip
+                      store.quality_issues(now - 31 * DAY_NS, now + 1),
+                      store.alert_openings(now - 7 * DAY_NS, now + 1))  # fmt: skip
     except SupplymeterError as exc:
         unreachable = getattr(exc, "reason", "") or str(exc)
     stack = stack_from_config(config).status()
@@ -145,6 +147,8 @@ def cmd_status(config: Config, now_ns: int | None = None, verbose: bool = False)
         f"{i.type} {'/'.join(x for x in (i.supplier, i.site, i.subject) if x)} since "
         f"{_local(i.opened_ns, tz, now)}: {i.detail}" for i in incidents
     ])  # fmt: skip
+    if stored is not None:
+        _messages(screen, stored[3], config, now)
     exported = config.resolve(config.jobs.export_dir)
     first = sorted(m for m in state.pending if not versions(exported / m))
     restate = sorted(m for m in state.pending if m not in first)
@@ -168,6 +172,35 @@ def cmd_status(config: Config, now_ns: int | None = None, verbose: bool = False)
     for line in screen.lines:
         say(line)
     return 1 if attention else 0
+
+
+def _messages(
+    screen: Screen, openings: list[tuple[int, str, str, str, str, bool | None, str]],
+    config: Config, now: int,
+) -> None:  # fmt: skip
+    """What the sites were told over the last 7 days, every kind of alert together (the alert
+    issue's one budget): emails (spikes on several meters of a site are one), how many the
+    budget sent to the digest, incidents opened per consumption meter and week, and the
+    busiest site-day (local days in the jobs' timezone); with ``-v`` each kind and site-day."""
+    tz = ZoneInfo(config.jobs.timezone)
+    meters = sum(1 for ref in config.registry.meters() if ref.meter.role == "consumption")
+    messages: dict[str, tuple[bool, str]] = {}
+    for at, _kind, supplier, site, _subject, emailed, message in openings:
+        day = f"{ns_to_datetime(at).astimezone(tz):%m-%d}"
+        messages.setdefault(message, (emailed is not False, f"{supplier}/{site} {day}"))
+    digest = sum(1 for mail, _ in messages.values() if not mail)
+    site_days = Counter(where for _, where in messages.values())
+    text = f"{len(messages)} in 7 days" + (f", {digest} to digest" if digest else "")
+    if meters:
+        text += f" · {len(openings) / meters:.2f}/meter-week"
+    if site_days:
+        text += f" · max {site_days.most_common(1)[0][1]}/site-day"
+    screen.section("messages", text)
+    if screen.verbose and openings:
+        kinds = Counter(kind for _, kind, *_ in openings)
+        screen.items([f"{len(openings)} incidents opened over {meters} consumption meters: "
+                      + ", ".join(f"{n} {k}" for k, n in kinds.most_common())]
+                     + [f"{where}: {n}" for where, n in site_days.most_common()])  # fmt: skip
 
 
 def _gateways(screen: Screen, states: list[tuple[str, str, str, int]],

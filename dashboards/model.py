@@ -18,7 +18,8 @@ dashboard (uid)               panels
 ============================  ===============================================================
 Programme overview            purchased electricity today and month to date, location-based
 (``sm-overview``)             kgCO2e month to date and the same month last year, by supplier;
-                              gateways; the last exported month's data quality; alerts
+                              gateways; the last exported month's data quality; alert
+                              messages per site and day (every kind); alerts
 Supplier detail               one supplier (variable, default the first): electricity balance
 (``sm-supplier``)             by site month to date, purchased/PV/unmetered per hour, power and
                               energy per consumption meter, gas, water, steam, weekday × hour
@@ -310,6 +311,16 @@ def _overview(config: Config) -> Built:
         figure=Figure("months", {"completeness %": "completeness_pct",
                                  "primary data %": "primary_data_share_pct"},
                       "last month"))  # fmt: skip
+    b.add("Alert messages per site and day, every kind (count)", "timeseries", [q("A", (
+        f'SELECT count(distinct("message")) FROM "{schema.ALERT}" WHERE "event" = \'open\' '
+        'AND $timeFilter GROUP BY time(1d), "supplier", "site" fill(none) {TZ}'),
+        alias="$tag_supplier / $tag_site")], w=24, unit="short", bars=True,
+        description="What each site was told: incidents opened of every kind (spike, regime, "
+        "level shift, silent gateway or meter, stuck register, over capacity), emailed or "
+        "sent to the daily digest; spikes on several meters of a site in one email count "
+        "once. `[alerts] budget_per_site_day` caps the emails; `supplymeter status` shows "
+        "the last 7 days per meter-week.",
+        no_data="No alert opened in this period")  # fmt: skip
     b.add("Alerts (last state per incident)", "table", [q("A", (
         f'SELECT last("open") AS "open", last("title") AS "alert", last("detail") AS "detail" '
         f'FROM "{schema.ALERT}" WHERE $timeFilter GROUP BY "supplier", "site", "subject"'),

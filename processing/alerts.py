@@ -646,12 +646,17 @@ class AlertRunner:
                                   a.group_min_meters, held)  # fmt: skip
         events = [e for e in events if not muted.quiet(e)]
         self.step("evaluated")
+        # Which events go out as emails of their own (the budget is saved only after they are
+        # queued, so a run killed before that decides the same way again).
+        emailed = [not a.digest and self.budget.allows(e, self.config.jobs.timezone)
+                   for e in events]  # fmt: skip
         if events:
-            self.store.write([line for e in events for line in alert_lines(e)])
+            self.store.write([line for e, mail in zip(events, emailed, strict=True)
+                              for line in alert_lines(e, mail)])  # fmt: skip
         self.step("annotated")
         digest_rows = []
-        for event in events:
-            if a.digest or not self.budget.allows(event, self.config.jobs.timezone):
+        for event, mail in zip(events, emailed, strict=True):
+            if not mail:
                 digest_rows.append({"id": event.id, "kind": event.kind, "at_ns": event.at_ns,
                                     "incidents": [asdict(i) for i in event.incidents]})  # fmt: skip
             else:
@@ -760,8 +765,9 @@ def send_test(config: Config, supplier: str, site: str, now_ns: int) -> tuple[li
     return recipients(config, event), sent, waiting
 
 
-def alert_lines(event: Event) -> list[str]:
-    """Line protocol for Grafana annotations: one point per incident and event."""
+def alert_lines(event: Event, emailed: bool | None = None) -> list[str]:
+    """Line protocol for Grafana annotations and the messages count: one point per incident
+    and event; ``emailed``: whether the event went out as its own email (else the digest)."""
     return [
         alert_line(
             at_ns=event.at_ns + n,
@@ -775,6 +781,8 @@ def alert_lines(event: Event) -> list[str]:
             detail=i.detail,
             value=i.value,
             baseline=i.baseline,
+            emailed=emailed,
+            message=event.id,
         )
         for n, i in enumerate(event.incidents)
     ]

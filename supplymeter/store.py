@@ -388,8 +388,12 @@ def pathway_line(month_start_ns: int, tco2e: float) -> str:
 def alert_line(
     *, at_ns: int, type_: str, supplier: str, site: str, subject: str, event: str,
     incident: str, title: str, detail: str, value: float, baseline: float | None,
+    emailed: bool | None = None, message: str | None = None,
 ) -> str:  # fmt: skip
-    """One incident event, for Grafana annotations."""
+    """One incident event, for Grafana annotations and the count of messages a site receives:
+    ``emailed`` true when it went out as an email of its own, false when the alert budget or
+    digest mode sent it to the daily digest (``None``: not recorded); ``message``: the id of
+    the email it is part of (spikes on several meters of a site are one)."""
     point = (
         _point(ALERT)
         .tag("type", type_).tag("supplier", supplier).tag("site", site or "-")
@@ -401,6 +405,10 @@ def alert_line(
     )  # fmt: skip
     if baseline is not None:
         point = point.field("baseline", float(baseline))
+    if emailed is not None:
+        point = point.field("emailed", emailed)
+    if message is not None:
+        point = point.field("message", message)
     return point.to_line_protocol()
 
 
@@ -646,6 +654,24 @@ class Store:
         return [
             (s.tags["code"], (s.tags["supplier"], s.tags["site"], s.tags["meter"]), int(row[0]),
              str(row[1]))
+            for s in self.client.query(q) for row in s.values
+        ]  # fmt: skip
+
+    def alert_openings(
+        self, start_ns: int, end_ns: int
+    ) -> list[tuple[int, str, str, str, str, bool | None, str]]:
+        """Incidents opened in [start, end) — what the sites were told, of every kind: (time
+        [ns], type, supplier, site, meter or gateway, whether it went out as its own email
+        (``False``: to the digest) and the id of the message it was part of — ``None`` and
+        the incident's id for events written before these were recorded)."""
+        q = (f"SELECT \"incident\", \"emailed\", \"message\" FROM {quote_ident(ALERT)} "
+             f"WHERE \"event\" = 'open' AND {_time_range(start_ns, end_ns)} "
+             "GROUP BY \"type\", \"supplier\", \"site\", \"subject\"")  # fmt: skip
+        return [
+            (int(row[0]), s.tags["type"], s.tags["supplier"],
+             "" if s.tags["site"] == "-" else s.tags["site"],
+             "" if s.tags["subject"] == "-" else s.tags["subject"], row[2],
+             str(row[3] or row[1]))
             for s in self.client.query(q) for row in s.values
         ]  # fmt: skip
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from app.status import cmd_status
-from processing.alerts import IncidentBook
+from processing.alerts import Event, IncidentBook, alert_lines
 from processing.detect import Condition
 from processing.jobs import JobState
 from supplymeter.config import Config
 from supplymeter.influx import InfluxClient
-from supplymeter.store import Store, quality_issue_line, stats_line, status_line
+from supplymeter.store import Store, alert_line, quality_issue_line, stats_line, status_line
 from tests.conftest import with_settings
 
 
@@ -56,6 +58,49 @@ def test_status_shows_what_needs_the_operator(
     assert "months     0 to restate · first export due: 2026-10" in out
     assert "register_fall_without_event cnc-d/plant-1/main" in out
     assert "incidents  1 open (1 spike)" in out and "spike forge-a/plant-1/main since" in out
+    assert "messages   0 in 7 days · 0.00/meter-week\n" in out
+
+
+def test_status_counts_every_message_the_sites_were_told(
+    make_config: Callable[..., Config], influx: InfluxClient, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """The alert issue's one budget, seen in production: spikes on two meters of a site are
+    one email, a regime on one of them another, a spike at another site went to the digest.
+    Three messages, one to the digest, four incidents over three meters, two on one
+    site-day; reminders and resolutions are not new messages."""
+    config = with_settings(make_config(), "jobs", export_dir=tmp_path / "exports")
+    config = with_settings(config, "alerts", state_dir=tmp_path / "alerts")
+    now = time.time_ns()
+    at = now - 3600 * 10**9
+
+    def condition(kind: str, supplier: str, meter: str) -> Condition:
+        return Condition(kind, supplier, "plant-1", meter, 30.0, 10.0, "kWh", at - 900 * 10**9,
+                         at, "+200%")  # fmt: skip
+
+    conditions = [
+        condition("spike", "forge-a", "main"),
+        condition("spike", "forge-a", "gas"),
+        condition("regime", "forge-a", "main"),
+        condition("spike", "cnc-d", "main"),
+    ]
+    events = IncidentBook.load(tmp_path / "told.json").update(conditions, at, 24, 60, 2)
+    by = {(e.incidents[0].type, e.incidents[0].supplier): e for e in events}
+    assert len(events) == 3
+    grouped, regime = by["spike", "forge-a"], by["regime", "forge-a"]
+    digested = by["spike", "cnc-d"]
+    resolved = Event("resolved", at + 10**9, grouped.incidents)
+    Store(influx).write(alert_lines(grouped, True) + alert_lines(regime, True)
+                        + alert_lines(digested, False) + alert_lines(resolved, True))  # fmt: skip
+    cmd_status(config, now)
+    out = capsys.readouterr().out
+    assert len(grouped.incidents) == 2
+    assert "messages   3 in 7 days, 1 to digest · 1.33/meter-week · max 2/site-day\n" in out
+    cmd_status(config, now, verbose=True)
+    out = capsys.readouterr().out
+    assert "  4 incidents opened over 3 consumption meters: 3 spike, 1 regime" in out
+    day = f"{datetime.fromtimestamp(at / 1e9, ZoneInfo(config.jobs.timezone)):%m-%d}"
+    assert f"  forge-a/plant-1 {day}: 2\n  cnc-d/plant-1 {day}: 1\n" in out
 
 
 def test_status_fits_one_screen(
@@ -131,3 +176,17 @@ def test_status_says_when_influxdb_cannot_be_reached(
     out = capsys.readouterr().out
     assert f"InfluxDB   UNREACHABLE at http://127.0.0.1:{port}: connection refused" in out
     assert "object at 0x" not in out and "urllib3" not in out
+
+
+def test_alert_points_written_before_messages_were_recorded_still_count(
+    influx: InfluxClient,
+) -> None:
+    """An ``alert`` point of an earlier version (no ``emailed`` or ``message`` field) counts as
+    one email of its own, named by its incident."""
+    now = time.time_ns()
+    old = alert_line(at_ns=now - 10**12, type_="stuck", supplier="cnc-d", site="plant-1",
+                     subject="main", event="open", incident="i-1", title="Stuck register",
+                     detail="flat for 2 h", value=0.0, baseline=None)  # fmt: skip
+    Store(influx).write([old])
+    [opened] = Store(influx).alert_openings(now - 7 * 86_400 * 10**9, now)
+    assert opened[1:] == ("stuck", "cnc-d", "plant-1", "main", None, "i-1")

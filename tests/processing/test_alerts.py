@@ -358,6 +358,9 @@ def test_alert_job_end_to_end_on_influxdb(
     assert "after the fact" not in text  # its readings came on time
     points = influx.query("SELECT count(incident) FROM alert GROUP BY event")
     assert {s.tags["event"]: s.values[0][1] for s in points} == {"open": 1}
+    # What the site was told, as `supplymeter status` counts it: one email of its own.
+    [opened] = Store(influx).alert_openings(NOW - 86_400 * 10**9, NOW + 95 * MIN_NS)
+    assert opened[1:6] == ("spike", "spring-b", "changhua-1", "furnace-2", True)
 
 
 def test_a_restarted_alert_job_judges_the_windows_it_missed(
@@ -405,6 +408,8 @@ def test_daily_digest_replaces_single_emails(
     assert msg["Subject"] == "Daily alert digest 2026-10-28: 1 event at spring-b"
     assert "Spike" in msg.get_body(("plain",)).get_content()
     assert not list(runner.outbox.pending())
+    [opened] = Store(influx).alert_openings(NOW - 86_400 * 10**9, NOW + 95 * MIN_NS)
+    assert opened[1] == "spike" and opened[5] is False  # told in the digest, not on its own
 
 
 def test_a_refused_email_is_set_aside_and_never_blocks_the_others(
