@@ -2,10 +2,9 @@
 
 A summary that fits an 80×24 terminal — the local stack, the collector's health and backlog,
 the last run of each job, gateways down, open incidents, what the sites were told over the
-last week, months waiting for their first export
-or a restatement, data-quality issues — with every detail behind ``-v``. One time convention:
-the jobs' timezone, named once in the heading. Each section says what it could not find out
-instead of failing.
+last week, months waiting for their first export or a restatement, data-quality issues — with
+every detail behind ``-v``. One time convention: the jobs' timezone, named once in the
+heading. Each section says what it could not find out instead of failing.
 """
 
 from __future__ import annotations
@@ -148,7 +147,7 @@ def cmd_status(config: Config, now_ns: int | None = None, verbose: bool = False)
         f"{_local(i.opened_ns, tz, now)}: {i.detail}" for i in incidents
     ])  # fmt: skip
     if stored is not None:
-        _messages(screen, stored[3], config, now)
+        _messages(screen, stored[3], config)
     exported = config.resolve(config.jobs.export_dir)
     first = sorted(m for m in state.pending if not versions(exported / m))
     restate = sorted(m for m in state.pending if m not in first)
@@ -176,7 +175,7 @@ def cmd_status(config: Config, now_ns: int | None = None, verbose: bool = False)
 
 def _messages(
     screen: Screen, openings: list[tuple[int, str, str, str, str, bool | None, str]],
-    config: Config, now: int,
+    config: Config,
 ) -> None:  # fmt: skip
     """What the sites were told over the last 7 days, every kind of alert together (the alert
     issue's one budget): emails (spikes on several meters of a site are one), how many the
@@ -187,7 +186,8 @@ def _messages(
     messages: dict[str, tuple[bool, str]] = {}
     for at, _kind, supplier, site, _subject, emailed, message in openings:
         day = f"{ns_to_datetime(at).astimezone(tz):%m-%d}"
-        messages.setdefault(message, (emailed is not False, f"{supplier}/{site} {day}"))
+        where = "/".join(x for x in (supplier, site) if x)  # a supplier's own: no site
+        messages.setdefault(message, (emailed is not False, f"{where} {day}"))
     digest = sum(1 for mail, _ in messages.values() if not mail)
     site_days = Counter(where for _, where in messages.values())
     text = f"{len(messages)} in 7 days" + (f", {digest} to digest" if digest else "")
