@@ -102,6 +102,11 @@ weighted by days). A hindsight check the detector cannot make when it tells a ch
 in, and not a target: it shows whether the notices scored false are about real changes."""
 KINDS = ("spike", "regime", "level_shift")
 """The kinds of injected event, each scored on the alerts of the same type."""
+COUNTS = ("events", "detected", "alerts", "alerts_matching", "events_100pct_30min",
+          "detected_100pct_30min", "alerts_own_change", "events_routine",
+          "detected_routine")  # fmt: skip
+"""Every count a kind's row may hold (:func:`figures` totals them by name): all 0 in the row of
+a kind left out with ``--only``."""
 MESSAGE_TYPES = (
     "spike",
     "regime",
@@ -426,10 +431,7 @@ def score_series(
     out["level_notices_own_change"] = own_changes(untouched, own, series.timezone, bases)
     for kind in KINDS:
         if only and kind not in only:
-            out[kind] = {"events": 0, "detected": 0, "alerts": 0, "alerts_matching": 0,
-                         "events_100pct_30min": 0, "detected_100pct_30min": 0,
-                         "alerts_own_change": 0, "events_routine": 0,
-                         "detected_routine": 0}  # fmt: skip
+            out[kind] = dict.fromkeys(COUNTS, 0)
             continue
         row = Counter()
         for run_seed in range(seed, seed + seeds):
